@@ -1,0 +1,54 @@
+"""The ``biastransfer`` command line: one console script with subcommands.
+
+Each command module exposes ``register(subparsers)``, which adds its verbs and sets
+``func`` on their parsers. ``extract`` verbs come from :mod:`extract.cli`; ``analyze``
+verbs from the modules listed in ``COMMAND_MODULES``. A :class:`extract.errors.UserError`
+is printed as one sentence on stderr with exit status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from extract import __version__
+from extract.errors import UserError
+
+COMMAND_MODULES = [
+    "extract.cli",
+    "analyze.commands",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="biastransfer",
+        description="Measure how bias in a pretrained backbone carries over into finetuned models.",
+    )
+    parser.add_argument("--version", action="version", version=f"biastransfer {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except UserError as exc:
+        print(f"biastransfer {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"biastransfer {args.command}: interrupted.", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

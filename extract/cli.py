@@ -1,0 +1,126 @@
+"""``extract`` verbs of the ``biastransfer`` CLI: avatars, datasets, backbones, extract, store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from extract.errors import UserError
+from extract.paths import work_dir
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the extract-stage verbs to the top-level parser."""
+    _register_avatars(sub)
+    p = sub.add_parser("datasets", help="list the dataset adapters and the layout each expects")
+    p.set_defaults(func=cmd_datasets)
+    p = sub.add_parser("backbones", help="list the registered backbones")
+    p.set_defaults(func=cmd_backbones)
+    _register_extract(sub)
+    p = sub.add_parser("store", help="print a feature store's shape, attributes and provenance")
+    p.add_argument("path", type=Path)
+    p.set_defaults(func=cmd_store)
+
+
+def _register_avatars(sub) -> None:
+    p = sub.add_parser("avatars", help="render the embedded procedural avatar dataset, or a contact sheet of it")
+    verbs = p.add_subparsers(dest="avatars_command", metavar="VERB", required=True)
+    r = verbs.add_parser("render", help="render avatars into an HDF5 image cache")
+    r.add_argument("--out", type=Path, default=None, help="cache file (default: work/avatars/avatars-<n>-<size>px-seed<seed>.h5)")
+    r.add_argument("--n", type=int, default=4000, help="number of avatars (default 4000)")
+    r.add_argument("--size", type=int, default=64, help="image side in pixels, 32-128 (default 64)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--preset", default="celeba-like", help="attribute preset (default celeba-like)")
+    r.add_argument("--workers", type=int, default=None, help="rendering processes (default: all cores)")
+    r.set_defaults(func=cmd_avatars_render)
+    s = verbs.add_parser("sheet", help="write a contact sheet PNG of samples with their labels")
+    s.add_argument("cache", type=Path, help="avatar cache written by `biastransfer avatars render`")
+    s.add_argument("--out", type=Path, default=None, help="PNG path (default: next to the cache)")
+    s.add_argument("--n", type=int, default=32)
+    s.add_argument("--columns", type=int, default=8)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_avatars_sheet)
+
+
+def _register_extract(sub) -> None:
+    p = sub.add_parser("extract", help="embed every image of a dataset into an HDF5 feature store")
+    p.add_argument("--dataset", required=True, help="adapter name (see `biastransfer datasets`)")
+    p.add_argument("--root", type=Path, required=True, help="local copy of the dataset (for avatars: the cache .h5 file)")
+    p.add_argument("--backbone", required=True, help="arch.tag name (see `biastransfer backbones`) or a toolkit checkpoint path")
+    p.add_argument("--weights", type=Path, default=None, help="local weights file (nothing is ever downloaded)")
+    p.add_argument("--seed", type=int, default=0, help="seed of random-init backbones (default 0)")
+    p.add_argument("--image-size", type=int, default=None, help="override the backbone's resize/crop (e.g. 64 for small images)")
+    p.add_argument("--out", type=Path, default=None, help="store path (default: work/stores/<dataset>__<backbone>.h5)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1 ...")
+    p.add_argument("--workers", type=int, default=None, help="image decode workers")
+    p.add_argument("--overwrite", action="store_true", help="redo a complete store instead of keeping it")
+    p.set_defaults(func=cmd_extract)
+
+
+def cmd_avatars_render(args) -> int:
+    from extract.datasets.avatars import render_dataset
+
+    out = args.out or work_dir() / "avatars" / f"avatars-{args.n}-{args.size}px-seed{args.seed}.h5"
+    path = render_dataset(out, n=args.n, size=args.size, seed=args.seed, preset=args.preset, workers=args.workers)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_avatars_sheet(args) -> int:
+    from extract.datasets.avatars import contact_sheet
+
+    out = args.out or args.cache.with_suffix(".sheet.png")
+    path = contact_sheet(args.cache, out, n=args.n, columns=args.columns, seed=args.seed)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from extract.datasets import ADAPTERS, adapter_class
+
+    for name in ADAPTERS:
+        cls = adapter_class(name)
+        print(f"{name:<11} {cls.EXPECTED_LAYOUT}")
+    return 0
+
+
+def cmd_backbones(args) -> int:
+    from extract.backbones import REGISTRY, list_backbones
+
+    for name in list_backbones():
+        spec = REGISTRY[name]
+        print(f"{name:<28} weights={spec.weights:<8} {spec.description}")
+    return 0
+
+
+def default_store_path(dataset: str, backbone: str) -> Path:
+    safe = str(backbone).replace("/", "_").replace("\\", "_")
+    return work_dir() / "stores" / f"{dataset}__{Path(safe).name}.h5"
+
+
+def cmd_extract(args) -> int:
+    from extract.backbones import create_backbone
+    from extract.datasets import get_adapter
+    from extract.extraction import extract_features
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    adapter = get_adapter(args.dataset, args.root)
+    backbone = create_backbone(args.backbone, weights=args.weights, seed=args.seed, image_size=args.image_size)
+    out = args.out or default_store_path(args.dataset, args.backbone)
+    path = extract_features(adapter, backbone, out, batch_size=args.batch_size, device=args.device,
+                            num_workers=args.workers, overwrite=args.overwrite)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_store(args) -> int:
+    from extract.store import FeatureStore
+
+    store = FeatureStore.open(args.path)
+    print(f"{args.path}: {store.n_rows} rows x {store.feature_dim} features")
+    print("attributes:", ", ".join(store.attributes))
+    print(json.dumps(store.provenance, indent=2, sort_keys=True, default=str))
+    return 0

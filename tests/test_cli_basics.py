@@ -1,0 +1,60 @@
+"""The console script: help, listings, and one-sentence errors with exit status 2."""
+
+import subprocess
+import sys
+
+import pytest
+
+from analyze.cli import main
+
+
+def test_help_lists_verbs(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for verb in ("extract", "avatars", "backbones", "datasets", "store", "demo"):
+        assert verb in out
+
+
+def test_backbones_lists_registry(capsys):
+    assert main(["backbones"]) == 0
+    assert "smallcnn.scratch" in capsys.readouterr().out
+
+
+def test_datasets_lists_adapters(capsys):
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("avatars", "celeba", "coco", "fairface", "waterbirds", "manifest", "folder"):
+        assert name in out
+
+
+def test_no_verb_prints_help_and_fails(capsys):
+    assert main([]) == 2
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["extract", "--dataset", "nosuch", "--root", ".", "--backbone", "smallcnn.scratch"], "unknown dataset"),
+        (["store", "does-not-exist.h5"], "does-not-exist.h5"),
+    ],
+)
+def test_bad_input_is_one_sentence_exit_2(argv, fragment, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1
+
+
+def test_unknown_backbone_via_console_script(tmp_path):
+    # Through a real subprocess: exit status and stderr as a user sees them.
+    proc = subprocess.run(
+        [sys.executable, "-m", "analyze.cli", "extract", "--dataset", "folder", "--root", str(tmp_path),
+         "--backbone", "nosuch.net"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+
