@@ -47,6 +47,8 @@ def _register_extract(sub) -> None:
     p = sub.add_parser("extract", help="embed every image of a dataset into an HDF5 feature store")
     p.add_argument("--dataset", required=True, help="adapter name (see `biastransfer datasets`)")
     p.add_argument("--root", type=Path, required=True, help="local copy of the dataset (for avatars: the cache .h5 file)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="adapter option, repeatable (e.g. val_fraction=0.1, categories=person,cup)")
     p.add_argument("--backbone", required=True, help="arch.tag name (see `biastransfer backbones`) or a toolkit checkpoint path")
     p.add_argument("--weights", type=Path, default=None, help="local weights file (nothing is ever downloaded)")
     p.add_argument("--seed", type=int, default=0, help="seed of random-init backbones (default 0)")
@@ -100,6 +102,30 @@ def default_store_path(dataset: str, backbone: str) -> Path:
     return work_dir() / "stores" / f"{dataset}__{Path(safe).name}.h5"
 
 
+def parse_options(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` strings -> keyword options (ints, floats, comma lists, true/false)."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"adapter option {pair!r} is not KEY=VALUE; write e.g. --option val_fraction=0.1.")
+        options[key.strip()] = _parse_value(value.strip())
+    return options
+
+
+def _parse_value(text: str):
+    if "," in text:
+        return tuple(_parse_value(part) for part in text.split(",") if part)
+    if text.lower() in {"true", "false"}:
+        return text.lower() == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
 def cmd_extract(args) -> int:
     from extract.backbones import create_backbone
     from extract.datasets import get_adapter
@@ -107,7 +133,7 @@ def cmd_extract(args) -> int:
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}.")
-    adapter = get_adapter(args.dataset, args.root)
+    adapter = get_adapter(args.dataset, args.root, **parse_options(args.option))
     backbone = create_backbone(args.backbone, weights=args.weights, seed=args.seed, image_size=args.image_size)
     out = args.out or default_store_path(args.dataset, args.backbone)
     path = extract_features(adapter, backbone, out, batch_size=args.batch_size, device=args.device,

@@ -7,6 +7,7 @@ names. See :mod:`extract.datasets.base` for the contract.
 from __future__ import annotations
 
 import importlib
+import inspect
 from pathlib import Path
 
 from extract.datasets.base import Adapter
@@ -35,7 +36,13 @@ def adapter_class(name: str) -> type[Adapter]:
 
 def get_adapter(name: str, root: str | Path, **options) -> Adapter:
     """Build the adapter ``name`` over the local copy at ``root``."""
-    return adapter_class(name)(root, **options)
+    cls = adapter_class(name)
+    params = inspect.signature(cls.__init__).parameters
+    unknown = sorted(set(options) - set(params))
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        allowed = sorted(k for k in params if k not in {"self", "root"})
+        raise UserError(f"the {name} adapter has no option {unknown[0]!r}; its options are {allowed}.")
+    return cls(root, **options)
 
 
 __all__ = ["ADAPTERS", "Adapter", "adapter_class", "get_adapter"]

@@ -100,7 +100,7 @@ def load_rgb(path: Path) -> Image.Image:
 
 def safe_join(root: Path, relative: str) -> Path:
     """Join ``relative`` to ``root``, refusing paths that escape the root."""
-    rel = Path(relative)
+    rel = Path(str(relative).replace("\\", "/"))
     if rel.is_absolute() or ".." in rel.parts:
         raise UserError(
             f"manifest path {relative!r} escapes the dataset root {root}; "
@@ -126,15 +126,15 @@ def validate_metadata(meta: pd.DataFrame, *, dataset: str) -> pd.DataFrame:
     bad_split = sorted(set(meta["split"]) - set(SPLITS))
     if bad_split:
         raise UserError(f"the {dataset} metadata has unknown split value(s) {bad_split}; use {list(SPLITS)}.")
-    for path in meta["path"]:
-        rel = Path(path)
-        if rel.is_absolute() or ".." in rel.parts:
-            safe_join(Path("<root>"), path)  # raises with the message
+    # Vectorised: absolute paths or a ".." component escape the root.
+    escaping = meta["path"].str.startswith(("/", "\\")) | meta["path"].str.contains(r"(?:^|[/\\])\.\.(?:[/\\]|$)")
+    if escaping.any():
+        safe_join(Path("<root>"), meta["path"][escaping].iat[0])  # raises with the message
     for col in meta.columns:
         if col in BASE_COLUMNS:
             continue
         values = pd.to_numeric(meta[col], errors="coerce")
-        if values.isna().any() or not set(np.unique(values)).issubset({-1, 0, 1}):
+        if values.isna().any() or not values.isin((-1, 0, 1)).all():
             raise UserError(
                 f"attribute column {col!r} of {dataset} is not binary (values must be 0, 1 or -1 for unknown); "
                 "recode it or leave it out."
