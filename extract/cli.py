@@ -89,11 +89,14 @@ def cmd_datasets(args) -> int:
 
 
 def cmd_backbones(args) -> int:
-    from extract.backbones import REGISTRY, list_backbones
+    from extract.backbones import describe_backbones
 
-    for name in list_backbones():
-        spec = REGISTRY[name]
-        print(f"{name:<28} weights={spec.weights:<8} {spec.description}")
+    print(f"{'name':<28} {'dim':>5}  {'weights':<8} {'ready':<5}  {'input':<9} description")
+    for d in describe_backbones():
+        ready = "yes" if d["available"] else "no"
+        print(f"{d['name']:<28} {d['feature_dim']:>5}  {d['weights']:<8} {ready:<5}  "
+              f"{d['resize']}/{d['crop']:<5} {d['description']}")
+    print("\nready=no: pass --weights PATH to a local copy of the default file (nothing is downloaded).")
     return 0
 
 

