@@ -1,0 +1,244 @@
+"""The extraction loop: dataset adapter + backbone -> one HDF5 feature store.
+
+CPU side (DataLoader workers or the main process): decode, resize the shorter side and
+centre-crop as uint8 (``torchvision.transforms.v2.functional``), one batch per item.
+Adapters with an in-memory fast path (``read_images(indices) -> (k, H, W, 3) uint8``) are
+read a batch at a time; others row by row through ``open_image(i)``. Both paths share the
+same resize code, so they give identical features.
+
+Device side: uint8 batches travel to the device (pinned, non-blocking on CUDA) and are
+scaled and normalised there. On CUDA the forward runs under bf16 autocast with
+channels_last; on CPU in float32. Features are stored as float16.
+
+Every batch is written and flushed before the next one, so a killed run resumes from the
+rows already written; the work is deterministic (no random transforms, fixed batch
+boundaries), so an interrupted-and-resumed run gives the same features as an
+uninterrupted one when batch size, device and precision are the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+from tqdm.auto import tqdm
+
+from extract.backbones import Backbone, Preprocess
+from extract.datasets.base import BASE_COLUMNS, Adapter
+from extract.errors import UserError
+from extract.store import StoreWriter, check_output_writable, existing_store_matches, make_provenance
+
+log = logging.getLogger(__name__)
+
+MAX_DEFAULT_WORKERS = 16  # JPEG decode needs many cores to feed a GPU (PERFORMANCE.md)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; an unavailable device is a :class:`UserError`."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UserError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N.") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {device!r} was requested but CUDA is not available; use --device cpu or auto.")
+    if resolved.type not in ("cpu", "cuda"):
+        raise UserError(f"device {device!r} is not supported; use auto, cpu, cuda or cuda:N.")
+    return resolved
+
+
+def default_num_workers(adapter: Adapter) -> int:
+    """Loader processes: none for in-memory adapters, else all cores but one (at most 16)."""
+    if hasattr(adapter, "read_images"):
+        return 0  # the images are already decoded in memory: copying them to workers costs more
+    return max(0, min(MAX_DEFAULT_WORKERS, (os.cpu_count() or 1) - 1))
+
+
+def prepare_uint8(images: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
+    """Resize the shorter side to ``preprocess.resize`` and centre-crop, staying uint8.
+
+    Parameters
+    ----------
+    images : Tensor of shape (3, H, W) or (k, 3, H, W), uint8
+
+    Returns
+    -------
+    Tensor of shape (..., 3, crop, crop), uint8
+    """
+    height, width = images.shape[-2:]
+    if min(height, width) != preprocess.resize:
+        mode = InterpolationMode(preprocess.interpolation.lower())
+        images = TF.resize(images, [preprocess.resize], interpolation=mode, antialias=True)
+    if tuple(images.shape[-2:]) != (preprocess.crop, preprocess.crop):
+        images = TF.center_crop(images, [preprocess.crop, preprocess.crop])
+    return images.contiguous()
+
+
+class BatchImages(Dataset):
+    """Item ``b`` is ``(start, images)``: the uint8 batch (k, 3, crop, crop) of rows ``start:start+k``.
+
+    A :class:`UserError` raised by the adapter (missing or corrupt image) is returned as
+    ``(start, message)`` instead, because DataLoader workers would wrap it in a traceback;
+    the main process raises it again with the original sentence.
+    """
+
+    def __init__(self, adapter: Adapter, preprocess: Preprocess, *, first_row: int, n_rows: int, batch_size: int):
+        self.adapter = adapter
+        self.preprocess = preprocess
+        self.starts = list(range(first_row, n_rows, batch_size))
+        self.n_rows = n_rows
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, b: int):
+        start = self.starts[b]
+        rows = np.arange(start, min(start + self.batch_size, self.n_rows))
+        try:
+            return start, self._read(rows)
+        except UserError as exc:
+            return start, str(exc)
+
+    def _read(self, rows: np.ndarray) -> torch.Tensor:
+        if hasattr(self.adapter, "read_images"):
+            array = np.asarray(self.adapter.read_images(rows))
+            if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] != 3 or len(array) != len(rows):
+                raise TypeError(f"read_images returned {array.dtype} {array.shape}; expected ({len(rows)}, H, W, 3) uint8")
+            return prepare_uint8(torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2), self.preprocess)
+        images = []
+        for i in rows:
+            rgb = np.array(self.adapter.open_image(int(i)).convert("RGB"), dtype=np.uint8)
+            images.append(prepare_uint8(torch.from_numpy(rgb).permute(2, 0, 1), self.preprocess))
+        return torch.stack(images)
+
+
+def _set_worker_threads(_: int) -> None:
+    torch.set_num_threads(1)  # workers decode; the main process owns the compute threads
+
+
+def extract_features(adapter: Adapter, backbone: Backbone, out: str | Path, *, batch_size: int = 256,
+                     device: str = "auto", num_workers: int | None = None, resume: bool = True,
+                     overwrite: bool = False, progress: bool = True) -> Path:
+    """Embed every image of ``adapter`` with ``backbone`` into the feature store ``out``.
+
+    Parameters
+    ----------
+    adapter : Adapter
+        The dataset; its metadata row order becomes the store's row order.
+    backbone : Backbone
+        From :func:`extract.backbones.create_backbone`; its model is moved to the device.
+    out : path
+        Store path. The run writes ``<out>.partial`` and renames it when every row is done.
+    batch_size : int
+        Images per forward pass (and per write). Keep it fixed when resuming.
+    device : {"auto", "cpu", "cuda", "cuda:N"}
+        ``"auto"``: CUDA (bf16 autocast, channels_last) when present, else CPU (float32).
+    num_workers : int, optional
+        DataLoader processes; default :func:`default_num_workers`.
+    resume : bool
+        Continue a matching ``<out>.partial`` from its written rows (False: start over).
+    overwrite : bool
+        If ``out`` is already a complete store of the same dataset and backbone, it is kept
+        and the run is skipped unless ``overwrite``; a complete store of anything else is
+        an error unless ``overwrite``. An overwritten store stays in place until the new
+        one is complete.
+    progress : bool
+        Show a tqdm bar (rows).
+
+    Returns
+    -------
+    Path of the complete store.
+    """
+    out = check_output_writable(out)  # before any heavy work
+    if int(batch_size) < 1:
+        raise UserError(f"batch size {batch_size} is invalid; pass a positive integer such as 256.")
+    if num_workers is not None and int(num_workers) < 0:
+        raise UserError(f"num_workers={num_workers} is invalid; pass 0 (main process) or a positive number.")
+    meta = adapter.metadata()
+    if len(meta) == 0:
+        raise UserError(f"the {adapter.name} dataset has no images; check the root and the manifest.")
+    dev = resolve_device(device)
+    workers = default_num_workers(adapter) if num_workers is None else int(num_workers)
+    settings = {"batch_size": int(batch_size), "device": str(dev), "num_workers": workers,
+                "precision": "bfloat16" if dev.type == "cuda" else "float32",
+                "channels_last": dev.type == "cuda"}
+    provenance = make_provenance(dataset_name=adapter.name, manifest_hash=adapter.manifest_hash(), n_rows=len(meta),
+                                 backbone_config=backbone.config(), extraction=settings)
+    if out.exists() and not overwrite and existing_store_matches(out, provenance):
+        log.info("%s is already a complete store of %s with %s; skipping (pass overwrite=True to redo it)",
+                 out, adapter.name, backbone.name)
+        return out
+    attributes = [c for c in meta.columns if c not in BASE_COLUMNS]
+    with StoreWriter.start(out, metadata=meta, attributes=attributes, provenance=provenance, resume=resume) as writer:
+        _warn_changed_settings(writer, settings)
+        began, first_row = time.perf_counter(), writer.rows_written
+        _run_batches(adapter, backbone, writer, device=dev, settings=settings, progress=progress)
+        elapsed = time.perf_counter() - began
+        path = writer.finalize()
+    done = writer.n_rows - first_row
+    log.info("wrote %d rows x %d features to %s (%d new in %.1f s, %.0f images/s)", writer.n_rows,
+             writer.feature_dim, path, done, elapsed, done / max(elapsed, 1e-9))
+    return path
+
+
+def _warn_changed_settings(writer: StoreWriter, settings: dict) -> None:
+    before = writer.resumed_settings
+    if not before:
+        return
+    changed = [k for k in ("batch_size", "device") if before.get(k) != settings[k]]
+    if changed:
+        log.warning("resuming with a different %s than the interrupted run (%s); features can differ in the last "
+                    "bits from an uninterrupted run", " and ".join(changed), {k: before.get(k) for k in changed})
+
+
+def _run_batches(adapter: Adapter, backbone: Backbone, writer: StoreWriter, *, device: torch.device,
+                 settings: dict, progress: bool) -> None:
+    """Forward every remaining batch and write it; raises the adapter's UserError as is."""
+    on_cuda = device.type == "cuda"
+    images = BatchImages(adapter, backbone.preprocess, first_row=writer.rows_written, n_rows=writer.n_rows,
+                         batch_size=settings["batch_size"])
+    workers = settings["num_workers"]
+    loader = DataLoader(images, batch_size=None, shuffle=False, num_workers=workers, pin_memory=on_cuda,
+                        worker_init_fn=_set_worker_threads if workers else None)
+    model = backbone.model.eval().to(device)
+    if settings["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    normalise = _Normaliser(backbone.preprocess, device)
+    bar = tqdm(total=writer.n_rows, initial=writer.rows_written, unit="img", disable=not progress,
+               desc=f"extract {backbone.name}")
+    try:
+        for start, batch in loader:
+            if isinstance(batch, str):
+                raise UserError(batch)
+            x = normalise(batch.to(device, non_blocking=on_cuda))
+            if settings["channels_last"]:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda):
+                features = model(x)
+            writer.write(int(start), features.to(torch.float16).cpu().numpy())
+            bar.update(len(features))
+    finally:
+        bar.close()
+
+
+class _Normaliser:
+    """uint8 (k, 3, H, W) on the device -> float32 ``(x / 255 - mean) / std``."""
+
+    def __init__(self, preprocess: Preprocess, device: torch.device):
+        self.mean = torch.tensor(preprocess.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(preprocess.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        return (batch.to(torch.float32).div_(255.0) - self.mean).div_(self.std)
+
+
+__all__ = ["BatchImages", "default_num_workers", "extract_features", "prepare_uint8", "resolve_device"]
