@@ -19,6 +19,7 @@ from extract.errors import UserError
 COMMAND_MODULES = [
     "extract.cli",
     "analyze.commands",
+    "analyze.associate_run",
 ]
 
 
