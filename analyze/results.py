@@ -1,0 +1,137 @@
+"""Result records: one JSON file per cell, written atomically, the same for every runner.
+
+A record (``schema`` = :data:`RESULT_SCHEMA`) holds:
+
+- ``cell_id``: a file-name-safe id built from the cell's keys (runner, backbone, spec);
+- ``runner``: ``"probe"`` or ``"finetune"``;
+- ``backbone``: name; ``backbone_config``: its provenance (weights sha256, preprocessing);
+- ``dataset``: name and manifest hash; ``store``: the feature store's path (probes);
+- ``spec``: the subset spec's ``to_dict()`` (enough to reproduce the indices), plus
+  ``n_train`` / ``n_val`` / ``n_test`` actually used;
+- ``hyperparameters``: the chosen values (e.g. ``C``) and the grid searched;
+- ``metrics``: flat ``{name: float}`` (NaN written as ``null``) from
+  :func:`analyze.metrics.evaluate_runs`;
+- ``timings``: seconds; ``versions``: biastransfer, numpy, torch; ``seed``; ``created``.
+
+Files are written to a temporary name in the same folder and renamed, so a killed run never
+leaves a half-written record; :func:`read_record` rejects anything that does not parse or
+lacks the schema fields.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from extract import __version__
+from extract.errors import UserError
+
+RESULT_SCHEMA = "biastransfer-result-v1"
+REQUIRED_FIELDS = ("schema", "cell_id", "runner", "backbone", "spec", "metrics")
+
+
+def cell_id(*, runner: str, backbone: str, spec: dict) -> str:
+    """A readable, file-name-safe, unique id for one cell."""
+    keys = [runner, Path(str(backbone)).name, spec.get("kind", "spec")]
+    for field in ("target", "attr_a", "sensitive", "attr_b", "level", "p", "share_a", "n", "seed"):
+        if field in spec and spec[field] is not None:
+            keys.append(f"{field}{spec[field]}")
+    readable = re.sub(r"[^A-Za-z0-9_.=-]+", "-", "__".join(map(str, keys)))
+    digest = hashlib.sha256(json.dumps([runner, str(backbone), spec], sort_keys=True).encode()).hexdigest()[:10]
+    return f"{readable}__{digest}"
+
+
+def _clean(value):
+    """JSON-safe: numpy scalars to Python, NaN/inf to None."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_clean(v) for v in value.tolist()]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def make_record(*, runner: str, backbone: str, spec: dict, metrics: dict, hyperparameters: dict,
+                backbone_config: dict | None = None, dataset: dict | None = None, sizes: dict | None = None,
+                timings: dict | None = None, extra: dict | None = None) -> dict:
+    """Assemble a result record (see the module docstring for the fields)."""
+    import torch
+
+    return _clean({
+        "schema": RESULT_SCHEMA,
+        "cell_id": cell_id(runner=runner, backbone=backbone, spec=spec),
+        "runner": runner,
+        "backbone": str(backbone),
+        "backbone_config": backbone_config or {},
+        "dataset": dataset or {},
+        "spec": spec,
+        "sizes": sizes or {},
+        "hyperparameters": hyperparameters,
+        "metrics": metrics,
+        "timings": timings or {},
+        "seed": spec.get("seed"),
+        "versions": {"biastransfer": __version__, "numpy": np.__version__, "torch": torch.__version__},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **(extra or {}),
+    })
+
+
+def write_record(folder: str | Path, record: dict) -> Path:
+    """Write ``record`` as ``<folder>/<cell_id>.json`` atomically (temp file + rename)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
+    except OSError as exc:
+        raise UserError(f"cannot write results into {folder} ({exc.strerror}); choose a writable --out folder.") from None
+    path = folder / f"{record['cell_id']}.json"
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(record, fh, indent=1, sort_keys=True, allow_nan=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_record(path: str | Path) -> dict:
+    """Read and validate one record; a truncated or foreign file is a :class:`UserError`."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"result file {path} is unreadable or truncated ({exc.__class__.__name__}); delete it and rerun the cell.") from None
+    if not isinstance(record, dict) or record.get("schema") != RESULT_SCHEMA or any(k not in record for k in REQUIRED_FIELDS):
+        raise UserError(f"result file {path} is not a {RESULT_SCHEMA} record; delete it and rerun the cell.")
+    return record
+
+
+def record_exists(folder: str | Path, cell: str) -> bool:
+    """True when a valid record for ``cell`` is already in ``folder`` (for --skip-existing)."""
+    path = Path(folder) / f"{cell}.json"
+    if not path.is_file():
+        return False
+    try:
+        read_record(path)
+    except UserError:
+        return False
+    return True
