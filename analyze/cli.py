@@ -20,6 +20,8 @@ COMMAND_MODULES = [
     "extract.cli",
     "analyze.commands",
     "analyze.associate_run",
+    "analyze.finetune",
+    "analyze.salience",
 ]
 
 

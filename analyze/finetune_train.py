@@ -1,0 +1,238 @@
+"""One finetuning run: a base plus a new linear head, trained with SGD on uint8 images.
+
+The paper's protocol (wang2023 sec. 7): all layers trained (unless the first stages are
+frozen), a new head ``Linear(feature_dim, 1)`` with BCE on its logit, SGD with momentum
+0.9, batch 64, horizontal flips as the only augmentation, constant learning rate. Unlike
+the released code, the epoch count is chosen *within* the run: validation loss is measured
+after every epoch and the weights of the best epoch are kept (the released code re-ran
+with ``argmin + 1`` epochs and reported the last one).
+
+Sign convention: the head's logit is for ``y = 1``; scores are ``sigmoid(logit)``.
+
+Reproducibility: shuffling order, flips and the head's initialisation come from ``seed``
+(a private ``torch.Generator``; the global RNG is untouched), so a run on the CPU is
+repeatable bit for bit. On CUDA the forward runs under bf16 autocast with channels_last
+(fast, not bitwise repeatable).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from extract.backbones import Preprocess
+from extract.errors import UserError
+
+PREDICT_BATCH = 512  # rows per inference batch (no gradients, so larger than training)
+
+
+def frozen_units(backbone: nn.Module, freeze: int) -> list[nn.Module]:
+    """Modules frozen by ``freeze = k``: the stem and the first ``k`` stages (k = 0: none).
+
+    ``k = len(stages)`` freezes the whole backbone (only the head trains). The backbone
+    must expose ``stem`` and ``stages`` (the registry's architectures do).
+    """
+    if isinstance(freeze, bool) or not isinstance(freeze, (int, np.integer)) or freeze < 0:
+        raise UserError(f"freeze must be a non-negative number of stages, got {freeze!r}.")
+    if freeze == 0:
+        return []
+    stages = getattr(backbone, "stages", None)
+    if stages is None or not hasattr(backbone, "stem"):
+        raise UserError(f"{type(backbone).__name__} has no stem/stages to freeze; use --freeze 0.")
+    if freeze > len(stages):
+        raise UserError(f"freeze={freeze} exceeds the base's {len(stages)} stages; pass 0 to {len(stages)}.")
+    if freeze == len(stages):
+        return [backbone]
+    return [backbone.stem, *list(stages)[:freeze]]
+
+
+class FinetuneNet(nn.Module):
+    """Base + new head on uint8 input: ``logit = head(base((x / 255 - mean) / std))``.
+
+    Frozen units have ``requires_grad = False`` and stay in eval mode whenever the net is
+    put in training mode, so their BatchNorm running statistics never change (the released
+    code froze weights but kept updating those statistics).
+
+    Parameters
+    ----------
+    backbone : nn.Module
+        Returns pooled features of shape (N, feature_dim); owned (trained) by this net.
+    feature_dim : int
+    preprocess : Preprocess
+        Its mean and std normalise the input.
+    freeze : int
+        Stem plus the first ``freeze`` stages are frozen (see :func:`frozen_units`).
+    seed : int
+        Seeds the head's initialisation.
+    """
+
+    def __init__(self, backbone: nn.Module, feature_dim: int, preprocess: Preprocess, *, freeze: int = 0, seed: int = 0):
+        super().__init__()
+        self.backbone = backbone
+        with torch.random.fork_rng(devices=[]):  # seeded head without touching the caller's RNG
+            torch.manual_seed(seed)
+            self.head = nn.Linear(feature_dim, 1)
+        self.register_buffer("mean", torch.tensor(preprocess.mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(preprocess.std, dtype=torch.float32).view(1, 3, 1, 1))
+        self._frozen = frozen_units(backbone, freeze)  # a plain list: not registered twice
+        for unit in self._frozen:
+            unit.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "FinetuneNet":
+        super().train(mode)
+        for unit in self._frozen:
+            unit.eval()
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits of shape (N,) for uint8 images of shape (N, 3, H, W)."""
+        x = (images.to(torch.float32) / 255.0 - self.mean) / self.std
+        if images.is_cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.head(self.backbone(x)).squeeze(1).float()
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Hyperparameters of one run (recorded with every result)."""
+
+    lr: float
+    weight_decay: float
+    epochs: int = 5
+    batch_size: int = 64
+    momentum: float = 0.9
+    flip: bool = True
+
+
+@dataclass
+class RunResult:
+    """What one run leaves: its validation curve, the best epoch and its weights.
+
+    ``val_loss`` is the best epoch's mean validation BCE (``inf`` when training
+    diverged); ``best_epoch`` counts from 1; ``state`` holds the best epoch's weights
+    (None when diverged); ``val_scores`` are that epoch's validation probabilities.
+    """
+
+    val_loss: float
+    best_epoch: int
+    val_curve: list[float]
+    train_curve: list[float]
+    val_scores: np.ndarray | None
+    state: dict | None = field(repr=False, default=None)
+    seconds: float = 0.0
+    diverged: bool = False
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA, a no-op context on the CPU (float32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def predict_logits(net: nn.Module, images: torch.Tensor, *, device: torch.device) -> torch.Tensor:
+    """Eval-mode logits (N,) float32 on the CPU for uint8 images (N, 3, H, W)."""
+    net.eval()
+    out = []
+    with torch.inference_mode(), autocast(device):
+        for start in range(0, len(images), PREDICT_BATCH):
+            out.append(net(images[start:start + PREDICT_BATCH].to(device, non_blocking=True)).float().cpu())
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """Shuffled index batches; a trailing batch of one row joins the previous one
+    (BatchNorm cannot normalise a single sample with a 1x1 feature map)."""
+    order = torch.randperm(n, generator=generator)
+    batches = list(order.split(batch_size))
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2] = torch.cat(batches[-2:])
+        batches.pop()
+    return batches
+
+
+def _train_epoch(net, optimizer, images, labels, *, settings: RunSettings, generator, device) -> float:
+    """One pass over the training rows; returns the mean training loss (nan if it diverged)."""
+    net.train()
+    total, count = 0.0, 0
+    for index in _batches(len(images), settings.batch_size, generator):
+        flip = torch.rand(len(index), generator=generator) < 0.5 if settings.flip else None
+        x = images.index_select(0, index.to(images.device)).to(device, non_blocking=True)
+        if flip is not None and bool(flip.any()):
+            flip = flip.to(device).view(-1, 1, 1, 1)
+            x = torch.where(flip, x.flip(-1), x)
+        y = labels.index_select(0, index.to(labels.device)).to(device, non_blocking=True)
+        with autocast(device):
+            loss = F.binary_cross_entropy_with_logits(net(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            return math.nan
+        total, count = total + value * len(index), count + len(index)
+    return total / max(count, 1)
+
+
+def train_run(net: FinetuneNet, train_images: torch.Tensor, train_labels: torch.Tensor, val_images: torch.Tensor,
+              val_labels: torch.Tensor, *, settings: RunSettings, seed: int, device: torch.device,
+              keep_state: bool = True) -> RunResult:
+    """Train ``net`` for ``settings.epochs`` epochs, keeping the best validation epoch.
+
+    Parameters
+    ----------
+    net : FinetuneNet
+        Already on ``device``; trained in place.
+    train_images, val_images : Tensor of shape (n, 3, H, W), uint8
+    train_labels, val_labels : Tensor of shape (n,), float32 in {0, 1}
+    settings : RunSettings
+    seed : int
+        Seeds shuffling and flips.
+    keep_state : bool
+        Keep a copy of the best epoch's weights in ``RunResult.state``.
+    """
+    began = time.perf_counter()
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+    generator = torch.Generator().manual_seed(int(seed))
+    best = RunResult(val_loss=math.inf, best_epoch=0, val_curve=[], train_curve=[], val_scores=None)
+    for epoch in range(1, settings.epochs + 1):
+        train_loss = _train_epoch(net, optimizer, train_images, train_labels, settings=settings,
+                                  generator=generator, device=device)
+        best.train_curve.append(train_loss)
+        if not math.isfinite(train_loss):
+            best.diverged = True
+            break
+        logits = predict_logits(net, val_images, device=device)
+        val_loss = float(F.binary_cross_entropy_with_logits(logits, val_labels.cpu()))
+        best.val_curve.append(val_loss)
+        if not math.isfinite(val_loss):
+            best.diverged = True
+            break
+        if val_loss < best.val_loss:
+            best.val_loss, best.best_epoch = val_loss, epoch
+            best.val_scores = torch.sigmoid(logits).numpy()
+            if keep_state:
+                best.state = copy.deepcopy(net.state_dict())
+    if best.best_epoch == 0:
+        best.state, best.val_scores = None, None
+    best.seconds = time.perf_counter() - began
+    return best
+
+
+def check_labels(labels: np.ndarray, *, what: str) -> None:
+    """Raise :class:`UserError` unless ``labels`` hold both 0 and 1 (and nothing else)."""
+    labels = np.asarray(labels)
+    if len(labels) == 0:
+        raise UserError(f"the {what} rows are empty; choose a larger subset or another split.")
+    values = set(np.unique(labels).tolist())
+    if not values <= {0, 1}:
+        raise UserError(f"the {what} labels contain {sorted(values - {0, 1})}; rows with unknown labels must be dropped.")
+    if len(values) < 2:
+        raise UserError(f"the {what} label is constant ({values.pop()}) on its {len(labels)} rows; "
+                        "choose another target or a subset that holds both classes.")
