@@ -22,6 +22,8 @@ COMMAND_MODULES = [
     "analyze.associate_run",
     "analyze.finetune",
     "analyze.salience",
+    "analyze.effects",
+    "analyze.plots",
 ]
 
 
