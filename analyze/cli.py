@@ -18,6 +18,7 @@ from extract.errors import UserError
 
 COMMAND_MODULES = [
     "extract.cli",
+    "extract.sharded",
     "analyze.commands",
     "analyze.associate_run",
     "analyze.finetune",
