@@ -19,6 +19,7 @@ from extract.errors import UserError
 COMMAND_MODULES = [
     "extract.cli",
     "extract.sharded",
+    "extract.pretrain",
     "analyze.commands",
     "analyze.associate_run",
     "analyze.finetune",
