@@ -26,6 +26,10 @@ COMMAND_MODULES = [
     "analyze.salience",
     "analyze.effects",
     "analyze.plots",
+    "analyze.sweep",
+    "analyze.collect",
+    "analyze.plan",
+    "analyze.report",
 ]
 
 

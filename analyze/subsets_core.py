@@ -290,6 +290,11 @@ class SpecBase:
         unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise UserError(f"the {cls.kind!r} spec has unknown field(s) {unknown}; remove them.")
+        required = [f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        missing = [name for name in required if name not in fields]
+        if missing:  # else a TypeError from deep inside the dataclass
+            raise UserError(f"the {cls.kind!r} spec lacks the field(s) {missing}; add them or rebuild it with to_dict().")
         return cls(**fields)
 
     def _check_common(self) -> None:

@@ -206,8 +206,8 @@ def load_state_file(path: str | Path) -> dict:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError ...
         raise UserError(
-            f"weights file {path} cannot be loaded safely ({exc.__class__.__name__}); "
-            "only plain tensor checkpoints are accepted (torch.load weights_only=True)."
+            f"weights file {path} cannot be loaded safely ({exc.__class__.__name__}): it is truncated, corrupt or "
+            "holds objects other than tensors, and only plain tensor checkpoints are accepted (torch.load weights_only=True)."
         ) from None
     if not isinstance(obj, dict):
         raise UserError(f"weights file {path} holds a {type(obj).__name__}, not a state dict; save model.state_dict() instead.")

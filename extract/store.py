@@ -193,6 +193,8 @@ def existing_store_matches(out: str | Path, provenance: dict) -> bool:
 
 def _open_h5(path: Path, mode: str) -> h5py.File:
     """Open an HDF5 file, turning lock and corruption errors into one sentence."""
+    if path.is_dir():  # HDF5's own error for this spans several lines
+        raise UserError(f"{path} is a folder, not a feature store; pass the .h5 file written by `biastransfer extract`.")
     try:
         return h5py.File(path, mode, locking=LOCKING)
     except BlockingIOError:
@@ -204,7 +206,7 @@ def _open_h5(path: Path, mode: str) -> h5py.File:
 
 
 def _h5_reason(exc: OSError) -> str:
-    text = str(exc)
+    text = " ".join(str(exc).split())  # HDF5 messages can embed newlines; keep one line
     return text[text.find("(") + 1:text.rfind(")")] if "(" in text else text
 
 

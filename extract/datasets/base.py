@@ -53,7 +53,7 @@ class Adapter:
     def metadata(self) -> pd.DataFrame:
         """The validated metadata table (a copy-safe cached DataFrame)."""
         if self._metadata is None:
-            self._metadata = validate_metadata(self._build_metadata(), dataset=self.name)
+            self._metadata = validate_metadata(self._build_metadata(), dataset=self.name, root=self.root)
         return self._metadata
 
     def __len__(self) -> int:
@@ -109,8 +109,11 @@ def safe_join(root: Path, relative: str) -> Path:
     return root / rel
 
 
-def validate_metadata(meta: pd.DataFrame, *, dataset: str) -> pd.DataFrame:
-    """Check the metadata contract and normalise dtypes; return a new frame."""
+def validate_metadata(meta: pd.DataFrame, *, dataset: str, root: Path | None = None) -> pd.DataFrame:
+    """Check the metadata contract and normalise dtypes; return a new frame.
+
+    ``root`` (the dataset root) only names the folder in the error for escaping paths.
+    """
     missing = [c for c in BASE_COLUMNS if c not in meta.columns]
     if missing:
         raise UserError(f"the {dataset} metadata lacks the column(s) {missing}; every adapter must provide {list(BASE_COLUMNS)}.")
@@ -129,7 +132,7 @@ def validate_metadata(meta: pd.DataFrame, *, dataset: str) -> pd.DataFrame:
     # Vectorised: absolute paths or a ".." component escape the root.
     escaping = meta["path"].str.startswith(("/", "\\")) | meta["path"].str.contains(r"(?:^|[/\\])\.\.(?:[/\\]|$)")
     if escaping.any():
-        safe_join(Path("<root>"), meta["path"][escaping].iat[0])  # raises with the message
+        safe_join(Path(root or "<root>"), meta["path"][escaping].iat[0])  # raises with the message
     for col in meta.columns:
         if col in BASE_COLUMNS:
             continue

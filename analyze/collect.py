@@ -1,0 +1,238 @@
+"""``biastransfer collect``: fold a folder of result records into one tidy table.
+
+One row per cell (one JSON record written by a runner or a sweep), sorted by ``cell_id``;
+the single input of ``effects``, ``plots``, ``plan`` and the report. Unreadable
+(truncated) or foreign ``*.json`` files are skipped with one warning that lists them;
+temporary files (``.tmp-*``) and sub-folders (e.g. the sweep's ``_grids/``) are ignored.
+
+Schema (NaN where a value does not apply or is unknown):
+
+=============================== ==============================================================
+column                          meaning
+=============================== ==============================================================
+``cell_id``                     the record's id (file name without ``.json``)
+``runner``                      ``probe`` (linear probe on frozen features) or ``finetune``
+``backbone``                    backbone name as the runner recorded it (store's backbone /
+                                finetune base)
+``base_name``                   the grid's label of the backbone (sweeps only)
+``base_kind``                   ``biased``, ``control``, ``scratch``, ``imagenet``, ... (sweeps)
+``grid``                        grid name (sweeps only)
+``dataset``                     dataset name
+``spec_kind``                   ``correlation``, ``subselection``, ``natural``, ``skew``,
+                                ``underrepresentation``
+``target``                      target attribute y (``A_or_B`` for underrepresentation cells)
+``sensitive``                   sensitive attribute s (the metrics' groups)
+``attr_a``, ``attr_b``          the pair of an underrepresentation cell
+``level``                       correlation level P(s=1 | y=1) = P(s=0 | y=0) of the set
+``p``                           P(s=1 | y=1) = P(s=0 | y=0) of a skewed set
+``share_a``                     share of A-only positives (underrepresentation)
+``n``                           training rows requested; for ``n = "all"`` (and sub-selection
+                                sets) the rows used, i.e. ``n_train``
+``n_all``                       True when the whole training part was requested
+``n_train``, ``n_val``,         rows used for training, validation (choosing C / lr / wd)
+``n_test``                      and testing
+``seed``                        replicate seed
+``C``                           the probe's chosen inverse regularisation strength
+``lr``, ``weight_decay``        the finetune's chosen learning rate and weight decay
+metric columns                  flattened ``metrics`` of the record, names as there
+                                (:func:`analyze.metrics.evaluate_runs`): ``auc``,
+                                ``auc_group0/1``, ``accuracy``, ``fpr_group0/1``,
+                                ``tpr_group0/1``, ``fpr_gap`` = FPR(s=1) - FPR(s=0),
+                                ``tpr_gap``, ``fpr_gap_stereotype`` (positive =
+                                stereotype-consistent), ``equalized_odds_difference``,
+                                ``demographic_parity_difference``, ``worst_group_accuracy``,
+                                ``worst_sensitive_group_accuracy``,
+                                ``bias_amplification_a_to_t``, ``over_represented_group``,
+                                ``threshold``, ...
+``natural_level``               P(s=1 | y=1) over the dataset's train split
+``natural_over_represented_group`` 1 or 0: the group over-represented among natural positives
+``skew``                        ``|P(s=1 | y=1) - P(s=1)|`` of the training rows: from the
+                                sweep annotation; else ``|level - 0.5|`` for balanced kinds
+                                (correlation, subselection), which is exact up to rounding
+``train_share_s_given_y``,      P(s=1 | y=1) and P(s=1) of the training rows (sweeps)
+``train_share_s``
+``store``                       feature store path (probes)
+``created``                     when the record was written (UTC)
+=============================== ==============================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from analyze.results import read_record
+from extract.errors import UserError
+
+ID_COLUMNS = ["cell_id", "runner", "backbone", "base_name", "base_kind", "grid", "dataset", "spec_kind", "target",
+              "sensitive", "attr_a", "attr_b", "level", "p", "share_a", "n", "n_all", "n_train", "n_val", "n_test",
+              "seed", "C", "lr", "weight_decay"]
+METRIC_ORDER = ["auc", "auc_group0", "auc_group1", "accuracy", "accuracy_group0", "accuracy_group1",
+                "fpr_group0", "fpr_group1", "tpr_group0", "tpr_group1", "fnr_group0", "fnr_group1",
+                "selection_rate_group0", "selection_rate_group1", "fpr_gap", "tpr_gap", "fpr_gap_stereotype",
+                "equalized_odds_difference", "demographic_parity_difference", "worst_group_accuracy",
+                "worst_sensitive_group_accuracy", "bias_amplification_a_to_t", "over_represented_group", "threshold"]
+TAIL_COLUMNS = ["natural_level", "natural_over_represented_group", "skew", "train_share_s_given_y", "train_share_s",
+                "store", "created"]
+BALANCED_KINDS = ("correlation", "subselection")
+INTEGER_COLUMNS = ["n", "n_train", "n_val", "n_test", "seed"]
+
+
+class SkippedRecordsWarning(UserWarning):
+    """Some files in a results folder were not collected (truncated or foreign)."""
+
+
+def record_files(folders) -> list[Path]:
+    """The ``*.json`` files directly inside ``folders`` (temporary ``.tmp-*`` files excluded)."""
+    folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
+    files = []
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            raise UserError(f"results folder {folder} does not exist; pass the --out folder of a sweep or probe run.")
+        files += [p for p in folder.glob("*.json") if not p.name.startswith(".") and p.is_file()]
+    return sorted(files)
+
+
+def collect(folder, *, warn: bool = True) -> pd.DataFrame:
+    """One row per valid record in ``folder`` (a path or a list of paths); schema in the module docstring.
+
+    Truncated or foreign files are skipped and listed in one :class:`SkippedRecordsWarning`.
+    """
+    rows, skipped, seen = [], [], {}
+    for path in record_files(folder):
+        try:
+            record = read_record(path)
+        except UserError:
+            skipped.append(path)
+            continue
+        if record["cell_id"] in seen:
+            raise UserError(f"cell {record['cell_id']} is recorded twice ({seen[record['cell_id']]} and {path}); "
+                            "collect each folder once or delete one of them.")
+        seen[record["cell_id"]] = path
+        rows.append(record_row(record))
+    if skipped and warn:
+        names = ", ".join(str(p) for p in skipped[:10])
+        names += f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+        warnings.warn(SkippedRecordsWarning(
+            f"skipped {len(skipped)} unreadable or foreign result file(s): {names}; delete them and rerun the sweep "
+            "(it redoes those cells)."), stacklevel=2)
+    if not rows:
+        raise UserError(f"no result records in {folder}; run `biastransfer sweep` (or probe/finetune) first.")
+    table = pd.DataFrame(rows)
+    metrics = [c for c in METRIC_ORDER if c in table.columns]
+    metrics += sorted(set(table.columns) - set(ID_COLUMNS) - set(TAIL_COLUMNS) - set(metrics))
+    table = table.reindex(columns=ID_COLUMNS + metrics + TAIL_COLUMNS)
+    table = table.astype({c: "Int64" for c in INTEGER_COLUMNS}).astype({"n_all": bool})
+    return table.sort_values("cell_id", kind="stable").reset_index(drop=True)
+
+
+def _number(value) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def record_row(record: dict) -> dict:
+    """The table row of one record (module docstring)."""
+    spec, sizes, hyper = record.get("spec", {}), record.get("sizes", {}), record.get("hyperparameters", {})
+    annotation = record.get("sweep") or {}
+    kind = spec.get("kind")
+    target = spec.get("target") or (f"{spec['attr_a']}_or_{spec['attr_b']}" if "attr_a" in spec else None)
+    sensitive = (spec.get("sensitive") or annotation.get("group_column")
+                 or (record.get("finetune") or {}).get("sensitive"))
+    n_all = "n" in spec and spec["n"] is None
+    row = {
+        "cell_id": record["cell_id"], "runner": record["runner"], "backbone": record["backbone"],
+        "base_name": annotation.get("backbone"), "base_kind": annotation.get("base_kind", record.get("base_kind")),
+        "grid": annotation.get("grid"), "dataset": (record.get("dataset") or {}).get("name"), "spec_kind": kind,
+        "target": target, "sensitive": sensitive, "attr_a": spec.get("attr_a"), "attr_b": spec.get("attr_b"),
+        "level": _number(spec.get("level")), "p": _number(spec.get("p")), "share_a": _number(spec.get("share_a")),
+        "n": _number(spec.get("n")) if spec.get("n") is not None else _number(sizes.get("n_train")),
+        "n_all": n_all, "n_train": _number(sizes.get("n_train")), "n_val": _number(sizes.get("n_val")),
+        "n_test": _number(sizes.get("n_test")), "seed": _number(spec.get("seed", record.get("seed"))),
+        "C": _number(hyper.get("C")), "lr": _number(hyper.get("lr")),
+        "weight_decay": _number(hyper.get("weight_decay")),
+    }
+    row.update({name: _number(value) for name, value in (record.get("metrics") or {}).items()})
+    if math.isnan(row.get("natural_level", math.nan)):
+        row["natural_level"] = _number(annotation.get("natural_level"))
+    skew = _number(annotation.get("skew"))
+    if math.isnan(skew) and kind in BALANCED_KINDS:
+        skew = abs(row["level"] - 0.5)
+    row.update(skew=skew, train_share_s_given_y=_number(annotation.get("train_share_s_given_y")),
+               train_share_s=_number(annotation.get("train_share_s")), store=record.get("store"),
+               created=record.get("created"))
+    return row
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a collected table from ``.csv`` or ``.parquet``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"the table {path} does not exist; run `biastransfer collect` first or fix the path.")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        if importlib.util.find_spec("pyarrow") is None:
+            raise UserError(f"reading {path} needs pyarrow, which is not installed; "
+                            "pip install pyarrow or collect to CSV.")
+        return pd.read_parquet(path)
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} is not a readable CSV table ({exc.__class__.__name__}); pass the file "
+                        "`biastransfer collect` wrote.") from None
+
+
+def write_table(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``table`` to ``.csv`` or ``.parquet`` atomically (Parquet needs pyarrow)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise UserError(f"--out {path} must end in .csv or .parquet; choose one of them.")
+    if suffix != ".csv" and importlib.util.find_spec("pyarrow") is None:
+        raise UserError(f"writing {path} needs pyarrow, which is not installed; pip install pyarrow or use "
+                        f"--out {path.with_suffix('.csv')}.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
+    except OSError as exc:
+        raise UserError(f"cannot write {path} ({exc.strerror}); choose a writable --out path.") from None
+    os.close(fd)
+    try:
+        if suffix == ".csv":
+            table.to_csv(tmp, index=False)
+        else:
+            table.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``collect`` verb."""
+    p = sub.add_parser("collect", help="fold result records (one JSON per cell) into one table (CSV or Parquet)")
+    p.add_argument("results", nargs="+", type=Path, help="results folder(s) of a sweep, probe or finetune run")
+    p.add_argument("--out", type=Path, required=True, help="table path ending in .csv or .parquet")
+    p.set_defaults(func=cmd_collect)
+
+
+def cmd_collect(args) -> int:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SkippedRecordsWarning)
+        table = collect(args.results)
+    for warning in caught:
+        print(f"biastransfer collect: warning: {warning.message}", file=sys.stderr)
+    write_table(table, args.out)
+    counts = table.groupby("runner").size()
+    print(f"{len(table)} cells ({', '.join(f'{n} {k}' for k, n in counts.items())}), {table.shape[1]} columns "
+          f"-> {args.out}")
+    return 0
+
+
+__all__ = ["SkippedRecordsWarning", "collect", "read_table", "record_row", "register", "write_table"]

@@ -1,0 +1,111 @@
+"""collect: one row per cell from real records; bad files skipped with a warning; schema; output formats."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+import analyze.collect as collect_module
+from analyze.collect import SkippedRecordsWarning, collect, read_table, record_row, write_table
+from analyze.probe_run import run_probe_cells
+from analyze.results import make_record, write_record
+from analyze.subsets import Correlation, Natural, Skew
+from extract.errors import UserError
+
+SPECS = [Correlation("hat", "dark_skin", 0.0, n=40, seed=0), Correlation("hat", "dark_skin", 1.0, n=40, seed=1),
+         Natural("hat", "dark_skin", n=None, seed=0), Skew("long_hair", "dark_skin", 0.8, n=40, seed=2)]
+
+
+@pytest.fixture(scope="module")
+def records(avatar_store, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("records")
+    run_probe_cells(avatar_store, SPECS, out=folder, Cs=[0.1, 1.0], progress=False)
+    return folder
+
+
+def test_one_row_per_record_sorted_with_the_schema(records):
+    table = collect(records)
+    assert len(table) == len(SPECS) and table["cell_id"].is_monotonic_increasing
+    assert list(table.columns[:4]) == ["cell_id", "runner", "backbone", "base_name"]
+    assert {"auc", "fpr_gap", "fpr_gap_stereotype", "natural_level", "skew", "store", "created"} <= set(table.columns)
+    by_kind = table.set_index("spec_kind")
+    natural = by_kind.loc["natural"]
+    assert bool(natural["n_all"]) and natural["n"] == natural["n_train"]  # n = "all" reports the rows used
+    assert math.isnan(by_kind.loc["skew", "level"]) and by_kind.loc["skew", "p"] == 0.8
+    assert (table["runner"] == "probe").all() and table["C"].isin([0.1, 1.0]).all()
+    for _, row in table.iterrows():  # every metric of a record lands in its row
+        record = json.loads((records / f"{row['cell_id']}.json").read_text())
+        assert row["n_train"] == record["sizes"]["n_train"] and row["seed"] == record["spec"]["seed"]
+        for name, value in record["metrics"].items():
+            assert (value is None and math.isnan(row[name])) or row[name] == pytest.approx(value)
+
+
+def test_skew_of_balanced_sets_without_annotation(records):
+    table = collect(records).set_index("level")
+    assert table.loc[0.0, "skew"] == 0.5 and table.loc[1.0, "skew"] == 0.5
+    assert math.isnan(collect(records).query("spec_kind == 'natural'")["skew"].iloc[0])  # no sweep annotation
+
+
+def test_truncated_foreign_and_temporary_files(records, tmp_path):
+    for path in records.glob("*.json"):
+        (tmp_path / path.name).write_text(path.read_text())
+    victim = sorted(tmp_path.glob("*.json"))[1]
+    victim.write_text(victim.read_text()[:300])
+    (tmp_path / "notes.json").write_text(json.dumps({"hello": 1}))
+    (tmp_path / ".tmp-x1.json").write_text("{")
+    (tmp_path / "_grids").mkdir()
+    (tmp_path / "_grids" / "g.json").write_text("{}")
+    with pytest.warns(SkippedRecordsWarning) as caught:
+        table = collect(tmp_path)
+    message = str(caught[0].message)
+    assert "2 unreadable or foreign" in message and victim.name in message and "notes.json" in message
+    assert ".tmp-x1" not in message and "g.json" not in message
+    assert len(table) == len(SPECS) - 1 and victim.stem not in set(table["cell_id"])
+
+
+def test_errors(tmp_path, records):
+    with pytest.raises(UserError, match="does not exist"):
+        collect(tmp_path / "nope")
+    with pytest.raises(UserError, match="no result records"):
+        collect(tmp_path)
+    with pytest.raises(UserError, match="recorded twice"):
+        collect([records, records])
+
+
+def test_finetune_style_record_row():
+    record = make_record(runner="finetune", backbone="work/bases/b.pt",
+                         spec=Correlation("hat", "dark_skin", 0.25, n=64, seed=3).to_dict(),
+                         metrics={"auc": 0.7, "fpr_gap": None}, hyperparameters={"lr": 0.01, "weight_decay": 1e-4},
+                         sizes={"n_train": 64, "n_val": 16, "n_test": 100},
+                         extra={"sweep": {"base_kind": "biased", "backbone": "b", "grid": "g", "skew": 0.2,
+                                          "natural_level": 0.6, "train_share_s_given_y": 0.25,
+                                          "train_share_s": 0.45}})
+    row = record_row(record)
+    assert (row["runner"], row["base_kind"], row["base_name"], row["lr"], row["weight_decay"]) == \
+        ("finetune", "biased", "b", 0.01, 1e-4)
+    assert row["skew"] == 0.2 and row["natural_level"] == 0.6 and math.isnan(row["fpr_gap"]) and math.isnan(row["C"])
+
+
+def test_csv_round_trip_and_parquet_needs_pyarrow(records, tmp_path, monkeypatch):
+    table = collect(records)
+    path = write_table(table, tmp_path / "t.csv")
+    back = read_table(path)
+    assert list(back.columns) == list(table.columns) and len(back) == len(table)
+    assert back["auc"].tolist() == table["auc"].tolist()  # floats round-trip exactly
+    monkeypatch.setattr(collect_module.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(UserError, match="pyarrow"):
+        write_table(table, tmp_path / "t.parquet")
+    with pytest.raises(UserError, match=r"\.csv or \.parquet"):
+        write_table(table, tmp_path / "t.xlsx")
+
+
+def test_writes_replace_atomically(records, tmp_path):
+    table = collect(records)
+    write_table(table, tmp_path / "t.csv")
+    write_table(table.head(1), tmp_path / "t.csv")
+    assert len(pd.read_csv(tmp_path / "t.csv")) == 1
+    assert not list(tmp_path.glob(".tmp-*"))
+    write_record(tmp_path / "r", make_record(runner="probe", backbone="x", spec={"kind": "natural"}, metrics={},
+                                             hyperparameters={}))
+    assert len(collect(tmp_path / "r")) == 1
