@@ -37,21 +37,9 @@ from torchvision.transforms import InterpolationMode
 from extract.backbones import (ARCHITECTURES, CHECKPOINT_FORMAT, REGISTRY, Backbone,
                                create_backbone, load_state_file)
 from extract.errors import UserError
+from extract.extraction import resolve_device
 
 DEFAULT_BATCH_SIZE = 64
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything unusable is a :class:`UserError`."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise UserError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N.") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {device!r} was requested but CUDA is not available; use cpu.")
-    return resolved
 
 
 def embed_images(backbone: Backbone, images: np.ndarray, *, batch_size: int = DEFAULT_BATCH_SIZE,

@@ -325,7 +325,7 @@ def write_csv_atomic(table: pd.DataFrame, path: Path) -> Path:
 def cmd_associate(args) -> int:
     """Run ``biastransfer associate``: the table, the change summary and the plot."""
     from analyze.associate_report import plot_association, summarize_change
-    from analyze.associate_models import resolve_device
+    from extract.extraction import resolve_device
 
     if args.out.suffix.lower() != ".csv" or args.out.is_dir():
         raise UserError(f"--out {args.out} is not a .csv file path; pass e.g. "
