@@ -69,10 +69,17 @@ def build_tasks(meta, specs, *, test_resample: bool = False) -> list[ProbeTask]:
     return tasks
 
 
-def evaluate_cell(meta, spec, task: ProbeTask, scores: np.ndarray, *, policy: str = DEFAULT_POLICY) -> dict:
-    """Metrics of one fitted probe on its test rows, as a flat dict (NaN where undefined)."""
+def evaluate_cell(meta, spec, task: ProbeTask, scores: np.ndarray, *, policy: str = DEFAULT_POLICY,
+                  direction: tuple[float, float] | None = None) -> dict:
+    """Metrics of one fitted probe on its test rows, as a flat dict (NaN where undefined).
+
+    ``direction`` is :func:`natural_direction` of the spec's (target, sensitive), computed
+    here when not given (callers evaluating many cells pass it once per pair).
+    """
     sensitive = meta[spec.sensitive].to_numpy().astype(np.int64)
-    level, over = natural_direction(meta, _target_of(spec), spec.sensitive) if hasattr(spec, "target") else (np.nan, np.nan)
+    if direction is None:
+        direction = natural_direction(meta, spec.target, spec.sensitive) if hasattr(spec, "target") else (np.nan, np.nan)
+    level, over = direction
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)  # NaN is recorded; the reason is structural
         row = evaluate_runs(
@@ -104,10 +111,13 @@ def run_probe_cells(store: FeatureStore, specs, *, out: str | Path | None = None
     began = time.perf_counter()
     results = fit_probes(store.features, tasks, Cs=Cs, select=select, device=device, n_jobs=n_jobs)
     fit_seconds = time.perf_counter() - began
+    directions = {(s.target, s.sensitive): natural_direction(meta, s.target, s.sensitive)
+                  for s in specs if hasattr(s, "target")}
     records = []
     for i, (spec, task) in enumerate(tqdm(list(zip(specs, tasks)), desc=f"evaluate {backbone}", unit="cell",
                                           disable=not progress)):
-        metrics = evaluate_cell(meta, spec, task, results.test_scores[i], policy=policy)
+        direction = directions.get((getattr(spec, "target", None), spec.sensitive), (np.nan, np.nan))
+        metrics = evaluate_cell(meta, spec, task, results.test_scores[i], policy=policy, direction=direction)
         record = make_record(
             runner="probe", backbone=backbone, spec=spec.to_dict(), metrics=metrics,
             hyperparameters={"C": float(results.C[i]), "Cs": list(map(float, results.Cs)), "select": select,
