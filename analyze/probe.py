@@ -96,7 +96,9 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         """Fit on ``X`` (n_samples, n_features) and binary ``y`` (n_samples,)."""
         self._check_params()
-        X, y = _sklearn_checked(lambda: validate_data(self, X, y, dtype=[np.float64, np.float32]))
+        X, y = _sklearn_checked(lambda: validate_data(self, X, y, dtype=[np.float64, np.float32],
+                                                      ensure_all_finite=False))
+        _check_finite(X, doing="fitting")
         check_classification_targets(y)
         self.classes_ = np.unique(y)
         if len(self.classes_) == 1:
@@ -124,7 +126,9 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
     def decision_function(self, X):
         """Log-odds of ``classes_[1]``, shape (n_samples,)."""
         check_is_fitted(self)
-        X = _sklearn_checked(lambda: validate_data(self, X, reset=False, dtype=[np.float64, np.float32]))
+        X = _sklearn_checked(lambda: validate_data(self, X, reset=False, dtype=[np.float64, np.float32],
+                                                   ensure_all_finite=False))
+        _check_finite(X, doing="predicting")
         return X.astype(np.float64, copy=False) @ self.coef_[0] + self.intercept_[0]
 
     def predict_proba(self, X):
@@ -149,6 +153,15 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
             raise ProbeInputError(f"tol must be a positive number, got {self.tol!r}.")
         if not (isinstance(self.max_iter, (int, np.integer)) and self.max_iter >= 1):
             raise ProbeInputError(f"max_iter must be a positive integer, got {self.max_iter!r}.")
+
+
+def _check_finite(X, *, doing):
+    """Refuse NaN or infinite features with one sentence naming the first bad entry."""
+    bad = ~np.isfinite(X)
+    if bad.any():
+        row, column = (int(i) for i in np.argwhere(bad)[0])
+        raise ProbeInputError(f"X contains NaN or infinite values (first at row {row}, column {column}: {X[row, column]}); "
+                              f"drop or impute those values before {doing}.")
 
 
 def _sklearn_checked(validate):

@@ -278,6 +278,19 @@ def test_infinite_features_in_a_probe():
     one_sentence(str(info.value), r"NaN or inf in training rows of task 0")
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf], ids=["NaN", "inf"])
+def test_non_finite_features_in_a_linear_probe(bad):
+    from analyze.probe import LinearProbe, ProbeInputError
+
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    X[7, 2] = bad
+    with pytest.raises(ProbeInputError) as info:
+        LinearProbe().fit(X, np.arange(40) % 2)
+    assert isinstance(info.value, ValueError)  # what scikit-learn's estimator checks expect
+    one_sentence(str(info.value), r"X contains NaN or infinite values \(first at row 7, column 2: (nan|inf)\); "
+                                  r"drop or impute those values before fitting")
+
+
 def test_constant_target_in_a_probe():
     from analyze.probe import ProbeTask, fit_probes
 
