@@ -73,10 +73,11 @@ def probe_specs(args) -> list:
 def cmd_probe(args) -> int:
     from analyze.probe import DEFAULT_CS
     from analyze.probe_run import run_probe_cells
+    from analyze.results import check_results_folder
     from extract.paths import work_dir
     from extract.store import FeatureStore
 
-    out = args.out or work_dir() / "results" / "probe"
+    out = check_results_folder(args.out or work_dir() / "results" / "probe")  # before loading or fitting
     specs = probe_specs(args)
     total = 0
     for path in args.store:

@@ -92,6 +92,27 @@ def make_record(*, runner: str, backbone: str, spec: dict, metrics: dict, hyperp
     })
 
 
+def _unwritable(folder: Path, exc: OSError) -> UserError:
+    return UserError(f"cannot write results into {folder} ({exc.strerror or exc.__class__.__name__}); "
+                     "choose a writable --out folder.")
+
+
+def check_results_folder(folder: str | Path) -> Path:
+    """Create ``folder`` if needed and prove a file can be written there.
+
+    Call it before loading stores or fitting, so an unwritable ``--out`` fails in a second
+    rather than after the work; raises :class:`UserError` naming the folder.
+    """
+    folder = Path(folder).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise _unwritable(folder, exc) from None
+    return folder
+
+
 def write_record(folder: str | Path, record: dict) -> Path:
     """Write ``record`` as ``<folder>/<cell_id>.json`` atomically (temp file + rename)."""
     folder = Path(folder)
@@ -99,7 +120,7 @@ def write_record(folder: str | Path, record: dict) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
     except OSError as exc:
-        raise UserError(f"cannot write results into {folder} ({exc.strerror}); choose a writable --out folder.") from None
+        raise _unwritable(folder, exc) from None
     path = folder / f"{record['cell_id']}.json"
     try:
         with os.fdopen(fd, "w") as fh:

@@ -254,6 +254,16 @@ def test_cli_cuda_without_cuda(capsys, tree, tmp_path):
     cli_error(capsys, argv, r"device 'cuda' was requested but CUDA is not available")
 
 
+def test_probe_checks_its_output_folder_before_any_work(capsys, monkeypatch, files, stores):
+    def too_late(*args, **kwargs):
+        pytest.fail("the store was opened or probes were fitted before --out was checked")
+
+    monkeypatch.setattr(FeatureStore, "open", too_late)
+    monkeypatch.setattr("analyze.probe_run.run_probe_cells", too_late)
+    argv = [a.format(store_ok=stores["ok"], tmp="unused") for a in _probe("ok")[:-1]] + [f"{files}/a_file/results"]
+    cli_error(capsys, argv, r"cannot write results into \S*a_file/results \(Not a directory\); choose a writable --out")
+
+
 # -- Python API --------------------------------------------------------------------------------
 def test_stores_with_different_row_orders(stores):
     with pytest.raises(UserError) as info:
