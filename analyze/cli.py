@@ -3,7 +3,9 @@
 Each command module exposes ``register(subparsers)``, which adds its verbs and sets
 ``func`` on their parsers. ``extract`` verbs come from :mod:`extract.cli`; ``analyze``
 verbs from the modules listed in ``COMMAND_MODULES``. A :class:`extract.errors.UserError`
-is printed as one sentence on stderr with exit status 2, never as a traceback.
+is printed as one sentence on stderr with exit status 2, never as a traceback; so is a
+usage error (unknown option, missing or malformed argument), through
+:class:`extract.cli_parser.OneLineParser`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import sys
 
 from extract import __version__
+from extract.cli_parser import OneLineParser
 from extract.errors import UserError
 
 COMMAND_MODULES = [
@@ -34,7 +37,7 @@ COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="biastransfer",
         description="Measure how bias in a pretrained backbone carries over into finetuned models.",
     )
@@ -47,7 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        if exc.code == 2:  # a usage error, already on stderr as one sentence
+            return 2
+        raise  # --help, --version
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if not getattr(args, "func", None):
         parser.print_help()

@@ -56,6 +56,7 @@ import torch
 import torch.distributed as dist
 
 from extract.backbones import Backbone
+from extract.cli_parser import OneLineParser
 from extract.datasets.base import Adapter
 from extract.errors import UserError
 from extract.extraction import MAX_DEFAULT_WORKERS, extract_features, resolve_device
@@ -365,7 +366,7 @@ def cmd_extract_shard(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m extract.sharded ...`` (under torchrun or alone); a UserError exits 2."""
-    parser = argparse.ArgumentParser(prog="python -m extract.sharded", description=__doc__.split("\n")[0])
+    parser = OneLineParser(prog="python -m extract.sharded", description=__doc__.split("\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
     rank = os.environ.get("RANK", "0")

@@ -206,6 +206,10 @@ CLI_CASES = [
     ("bad --device", _extract("--device", "tpu"), r"unknown device 'tpu'"),
     ("bad --batch-size", _extract("--batch-size", "0"), r"--batch-size must be at least 1"),
     ("too small --image-size", _extract("--image-size", "4"), r"image size 4 is too small"),
+    ("usage: missing argument", ["extract", "--dataset", "manifest"],
+     r"the following arguments are required: --root, --backbone; see `biastransfer extract --help`"),
+    ("usage: unknown option", ["store", "{tmp}/x.h5", "--colour", "red"],
+     r"unrecognized arguments: --colour red; see `biastransfer store --help`"),
     # feature stores
     ("store path missing", ["store", "{tmp}/none.h5"], r"none\.h5 does not exist; run `biastransfer extract` first"),
     ("store path is a folder", ["store", "{tmp}"], r"is a folder, not a feature store"),

@@ -1,5 +1,6 @@
 """The console script: help, listings, and one-sentence errors with exit status 2."""
 
+import re
 import subprocess
 import sys
 
@@ -58,3 +59,38 @@ def test_unknown_backbone_via_console_script(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
 
+
+
+@pytest.mark.parametrize(
+    "argv, prog, pattern",
+    [
+        (["extract", "--dataset", "folder"], "biastransfer extract", r"the following arguments are required: --root, --backbone"),
+        (["probe", "--store", "s.h5", "--target", "hat", "--sensitive", "dark_skin", "--kind", "nope"], "biastransfer probe",
+         r"argument --kind: invalid choice: 'nope'"),
+        (["probe", "--store", "s.h5", "--target", "hat", "--sensitive", "dark_skin", "--levels", "a,b"], "biastransfer probe",
+         r"argument --levels: expected comma-separated numbers, got 'a,b'"),
+        (["store", "s.h5", "--colour", "red"], "biastransfer store", r"unrecognized arguments: --colour red"),
+        (["avatars", "render", "--n", "many"], "biastransfer avatars render", r"argument --n: invalid int value: 'many'"),
+        (["avatars"], "biastransfer avatars", r"the following arguments are required: VERB"),
+        (["nosuch"], "biastransfer", r"argument COMMAND: invalid choice: 'nosuch' \(choose from .*'extract'"),
+    ],
+    ids=["missing required", "invalid choice", "bad value type", "unknown option", "nested verb", "missing verb", "unknown verb"],
+)
+def test_usage_error_is_one_line_exit_2(argv, prog, pattern, capsys):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err  # no usage block
+    assert lines[0].startswith(f"{prog}: error: "), lines[0]
+    assert lines[0].endswith(f"; see `{prog} --help`."), lines[0]
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+def test_usage_error_via_console_script():
+    proc = subprocess.run([sys.executable, "-m", "analyze.cli", "extract", "--dataset", "folder", "--no-such-option"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "biastransfer extract: error: the following arguments are required: --root, --backbone; "
+        "see `biastransfer extract --help`."]
