@@ -24,18 +24,17 @@ class ProbeInputError(UserError, ValueError):
 
 
 def resolve_device(device):
-    """'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when present, else CPU) -> torch.device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when present, else CPU) -> torch.device.
+
+    :func:`extract.extraction.resolve_device` with its error raised as a :class:`ProbeInputError`
+    (imported on use: the extraction module pulls in torchvision, h5py and pandas).
+    """
+    from extract import extraction
+
     try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ProbeInputError(f"device {device!r} is not a device name; use 'cpu', 'cuda' or 'auto'.") from error
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ProbeInputError(f"device {device!r} was asked for but CUDA is not available; use device='cpu' or 'auto'.")
-    if resolved.type not in ("cpu", "cuda"):
-        raise ProbeInputError(f"device {device!r} is not supported; use 'cpu', 'cuda' or 'auto'.")
-    return resolved
+        return extraction.resolve_device(device)
+    except UserError as error:
+        raise ProbeInputError(str(error)) from None
 
 
 def resolve_dtype(dtype):

@@ -225,7 +225,7 @@ CLI_CASES = [
     ("infeasible n", _probe(n="100000"), r"n=100000 is infeasible.*the largest feasible n is \d+"),
     ("infeasible correlation level", _probe(levels="1.5"), r"level=1\.5 is outside \[0, 1\]"),
     ("target equals sensitive", _probe(target="dark_skin"), r"uses the column 'dark_skin' twice"),
-    ("bad probe --device", _probe("ok", "--device", "tpu"), r"device 'tpu' is not a device name"),
+    ("bad probe --device", _probe("ok", "--device", "tpu"), r"unknown device 'tpu'; use auto, cpu, cuda or cuda:N"),
     ("unwritable results folder", _probe("ok")[:-1] + ["{files}/a_file/results"], r"cannot write results into \S*a_file"),
     # other verbs
     ("avatar size out of range", ["avatars", "render", "--n", "4", "--size", "16", "--out", "{tmp}/a.h5"],
