@@ -44,6 +44,15 @@ metric columns                  flattened ``metrics`` of the record, names as th
                                 ``worst_sensitive_group_accuracy``,
                                 ``bias_amplification_a_to_t``, ``over_represented_group``,
                                 ``threshold``, ...
+``stereotype_level``            the finetuning set's correlation measured toward the stereotype:
+                                P(g | y=1) where g is ``over_represented_group``, the group
+                                that sets the sign of ``fpr_gap_stereotype`` (the target's
+                                natural direction): ``level`` (or ``p``) when g = 1, one minus
+                                it when g = 0. 1 = every positive in the stereotypical group,
+                                0.5 = balance, 0 = the counter-stereotypical extreme; natural
+                                cells take the training rows' share (``train_share_s_given_y``,
+                                else ``natural_level``). Use it, not ``level``, to pool targets
+                                whose natural directions differ.
 ``natural_level``               P(s=1 | y=1) over the dataset's train split
 ``natural_over_represented_group`` 1 or 0: the group over-represented among natural positives
 ``skew``                        ``|P(s=1 | y=1) - P(s=1)|`` of the training rows: from the
@@ -80,7 +89,7 @@ METRIC_ORDER = ["auc", "auc_group0", "auc_group1", "accuracy", "accuracy_group0"
                 "selection_rate_group0", "selection_rate_group1", "fpr_gap", "tpr_gap", "fpr_gap_stereotype",
                 "equalized_odds_difference", "demographic_parity_difference", "worst_group_accuracy",
                 "worst_sensitive_group_accuracy", "bias_amplification_a_to_t", "over_represented_group", "threshold"]
-TAIL_COLUMNS = ["natural_level", "natural_over_represented_group", "skew", "train_share_s_given_y", "train_share_s",
+TAIL_COLUMNS = ["stereotype_level", "natural_level", "natural_over_represented_group", "skew", "train_share_s_given_y", "train_share_s",
                 "store", "created"]
 BALANCED_KINDS = ("correlation", "subselection")
 INTEGER_COLUMNS = ["n", "n_train", "n_val", "n_test", "seed"]
@@ -168,7 +177,20 @@ def record_row(record: dict) -> dict:
     row.update(skew=skew, train_share_s_given_y=_number(annotation.get("train_share_s_given_y")),
                train_share_s=_number(annotation.get("train_share_s")), store=record.get("store"),
                created=record.get("created"))
+    row["stereotype_level"] = stereotype_level(row, kind)
     return row
+
+
+def stereotype_level(row: dict, kind: str | None) -> float:
+    """P(over-represented group | y=1) of the finetuning set (``stereotype_level``, module docstring)."""
+    share = row["level"] if math.isfinite(row["level"]) else row["p"] if kind == "skew" else math.nan
+    if kind == "natural":
+        share = row["train_share_s_given_y"]
+        share = share if math.isfinite(share) else row.get("natural_level", math.nan)
+    over = row.get("over_represented_group", math.nan)
+    if not math.isfinite(share) or over not in (0.0, 1.0):
+        return math.nan
+    return share if over == 1.0 else 1.0 - share
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

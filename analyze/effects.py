@@ -19,11 +19,14 @@ Input: the table ``biastransfer collect`` writes, one row per cell (``runner``, 
 ``general``
     Per cell: ``bias ~ base * (correlation_strength + salience + log2_n)`` with ``bias`` the
     metric, ``base`` the base kind (reference ``control``), OLS cluster-robust by target and a
-    mixed model grouped by target. ``correlation_strength = |correlation_level - 0.5|``: the
-    stereotype sign of each run follows the group over-represented among *its own* training
-    positives, so the gap is expected to grow with distance from balance, in either direction.
-    ``correlation_level`` is ``level``, or ``p`` for skew cells, or ``natural_level`` for
-    natural cells. Predictors constant in the rows are left out (said in the note).
+    mixed model grouped by target. ``correlation_level`` is the table's ``stereotype_level``
+    (P(g | y=1) of the finetuning set for the group g that signs ``fpr_gap_stereotype``, the
+    target's natural direction) and ``correlation_strength = correlation_level - 0.5``:
+    positive toward the stereotype, negative past balance, so a stereotype-signed gap is
+    expected to grow with it (and to change sign at balance). Tables without
+    ``stereotype_level`` (no direction recorded) fall back to ``level`` (``p`` for skew cells,
+    ``natural_level`` for natural cells) and ``|correlation_level - 0.5|``. Predictors
+    constant in the rows are left out (said in the note).
 ``formula``
     Any statsmodels formula on the table (plus the derived ``base``, ``correlation_level``,
     ``correlation_strength``, ``log2_n``), OLS and/or mixed, optional ``groups``.
@@ -144,13 +147,17 @@ def select_runner(table: pd.DataFrame, runner: str | None) -> pd.DataFrame:
 
 def with_derived_columns(table: pd.DataFrame) -> pd.DataFrame:
     """Add ``correlation_level``, ``correlation_strength``, ``log2_n`` and ``base`` (module docstring)."""
-    level = table["level"] if "level" in table.columns else pd.Series(np.nan, index=table.index)
-    kind = table["spec_kind"] if "spec_kind" in table.columns else pd.Series("", index=table.index)
-    if "p" in table.columns:
-        level = level.where(level.notna() | (kind != "skew"), table["p"])
-    if "natural_level" in table.columns:
-        level = level.where(level.notna() | (kind != "natural"), table["natural_level"])
-    derived = {"correlation_level": level.astype(float), "correlation_strength": (level.astype(float) - 0.5).abs()}
+    if "stereotype_level" in table.columns and table["stereotype_level"].notna().any():
+        level = table["stereotype_level"].astype(float)
+        derived = {"correlation_level": level, "correlation_strength": level - 0.5}
+    else:
+        level = table["level"] if "level" in table.columns else pd.Series(np.nan, index=table.index)
+        kind = table["spec_kind"] if "spec_kind" in table.columns else pd.Series("", index=table.index)
+        if "p" in table.columns:
+            level = level.where(level.notna() | (kind != "skew"), table["p"])
+        if "natural_level" in table.columns:
+            level = level.where(level.notna() | (kind != "natural"), table["natural_level"])
+        derived = {"correlation_level": level.astype(float), "correlation_strength": (level.astype(float) - 0.5).abs()}
     if "n" in table.columns:
         n = pd.to_numeric(table["n"], errors="coerce").astype(float)
         derived["log2_n"] = np.log2(n.where(n > 0))

@@ -4,10 +4,13 @@ The record is the probe runner's (``analyze.results``) with ``runner = "finetune
 ``metrics`` are one row of :func:`analyze.metrics.evaluate_runs`.
 
 Stereotype direction (sign of ``fpr_gap_stereotype``): the group over-represented among
-the *training* positives of the run (:func:`analyze.metrics.over_represented_group`). At a
-balanced level (c = 0.5) the training set has none, so the attribute's natural direction
-on the dataset's training split is used instead, and the record says which
-(``direction_source``: ``"training set"``, ``"natural (train split)"`` or ``"none"``).
+the positives of the dataset's *train split* (the attribute's natural direction), the same
+convention as the probe runner (:mod:`analyze.probe_run`), so that probe and finetune rows of
+one table share one sign and a correlation sweep keeps one sign across its levels (the gap
+is positive at the stereotype-consistent end and turns negative past balance). When the
+train split has no direction (exactly independent), the run's own training positives
+decide, and the record says which (``direction_source``: ``"natural (train split)"``,
+``"training set"`` or ``"none"``).
 """
 
 from __future__ import annotations
@@ -52,18 +55,18 @@ def evaluation_rows(meta: pd.DataFrame, labels: np.ndarray, sensitive: str, test
 
 
 def stereotype_direction(y_train, s_train, meta: pd.DataFrame, labels: np.ndarray, sensitive: str) -> tuple[float, str]:
-    """``(over-represented group, source)``: from the training rows, else the train split."""
+    """``(over-represented group, source)``: from the train split, else the run's training rows."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)  # independence is expected at c = 0.5
-        direction = float(over_represented_group(y_train, s_train))
-        if np.isfinite(direction):
-            return direction, "training set"
         groups = meta[sensitive].to_numpy()
         known = (meta["split"].to_numpy() == "train") & (labels >= 0) & (groups >= 0)
         if known.any():
             natural = float(over_represented_group(labels[known], groups[known]))
             if np.isfinite(natural):
                 return natural, "natural (train split)"
+        direction = float(over_represented_group(y_train, s_train))
+        if np.isfinite(direction):
+            return direction, "training set"
     return float("nan"), "none"
 
 

@@ -33,6 +33,7 @@ FACETS = ("runner", "dataset", "sensitive", "target", "level", "p", "n")
 TRUTH_COLUMNS = ("true_log_ratio", "true_strength_ratio", "true_salience")
 DEFAULT_METRIC = "fpr_gap_stereotype"
 Z_95 = 1.96
+LEVEL_LABEL = "correlation level P(s=1 | y=1)"
 COLUMNS_PER_ROW = 4
 
 
@@ -126,7 +127,8 @@ def _finish(figure, axes, title: str) -> None:
     figure.suptitle(title)
 
 
-def plot_correlation(table: pd.DataFrame, out_prefix, *, metric: str = DEFAULT_METRIC) -> list[Path]:
+def plot_correlation(table: pd.DataFrame, out_prefix, *, metric: str = DEFAULT_METRIC,
+                     level_label: str = LEVEL_LABEL) -> list[Path]:
     """Bias vs the finetuning correlation level ``P(s=1 | y=1)``, one line per base with its 95% band.
 
     Uses the rows with a ``level``; a dashed line marks the natural level when ``natural_level``
@@ -143,7 +145,7 @@ def plot_correlation(table: pd.DataFrame, out_prefix, *, metric: str = DEFAULT_M
         if "natural_level" in part.columns and part["natural_level"].notna().any():
             axis.axvline(part["natural_level"].mean(), color="0.3", linestyle="--", linewidth=1, label="natural level")
         axis.axhline(0.0, color="0.5", linewidth=0.8)
-        axis.set(title=title, xlabel="correlation level P(s=1 | y=1)", ylabel=metric)
+        axis.set(title=title, xlabel=level_label, ylabel=metric)
     _finish(figure, axes, f"{metric} vs finetuning correlation (mean ± 95% CI over seeds)")
     return save_figure(figure, out_prefix)
 

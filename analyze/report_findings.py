@@ -10,8 +10,12 @@ that interval includes zero, and none claims a difference whose interval does.
 
 Sign convention: the bias metric (default ``fpr_gap_stereotype``) is positive when the model's
 false positives fall more on the group over-represented among its own training positives
-(stereotype-consistent). ``level`` is the finetuning correlation ``P(s=1 | y=1)``; its
-strength is ``|level - 0.5|``, 0.5 being balance.
+(stereotype-consistent). Targets differ in which group they are naturally associated with,
+so the pooled summaries read the finetuning correlation as the table's ``stereotype_level``,
+``P(stereotypical group | y=1)`` (1 = every positive in the group the target is naturally
+associated with, 0.5 = balance, 0 = the counter-stereotypical extreme), and
+:func:`correlation_cells` puts it in the ``level`` column they group by. A table without it
+(no direction recorded) keeps ``level = P(s=1 | y=1)``.
 """
 
 from __future__ import annotations
@@ -91,12 +95,22 @@ def _interval(row: pd.Series) -> str:
 
 
 def correlation_cells(rows: pd.DataFrame) -> pd.DataFrame:
-    """The cells of the correlation grid (a ``level`` set; ``spec_kind`` correlation when present)."""
+    """The cells of the correlation grid (a ``level`` set; ``spec_kind`` correlation when present).
+
+    ``level`` holds the stereotype level (module docstring) when every chosen cell has one,
+    and ``natural_level`` then the natural set's share on the same axis, ``max(q, 1 - q)``; the
+    original ``P(s=1 | y=1)`` values are kept in ``level_s1`` and ``natural_level_s1``.
+    """
     if "level" not in rows.columns:
         return rows.iloc[0:0]
     chosen = rows[rows["level"].notna()]
     if "spec_kind" in chosen.columns:
         chosen = chosen[chosen["spec_kind"] == "correlation"]
+    if "stereotype_level" in chosen.columns and len(chosen) and chosen["stereotype_level"].notna().all():
+        chosen = chosen.assign(level_s1=chosen["level"], level=chosen["stereotype_level"].round(6))
+        if "natural_level" in chosen.columns:
+            natural = chosen["natural_level"]
+            chosen = chosen.assign(natural_level_s1=natural, natural_level=np.maximum(natural, 1.0 - natural))
     return chosen
 
 
@@ -104,6 +118,12 @@ def strongest_and_balanced(levels) -> tuple[float, float]:
     """The level farthest from balance (the higher one on a tie) and the one nearest to it."""
     levels = sorted(float(v) for v in levels)
     return (max(levels, key=lambda v: (abs(v - BALANCE), v)), min(levels, key=lambda v: (abs(v - BALANCE), v)))
+
+
+def level_name(cells: pd.DataFrame) -> str:
+    """How the ``level`` column of :func:`correlation_cells` reads in a sentence."""
+    return ("stereotype-consistent correlation level P(stereotypical group | y=1)" if "level_s1" in cells.columns
+            else "correlation level")
 
 
 def _context(summary: pd.DataFrame, n: int | None) -> str:
@@ -177,7 +197,7 @@ def correlation_findings(rows: pd.DataFrame, *, metric: str, performance: str = 
     strongest, balanced = strongest_and_balanced(summary["level"].unique())
     context = _context(summary, n)
     found = compare_biased_with_controls(summary[summary["level"] == strongest], metric=metric, context=context,
-                                         condition=f"At the strongest correlation level, {strongest:g}")
+                                         condition=f"At the strongest {level_name(cells)}, {strongest:g}")
     if strongest != balanced:
         falls = fall_toward_balance(summary, strongest=strongest, balanced=balanced, metric=metric)
         if falls:

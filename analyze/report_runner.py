@@ -24,7 +24,7 @@ from analyze.effects import run_effects, with_derived_columns
 from analyze.effects_format import fit_summary, format_number, format_p, write_tables
 from analyze.plots import plot_coefficients, plot_correlation, plot_size, plot_tradeoff
 from analyze.report_document import Figure, Heading, Paragraph, Table, slug
-from analyze.report_findings import (choose_size, correlation_cells, correlation_findings, effect_findings,
+from analyze.report_findings import (choose_size, correlation_cells, correlation_findings, effect_findings, level_name,
                                      natural_findings, pooled_summary, with_interval)
 from extract.errors import UserError
 
@@ -132,13 +132,14 @@ def bias_by_level_table(rows: pd.DataFrame, *, metric: str) -> Table | None:
     backbones = sorted(summary["backbone"].astype(str).unique())
     kinds = (cells.drop_duplicates("backbone").set_index("backbone")["base_kind"].astype(str).to_dict()
              if "base_kind" in cells.columns else {})
-    header = ("level", *[f"{b} ({kinds[b]})" if b in kinds else b for b in backbones])
+    header = ("stereotype level" if "level_s1" in cells.columns else "level",
+              *[f"{b} ({kinds[b]})" if b in kinds else b for b in backbones])
     table_rows = []
     for level, part in summary.groupby("level", sort=True):
         by_base = {str(r["backbone"]): with_interval(r["mean"], r["ci_low"], r["ci_high"]) for _, r in part.iterrows()}
         table_rows.append((f"{level:g}", *[by_base.get(b, "not run") for b in backbones]))
     targets, seeds = int(summary["n_targets"].max()), int(summary["k"].max())
-    caption = (f"{metric} per correlation level, mean [95% CI] over {seeds} seeds"
+    caption = (f"{metric} per {level_name(cells)}, mean [95% CI] over {seeds} seeds"
                f"{f' at n = {n}' if n is not None else ''}, each seed averaged over {targets} target(s)")
     return Table(header, tuple(table_rows), caption=caption)
 
@@ -167,7 +168,9 @@ def figure_blocks(rows: pd.DataFrame, *, runner: str, metric: str, figures: Path
     where = (f" Each seed is first averaged over the {rows['target'].nunique()} targets." if pooled else "")
     if not cells.empty:
         data = mean_over_targets(cells, values) if pooled else cells
-        blocks += _figure(lambda out: plot_correlation(data, out, metric=metric), figures / f"{name}-correlation",
+        label = level_name(cells)
+        blocks += _figure(lambda out: plot_correlation(data, out, metric=metric, level_label=label),
+                          figures / f"{name}-correlation",
                           f"Bias vs finetuning correlation level, one line per base, mean and 95% band over seeds "
                           f"({runner_label(runner)}).{where}")
         if "auc" in cells.columns:

@@ -87,6 +87,29 @@ def test_finetune_style_record_row():
     assert row["skew"] == 0.2 and row["natural_level"] == 0.6 and math.isnan(row["fpr_gap"]) and math.isnan(row["C"])
 
 
+@pytest.mark.parametrize("spec, over, expected", [
+    (Correlation("long_hair", "dark_skin", 0.0, n=64, seed=0), 0.0, 1.0),  # all positives light: stereotypical
+    (Correlation("long_hair", "dark_skin", 0.25, n=64, seed=0), 0.0, 0.75),
+    (Correlation("eyewear", "dark_skin", 0.25, n=64, seed=0), 1.0, 0.25),
+    (Correlation("eyewear", "dark_skin", 0.5, n=64, seed=0), 1.0, 0.5),
+    (Skew("eyewear", "dark_skin", 0.8, n=64, seed=0), 0.0, 0.2),
+    (Correlation("hat", "dark_skin", 0.25, n=64, seed=0), None, math.nan),  # no direction: no stereotype level
+])
+def test_stereotype_level_is_the_share_of_positives_in_the_stereotypical_group(spec, over, expected):
+    record = make_record(runner="probe", backbone="b", spec=spec.to_dict(),
+                         metrics={"auc": 0.7, "over_represented_group": over}, hyperparameters={}, sizes={})
+    value = record_row(record)["stereotype_level"]
+    assert (math.isnan(value) and math.isnan(expected)) or value == pytest.approx(expected)
+
+
+def test_natural_cells_take_the_training_share_toward_the_natural_group():
+    record = make_record(runner="probe", backbone="b", spec=Natural("long_hair", "dark_skin", n=64, seed=0).to_dict(),
+                         metrics={"natural_level": 0.35, "over_represented_group": 0.0}, hyperparameters={}, sizes={})
+    assert record_row(record)["stereotype_level"] == pytest.approx(0.65)
+    record["sweep"] = {"train_share_s_given_y": 0.3}
+    assert record_row(record)["stereotype_level"] == pytest.approx(0.7)
+
+
 def test_csv_round_trip_and_parquet_needs_pyarrow(records, tmp_path, monkeypatch):
     table = collect(records)
     path = write_table(table, tmp_path / "t.csv")

@@ -51,6 +51,22 @@ def test_strongest_vs_control_numbers_match_a_hand_computation():
     assert "show the biased base transferring more bias than that control" in sentence
 
 
+def test_targets_of_opposite_natural_direction_pool_on_the_stereotype_level():
+    # Target t1 is naturally associated with group 0: its stereotypical extreme is level 0, where its
+    # natural-direction gap is largest. Pooled on the raw level the two targets would cancel.
+    table = sweep(biased_slope=0.6, control_slope=0.3, targets=2)
+    flipped = table["target"] == "t1"
+    table["over_represented_group"] = np.where(flipped, 0.0, 1.0)
+    table["stereotype_level"] = table["level"]
+    table.loc[flipped, "level"] = 1.0 - table.loc[flipped, "level"]
+    sentence = correlation_findings(table, metric="fpr_gap_stereotype")[0]
+    assert sentence.startswith("At the strongest stereotype-consistent correlation level P(stereotypical group | y=1), "
+                               "1 (n = 128, mean over 2 targets")
+    g_mean, _, g_low, g_high, _ = hand_summary(table.assign(level=table["stereotype_level"]), "big", 1.0)
+    assert f"{g_mean:.3f} [{g_low:.3f}, {g_high:.3f}] vs" in sentence
+    assert "show the biased base transferring more bias than that control" in sentence
+
+
 def test_fall_toward_balance_and_auc_cost_are_stated_with_intervals():
     table = sweep(biased_slope=0.6, control_slope=0.3)
     findings = correlation_findings(table, metric="fpr_gap_stereotype")
