@@ -10,10 +10,12 @@ Device side: uint8 batches travel to the device (pinned, non-blocking on CUDA) a
 scaled and normalised there. On CUDA the forward runs under bf16 autocast with
 channels_last; on CPU in float32. Features are stored as float16.
 
-Every batch is written and flushed before the next one, so a killed run resumes from the
-rows already written; the work is deterministic (no random transforms, fixed batch
-boundaries), so an interrupted-and-resumed run gives the same features as an
-uninterrupted one when batch size, device and precision are the same.
+Finished batches are written in order by one background thread while the next batch is
+computed (:mod:`extract.extraction_writer`); each write flushes its rows before the counter
+that vouches for them, so a killed run resumes from the rows already written, and a failed
+write stops the run before the store is finalised. The work is deterministic (no random
+transforms, fixed batch boundaries), so an interrupted-and-resumed run gives the same
+features as an uninterrupted one when batch size, device and precision are the same.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from tqdm.auto import tqdm
 from extract.backbones import Backbone, Preprocess
 from extract.datasets.base import BASE_COLUMNS, Adapter
 from extract.errors import UserError
+from extract.extraction_writer import BackgroundWriter
 from extract.store import StoreWriter, check_output_writable, existing_store_matches, make_provenance
 
 log = logging.getLogger(__name__)
@@ -202,7 +205,12 @@ def _warn_changed_settings(writer: StoreWriter, settings: dict) -> None:
 
 def _run_batches(adapter: Adapter, backbone: Backbone, writer: StoreWriter, *, device: torch.device,
                  settings: dict, progress: bool) -> None:
-    """Forward every remaining batch and write it; raises the adapter's UserError as is."""
+    """Forward every remaining batch and hand it to the background writer.
+
+    Raises the adapter's UserError as is, and the writer's error (disk, NaN features) by
+    the next batch or, at the latest, before returning, so the store is never finalised
+    after a failed write.
+    """
     on_cuda = device.type == "cuda"
     images = BatchImages(adapter, backbone.preprocess, first_row=writer.rows_written, n_rows=writer.n_rows,
                          batch_size=settings["batch_size"])
@@ -216,16 +224,17 @@ def _run_batches(adapter: Adapter, backbone: Backbone, writer: StoreWriter, *, d
     bar = tqdm(total=writer.n_rows, initial=writer.rows_written, unit="img", disable=not progress,
                desc=f"extract {backbone.name}")
     try:
-        for start, batch in loader:
-            if isinstance(batch, str):
-                raise UserError(batch)
-            x = normalise(batch.to(device, non_blocking=on_cuda))
-            if settings["channels_last"]:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda):
-                features = model(x)
-            writer.write(int(start), features.to(torch.float16).cpu().numpy())
-            bar.update(len(features))
+        with BackgroundWriter(writer) as background:
+            for start, batch in loader:
+                if isinstance(batch, str):
+                    raise UserError(batch)
+                x = normalise(batch.to(device, non_blocking=on_cuda))
+                if settings["channels_last"]:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda):
+                    features = model(x)
+                background.submit(int(start), features)
+                bar.update(len(features))
     finally:
         bar.close()
 
