@@ -11,7 +11,11 @@ to a temporary image-folder tree, then embedded by
                 researcher writes;
   biastransfer  :func:`extract.extraction.extract_features` through the ``folder`` adapter,
                 including writing the HDF5 store (uint8 batches, device-side normalise,
-                bf16 + channels_last on CUDA).
+                bf16 + channels_last on CUDA, store writes on a background thread);
+  biastransfer-device-decode
+                the same with ``decode="device"``: workers only read the files and the
+                JPEGs are decoded on the device (nvjpeg on CUDA) and resized there
+                (``--decode device``, or ``--decode both`` for both toolkit methods).
 
 Both use the same backbone (seeded random init), batch size and decode workers. Seconds
 are the median over ``--repeats`` timed runs (methods alternate); on CUDA each method
@@ -22,7 +26,7 @@ earlier rows of the same method, backbone, image size and image count.
 
     python benchmarks/extract.py --backbone smallcnn.scratch --image-size 64 --n 1024    # this CPU
     python benchmarks/extract.py --backbone resnet50.scratch --image-size 224 --n 20000 \\
-        --device cuda --batch-size 512 --workers 14                                     # one GPU
+        --device cuda --batch-size 512 --workers 14 --decode both                       # one GPU
 """
 
 from __future__ import annotations
@@ -69,6 +73,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per method (median reported)")
     parser.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=None,
                         help="one untimed run per method first (default: on for CUDA, off for CPU)")
+    parser.add_argument("--decode", choices=("host", "device", "both"), default="host",
+                        help="toolkit decode mode(s) to time: host (workers), device (decode_jpeg on --device), both")
     parser.add_argument("--format", choices=("jpeg", "png"), default="jpeg")
     parser.add_argument("--source-size", default="178x218", help="WIDTHxHEIGHT of the encoded images")
     parser.add_argument("--tmp-dir", type=Path, default=None, help="where the images go (default: system temp)")
@@ -126,13 +132,14 @@ def run_baseline(root: Path, args, device: torch.device, workers: int) -> tuple[
     return time.perf_counter() - began, out
 
 
-def run_biastransfer(root: Path, args, device: torch.device, workers: int, store: Path) -> tuple[float, np.ndarray]:
+def run_biastransfer(root: Path, args, device: torch.device, workers: int, store: Path,
+                     decode: str = "host") -> tuple[float, np.ndarray]:
     """The toolkit path, end to end including the store write."""
     backbone = create_backbone(args.backbone, seed=args.seed, image_size=args.image_size)
     store.unlink(missing_ok=True)
     began = time.perf_counter()
     extract_features(ImageFolderAdapter(root), backbone, store, batch_size=args.batch_size, device=str(device),
-                     num_workers=workers, resume=False, overwrite=True, progress=False)
+                     num_workers=workers, resume=False, overwrite=True, progress=False, decode=decode)
     seconds = time.perf_counter() - began
     return seconds, FeatureStore.open(store).features
 
@@ -154,8 +161,12 @@ def device_label(device: torch.device) -> str:
 def measure(root: Path, args, device: torch.device, workers: int, scratch: Path) -> dict:
     """Median seconds per method and the features of the last runs."""
     warmup = device.type == "cuda" if args.warmup is None else args.warmup
-    runs = {"baseline": lambda: run_baseline(root, args, device, workers),
-            "biastransfer": lambda: run_biastransfer(root, args, device, workers, scratch / "store.h5")}
+    runs = {"baseline": lambda: run_baseline(root, args, device, workers)}
+    if args.decode in ("host", "both"):
+        runs["biastransfer"] = lambda: run_biastransfer(root, args, device, workers, scratch / "store.h5")
+    if args.decode in ("device", "both"):
+        runs["biastransfer-device-decode"] = lambda: run_biastransfer(root, args, device, workers,
+                                                                      scratch / "store.h5", decode="device")
     if warmup:
         for run in runs.values():
             run()
@@ -206,11 +217,12 @@ def main(argv=None) -> int:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"{name}, batch {args.batch_size}, {workers} decode workers, {args.repeats} repeat(s) -> {out}")
     for row in rows:
-        print(f"  {row['method']:<13} {row['backbone']} @ {row['image_size']} px: {row['seconds']:.2f} s, "
+        print(f"  {row['method']:<26} {row['backbone']} @ {row['image_size']} px: {row['seconds']:.2f} s, "
               f"{row['images_per_s']:.0f} images/s, x{row['speedup_vs_baseline']:.2f} vs baseline")
-    difference = relative_difference(result["features"]["biastransfer"], result["features"]["baseline"])
-    print(f"  median relative feature difference between the methods: {difference:.2e} "
-          "(PIL vs tensor resize; bf16 on CUDA)")
+    for method in (m for m in result["features"] if m != "baseline"):
+        difference = relative_difference(result["features"][method], result["features"]["baseline"])
+        print(f"  median relative feature difference, {method} vs baseline: {difference:.2e} "
+              "(PIL vs tensor resize, JPEG decoders; bf16 on CUDA)")
     return 0
 
 

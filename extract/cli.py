@@ -57,6 +57,9 @@ def _register_extract(sub) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1 ...")
     p.add_argument("--workers", type=int, default=None, help="image decode workers")
+    p.add_argument("--decode", choices=("host", "device"), default="host",
+                   help="host (default): workers decode; device: workers read the files and JPEGs are decoded on "
+                        "--device (nvjpeg on CUDA), other formats on the host")
     p.add_argument("--overwrite", action="store_true", help="redo an existing store instead of keeping it")
     p.add_argument("--no-resume", action="store_true", help="start over instead of resuming a partial store")
     p.set_defaults(func=cmd_extract)
@@ -137,14 +140,17 @@ def cmd_extract(args) -> int:
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    from extract.device_decode import check_decode
     from extract.store import check_output_writable
 
     adapter = get_adapter(args.dataset, args.root, **parse_options(args.option))
+    check_decode(args.decode, adapter)
     out = args.out or default_store_path(args.dataset, args.backbone)
     check_output_writable(out)  # fail before any heavy work
     backbone = create_backbone(args.backbone, weights=args.weights, seed=args.seed, image_size=args.image_size)
     path = extract_features(adapter, backbone, out, batch_size=args.batch_size, device=args.device,
-                            num_workers=args.workers, resume=not args.no_resume, overwrite=args.overwrite)
+                            num_workers=args.workers, resume=not args.no_resume, overwrite=args.overwrite,
+                            decode=args.decode)
     print(f"wrote {path}")
     return 0
 

@@ -1,10 +1,12 @@
 """The extraction loop: dataset adapter + backbone -> one HDF5 feature store.
 
 CPU side (DataLoader workers or the main process): decode, resize the shorter side and
-centre-crop as uint8 (``torchvision.transforms.v2.functional``), one batch per item.
+centre-crop as uint8 (:func:`extract.image_prep.prepare_uint8`), one batch per item.
 Adapters with an in-memory fast path (``read_images(indices) -> (k, H, W, 3) uint8``) are
 read a batch at a time; others row by row through ``open_image(i)``. Both paths share the
-same resize code, so they give identical features.
+same resize code, so they give identical features. With ``decode="device"`` the workers
+only read the files and JPEGs are decoded, resized and cropped on the device
+(:mod:`extract.device_decode`).
 
 Device side: uint8 batches travel to the device (pinned, non-blocking on CUDA) and are
 scaled and normalised there. On CUDA the forward runs under bf16 autocast with
@@ -15,7 +17,7 @@ computed (:mod:`extract.extraction_writer`); each write flushes its rows before 
 that vouches for them, so a killed run resumes from the rows already written, and a failed
 write stops the run before the store is finalised. The work is deterministic (no random
 transforms, fixed batch boundaries), so an interrupted-and-resumed run gives the same
-features as an uninterrupted one when batch size, device and precision are the same.
+features as an uninterrupted one when batch size, device, precision and decode are the same.
 """
 
 from __future__ import annotations
@@ -28,14 +30,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
 from extract.backbones import Backbone, Preprocess
 from extract.datasets.base import BASE_COLUMNS, Adapter
+from extract.device_decode import DeviceDecoder, check_decode, read_encoded, rgb_tensor
 from extract.errors import UserError
 from extract.extraction_writer import BackgroundWriter
+from extract.image_prep import prepare_uint8
 from extract.store import StoreWriter, check_output_writable, existing_store_matches, make_provenance
 
 log = logging.getLogger(__name__)
@@ -65,37 +67,21 @@ def default_num_workers(adapter: Adapter) -> int:
     return max(0, min(MAX_DEFAULT_WORKERS, (os.cpu_count() or 1) - 1))
 
 
-def prepare_uint8(images: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
-    """Resize the shorter side to ``preprocess.resize`` and centre-crop, staying uint8.
-
-    Parameters
-    ----------
-    images : Tensor of shape (3, H, W) or (k, 3, H, W), uint8
-
-    Returns
-    -------
-    Tensor of shape (..., 3, crop, crop), uint8
-    """
-    height, width = images.shape[-2:]
-    if min(height, width) != preprocess.resize:
-        mode = InterpolationMode(preprocess.interpolation.lower())
-        images = TF.resize(images, [preprocess.resize], interpolation=mode, antialias=True)
-    if tuple(images.shape[-2:]) != (preprocess.crop, preprocess.crop):
-        images = TF.center_crop(images, [preprocess.crop, preprocess.crop])
-    return images.contiguous()
-
-
 class BatchImages(Dataset):
     """Item ``b`` is ``(start, images)``: the uint8 batch (k, 3, crop, crop) of rows ``start:start+k``.
 
-    A :class:`UserError` raised by the adapter (missing or corrupt image) is returned as
-    ``(start, message)`` instead, because DataLoader workers would wrap it in a traceback;
-    the main process raises it again with the original sentence.
+    With ``decode="device"`` ``images`` is instead the dict of
+    :func:`extract.device_decode.read_encoded` (JPEGs still encoded). A :class:`UserError`
+    raised by the adapter (missing or corrupt image) is returned as ``(start, message)``
+    instead, because DataLoader workers would wrap it in a traceback; the main process
+    raises it again with the original sentence.
     """
 
-    def __init__(self, adapter: Adapter, preprocess: Preprocess, *, first_row: int, n_rows: int, batch_size: int):
+    def __init__(self, adapter: Adapter, preprocess: Preprocess, *, first_row: int, n_rows: int, batch_size: int,
+                 decode: str = "host"):
         self.adapter = adapter
         self.preprocess = preprocess
+        self.decode = decode
         self.starts = list(range(first_row, n_rows, batch_size))
         self.n_rows = n_rows
         self.batch_size = batch_size
@@ -111,7 +97,9 @@ class BatchImages(Dataset):
         except UserError as exc:
             return start, str(exc)
 
-    def _read(self, rows: np.ndarray) -> torch.Tensor:
+    def _read(self, rows: np.ndarray) -> torch.Tensor | dict:
+        if self.decode == "device":
+            return read_encoded(self.adapter, rows, self.preprocess)
         if hasattr(self.adapter, "read_images"):
             array = np.asarray(self.adapter.read_images(rows))
             if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] != 3 or len(array) != len(rows):
@@ -119,8 +107,7 @@ class BatchImages(Dataset):
             return prepare_uint8(torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2), self.preprocess)
         images = []
         for i in rows:
-            rgb = np.array(self.adapter.open_image(int(i)).convert("RGB"), dtype=np.uint8)
-            images.append(prepare_uint8(torch.from_numpy(rgb).permute(2, 0, 1), self.preprocess))
+            images.append(prepare_uint8(rgb_tensor(self.adapter.open_image(int(i))), self.preprocess))
         return torch.stack(images)
 
 
@@ -130,7 +117,7 @@ def _set_worker_threads(_: int) -> None:
 
 def extract_features(adapter: Adapter, backbone: Backbone, out: str | Path, *, batch_size: int = 256,
                      device: str = "auto", num_workers: int | None = None, resume: bool = True,
-                     overwrite: bool = False, progress: bool = True) -> Path:
+                     overwrite: bool = False, progress: bool = True, decode: str = "host") -> Path:
     """Embed every image of ``adapter`` with ``backbone`` into the feature store ``out``.
 
     Parameters
@@ -156,6 +143,12 @@ def extract_features(adapter: Adapter, backbone: Backbone, out: str | Path, *, b
         one is complete.
     progress : bool
         Show a tqdm bar (rows).
+    decode : {"host", "device"}
+        ``"host"``: workers decode, resize and crop. ``"device"``: workers read the files and
+        JPEGs are decoded with ``torchvision.io.decode_jpeg`` on ``device`` (nvjpeg on CUDA),
+        then resized and cropped there; other formats are decoded on the host as usual.
+        Features match host decoding to a small tolerance (different decoders); not for
+        in-memory datasets (avatars). See :mod:`extract.device_decode`.
 
     Returns
     -------
@@ -170,8 +163,9 @@ def extract_features(adapter: Adapter, backbone: Backbone, out: str | Path, *, b
     if len(meta) == 0:
         raise UserError(f"the {adapter.name} dataset has no images; check the root and the manifest.")
     dev = resolve_device(device)
+    decode = check_decode(decode, adapter)
     workers = default_num_workers(adapter) if num_workers is None else int(num_workers)
-    settings = {"batch_size": int(batch_size), "device": str(dev), "num_workers": workers,
+    settings = {"batch_size": int(batch_size), "device": str(dev), "num_workers": workers, "decode": decode,
                 "precision": "bfloat16" if dev.type == "cuda" else "float32",
                 "channels_last": dev.type == "cuda"}
     provenance = make_provenance(dataset_name=adapter.name, manifest_hash=adapter.manifest_hash(), n_rows=len(meta),
@@ -197,7 +191,8 @@ def _warn_changed_settings(writer: StoreWriter, settings: dict) -> None:
     before = writer.resumed_settings
     if not before:
         return
-    changed = [k for k in ("batch_size", "device") if before.get(k) != settings[k]]
+    before = {"decode": "host", **before}  # stores written before the decode option decoded on the host
+    changed = [k for k in ("batch_size", "device", "decode") if before.get(k) != settings[k]]
     if changed:
         log.warning("resuming with a different %s than the interrupted run (%s); features can differ in the last "
                     "bits from an uninterrupted run", " and ".join(changed), {k: before.get(k) for k in changed})
@@ -213,13 +208,18 @@ def _run_batches(adapter: Adapter, backbone: Backbone, writer: StoreWriter, *, d
     """
     on_cuda = device.type == "cuda"
     images = BatchImages(adapter, backbone.preprocess, first_row=writer.rows_written, n_rows=writer.n_rows,
-                         batch_size=settings["batch_size"])
+                         batch_size=settings["batch_size"], decode=settings["decode"])
     workers = settings["num_workers"]
     loader = DataLoader(images, batch_size=None, shuffle=False, num_workers=workers, pin_memory=on_cuda,
                         worker_init_fn=_set_worker_threads if workers else None)
     model = backbone.model.eval().to(device)
     if settings["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
+    if settings["decode"] == "device":
+        to_device = DeviceDecoder(backbone.preprocess, device)
+    else:
+        def to_device(batch):
+            return batch.to(device, non_blocking=on_cuda)
     normalise = _Normaliser(backbone.preprocess, device)
     bar = tqdm(total=writer.n_rows, initial=writer.rows_written, unit="img", disable=not progress,
                desc=f"extract {backbone.name}")
@@ -228,7 +228,7 @@ def _run_batches(adapter: Adapter, backbone: Backbone, writer: StoreWriter, *, d
             for start, batch in loader:
                 if isinstance(batch, str):
                     raise UserError(batch)
-                x = normalise(batch.to(device, non_blocking=on_cuda))
+                x = normalise(to_device(batch))
                 if settings["channels_last"]:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda):

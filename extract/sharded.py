@@ -214,7 +214,8 @@ def _gather(status: dict) -> list[dict]:
 def extract_sharded(adapter: Adapter, backbone: Backbone, out: str | Path, *, batch_size: int = 256,
                     device: str = "auto", num_workers: int | None = None, resume: bool = True,
                     overwrite: bool = False, join: str = "copy", keep_shards: bool = False,
-                    progress: bool = True, backend: str = "auto", timeout: timedelta = DEFAULT_TIMEOUT) -> Path:
+                    progress: bool = True, backend: str = "auto", timeout: timedelta = DEFAULT_TIMEOUT,
+                    decode: str = "host") -> Path:
     """Embed ``adapter`` with ``backbone`` into the store ``out``, this process being one rank.
 
     Call it on every rank with the same arguments (torchrun sets ``RANK``, ``WORLD_SIZE``,
@@ -222,7 +223,7 @@ def extract_sharded(adapter: Adapter, backbone: Backbone, out: str | Path, *, ba
 
     Parameters
     ----------
-    adapter, backbone, out, batch_size, resume, overwrite
+    adapter, backbone, out, batch_size, resume, overwrite, decode
         As in :func:`extract.extraction.extract_features`; ``out`` is the joined store and
         ``batch_size`` also sets the shard boundaries (keep it fixed when resuming).
     device : {"auto", "cpu", "cuda"}
@@ -252,12 +253,13 @@ def extract_sharded(adapter: Adapter, backbone: Backbone, out: str | Path, *, ba
     info = RankInfo.from_env()
     if info.world_size == 1:
         return extract_features(adapter, backbone, out, batch_size=batch_size, device=device, num_workers=num_workers,
-                                resume=resume, overwrite=overwrite, progress=progress)
+                                resume=resume, overwrite=overwrite, progress=progress, decode=decode)
     dev = rank_device(device, info)
     with _process_group(dev, backend, timeout):
         began = time.perf_counter()
         status, failure = _run_rank(adapter, backbone, out, info, device=dev, batch_size=int(batch_size),
-                                    num_workers=num_workers, resume=resume, overwrite=overwrite, progress=progress)
+                                    num_workers=num_workers, resume=resume, overwrite=overwrite, progress=progress,
+                                    decode=decode)
         statuses = _gather(status)
         _raise_failures(statuses, info, failure)
         if info.rank == 0 and not status["skipped"]:
@@ -274,7 +276,7 @@ def extract_sharded(adapter: Adapter, backbone: Backbone, out: str | Path, *, ba
 
 
 def _run_rank(adapter, backbone, out, info: RankInfo, *, device, batch_size, num_workers, resume, overwrite,
-              progress) -> tuple[dict, Exception | None]:
+              progress, decode="host") -> tuple[dict, Exception | None]:
     """Extract this rank's shard; never raises, so no rank hangs waiting for a failed one."""
     path = shard_path(out, info.rank, info.world_size)
     status = {"rank": info.rank, "start": 0, "stop": 0, "path": str(path), "device": device,
@@ -294,7 +296,7 @@ def _run_rank(adapter, backbone, out, info: RankInfo, *, device, batch_size, num
             log.info("rank %d/%d: rows %d-%d on %s -> %s", info.rank, info.world_size, start, stop, device, path.name)
             extract_features(row_range(adapter, start, stop), backbone, path, batch_size=batch_size, device=device,
                              num_workers=workers, resume=resume, overwrite=overwrite,
-                             progress=progress and info.rank == 0)
+                             progress=progress and info.rank == 0, decode=decode)
         return status, None
     except Exception as exc:
         status["error"] = str(exc)
@@ -326,6 +328,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=256, help="images per forward; also sets the shard boundaries")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (each rank uses cuda:LOCAL_RANK)")
     p.add_argument("--workers", type=int, default=None, help="decode workers per rank")
+    p.add_argument("--decode", choices=("host", "device"), default="host",
+                   help="host (default) or device: JPEGs decoded on each rank's GPU (see `biastransfer extract --help`)")
     p.add_argument("--join", choices=JOIN_MODES, default="copy",
                    help="copy into one store (default) or an HDF5 virtual dataset over the shard files")
     p.add_argument("--keep-shards", action="store_true", help="keep the shard files after a copy join")
@@ -358,7 +362,7 @@ def cmd_extract_shard(args) -> int:
     path = extract_sharded(adapter, backbone, out, batch_size=args.batch_size, device=args.device,
                            num_workers=args.workers, resume=not args.no_resume, overwrite=args.overwrite,
                            join=args.join, keep_shards=args.keep_shards,
-                           backend=args.backend, timeout=timedelta(minutes=args.timeout_minutes))
+                           backend=args.backend, timeout=timedelta(minutes=args.timeout_minutes), decode=args.decode)
     if RankInfo.from_env().rank == 0:
         print(f"wrote {path}")
     return 0
