@@ -37,7 +37,7 @@ True
 from __future__ import annotations
 
 from analyze.subsets_balanced import Correlation, SubSelection, TestResample
-from analyze.subsets_core import SubsetSplit, natural_level
+from analyze.subsets_core import SubsetSplit, level_toward_stereotype, natural_level
 from analyze.subsets_proportion import Natural, Skew, Underrepresentation
 from analyze.subsets_salience import SalienceSets
 from extract.errors import UserError
@@ -66,6 +66,7 @@ __all__ = [
     "SubsetSplit",
     "TestResample",
     "Underrepresentation",
+    "level_toward_stereotype",
     "natural_level",
     "spec_from_dict",
 ]

@@ -149,6 +149,22 @@ def natural_level(meta: pd.DataFrame, target: str, sensitive: str, *, pool: str 
     return len(cells[1, 1]) / positives
 
 
+def level_toward_stereotype(meta: pd.DataFrame, target: str, sensitive: str, stereotype_level: float, *,
+                            pool: str = "train") -> float:
+    """The correlation level ``P(s=1 | y=1)`` whose share of positives in the target's
+    *stereotypical* group (the group over-represented among its natural positives in ``pool``)
+    is ``stereotype_level``: the level itself when that group is ``s=1``, one minus it when it
+    is ``s=0``. 1 = every positive stereotypical, 0.5 = balance (the collected table's
+    ``stereotype_level`` column reads the same way).
+    """
+    level = check_unit("stereotype_level", stereotype_level)
+    natural = natural_level(meta, target, sensitive, pool=pool)
+    if natural == 0.5:
+        raise UserError(f"{target!r} is exactly independent of {sensitive!r} in the {pool} pool, so it has no "
+                        "stereotypical group; give the correlation level P(s=1 | y=1) directly.")
+    return level if natural > 0.5 else 1.0 - level
+
+
 # -- compositions --------------------------------------------------------------------------
 
 
