@@ -12,8 +12,9 @@ column                          meaning
 =============================== ==============================================================
 ``cell_id``                     the record's id (file name without ``.json``)
 ``runner``                      ``probe`` (linear probe on frozen features) or ``finetune``
-``backbone``                    backbone name as the runner recorded it (store's backbone /
-                                finetune base)
+``backbone``                    backbone name: the store's backbone for probes; for finetunes
+                                the base's registered or checkpoint name (so the two runners'
+                                rows of one base share it), the path in ``base_checkpoint``
 ``base_name``                   the grid's label of the backbone (sweeps only)
 ``base_kind``                   ``biased``, ``control``, ``scratch``, ``imagenet``, ... (sweeps)
 ``grid``                        grid name (sweeps only)
@@ -61,6 +62,8 @@ metric columns                  flattened ``metrics`` of the record, names as th
 ``train_share_s_given_y``,      P(s=1 | y=1) and P(s=1) of the training rows (sweeps)
 ``train_share_s``
 ``store``                       feature store path (probes)
+``base_checkpoint``             the checkpoint a finetune started from, as recorded (finetunes
+                                of a toolkit checkpoint)
 ``created``                     when the record was written (UTC)
 =============================== ==============================================================
 """
@@ -90,7 +93,7 @@ METRIC_ORDER = ["auc", "auc_group0", "auc_group1", "accuracy", "accuracy_group0"
                 "equalized_odds_difference", "demographic_parity_difference", "worst_group_accuracy",
                 "worst_sensitive_group_accuracy", "bias_amplification_a_to_t", "over_represented_group", "threshold"]
 TAIL_COLUMNS = ["stereotype_level", "natural_level", "natural_over_represented_group", "skew", "train_share_s_given_y", "train_share_s",
-                "store", "created"]
+                "store", "base_checkpoint", "created"]
 BALANCED_KINDS = ("correlation", "subselection")
 INTEGER_COLUMNS = ["n", "n_train", "n_val", "n_test", "seed"]
 
@@ -156,8 +159,13 @@ def record_row(record: dict) -> dict:
     sensitive = (spec.get("sensitive") or annotation.get("group_column")
                  or (record.get("finetune") or {}).get("sensitive"))
     n_all = "n" in spec and spec["n"] is None
+    backbone, checkpoint = record["backbone"], None
+    name = (record.get("backbone_config") or {}).get("name")
+    if record["runner"] == "finetune" and isinstance(name, str) and name and str(backbone).endswith(".pt"):
+        backbone, checkpoint = name, backbone
     row = {
-        "cell_id": record["cell_id"], "runner": record["runner"], "backbone": record["backbone"],
+        "cell_id": record["cell_id"], "runner": record["runner"], "backbone": backbone,
+        "base_checkpoint": checkpoint,
         "base_name": annotation.get("backbone"), "base_kind": annotation.get("base_kind", record.get("base_kind")),
         "grid": annotation.get("grid"), "dataset": (record.get("dataset") or {}).get("name"), "spec_kind": kind,
         "target": target, "sensitive": sensitive, "attr_a": spec.get("attr_a"), "attr_b": spec.get("attr_b"),

@@ -35,6 +35,8 @@ TARGETS = ("long_hair", "eyewear", "facial_hair", "raised_eyebrows")
 LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
 PROBE_N = 128
 PROBE_SEEDS = (0, 1, 2, 3, 4)
+FINETUNE_TARGET = TARGETS[0]
+FINETUNE_SEEDS = (0, 1, 2, 3, 4)
 CONTROLS = ("avatars-control-hat", "avatars-control-blazer")
 IMAGENET = "efficientnet_lite0.imagenet"
 
@@ -147,13 +149,16 @@ def run_probes(out: Path, stores: dict[str, Path]) -> Path:
 
 def run_finetunes(out: Path, cache: Path, bases: dict[str, Path]) -> Path:
     from analyze.finetune import FinetuneConfig, finetune_cells
-    from analyze.subsets import Correlation
+    from analyze.subsets import Correlation, level_toward_stereotype
     from extract.datasets.avatars import AvatarAdapter
 
     results = out / "results"
     config = FinetuneConfig(lrs=(0.01,), weight_decays=(1e-4,), epochs=3)
-    specs = [Correlation(TARGETS[0], SENSITIVE, level, n=256, seed=s) for level in (0.5, 1.0) for s in (0, 1, 2)]
     adapter = AvatarAdapter(cache)
+    meta = adapter.metadata()
+    # the stereotype-consistent extreme (every positive in the target's naturally associated group) and balance
+    specs = [Correlation(FINETUNE_TARGET, SENSITIVE, level_toward_stereotype(meta, FINETUNE_TARGET, SENSITIVE, level),
+                         n=PROBE_N, seed=s) for level in (1.0, 0.5) for s in FINETUNE_SEEDS]
     for name in ("avatars-biased-dark_skin", CONTROLS[0]):
         finetune_cells(specs, adapter=adapter, base=str(bases[name]), out=results, config=config,
                        device="cpu", progress=False)

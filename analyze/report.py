@@ -214,7 +214,9 @@ def _sections(table, order, *, salience, plan, metric: str, out_dir: Path) -> tu
 
 def _intro(metric: str, runners: list[str]) -> str:
     return (f"Written by biastransfer {__version__}. Bias is {metric}: positive when the false positives fall "
-            "more on the group over-represented among the finetuning set's positives (stereotype-consistent). "
+            "more on the group the target is naturally associated with (over-represented among the dataset's "
+            "training positives: stereotype-consistent). The finetuning correlation is read as the stereotype level, "
+            "the share of positives in that group (1: all of them, 0.5: balance). "
             "Intervals are 95%: mean ± 1.96 · sd / √k over k replicate seeds. Runners: "
             + ", ".join(runner_label(r) for r in runners) + ".")
 

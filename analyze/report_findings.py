@@ -9,8 +9,9 @@ A difference between two bases (or two runners) gets the unpaired interval
 that interval includes zero, and none claims a difference whose interval does.
 
 Sign convention: the bias metric (default ``fpr_gap_stereotype``) is positive when the model's
-false positives fall more on the group over-represented among its own training positives
-(stereotype-consistent). Targets differ in which group they are naturally associated with,
+false positives fall more on the group over-represented among the positives of the dataset's
+training split, the target's natural direction (stereotype-consistent; one sign across a
+correlation sweep, for probes and finetunes alike). Targets differ in which group they are naturally associated with,
 so the pooled summaries read the finetuning correlation as the table's ``stereotype_level``,
 ``P(stereotypical group | y=1)`` (1 = every positive in the group the target is naturally
 associated with, 0.5 = balance, 0 = the counter-stereotypical extreme), and

@@ -10,6 +10,7 @@ import torch
 
 from analyze.finetune import FinetuneConfig, finetune_cells, group_conditions, register
 from analyze.finetune_data import check_forward
+from analyze.probe_run import natural_direction
 from analyze.results import cell_id, read_record
 from analyze.subsets import Correlation, Natural, TestResample, Underrepresentation
 from extract.backbones import Backbone, Preprocess, create_backbone, save_checkpoint
@@ -71,7 +72,10 @@ def test_records_are_written_readable_and_skipped_on_rerun(adapter, base, tmp_pa
     assert (best["lr"], best["weight_decay"]) == (hyper["lr"], hyper["weight_decay"])
     assert record["sizes"]["n_train"] == 60
     assert record["sizes"]["n_test"] == int((adapter.metadata()["split"] == "test").sum())
-    assert record["finetune"]["over_represented_group"] == 0.0  # level 0: positives are all dark_skin = 0
+    # the sign follows the target's natural direction on the train split (as the probe runner's), not the level
+    natural = natural_direction(adapter.metadata(), "hat", "dark_skin")[1]
+    assert record["finetune"]["over_represented_group"] == natural
+    assert record["finetune"]["direction_source"] == "natural (train split)"
     timings = record["timings"]
     assert timings["overhead_s"] >= 0 and timings["search_train_s"] >= timings["train_s"] > 0
     again = finetune_cells(_specs(), adapter=adapter, base=base, out=tmp_path, config=TINY, progress=False)
