@@ -29,9 +29,11 @@ log = logging.getLogger(__name__)
 
 RECIPE = Path(__file__).resolve().parent.parent / "data" / "recipes" / "avatars-bases.toml"
 SENSITIVE = "dark_skin"
-# Targets correlated with dark_skin in the celeba-like preset (both signs), of graded salience;
-# none is a control base's pretraining attribute.
-TARGETS = ("long_hair", "eyewear", "facial_hair", "raised_eyebrows")
+# Six targets of graded salience, none a control base's pretraining attribute: four correlated
+# with dark_skin in the celeba-like preset (two each way) and two independent of it by design
+# (their "stereotypical" group is the one the rendered sample happens to lean toward). Six
+# rather than four so that the effect of salience, a per-target predictor, is estimable.
+TARGETS = ("long_hair", "eyewear", "facial_hair", "raised_eyebrows", "smiling", "closed_eyes")
 LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
 PROBE_N = 128
 PROBE_SEEDS = (0, 1, 2, 3, 4)
