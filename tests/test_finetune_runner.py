@@ -161,6 +161,19 @@ def test_constant_label_is_rejected(adapter, base):
                        config=TINY, progress=False)
 
 
+def test_base_whose_input_size_differs_from_the_images_is_rejected(adapter, tmp_path):
+    wide = _tiny_base(tmp_path, size=2 * SIZE)
+    with pytest.raises(UserError, match=rf"takes {2 * SIZE} px inputs but the dataset's images are {SIZE} px"):
+        finetune_cells(_specs(levels=(0.5,), seeds=(0,)), adapter=adapter, base=wide, config=TINY, progress=False)
+
+
+def test_grid_with_no_valid_setting_is_rejected(adapter, base):
+    exploding = FinetuneConfig(lrs=(1e12,), weight_decays=(0.0,), epochs=1, batch_size=32)
+    with pytest.raises(UserError, match="no setting of the 1-point learning-rate x weight-decay grid trained"):
+        finetune_cells(_specs(levels=(0.5,), seeds=(0,)), adapter=adapter, base=base, config=exploding,
+                       progress=False)
+
+
 def test_cli_verb_writes_one_record_per_cell(adapter, base, tmp_path, capsys):
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
