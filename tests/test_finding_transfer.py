@@ -110,4 +110,5 @@ def test_full_finetuning_of_the_biased_base_keeps_more_bias_than_every_control(w
                        device="cpu", progress=False)
     table = collect(out)
     assert (table["runner"] == "finetune").all() and len(table) == 3 * len(cells)
-    check_finding(table, biased=str(world["bases"][BIASED]), controls=[str(world["bases"][c]) for c in CONTROLS])
+    assert set(table["base_checkpoint"]) == {str(world["bases"][name]) for name in (BIASED, *CONTROLS)}
+    check_finding(table, biased=BIASED, controls=CONTROLS)  # finetune rows are named by their base
