@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "extract.pretrain",
     "analyze.commands",
     "analyze.associate_run",
+    "analyze.associate_experiment",
     "analyze.finetune",
     "analyze.salience",
     "analyze.effects",
