@@ -1,15 +1,42 @@
-"""Shared, session-scoped fixtures: one small avatar cache and one feature store.
+"""Shared fixtures: one small avatar cache and one feature store (session-scoped), and torch on one thread.
 
 Rendering and extraction take a few seconds, so tests that only need *a* realistic
 cache or store share these instead of building their own.
+
+A module opts in to one torch thread with
+``pytestmark = pytest.mark.usefixtures("one_torch_thread")`` (each test) or
+``"one_torch_thread_per_module"`` (its module-scoped fixtures too).
 """
 
 import pytest
+import torch
 
 from extract.backbones import create_backbone
 from extract.datasets.avatars import AvatarAdapter, render_dataset
 from extract.extraction import extract_features
 from extract.store import FeatureStore
+
+
+def _one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread during the test, its thread count restored after.
+
+    Steady on a shared machine, and CPU arithmetic is bit-repeatable only at a fixed thread count.
+    """
+    yield from _one_torch_thread()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread_per_module():
+    """As ``one_torch_thread``, from before the module's first fixture to after its last test."""
+    yield from _one_torch_thread()
 
 
 @pytest.fixture(scope="session")

@@ -24,12 +24,7 @@ CONFIG = ExperimentConfig(target="blazer", strong_level=0.9, balanced_level=0.5,
                           per_set=40, n_bootstrap=200)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -48,13 +48,8 @@ def write_pngs(root: Path, n: int = N_IMAGES, seed: int = 0) -> Path:
     return root
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The killed run happens in a subprocess with one thread; same arithmetic here.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# The killed run happens in a subprocess with one thread; same arithmetic here.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

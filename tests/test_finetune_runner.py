@@ -22,12 +22,7 @@ N, SIZE = 400, 32
 TINY = FinetuneConfig(lrs=(0.05, 0.01), weight_decays=(1e-4,), epochs=2, batch_size=32)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

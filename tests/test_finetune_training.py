@@ -14,12 +14,7 @@ PRE = Preprocess(resize=SIZE, crop=SIZE, mean=(0.5,) * 3, std=(0.5,) * 3)
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _data(n, seed):

@@ -14,12 +14,8 @@ from extract.pretrain_data import sha256_rows
 TINY = {"width": 8}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the machine is shared; results are thread-count specific anyway
-    yield
-    torch.set_num_threads(threads)
+# The machine is shared; results are thread-count specific anyway.
+pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
 
 
 @pytest.fixture(scope="module")

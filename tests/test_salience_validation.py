@@ -6,7 +6,6 @@ import argparse
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from analyze.salience import register, salience_table, validate_salience
 from analyze.salience_fit import SCRATCH_CONFIG
@@ -19,12 +18,7 @@ from extract.errors import UserError
 N, SIZE, SEED = 1200, 32, 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

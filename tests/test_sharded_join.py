@@ -34,12 +34,7 @@ class PngAdapter(Adapter):
                              "split": ["train", "val", "test"] * (n // 3), "odd": (np.arange(n) % 2).astype(np.int8)})
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

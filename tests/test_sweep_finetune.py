@@ -1,7 +1,6 @@
 """Finetune cells in a sweep: records with the annotation, and resume by condition."""
 
 import pytest
-import torch
 
 from analyze.collect import collect
 from analyze.subsets import Correlation
@@ -10,12 +9,7 @@ from analyze.sweep_grid import build_grid
 from analyze.sweep_plan import FinetuneUnit, ProbeUnit, pending_part
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _grid(cache, **finetune):
