@@ -183,7 +183,7 @@ def test_killed_between_complete_flag_and_rename(images, reference, tmp_path, mo
     def no_rename(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("extract.store.os.replace", no_rename)
+    monkeypatch.setattr("extract.store_writer.os.replace", no_rename)
     with pytest.raises(KeyboardInterrupt):
         _extract(images, out)
     monkeypatch.undo()
