@@ -140,22 +140,34 @@ def finetune_cells(specs: Sequence, *, adapter, base: str | Path, weights: str |
         torch.backends.cudnn.benchmark = True
     startup = time.perf_counter() - began
     n_cells = sum(len(p["replicates"]) for p in plans)
-    total_runs = n_cells * len(config.settings())
     make_base = base_factory(base_backbone, base_name)
     context = {"adapter": adapter, "dataset": {"name": adapter.name, "manifest_hash": adapter.manifest_hash()},
                "meta": meta, "bank": bank, "base": base_backbone, "base_name": base_name,
                "device": dev, "policy": policy, "out": out, "save_backbones": save_backbones,
                "shared_seconds": startup / n_cells, "search": search}
-    with tqdm(total=total_runs, unit="run", desc=f"finetune {Path(base_name).name}", disable=not progress) as bar:
+    summary += _run_plans(plans, config, make_base, context, progress=progress)
+    return pd.DataFrame(summary)
+
+
+def _run_plans(plans, config, make_base, context, *, progress) -> list[dict]:
+    """Run every planned condition under one progress bar; the summary rows of their cells.
+
+    With ``search="first"`` the setting the first condition selects is the only one tried
+    on the others.
+    """
+    summary = []
+    total_runs = sum(len(p["replicates"]) for p in plans) * len(config.settings())
+    desc = f"finetune {Path(context['base_name']).name}"
+    with tqdm(total=total_runs, unit="run", desc=desc, disable=not progress) as bar:
         for index, plan in enumerate(plans):
-            outcome = run_condition(plan["replicates"], bank=bank, make_base=make_base, config=config,
-                                    device=dev, on_run=lambda: bar.update(1))
+            outcome = run_condition(plan["replicates"], bank=context["bank"], make_base=make_base, config=config,
+                                    device=context["device"], on_run=lambda: bar.update(1))
             summary += _finish_condition(outcome, plan, config, make_base, context)
-            if search == "first" and index == 0:
+            if context["search"] == "first" and index == 0:
                 config = replace(config, lrs=(outcome.selection.lr,), weight_decays=(outcome.selection.weight_decay,))
                 bar.total = bar.n + sum(len(p["replicates"]) for p in plans[1:])
                 bar.refresh()
-    return pd.DataFrame(summary)
+    return summary
 
 
 def _split_done(conditions, base_name, out, overwrite):
