@@ -145,6 +145,11 @@ def evaluate_runs(
                    y_true, group, y_pred, direction="A->T", y_train=y_train,
                    group_train=group_train, mask=mask, train_mask=train_mask),
                "over_represented_group": direction}
+    return _runs_table(columns)
+
+
+def _runs_table(columns: dict) -> pd.DataFrame:
+    """One float row per run (index ``run``); a column with one value is repeated on every run."""
     n_runs = max(np.size(v) for v in columns.values())
     table = pd.DataFrame({k: np.broadcast_to(np.atleast_1d(np.asarray(v, dtype=float)),
                                              (n_runs,)) for k, v in columns.items()})
