@@ -201,17 +201,7 @@ def fit_probes(features, tasks, *, labels=None, test=None, Cs=DEFAULT_CS, select
         size = batch_size or _auto_batch_size(checked, matrix.shape[1], device, compute)
         options = dict(tol=tol, max_iter=max_iter, fit_intercept=fit_intercept,
                        preconditioner=preconditioner, path=path)
-        order = np.argsort([len(task.train) for task in checked], kind="stable")
-
-        def fit_batch(members):
-            with torch.no_grad():  # grad mode is per thread
-                return members, _fit_batch(matrix, [checked[i] for i in members], members, grid,
-                                           select, device, compute, options)
-
-        batches = [order[first:first + size] for first in range(0, len(order), size)]
-        with ThreadPoolExecutor(n_jobs) as pool:
-            fitted = list(pool.map(fit_batch, batches)) if n_jobs > 1 else map(fit_batch, batches)
-            parts = {int(i): part for members, found in fitted for i, part in zip(members, found)}
+        parts = _fit_in_batches(matrix, checked, grid, select, device, compute, options, size=size, n_jobs=n_jobs)
         _score_shared_test(matrix, checked, parts, device, compute)
     results = _assemble(parts, grid, time.perf_counter() - start)
     if not results.converged.all():
@@ -220,6 +210,24 @@ def fit_probes(features, tasks, *, labels=None, test=None, Cs=DEFAULT_CS, select
             f"tol={tol} in max_iter={max_iter} iterations; raise max_iter or use dtype='float64'.",
             ConvergenceWarning, stacklevel=2)
     return results
+
+
+def _fit_in_batches(matrix, checked, grid, select, device, compute, options, *, size, n_jobs):
+    """Fit the probes in batches of ``size``, smallest training sets first, ``n_jobs`` batches at once.
+
+    Returns ``{task index: fitted part}``.
+    """
+    order = np.argsort([len(task.train) for task in checked], kind="stable")
+
+    def fit_batch(members):
+        with torch.no_grad():  # grad mode is per thread
+            return members, _fit_batch(matrix, [checked[i] for i in members], members, grid,
+                                       select, device, compute, options)
+
+    batches = [order[first:first + size] for first in range(0, len(order), size)]
+    with ThreadPoolExecutor(n_jobs) as pool:
+        fitted = list(pool.map(fit_batch, batches)) if n_jobs > 1 else map(fit_batch, batches)
+        return {int(i): part for members, found in fitted for i, part in zip(members, found)}
 
 
 def _check_budget(tol, max_iter, batch_size, n_jobs):
