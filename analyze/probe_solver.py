@@ -236,6 +236,29 @@ def _identity(values):
     return values
 
 
+def _starting_batch(features, labels, weights, C, coef, intercept, fit_intercept):
+    """Every problem at its starting point (zeros unless warm-started), margins and gradient computed."""
+    n_probes, _, width = features.shape
+    n_problems = C.shape[1]
+    dtype, device = features.dtype, features.device
+    counts = weights.sum(1)
+    penalty = 1.0 / (C * counts[:, None])
+    cold = coef is None
+    if cold:
+        coef = torch.zeros(n_probes, n_problems, width, dtype=dtype, device=device)
+    if intercept is None or not fit_intercept:
+        intercept = torch.zeros(n_probes, n_problems, dtype=dtype, device=device)
+    batch = _Batch(features, labels, weights / counts[:, None], penalty, coef, intercept, fit_intercept)
+    if cold:  # zero coefficients: margins are the intercept, no pass over the rows
+        batch.margins = batch.shift[:, None, :].expand(-1, features.shape[1], -1).clone()
+    else:
+        batch.margins = batch.margins_along(batch.coef, batch.shift)
+    batch.refresh_gradient()
+    batch.n_iter = torch.zeros(n_probes, n_problems, dtype=torch.long, device=device)
+    batch.stalled = torch.zeros(n_probes, n_problems, dtype=torch.bool, device=device)
+    return batch
+
+
 def solve_logistic(features, labels, weights, C, *, coef=None, intercept=None,
                    fit_intercept=True, tol=1e-6, max_iter=1000, history_size=HISTORY_SIZE,
                    preconditioner=None):
@@ -274,24 +297,8 @@ def solve_logistic(features, labels, weights, C, *, coef=None, intercept=None,
         progress possible in this precision).
     """
     n_probes, _, width = features.shape
-    n_problems = C.shape[1]
-    dtype, device = features.dtype, features.device
-    counts = weights.sum(1)
-    penalty = 1.0 / (C * counts[:, None])
-    cold = coef is None
-    if cold:
-        coef = torch.zeros(n_probes, n_problems, width, dtype=dtype, device=device)
-    if intercept is None or not fit_intercept:
-        intercept = torch.zeros(n_probes, n_problems, dtype=dtype, device=device)
-    batch = _Batch(features, labels, weights / counts[:, None], penalty, coef, intercept, fit_intercept)
-    if cold:  # zero coefficients: margins are the intercept, no pass over the rows
-        batch.margins = batch.shift[:, None, :].expand(-1, features.shape[1], -1).clone()
-    else:
-        batch.margins = batch.margins_along(batch.coef, batch.shift)
-    batch.refresh_gradient()
-    batch.n_iter = torch.zeros(n_probes, n_problems, dtype=torch.long, device=device)
-    batch.stalled = torch.zeros(n_probes, n_problems, dtype=torch.bool, device=device)
-    memory = _Memory((n_probes, n_problems), width + 1, history_size, dtype=dtype, device=device)
+    batch = _starting_batch(features, labels, weights, C, coef, intercept, fit_intercept)
+    memory = _Memory((n_probes, C.shape[1]), width + 1, history_size, dtype=features.dtype, device=features.device)
     result = SolverResult(
         coef=torch.empty_like(batch.coef),
         intercept=torch.empty_like(batch.shift),
