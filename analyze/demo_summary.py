@@ -26,7 +26,11 @@ def _effects(out: Path, table: pd.DataFrame) -> pd.DataFrame:
     coefs, _ = run_effects(table, model="general", runner="probe")
     paths = write_tables(coefs, out / "effects" / "general-probe", title="bias ~ base * (correlation strength + salience)")
     print(f"  effects {paths[0]}")
-    return coefs
+    moderation, _ = run_effects(table, model="moderation", runner="probe")
+    paths = write_tables(moderation, out / "effects" / "moderation-probe",
+                         title="bias ~ base * correlation strength + correlation strength : salience")
+    print(f"  effects {paths[0]}")
+    return pd.concat([coefs, moderation], ignore_index=True)
 
 
 def _figures(out: Path, table: pd.DataFrame, coefs: pd.DataFrame, salience: Path) -> None:

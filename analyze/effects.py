@@ -27,6 +27,14 @@ Input: the table ``biastransfer collect`` writes, one row per cell (``runner``, 
     ``stereotype_level`` (no direction recorded) fall back to ``level`` (``p`` for skew cells,
     ``natural_level`` for natural cells) and ``|correlation_level - 0.5|``. Predictors
     constant in the rows are left out (said in the note).
+``moderation``
+    Per cell: ``bias ~ base * correlation_strength + correlation_strength:salience`` (same
+    estimators and derived columns as ``general``). Salience acts on bias through the
+    correlation it lets a model exploit: at balance (strength 0) no salience should show, and
+    the stereotype-signed gap turns negative past balance, so over a symmetric correlation grid
+    ``general``'s additive salience term averages a positive and a negative effect. Here the
+    salience effect is the interaction, the extra bias per unit of correlation strength per
+    unit of salience; the paper's claim (bias grows with salience) is that it is positive.
 ``formula``
     Any statsmodels formula on the table (plus the derived ``base``, ``correlation_level``,
     ``correlation_strength``, ``log2_n``), OLS and/or mixed, optional ``groups``.
@@ -51,16 +59,15 @@ from extract.errors import UserError
 
 log = logging.getLogger(__name__)
 
-MODELS = ("paper", "difference", "log-ratio", "general", "formula")
+MODELS = ("paper", "difference", "log-ratio", "general", "moderation", "formula")
 DEFAULT_N = 1024
 DEFAULT_METRIC = "fpr_gap_stereotype"
 PAPER_RESPONSES = {"paper": "Value", "difference": "Difference", "log-ratio": "LogRatio"}
 PAPER_PREDICTORS = "Saliency + Skew"
 _PRODUCERS = {"salience": "`biastransfer salience` (pass its table with --salience)",
               "base_kind": "`biastransfer collect` (or pass --base-kind BACKBONE=KIND)"}
-__all__ = ["COEFFICIENT_COLUMNS", "attach_salience", "filter_rows", "fit_general", "fit_paper", "paper_rows",
-           "paper_value",
-           "read_table", "require_columns", "run_effects", "with_base_kind", "with_derived_columns"]
+__all__ = ["COEFFICIENT_COLUMNS", "attach_salience", "filter_rows", "fit_general", "fit_moderation", "fit_paper",
+           "paper_rows", "paper_value", "read_table", "require_columns", "run_effects", "with_base_kind", "with_derived_columns"]
 
 
 # -- input -----------------------------------------------------------------------------------
@@ -315,6 +322,20 @@ def fit_general(table: pd.DataFrame, *, metric: str = DEFAULT_METRIC, estimators
     return fits
 
 
+def fit_moderation(table: pd.DataFrame, *, metric: str = DEFAULT_METRIC, estimators=("ols", "mixed"),
+                   groups: str = "target") -> list[EffectFit]:
+    """``metric ~ base * correlation_strength + correlation_strength:salience`` (module docstring)."""
+    require_columns(table, ["target", metric, "salience"], purpose="the moderation model")
+    data = with_derived_columns(table)
+    for name, what in (("correlation_strength", "correlation levels"), ("salience", "targets of different salience")):
+        if data[name].nunique() < 2:
+            raise UserError(f"the moderation model needs several {what}, and {name} is constant in these rows; "
+                            "use the general model or run a grid with more of them.")
+    base = "base * correlation_strength" if data["base"].nunique() > 1 else "correlation_strength"
+    formula = f"{metric} ~ {base} + correlation_strength:salience"
+    return [fit_model(data, formula, estimator=e, groups=groups, name="moderation") for e in estimators]
+
+
 def run_effects(table: pd.DataFrame, *, model: str, formula: str | None = None, estimators=None,
                 groups: str | None = None, n: int | None = None, metric: str = DEFAULT_METRIC,
                 clip: bool = True, runner: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -331,9 +352,10 @@ def run_effects(table: pd.DataFrame, *, model: str, formula: str | None = None, 
                 for e in (estimators or (("mixed",) if groups else ("ols",)))]
         return coefficient_table(fits), None
     table = select_runner(table, runner)
-    if model == "general":
-        return coefficient_table(fit_general(table, metric=metric, estimators=estimators or ("ols", "mixed"),
-                                             groups=groups or "target")), None
+    if model in ("general", "moderation"):
+        fit = fit_general if model == "general" else fit_moderation
+        return coefficient_table(fit(table, metric=metric, estimators=estimators or ("ols", "mixed"),
+                                     groups=groups or "target")), None
     rows = paper_rows(table, n=n, metric=metric, clip=clip)
     return coefficient_table(fit_paper(rows, model=model, estimators=estimators or ("mixed", "ols"))), rows
 

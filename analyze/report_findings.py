@@ -259,17 +259,22 @@ def _term_phrase(row: pd.Series) -> str:
 
 
 def effect_findings(coefficients: pd.DataFrame, *, title: str) -> list[str]:
-    """One sentence for the first fit of a coefficient table: every non-intercept term with its CI."""
+    """One sentence per fit (estimator) of a model's coefficient table, in table order: every
+    non-intercept term with its CI. Estimators can disagree (e.g. errors cluster-robust over a
+    few targets vs a random-intercept model), so each is stated."""
     if coefficients is None or coefficients.empty:
         return []
-    model, estimator = coefficients.iloc[0][["model", "estimator"]]
-    fit = coefficients[(coefficients["model"] == model) & (coefficients["estimator"] == estimator)]
-    terms = fit[fit["term"] != "Intercept"]
-    first = fit.iloc[0]
-    groups = f", {int(first['n_groups'])} groups" if not pd.isna(first["n_groups"]) else ""
-    caveat = f" Note: {first['note']}." if first["note"] else ""
-    return [f"{title} ({first['errors']}; {int(first['n_obs'])} rows{groups}): "
-            + "; ".join(_term_phrase(r) for _, r in terms.iterrows()) + "." + caveat]
+    model = coefficients.iloc[0]["model"]
+    coefficients = coefficients[coefficients["model"] == model]
+    sentences = []
+    for _, fit in coefficients.groupby("estimator", sort=False):
+        terms = fit[fit["term"] != "Intercept"]
+        first = fit.iloc[0]
+        groups = f", {int(first['n_groups'])} groups" if not pd.isna(first["n_groups"]) else ""
+        caveat = f" Note: {first['note']}." if first["note"] else ""
+        sentences.append(f"{title} ({first['errors']}; {int(first['n_obs'])} rows{groups}): "
+                         + "; ".join(_term_phrase(r) for _, r in terms.iterrows()) + "." + caveat)
+    return sentences
 
 
 def salience_findings(salience: pd.DataFrame, *, truth: str | None) -> list[str]:

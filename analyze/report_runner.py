@@ -7,7 +7,9 @@ Effect models: the paper's (``Value ~ Saliency + Skew``, mixed by attribute) whe
 have a biased and a control base and natural or skew cells (it also needs ``skew`` and
 ``salience``; without them the section says so); the
 general model (``bias ~ base * (correlation_strength + salience + log2_n)``) whenever it can be
-fitted; and, when the table has no salience, the general model without salience, labelled so.
+fitted; the moderation model (``bias ~ base * correlation_strength +
+correlation_strength:salience``, :mod:`analyze.effects`) when targets differ in salience; and,
+when the table has no salience, the general model without salience, labelled so.
 A model that cannot be fitted on these rows is named with its reason instead of a table.
 """
 
@@ -84,6 +86,9 @@ def fit_models(rows: pd.DataFrame, *, metric: str) -> list[ModelResult]:
     if "salience" in rows.columns and rows["salience"].notna().any():
         plans.append(("general", "General model: bias ~ base × (correlation strength + salience + log2 n)",
                       dict(model="general")))
+        if rows["salience"].nunique() > 1:
+            plans.append(("moderation", "Salience as the moderator of correlation: bias ~ base × correlation "
+                          "strength + correlation strength : salience", dict(model="moderation")))
     else:
         plans.append(("general-no-salience", "General model without salience (no salience in the table)", None))
     results = []

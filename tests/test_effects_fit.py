@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
 
-from analyze.effects import fit_general, fit_paper, paper_rows, run_effects
+from analyze.effects import fit_general, fit_moderation, fit_paper, paper_rows, run_effects
 from analyze.effects_fit import fit_model, nakagawa_r2
 from extract.errors import UserError
 from tests.test_effects_table import synthetic_results
@@ -70,6 +70,39 @@ def test_general_model_recovers_the_base_interaction():
             assert rows.loc[term, "ci_low"] - 0.01 <= value <= rows.loc[term, "ci_high"] + 0.01, (fit.estimator, term)
         assert rows.loc["base[T.biased]:correlation_strength", "p_value"] < 1e-6
     assert ols.table["errors"].iloc[0] == "cluster-robust by target (t)" and ols.table["n_groups"].iloc[0] == 10
+
+
+def moderated_cells(*, n_targets=8, seeds=4, random_state=0) -> pd.DataFrame:
+    """Stereotype-signed gaps: 0.5 cs + 0.3 cs [biased] + 2 cs * salience + noise, cs = level - 0.5."""
+    rng = np.random.default_rng(random_state)
+    salience = rng.uniform(0.5, 1.0, n_targets)
+    rows = [dict(target=f"t{t}", base_kind=kind, stereotype_level=level, seed=seed, n=128, salience=salience[t])
+            for t in range(n_targets) for kind in ("biased", "control") for level in (0.0, 0.25, 0.5, 0.75, 1.0)
+            for seed in range(seeds)]
+    table = pd.DataFrame(rows)
+    cs = table["stereotype_level"] - 0.5
+    table["fpr_gap_stereotype"] = (0.5 * cs + 0.3 * cs * (table["base_kind"] == "biased") + 2.0 * cs * table["salience"]
+                                   + rng.normal(0, 0.03, len(table)))
+    return table
+
+
+def test_moderation_model_equals_statsmodels_and_recovers_the_interaction():
+    table = moderated_cells()
+    ols, mixed = fit_moderation(table)
+    formula = "fpr_gap_stereotype ~ base * correlation_strength + correlation_strength:salience"
+    assert ols.table["formula"].iloc[0] == formula
+    data = table.assign(correlation_strength=table["stereotype_level"] - 0.5,
+                        base=pd.Categorical(table["base_kind"], categories=["control", "biased"]))
+    groups = pd.factorize(data["target"])[0]
+    direct = smf.ols(formula, data).fit(cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
+    terms = list(direct.params.index)
+    _compare(ols.table, direct, terms)
+    rows = mixed.table.set_index("term")
+    for term, value in {"correlation_strength:salience": 2.0, "base[T.biased]:correlation_strength": 0.3}.items():
+        assert rows.loc[term, "ci_low"] <= value <= rows.loc[term, "ci_high"] and rows.loc[term, "p_value"] < 1e-6
+    flat = table.assign(salience=0.7)
+    with pytest.raises(UserError, match="salience is constant"):
+        fit_moderation(flat)
 
 
 def test_constant_predictor_is_left_out_with_a_note():

@@ -55,8 +55,8 @@ def test_rendered_dom_has_tables_and_inline_figures(page, tmp_path):
     dom = _chromium(["--dump-dom", page.as_uri()], tmp_path)
     counter = _Counter()
     counter.feed(dom)
-    assert counter.counts.get("table", 0) >= 5 and counter.counts.get("figure", 0) == 5
-    assert len(counter.images) == 5 and all(src.startswith("data:image/png;base64,") for src in counter.images)
+    assert counter.counts.get("table", 0) >= 5 and counter.counts.get("figure", 0) == 6
+    assert len(counter.images) == 6 and all(src.startswith("data:image/png;base64,") for src in counter.images)
 
 
 def test_screenshot_shows_the_page_and_its_figures(page, tmp_path):

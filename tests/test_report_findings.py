@@ -133,8 +133,10 @@ def test_interval_wording_helpers():
 def test_effect_findings_report_each_term_with_its_interval():
     table = synthetic_results(n_targets=4, seeds=3, sizes=(128, 1024))
     results = {r.key: r for r in fit_models(table, metric="fpr_gap_stereotype")}
-    assert set(results) == {"paper", "general"} and all(r.problem is None for r in results.values())
-    paper = effect_findings(results["paper"].coefficients, title="Paper")[0]
+    assert set(results) == {"paper", "general", "moderation"} and all(r.problem is None for r in results.values())
+    sentences = effect_findings(results["paper"].coefficients, title="Paper")
+    assert len(sentences) == 2 and sentences[1].startswith("Paper (cluster-robust by Attribute")
+    paper = sentences[0]
     mixed = results["paper"].coefficients.query("estimator == 'mixed' and term == 'Skew'").iloc[0]
     assert paper.startswith("Paper (mixed, random intercept by Attribute (z); 8 rows, 4 groups)")
     assert f"Skew {mixed['coef']:.3g} [{mixed['ci_low']:.3g}, {mixed['ci_high']:.3g}]" in paper

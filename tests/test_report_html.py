@@ -84,8 +84,8 @@ def test_figures_are_inline_pngs_of_the_written_files(report):
     out, _, html_path = report
     dom = parse(html_path.read_text(encoding="utf-8"))
     images = [value for tag, name, value in dom.attrs if tag == "img" and name == "src"]
-    # per runner: correlation, trade-off, two coefficient plots; plus the salience figure
-    assert len(images) == 9
+    # per runner: correlation, trade-off, three coefficient plots (paper, general, moderation); plus salience
+    assert len(images) == 11
     pngs = {p.read_bytes() for p in (out / "figures").glob("*.png")}
     for src in images:
         data = base64.b64decode(src.split(",", 1)[1], validate=True)
@@ -97,7 +97,7 @@ def test_tables_and_sections_are_in_the_dom(report):
     dom = parse(html_path.read_text(encoding="utf-8"))
     text = " ".join(dom.text)
     assert dom.tags.count("table") >= 10  # sweep, comparison, 2 x bias-per-level, 2 x 2 models x 2 fits, ...
-    assert dom.tags.count("figure") == 9 and dom.tags.count("figcaption") == 9
+    assert dom.tags.count("figure") == 11 and dom.tags.count("figcaption") == 11
     for heading in ("The sweep", "Findings", "Linear probes beside full finetuning",
                     "Results: linear probes on frozen features", "Results: full finetuning", "Salience",
                     "Curation plan", "The paper's model", "General model"):
@@ -110,7 +110,7 @@ def test_markdown_links_the_figures_and_holds_the_same_findings(report):
     out, md_path, html_path = report
     markdown = md_path.read_text(encoding="utf-8")
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
-    assert len(links) == 9 and all((out / link).is_file() for link in links)
+    assert len(links) == 11 and all((out / link).is_file() for link in links)
     findings = markdown.split("## Findings")[1].split("\n## ")[0]
     bullets = [line[2:] for line in findings.splitlines() if line.startswith("- ")]
     page = html.unescape(html_path.read_text(encoding="utf-8"))
