@@ -1,6 +1,5 @@
 """``biastransfer associate`` end to end: CSV, change summary and plot written; errors exit 2."""
 
-import argparse
 
 import pandas as pd
 import pytest
@@ -35,15 +34,6 @@ object_with_b = "hat+light"
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
-
-
-@pytest.fixture(autouse=True)
-def associate_verb(monkeypatch):
-    """Register the verb for these tests unless the dispatcher already has it."""
-    subparsers = next(action for action in cli.build_parser()._actions
-                      if isinstance(action, argparse._SubParsersAction))
-    if "associate" not in subparsers.choices:
-        monkeypatch.setattr(cli, "COMMAND_MODULES", [*cli.COMMAND_MODULES, "analyze.associate_run"])
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,29 @@ def test_help_lists_verbs(capsys):
         assert verb in out
 
 
+def test_verb_table_matches_what_the_modules_register():
+    import importlib
+
+    from analyze.cli import VERBS
+    from extract.cli_parser import OneLineParser
+
+    registered = {}
+    for module in dict.fromkeys(m for m, _ in VERBS.values()):
+        sub = OneLineParser(prog="biastransfer").add_subparsers(dest="command")
+        importlib.import_module(module).register(sub)
+        registered.update({a.dest: (module, a.help) for a in sub._choices_actions})
+    assert registered == VERBS
+
+
+def test_help_imports_no_command_module():
+    code = ("import sys; from analyze.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('torch', 'statsmodels', 'seaborn', 'analyze.report') if m in sys.modules]\n"
+            "print('HEAVY', heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY []" in out and "associate-experiment" in out
+
+
 def test_backbones_lists_registry(capsys):
     assert main(["backbones"]) == 0
     assert "smallcnn.scratch" in capsys.readouterr().out

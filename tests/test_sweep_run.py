@@ -129,11 +129,8 @@ def test_missing_store_and_duplicate_backbones_are_clear(grid_file, avatar_store
 
 
 @pytest.fixture
-def main(monkeypatch):
-    """``biastransfer`` with the sweep, collect and plan verbs (wired here until cli.py lists them)."""
-    modules = list(analyze.cli.COMMAND_MODULES)
-    modules += [m for m in ("analyze.sweep", "analyze.collect", "analyze.plan") if m not in modules]
-    monkeypatch.setattr(analyze.cli, "COMMAND_MODULES", modules)
+def main():
+    """``biastransfer`` as a function."""
     return analyze.cli.main
 
 
