@@ -56,10 +56,12 @@ metric columns                  flattened ``metrics`` of the record, names as th
                                 whose natural directions differ.
 ``natural_level``               P(s=1 | y=1) over the dataset's train split
 ``natural_over_represented_group`` 1 or 0: the group over-represented among natural positives
-``skew``                        ``|P(s=1 | y=1) - P(s=1)|`` of the training rows: from the
-                                sweep annotation; else ``|level - 0.5|`` for balanced kinds
-                                (correlation, subselection), which is exact up to rounding
-``train_share_s_given_y``,      P(s=1 | y=1) and P(s=1) of the training rows (sweeps)
+``skew``                        ``|P(s=1 | y=1) - P(s=1)|`` of the training rows (the paper's
+                                ``Skew``): from the record's ``composition`` (written by both
+                                runners) or the sweep annotation; for older records without
+                                either, ``|level - 0.5|`` for balanced kinds (exact up to
+                                rounding)
+``train_share_s_given_y``,      P(s=1 | y=1) and P(s=1) of the training rows
 ``train_share_s``
 ``store``                       feature store path (probes)
 ``base_checkpoint``             the checkpoint a finetune started from, as recorded (finetunes
@@ -153,7 +155,7 @@ def _number(value) -> float:
 def record_row(record: dict) -> dict:
     """The table row of one record (module docstring)."""
     spec, sizes, hyper = record.get("spec", {}), record.get("sizes", {}), record.get("hyperparameters", {})
-    annotation = record.get("sweep") or {}
+    annotation = {**(record.get("composition") or {}), **(record.get("sweep") or {})}
     kind = spec.get("kind")
     target = spec.get("target") or (f"{spec['attr_a']}_or_{spec['attr_b']}" if "attr_a" in spec else None)
     sensitive = (spec.get("sensitive") or annotation.get("group_column")

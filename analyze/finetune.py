@@ -37,7 +37,7 @@ from analyze.finetune_data import ImageBank, architecture_of, is_random_init, lo
 from analyze.finetune_eval import evaluate_run, evaluation_rows, scores_of, stereotype_direction
 from analyze.finetune_search import (DEFAULT_LRS, DEFAULT_WEIGHT_DECAYS, FinetuneConfig, build_net, prepare_replicates,
                                      run_condition)
-from analyze.results import cell_id, make_record, record_exists, write_record
+from analyze.results import cell_id, make_record, record_exists, training_composition, write_record
 from extract.backbones import Backbone, create_backbone, save_checkpoint
 from extract.errors import UserError
 from extract.extraction import resolve_device
@@ -231,9 +231,11 @@ def _write_cell(rep, run, net, metrics, hyper, timings, direction, source, plan,
     if ctx["save_backbones"] is not None:
         checkpoint = str(_save_backbone(net, cid, spec, hyper, ctx))
     backbone_config = {**ctx["base"].config(), "seed": rep.spec.seed if is_random_init(ctx["base"]) else ctx["base"].seed}
+    train = np.asarray(rep.rows.train)
     extra = {"finetune": {"val_curve": run.val_curve, "train_curve": run.train_curve, "device": str(ctx["device"]),
                           "sensitive": plan["sensitive"], "over_represented_group": direction,
-                          "direction_source": source, "checkpoint": checkpoint}}
+                          "direction_source": source, "checkpoint": checkpoint},
+             "composition": training_composition(rep.labels[train], ctx["meta"][plan["sensitive"]].to_numpy()[train])}
     sizes = {"n_train": len(rep.rows.train), "n_val": len(rep.rows.val), "n_test": len(plan["test"])}
     timings["write_s"] = time.perf_counter() - began
     timings["overhead_s"] = (timings["setup_s"] + timings["eval_s"] + timings["write_s"]

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from analyze.metrics import UndefinedMetricWarning, evaluate_runs
 from analyze.probe import DEFAULT_CS, ProbeTask, fit_probes
-from analyze.results import cell_id, make_record, record_exists, write_record
+from analyze.results import cell_id, make_record, record_exists, training_composition, write_record
 from analyze.subsets import TestResample, natural_level
 from extract.errors import UserError
 from extract.store import FeatureStore
@@ -113,11 +113,13 @@ def run_probe_cells(store: FeatureStore, specs, *, out: str | Path | None = None
     fit_seconds = time.perf_counter() - began
     directions = {(s.target, s.sensitive): natural_direction(meta, s.target, s.sensitive)
                   for s in specs if hasattr(s, "target")}
+    groups = {s.sensitive: meta[s.sensitive].to_numpy() for s in specs}
     records = []
     for i, (spec, task) in enumerate(tqdm(list(zip(specs, tasks)), desc=f"evaluate {backbone}", unit="cell",
                                           disable=not progress)):
         direction = directions.get((getattr(spec, "target", None), spec.sensitive), (np.nan, np.nan))
         metrics = evaluate_cell(meta, spec, task, results.test_scores[i], policy=policy, direction=direction)
+        sensitive = groups[spec.sensitive]
         record = make_record(
             runner="probe", backbone=backbone, spec=spec.to_dict(), metrics=metrics,
             hyperparameters={"C": float(results.C[i]), "Cs": list(map(float, results.Cs)), "select": select,
@@ -126,7 +128,8 @@ def run_probe_cells(store: FeatureStore, specs, *, out: str | Path | None = None
             dataset={"name": store.provenance["dataset_name"], "manifest_hash": store.provenance["manifest_hash"]},
             sizes={"n_train": len(task.train), "n_val": len(task.val), "n_test": len(task.test)},
             timings={"fit_seconds_batch": fit_seconds, "fit_seconds_per_cell": fit_seconds / len(specs)},
-            extra={"store": str(store.path) if hasattr(store, "path") else None, "test_resample": test_resample},
+            extra={"store": str(store.path) if hasattr(store, "path") else None, "test_resample": test_resample,
+                   "composition": training_composition(task.labels[task.train], sensitive[task.train])},
         )
         if out is not None:
             write_record(out, record)

@@ -11,7 +11,10 @@ A record (``schema`` = :data:`RESULT_SCHEMA`) holds:
 - ``hyperparameters``: the chosen values (e.g. ``C``) and the grid searched;
 - ``metrics``: flat ``{name: float}`` (NaN written as ``null``) from
   :func:`analyze.metrics.evaluate_runs`;
-- ``timings``: seconds; ``versions``: biastransfer, numpy, torch; ``seed``; ``created``.
+- ``timings``: seconds; ``versions``: biastransfer, numpy, torch; ``seed``; ``created``;
+- ``composition``: the training rows' ``train_share_s_given_y`` (P(s=1 | y=1)),
+  ``train_share_s`` (P(s=1)) and ``skew`` (their absolute difference, the paper's ``Skew``),
+  from :func:`training_composition`.
 
 Files are written to a temporary name in the same folder and renamed, so a killed run never
 leaves a half-written record; :func:`read_record` rejects anything that does not parse or
@@ -90,6 +93,17 @@ def make_record(*, runner: str, backbone: str, spec: dict, metrics: dict, hyperp
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **(extra or {}),
     })
+
+
+def training_composition(y_train, s_train) -> dict:
+    """``{"train_share_s_given_y", "train_share_s", "skew"}`` of training labels ``y`` and groups ``s``
+    (rows with an unknown group, -1, are left out; None where a share has no rows)."""
+    y, s = np.asarray(y_train), np.asarray(s_train)
+    known = s >= 0
+    given_y = float(np.mean(s[known & (y == 1)] == 1)) if np.any(known & (y == 1)) else None
+    overall = float(np.mean(s[known] == 1)) if np.any(known) else None
+    skew = None if given_y is None or overall is None else abs(given_y - overall)
+    return {"train_share_s_given_y": given_y, "train_share_s": overall, "skew": skew}
 
 
 def _unwritable(folder: Path, exc: OSError) -> UserError:

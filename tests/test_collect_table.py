@@ -41,10 +41,23 @@ def test_one_row_per_record_sorted_with_the_schema(records):
             assert (value is None and math.isnan(row[name])) or row[name] == pytest.approx(value)
 
 
-def test_skew_of_balanced_sets_without_annotation(records):
-    table = collect(records).set_index("level")
-    assert table.loc[0.0, "skew"] == 0.5 and table.loc[1.0, "skew"] == 0.5
-    assert math.isnan(collect(records).query("spec_kind == 'natural'")["skew"].iloc[0])  # no sweep annotation
+def test_skew_comes_from_the_training_rows(records, avatar_store):
+    table = collect(records)
+    by_level = table.set_index("level")
+    assert by_level.loc[0.0, "skew"] == 0.5 and by_level.loc[1.0, "skew"] == 0.5
+    meta = avatar_store.metadata
+    for _, row in table.iterrows():  # recomputed from the spec's own training rows
+        spec = next(s for s in SPECS if s.to_dict() == json.loads((records / f"{row['cell_id']}.json")
+                                                                  .read_text())["spec"])
+        train = spec.split_indices(meta).train
+        y, s = spec.labels(meta)[train], meta[spec.sensitive].to_numpy()[train]
+        given_y, overall = (s[y == 1] == 1).mean(), (s == 1).mean()
+        assert row["train_share_s_given_y"] == pytest.approx(given_y)
+        assert row["skew"] == pytest.approx(abs(given_y - overall))
+    older = next(r for r in (json.loads(p.read_text()) for p in records.glob("*.json"))
+                 if r["spec"]["kind"] == "correlation")
+    del older["composition"]  # a record written before compositions: |level - 0.5|
+    assert record_row(older)["skew"] == abs(older["spec"]["level"] - 0.5)
 
 
 def test_truncated_foreign_and_temporary_files(records, tmp_path):
