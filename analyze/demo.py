@@ -9,7 +9,8 @@
    its weights package is installed);
 4. **salience**: estimate each target's salience (probe method) and compare it with the
    generator's ground-truth signal strengths;
-5. **probes**: the ``demo`` correlation grid with linear probes on every base;
+5. **probes**: a correlation grid (5 levels), the natural set and a skewed set (80% of positives
+   in the target's stereotypical group) per target, with linear probes on every base;
 6. **finetune**: a smaller full-finetune grid (biased vs one control base);
 7. **collect / effects / plots / plan / report**: one tidy table, the effect-size tables,
    figures, the curation plan and a Markdown + HTML report.
@@ -37,6 +38,7 @@ TARGETS = ("long_hair", "eyewear", "facial_hair", "raised_eyebrows", "smiling", 
 LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
 PROBE_N = 128
 PROBE_SEEDS = (0, 1, 2, 3, 4)
+SKEW_STEREOTYPE = 0.8  # the paper's "skewz": 80% of positives in one group
 FINETUNE_TARGET = TARGETS[0]
 FINETUNE_SEEDS = (0, 1, 2, 3, 4)
 CONTROLS = ("avatars-control-hat", "avatars-control-blazer")
@@ -138,11 +140,16 @@ def estimate_salience(out: Path, cache: Path, *, seed: int):
 
 def run_probes(out: Path, stores: dict[str, Path]) -> Path:
     from analyze.probe_run import run_probe_cells
-    from analyze.subsets import Correlation
+    from analyze.subsets import Correlation, Natural, Skew, level_toward_stereotype
     from extract.store import FeatureStore
 
     results = out / "results"
+    meta = FeatureStore.open(next(iter(stores.values()))).metadata
     specs = [Correlation(t, SENSITIVE, level, n=PROBE_N, seed=s) for t in TARGETS for level in LEVELS for s in PROBE_SEEDS]
+    # the paper's regression conditions: the natural set, and a skewed one with 80% of positives stereotypical
+    specs += [Natural(t, SENSITIVE, n=PROBE_N, seed=s) for t in TARGETS for s in PROBE_SEEDS]
+    specs += [Skew(t, SENSITIVE, level_toward_stereotype(meta, t, SENSITIVE, SKEW_STEREOTYPE), n=PROBE_N, seed=s)
+              for t in TARGETS for s in PROBE_SEEDS]
     for name, path in stores.items():
         records = run_probe_cells(FeatureStore.open(path), specs, out=results, progress=False)
         print(f"  {name}: {len(records)} probe cells fitted ({len(specs) - len(records)} reused)")
@@ -182,7 +189,7 @@ def run_demo(*, out=None, n: int = 3000, size: int = 64, seed: int = 0, workers=
         stores = extract_stores(out, cache, bases, size=size)
     with Stage(4, total, "estimate salience and check it against the generator's truth"):
         salience = estimate_salience(out, cache, seed=seed)
-    with Stage(5, total, "linear probes over the correlation grid"):
+    with Stage(5, total, "linear probes: correlation grid, natural and skewed sets"):
         results = run_probes(out, stores)
     with Stage(6, total, "full finetuning on a smaller grid"):
         run_finetunes(out, cache, bases)
