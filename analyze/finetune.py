@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from analyze.finetune_data import ImageBank, architecture_of, is_random_init, load_base
 from analyze.finetune_eval import evaluate_run, evaluation_rows, scores_of, stereotype_direction
+from analyze.metrics import natural_over_represented_group
 from analyze.finetune_search import (DEFAULT_LRS, DEFAULT_WEIGHT_DECAYS, FinetuneConfig, build_net, prepare_replicates,
                                      run_condition)
 from analyze.results import cell_id, make_record, record_exists, training_composition, write_record
@@ -197,6 +198,7 @@ def _finish_condition(outcome, plan, config, make_base, ctx) -> list[dict]:
     """Evaluate the chosen run of every replicate, write its record (and backbone)."""
     selection, n_reps = outcome.selection, len(outcome.replicates)
     groups = ctx["meta"][plan["sensitive"]].to_numpy()
+    natural = natural_over_represented_group(outcome.replicates[0].labels, groups, ctx["meta"]["split"])
     test_images = ctx["bank"].take(plan["test"])
     rows = []
     for rep, run in zip(outcome.replicates, outcome.chosen):
@@ -205,8 +207,7 @@ def _finish_condition(outcome, plan, config, make_base, ctx) -> list[dict]:
         net.load_state_dict(run.state)
         scores = scores_of(net, test_images, device=ctx["device"])
         train, val = rep.rows.train, rep.rows.val
-        direction, source = stereotype_direction(rep.labels[train], groups[train], ctx["meta"], rep.labels,
-                                                 plan["sensitive"])
+        direction, source = stereotype_direction(natural, rep.labels[train], groups[train])
         metrics = evaluate_run(test_scores=scores, y_test=rep.labels[plan["test"]], s_test=groups[plan["test"]],
                                val_scores=run.val_scores, y_val=rep.labels[val], y_train=rep.labels[train],
                                s_train=groups[train], direction=direction, policy=ctx["policy"])
@@ -219,11 +220,13 @@ def _finish_condition(outcome, plan, config, make_base, ctx) -> list[dict]:
         timings = {"train_s": run.seconds, "search_train_s": outcome.train_seconds / n_reps,
                    "setup_s": outcome.setup_seconds / n_reps, "eval_s": eval_seconds,
                    "shared_startup_s": ctx["shared_seconds"], "decode_s_total": ctx["bank"].decode_seconds}
-        rows.append(_write_cell(rep, run, net, metrics, hyper, timings, direction, source, plan, ctx))
+        facts = {"over_represented_group": direction, "direction_source": source,
+                 "composition": training_composition(rep.labels[train], groups[train])}
+        rows.append(_write_cell(rep, run, net, metrics, hyper, timings, facts, plan, ctx))
     return rows
 
 
-def _write_cell(rep, run, net, metrics, hyper, timings, direction, source, plan, ctx) -> dict:
+def _write_cell(rep, run, net, metrics, hyper, timings, facts, plan, ctx) -> dict:
     spec = rep.spec.to_dict()
     cid = cell_id(runner="finetune", backbone=ctx["base_name"], spec=spec)
     began = time.perf_counter()
@@ -231,11 +234,10 @@ def _write_cell(rep, run, net, metrics, hyper, timings, direction, source, plan,
     if ctx["save_backbones"] is not None:
         checkpoint = str(_save_backbone(net, cid, spec, hyper, ctx))
     backbone_config = {**ctx["base"].config(), "seed": rep.spec.seed if is_random_init(ctx["base"]) else ctx["base"].seed}
-    train = np.asarray(rep.rows.train)
     extra = {"finetune": {"val_curve": run.val_curve, "train_curve": run.train_curve, "device": str(ctx["device"]),
-                          "sensitive": plan["sensitive"], "over_represented_group": direction,
-                          "direction_source": source, "checkpoint": checkpoint},
-             "composition": training_composition(rep.labels[train], ctx["meta"][plan["sensitive"]].to_numpy()[train])}
+                          "sensitive": plan["sensitive"], "over_represented_group": facts["over_represented_group"],
+                          "direction_source": facts["direction_source"], "checkpoint": checkpoint},
+             "composition": facts["composition"]}
     sizes = {"n_train": len(rep.rows.train), "n_val": len(rep.rows.val), "n_test": len(plan["test"])}
     timings["write_s"] = time.perf_counter() - began
     timings["overhead_s"] = (timings["setup_s"] + timings["eval_s"] + timings["write_s"]

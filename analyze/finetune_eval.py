@@ -4,8 +4,8 @@ The record is the probe runner's (``analyze.results``) with ``runner = "finetune
 ``metrics`` are one row of :func:`analyze.metrics.evaluate_runs`.
 
 Stereotype direction (sign of ``fpr_gap_stereotype``): the group over-represented among
-the positives of the dataset's *train split* (the attribute's natural direction), the same
-convention as the probe runner (:mod:`analyze.probe_run`), so that probe and finetune rows of
+the positives of the dataset's *train split* (the attribute's natural direction,
+:func:`analyze.metrics.natural_over_represented_group`), the same function as the probe runner (:mod:`analyze.probe_run`), so that probe and finetune rows of
 one table share one sign and a correlation sweep keeps one sign across its levels (the gap
 is positive at the stereotype-consistent end and turns negative past balance). When the
 train split has no direction (exactly independent), the run's own training positives
@@ -54,20 +54,15 @@ def evaluation_rows(meta: pd.DataFrame, labels: np.ndarray, sensitive: str, test
     return rows
 
 
-def stereotype_direction(y_train, s_train, meta: pd.DataFrame, labels: np.ndarray, sensitive: str) -> tuple[float, str]:
-    """``(over-represented group, source)``: from the train split, else the run's training rows."""
+def stereotype_direction(natural: float, y_train, s_train) -> tuple[float, str]:
+    """``(over-represented group, source)``: the natural group (module docstring) when it is
+    defined, else the one of the run's training rows."""
+    if np.isfinite(natural):
+        return float(natural), "natural (train split)"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)  # independence is expected at c = 0.5
-        groups = meta[sensitive].to_numpy()
-        known = (meta["split"].to_numpy() == "train") & (labels >= 0) & (groups >= 0)
-        if known.any():
-            natural = float(over_represented_group(labels[known], groups[known]))
-            if np.isfinite(natural):
-                return natural, "natural (train split)"
         direction = float(over_represented_group(y_train, s_train))
-        if np.isfinite(direction):
-            return direction, "training set"
-    return float("nan"), "none"
+    return (direction, "training set") if np.isfinite(direction) else (float("nan"), "none")
 
 
 def evaluate_run(*, test_scores: np.ndarray, y_test: np.ndarray, s_test: np.ndarray, val_scores: np.ndarray,

@@ -46,6 +46,7 @@ from analyze.metrics_rates import (
     false_negative_rate,
     false_positive_rate,
     fpr_gap,
+    natural_over_represented_group,
     over_represented_group,
     roc_auc,
     roc_auc_by_group,
@@ -163,7 +164,7 @@ __all__ = [
     "bootstrap_ci", "confusion", "confusion_by_group", "demographic_parity_difference",
     "directional_bias_amplification", "directional_bias_amplification_pairs",
     "equalized_odds_difference", "evaluate_runs", "false_negative_rate",
-    "false_positive_rate", "fpr_gap", "over_represented_group", "predict", "predict_top_p",
+    "false_positive_rate", "fpr_gap", "natural_over_represented_group", "over_represented_group", "predict", "predict_top_p",
     "replicate_ci", "roc_auc", "roc_auc_by_group", "selection_rate", "stereotype_fpr_gap",
     "top_p_threshold", "true_positive_rate", "worst_group_accuracy",
 ]

@@ -10,11 +10,12 @@ CelebA's ``Male`` attribute makes 1 = male).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from analyze.metrics_base import broadcast_runs, finish, safe_divide, warn_undefined
+from analyze.metrics_base import UndefinedMetricWarning, broadcast_runs, finish, safe_divide, warn_undefined
 from extract.errors import UserError
 
 GROUPS = (0, 1)
@@ -297,6 +298,22 @@ def over_represented_group(y_true, group, *, mask=None):
                    reason="labels independent of the group")
     direction = np.where(association > 0, 1.0, np.where(association < 0, 0.0, np.nan))
     return finish(direction, squeeze)
+
+
+def natural_over_represented_group(y, group, split) -> float:
+    """The group over-represented among the positives of the ``train`` split (the natural
+    stereotype direction that signs ``fpr_gap_stereotype`` for every runner): 1.0, 0.0, or
+    NaN without a direction (no known rows, or y exactly independent of the group there).
+
+    ``y`` and ``group`` are whole-dataset columns with -1 for unknown; ``split`` the split names.
+    """
+    y, group = np.asarray(y), np.asarray(group)
+    known = (np.asarray(split) == "train") & (y >= 0) & (group >= 0)
+    if not known.any():
+        return float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)  # independence is reported as NaN
+        return float(over_represented_group(y[known], group[known]))
 
 
 def stereotype_fpr_gap(y_true, y_pred, group, *, over_represented_group, mask=None):

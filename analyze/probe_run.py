@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from analyze.metrics import UndefinedMetricWarning, evaluate_runs
+from analyze.metrics import UndefinedMetricWarning, evaluate_runs, natural_over_represented_group
 from analyze.probe import DEFAULT_CS, ProbeTask, fit_probes
 from analyze.results import cell_id, make_record, record_exists, training_composition, write_record
 from analyze.subsets import TestResample, natural_level
@@ -37,10 +37,10 @@ DEFAULT_POLICY = "top_p"
 
 
 def natural_direction(meta, target: str, sensitive: str) -> tuple[float, float]:
-    """(natural level P(s=1 | y=1) in the train pool, over-represented group 1/0 or NaN)."""
+    """(natural level P(s=1 | y=1) in the train pool, over-represented group 1/0 or NaN);
+    the group is :func:`analyze.metrics.natural_over_represented_group`, as in the finetune runner."""
     level = float(natural_level(meta, target, sensitive))
-    group = 1.0 if level > 0.5 else 0.0 if level < 0.5 else float("nan")
-    return level, group
+    return level, natural_over_represented_group(meta[target].to_numpy(), meta[sensitive].to_numpy(), meta["split"])
 
 
 def _test_rows(meta, spec, *, test_resample: bool) -> np.ndarray:

@@ -187,3 +187,15 @@ def test_bad_input_raises_user_error():
         M.roc_auc(np.zeros((2, 3)), np.zeros((3, 3)))
     with pytest.raises(UserError, match="shape"):
         M.roc_auc(np.zeros((2, 2, 2)), np.zeros(2))
+
+
+def test_natural_over_represented_group_compares_with_the_group_base_rate():
+    from analyze.metrics import natural_over_represented_group
+
+    # train split: P(s=1 | y=1) = 0.4 < 0.5, but P(s=1) = 0.25, so s=1 is over-represented among positives
+    y = np.array([1] * 5 + [0] * 15 + [1, 0, -1])
+    s = np.array([1, 1, 0, 0, 0] + [1] * 3 + [0] * 12 + [0, 1, 1])
+    split = np.array(["train"] * 20 + ["test", "test", "train"])
+    assert natural_over_represented_group(y, s, split) == 1.0
+    assert natural_over_represented_group(y, 1 - s, split) == 0.0
+    assert np.isnan(natural_over_represented_group(y, s, np.array(["test"] * len(y))))
