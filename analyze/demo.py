@@ -144,14 +144,15 @@ def run_probes(out: Path, stores: dict[str, Path]) -> Path:
     from extract.store import FeatureStore
 
     results = out / "results"
-    meta = FeatureStore.open(next(iter(stores.values()))).metadata
+    opened = {name: FeatureStore.open(path) for name, path in stores.items()}
+    meta = next(iter(opened.values())).metadata
     specs = [Correlation(t, SENSITIVE, level, n=PROBE_N, seed=s) for t in TARGETS for level in LEVELS for s in PROBE_SEEDS]
     # the paper's regression conditions: the natural set, and a skewed one with 80% of positives stereotypical
     specs += [Natural(t, SENSITIVE, n=PROBE_N, seed=s) for t in TARGETS for s in PROBE_SEEDS]
     specs += [Skew(t, SENSITIVE, level_toward_stereotype(meta, t, SENSITIVE, SKEW_STEREOTYPE), n=PROBE_N, seed=s)
               for t in TARGETS for s in PROBE_SEEDS]
-    for name, path in stores.items():
-        records = run_probe_cells(FeatureStore.open(path), specs, out=results, progress=False)
+    for name, store in opened.items():
+        records = run_probe_cells(store, specs, out=results, progress=False)
         print(f"  {name}: {len(records)} probe cells fitted ({len(specs) - len(records)} reused)")
     return results
 
