@@ -84,11 +84,30 @@ class Adapter:
         )
 
 
+#: Integer grayscale modes whose values span 0..65535 (16-bit PNG and TIFF files). Pillow's own
+#: conversion to RGB clips them at 255, which turns almost every pixel white.
+WIDE_GRAY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert a decoded image to 8-bit RGB, scaling 16-bit grayscale to 0..255.
+
+    16-bit grayscale (``I;16`` and relatives, and ``I``, which older Pillow versions
+    use for 16-bit PNGs) is divided by 257 and rounded, so 65535 maps to 255 and the
+    image keeps its contrast; every other mode uses Pillow's conversion.
+    """
+    if img.mode in WIDE_GRAY_MODES:
+        wide = np.asarray(img, dtype=np.float64)
+        gray = np.rint(np.clip(wide, 0, 65535) / 257.0).astype(np.uint8)
+        return Image.fromarray(gray, mode="L").convert("RGB")
+    return img.convert("RGB")
+
+
 def load_rgb(path: Path) -> Image.Image:
     """Open an image file as RGB, turning I/O and decode failures into one sentence."""
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
+            return to_rgb(img)
     except FileNotFoundError:
         raise UserError(f"image file {path} is missing; restore it or remove its row from the dataset.") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
@@ -99,14 +118,26 @@ def load_rgb(path: Path) -> Image.Image:
 
 
 def safe_join(root: Path, relative: str) -> Path:
-    """Join ``relative`` to ``root``, refusing paths that escape the root."""
+    """Join ``relative`` to ``root``, refusing paths that escape the root.
+
+    The text is checked first (no absolute path, no ``..``), then the resolved path: a
+    symbolic link inside the root that leads outside it (to a file or a folder) is refused
+    too. Links that stay inside the root are followed.
+    """
     rel = Path(str(relative).replace("\\", "/"))
     if rel.is_absolute() or ".." in rel.parts:
         raise UserError(
             f"manifest path {relative!r} escapes the dataset root {root}; "
             "paths must be relative and stay inside the root."
         )
-    return root / rel
+    joined = root / rel
+    real_root, real = root.resolve(), joined.resolve()
+    if real != real_root and real_root not in real.parents:
+        raise UserError(
+            f"image path {relative!r} leads outside the dataset root {root} through a symbolic link "
+            f"(to {real}); copy the file into the root or remove its row from the dataset."
+        )
+    return joined
 
 
 def validate_metadata(meta: pd.DataFrame, *, dataset: str, root: Path | None = None) -> pd.DataFrame:
@@ -123,6 +154,13 @@ def validate_metadata(meta: pd.DataFrame, *, dataset: str, root: Path | None = N
     meta["image_id"] = meta["image_id"].astype(str)
     meta["path"] = meta["path"].astype(str)
     meta["split"] = meta["split"].astype(str)
+    empty = meta["path"].str.strip() == ""
+    if empty.any():
+        row = int(np.flatnonzero(empty.to_numpy())[0])
+        raise UserError(
+            f"row {row} (image_id {meta['image_id'].iat[row]!r}) of the {dataset} metadata has an empty "
+            "'path' cell; fill in the image path or remove the row."
+        )
     dup = meta["image_id"][meta["image_id"].duplicated()]
     if len(dup):
         raise UserError(f"the {dataset} metadata repeats image_id {dup.iat[0]!r}; image ids must be unique.")

@@ -165,6 +165,14 @@ class ManifestAdapter(Adapter):
         # as numbers and checked by the base validation.
         text = {"path": str, "image_id": str, "split": str}
         frame = read_csv(self, file, required=["path"], dtype=text, keep_default_na=False)
+        empty = frame["path"].str.strip() == ""
+        if empty.any():
+            row = int(np.flatnonzero(empty.to_numpy())[0])
+            named = f" (image_id {frame['image_id'].iat[row]!r})" if "image_id" in frame.columns else ""
+            raise UserError(
+                f"the manifest {file} has an empty 'path' cell in row {row + 1} after the header{named}; "
+                "fill in the image path relative to the root or remove the row."
+            )
         if "image_id" not in frame.columns:
             frame["image_id"] = frame["path"]
         if "split" not in frame.columns:
