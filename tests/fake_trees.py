@@ -126,3 +126,33 @@ def make_folder(root: Path, counts: dict[str, int], *, suffix: str = ".png") -> 
             write_image(root / rel, seed=len(paths))
             paths.append(rel)
     return paths
+
+
+# -- Dollar Street -----------------------------------------------------------------------
+def make_dollarstreet(root: Path, records: list[dict], *, images: bool = True) -> None:
+    """``metadata_full_dollar_street.json`` (a JSON list of records) and ``images/<id>.jpg``.
+
+    Each record carries the release's fields: ``id``, ``label``, ``country``, ``region``,
+    ``income`` (plus ``url``, ``lat`` and ``lng`` filled in here when absent).
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    full = [{"url": f"https://example.org/480x480-{r['id']}.jpg", "lat": 0.0, "lng": 0.0, **r} for r in records]
+    (root / "metadata_full_dollar_street.json").write_text(json.dumps(full))
+    (root / "images").mkdir(exist_ok=True)
+    if images:
+        for i, r in enumerate(records):
+            write_image(root / "images" / f"{r['id']}.jpg", seed=i)
+
+
+# -- GeoDE -------------------------------------------------------------------------------
+GEODE_HEADER = ["file_path", "object", "region", "ip_country"]
+
+
+def make_geode(root: Path, rows: list[list], *, images: bool = True) -> None:
+    """GeoDE ``index.csv``; rows are ``[file_path, object, region, ip_country]``, images under ``images/``."""
+    write_csv(root / "index.csv", GEODE_HEADER, rows)
+    for i, row in enumerate(rows):
+        if images:
+            write_image(root / "images" / row[0], seed=i)
+        else:
+            (root / "images" / row[0]).parent.mkdir(parents=True, exist_ok=True)
