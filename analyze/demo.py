@@ -24,6 +24,8 @@ import logging
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from extract.paths import work_dir
 
 log = logging.getLogger(__name__)
@@ -75,7 +77,7 @@ def render_avatars(out: Path, *, n: int, size: int, seed: int, workers) -> Path:
 
 
 def pretrain_bases(out: Path, *, size: int, workers) -> dict[str, Path]:
-    from extract.pretrain_recipe import load_recipe, run_recipe
+    from extract.pretrain.recipe import load_recipe, run_recipe
 
     recipe = load_recipe(RECIPE)
     recipe["bases"] = [b for b in recipe["bases"] if b["role"] != "control" or b["name"] in CONTROLS]
@@ -120,8 +122,8 @@ def extract_stores(out: Path, cache: Path, bases: dict[str, Path], *, size: int)
 def estimate_salience(out: Path, cache: Path, *, seed: int):
     import pandas as pd
 
-    from analyze.salience import validate_salience
-    from analyze.salience_run import salience_table
+    from analyze.salience.estimate import validate_salience
+    from analyze.salience.table import salience_table
     from extract.datasets.avatars import AvatarAdapter
 
     path = out / "salience.csv"
@@ -139,9 +141,9 @@ def estimate_salience(out: Path, cache: Path, *, seed: int):
 
 
 def run_probes(out: Path, stores: dict[str, Path]) -> Path:
-    from analyze.probe_run import run_probe_cells
+    from analyze.probe.cells import run_probe_cells
     from analyze.subsets import Correlation, Natural, Skew, level_toward_stereotype
-    from extract.store import FeatureStore
+    from extract.store.reader import FeatureStore
 
     results = out / "results"
     opened = {name: FeatureStore.open(path) for name, path in stores.items()}
@@ -158,7 +160,7 @@ def run_probes(out: Path, stores: dict[str, Path]) -> Path:
 
 
 def run_finetunes(out: Path, cache: Path, bases: dict[str, Path]) -> Path:
-    from analyze.finetune import FinetuneConfig, finetune_cells
+    from analyze.finetune.runner import FinetuneConfig, finetune_cells
     from analyze.subsets import Correlation, level_toward_stereotype
     from extract.datasets.avatars import AvatarAdapter
 
@@ -195,8 +197,78 @@ def run_demo(*, out=None, n: int = 3000, size: int = 64, seed: int = 0, workers=
     with Stage(6, total, "full finetuning on a smaller grid"):
         run_finetunes(out, cache, bases)
     with Stage(7, total, "collect, effects, plots, plan and report"):
-        from analyze.demo_summary import summarise
 
         report = summarise(out, results, salience, base_kinds(bases))
     print(f"demo finished in {time.perf_counter() - began:.0f} s; outputs under {out}")
     return report
+
+
+# -- the last stage: collect the records, fit effects, draw figures, plan, report --------------
+
+
+def _collect(out: Path, results: Path, salience: Path, kinds: dict[str, str]) -> pd.DataFrame:
+    from analyze.effects.models import attach_salience, with_base_kind
+    from analyze.results.collect import collect
+
+    table = collect(results)
+    table = with_base_kind(table, {k: v for k, v in kinds.items() if k in set(table["backbone"])})
+    table = attach_salience(table, pd.read_csv(salience))
+    table.to_csv(out / "table.csv", index=False)
+    print(f"  table {out / 'table.csv'}: {len(table)} cells ({', '.join(sorted(table['runner'].unique()))})")
+    return table
+
+
+def _effects(out: Path, table: pd.DataFrame) -> pd.DataFrame:
+    from analyze.effects.format import write_tables
+    from analyze.effects.models import run_effects
+
+    coefs, _ = run_effects(table, model="general", runner="probe")
+    paths = write_tables(coefs, out / "effects" / "general-probe", title="bias ~ base * (correlation strength + salience)")
+    print(f"  effects {paths[0]}")
+    moderation, _ = run_effects(table, model="moderation", runner="probe")
+    paths = write_tables(moderation, out / "effects" / "moderation-probe",
+                         title="bias ~ base * correlation strength + correlation strength : salience")
+    print(f"  effects {paths[0]}")
+    return pd.concat([coefs, moderation], ignore_index=True)
+
+
+def _figures(out: Path, table: pd.DataFrame, coefs: pd.DataFrame, salience: Path) -> None:
+    from analyze.report.plots import (
+        plot_coefficients,
+        plot_correlation,
+        plot_salience,
+        plot_tradeoff,
+    )
+
+    figures = out / "figures"
+    for runner in sorted(table["runner"].unique()):
+        rows = table[table["runner"] == runner]
+        plot_correlation(rows, figures / f"correlation-{runner}")
+        plot_tradeoff(rows, figures / f"tradeoff-{runner}")
+    plot_coefficients(coefs, figures / "coefficients-probe")
+    plot_salience(pd.read_csv(salience), figures / "salience", truth="true_log_ratio")
+    print(f"  figures {figures}")
+
+
+def _plan(out: Path, table: pd.DataFrame) -> Path:
+    from analyze.curation import plan_curation
+
+    plan = plan_curation(table[table["runner"] == "probe"])
+    path = out / "plan.csv"
+    plan.to_csv(path, index=False)
+    print(f"  curation plan {path}")
+    return path
+
+
+def summarise(out: Path, results: Path, salience: Path, kinds: dict[str, str]) -> Path:
+    """Collect, effects, figures, plan and report; return the HTML report's path."""
+    from analyze.report.build import build_report
+
+    table = _collect(out, results, salience, kinds)
+    coefs = _effects(out, table)
+    _figures(out, table, coefs, salience)
+    plan = _plan(out, table)
+    md, html = build_report(out / "table.csv", out_dir=out / "report", salience=salience, plan=plan,
+                            title="biastransfer demo: bias transfer on procedural avatars")
+    print(f"  report {md}\n  report {html}")
+    return html

@@ -1,7 +1,7 @@
 """Benchmark: linear probes per second, this engine vs scikit-learn, in the same run.
 
 Each probe is an L2 logistic regression on its own ``--n-train`` random rows of one
-synthetic feature matrix (``analyze.probe_synthetic``: ``cnn`` = ill-conditioned, CNN-like;
+synthetic feature matrix (``analyze.probe.synthetic``: ``cnn`` = ill-conditioned, CNN-like;
 ``isotropic`` = well-conditioned), scored on shared test rows. Methods:
 
   a. sklearn ``LogisticRegression(lbfgs)`` in a plain loop, default threads (timed on the

@@ -1,7 +1,7 @@
 """biastransfer.extract: images -> HDF5 feature stores.
 
 Datasets (``extract.datasets``), the backbone registry (``extract.backbones``), feature
-stores (``extract.store``) and the extraction loop (``extract.extraction``). This package
+stores (``extract.store.reader``) and the extraction loop (``extract.extraction``). This package
 never imports ``analyze``.
 """
 

@@ -13,7 +13,7 @@ scaled and normalised there. On CUDA the forward runs under bf16 autocast with
 channels_last; on CPU in float32. Features are stored as float16.
 
 Finished batches are written in order by one background thread while the next batch is
-computed (:mod:`extract.extraction_writer`); each write flushes its rows before the counter
+computed (:mod:`extract.store.background`); each write flushes its rows before the counter
 that vouches for them, so a killed run resumes from the rows already written, and a failed
 write stops the run before the store is finalised. The work is deterministic (no random
 transforms, fixed batch boundaries), so an interrupted-and-resumed run gives the same
@@ -36,9 +36,14 @@ from extract.backbones import Backbone, Preprocess
 from extract.datasets.base import BASE_COLUMNS, Adapter
 from extract.device_decode import DeviceDecoder, check_decode, read_encoded, rgb_tensor
 from extract.errors import UserError
-from extract.extraction_writer import BackgroundWriter
 from extract.image_prep import prepare_uint8
-from extract.store import StoreWriter, check_output_writable, existing_store_matches, make_provenance
+from extract.store.background import BackgroundWriter
+from extract.store.reader import (
+    StoreWriter,
+    check_output_writable,
+    existing_store_matches,
+    make_provenance,
+)
 
 log = logging.getLogger(__name__)
 

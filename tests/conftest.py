@@ -14,7 +14,7 @@ import torch
 from extract.backbones import create_backbone
 from extract.datasets.avatars import AvatarAdapter, render_dataset
 from extract.extraction import extract_features
-from extract.store import FeatureStore
+from extract.store.reader import FeatureStore
 
 
 def _one_torch_thread():

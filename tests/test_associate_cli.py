@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from analyze import cli
-from analyze.associate_report import plot_association
-from analyze.associate_run import COLUMNS
+from analyze.association.report import plot_association
+from analyze.association.run import COLUMNS
 from extract.backbones import create_backbone, save_checkpoint
 from extract.datasets.avatars import render_dataset
 from tests.fake_trees import write_image

@@ -11,11 +11,18 @@ import pandas as pd
 import pytest
 import torch
 
-from analyze.associate_experiment import (ExperimentConfig, check_disjoint, check_protocol, experiment_specs,
-                                          experiment_tests, register, run_experiment, write_outputs,
-                                          _config_from_args)
-from analyze.associate_experiment_report import QUANTITIES, summarize_experiment, verdict
-from analyze.concepts import avatar_concept_sets
+from analyze.association.concepts import avatar_concept_sets
+from analyze.association.experiment import (
+    ExperimentConfig,
+    check_disjoint,
+    check_protocol,
+    experiment_specs,
+    experiment_tests,
+    run_experiment,
+    write_outputs,
+)
+from analyze.association.summary import QUANTITIES, summarize_experiment, verdict
+from analyze.cli.associate_experiment import _config_from_args, register
 from extract.datasets.avatars import AvatarAdapter, render_dataset
 from extract.errors import UserError
 

@@ -6,12 +6,12 @@ import pytest
 import torch
 from scipy import stats
 
-from analyze.associate_models import describe_model, embed_images
-from analyze.associate_report import summarize_change
-from analyze.associate_run import COLUMNS, null_summary, run_association
-from analyze.associate_spec import parse_tests
 from analyze.association import association_test, concept_association, paired_change
-from analyze.concepts import avatar_concept_sets
+from analyze.association.concepts import avatar_concept_sets
+from analyze.association.models import describe_model, embed_images
+from analyze.association.report import summarize_change
+from analyze.association.run import COLUMNS, null_summary, run_association
+from analyze.association.spec import parse_tests
 from extract.backbones import create_backbone, save_checkpoint
 from extract.datasets.avatars import render_dataset
 from extract.errors import UserError

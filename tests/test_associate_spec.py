@@ -4,9 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from analyze.associate_spec import (DEFAULT_OPTIONS, ROLES, check_sets_exist, load_tests,
-                                    parse_tests, set_names)
-from analyze.concepts import avatar_set_names
+from analyze.association.concepts import avatar_set_names
+from analyze.association.spec import (
+    DEFAULT_OPTIONS,
+    ROLES,
+    check_sets_exist,
+    load_tests,
+    parse_tests,
+    set_names,
+)
 from extract.errors import UserError
 
 PRESETS = sorted((Path(__file__).parents[1] / "data" / "association").glob("*.toml"))

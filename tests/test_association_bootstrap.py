@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-import analyze.association_bootstrap as bootstrap_module
+import analyze.association.bootstrap as bootstrap_module
 from analyze.association import (
     association,
     association_test,

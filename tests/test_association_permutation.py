@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics.pairwise import cosine_similarity
 
-import analyze.association_permutation as permutation_module
+import analyze.association.permutation as permutation_module
 from analyze.association import (
     association_test,
     concept_association,

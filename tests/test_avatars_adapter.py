@@ -7,7 +7,12 @@ import pytest
 from PIL import Image
 
 from extract.datasets import avatars, get_adapter
-from extract.datasets.avatars import ATTRIBUTES, AvatarAdapter, contact_sheet, render_dataset
+from extract.datasets.avatars import (
+    ATTRIBUTES,
+    AvatarAdapter,
+    contact_sheet,
+    render_dataset,
+)
 from extract.errors import UserError
 
 N, SIZE = 40, 32

@@ -3,8 +3,15 @@
 import numpy as np
 import pytest
 
-from extract.datasets.avatars import ATTRIBUTES, PRESETS, SENSITIVE, TARGETS, expected_rates, sample_attributes
-from extract.datasets.avatars_spec import assign_splits
+from extract.datasets.avatars import (
+    ATTRIBUTES,
+    PRESETS,
+    SENSITIVE,
+    TARGETS,
+    expected_rates,
+    sample_attributes,
+)
+from extract.datasets.avatars.spec import assign_splits
 from extract.errors import UserError
 
 N = 20_000

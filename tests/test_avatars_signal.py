@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from extract.datasets import avatars_render as render
+import extract.datasets.avatars.render as render
 from extract.datasets.avatars import ATTRIBUTES, TARGETS, measure_signal_strength
 
 SIZE = 32
@@ -30,7 +30,11 @@ def test_signal_ordering_is_sane(strength):
 
 def test_signal_equals_hand_computed_toggle_difference():
     # n=1: the strength is exactly the mean |difference| of the two renders of avatar 0.
-    from extract.datasets.avatars_spec import STREAM_SIGNAL_ATTRIBUTES, STREAM_SIGNAL_IMAGES, sample_attributes
+    from extract.datasets.avatars.spec import (
+        STREAM_SIGNAL_ATTRIBUTES,
+        STREAM_SIGNAL_IMAGES,
+        sample_attributes,
+    )
 
     one = measure_signal_strength(size=SIZE, n=1, seed=7, workers=1)
     row = sample_attributes(1, seed=7, stream=STREAM_SIGNAL_ATTRIBUTES)[0]

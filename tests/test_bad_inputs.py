@@ -23,10 +23,15 @@ import torch
 from PIL import Image
 
 from analyze.cli import main
-from extract.backbones import Preprocess, create_backbone, load_checkpoint, save_checkpoint
+from extract.backbones import (
+    Preprocess,
+    create_backbone,
+    load_checkpoint,
+    save_checkpoint,
+)
 from extract.errors import UserError
 from extract.models.smallcnn import SmallCNN
-from extract.store import FeatureStore
+from extract.store.reader import FeatureStore
 
 PROGRESS = re.compile(r"\d+%\||it/s|img/s|cell/s")
 
@@ -266,7 +271,7 @@ def test_probe_checks_its_output_folder_before_any_work(capsys, monkeypatch, fil
         pytest.fail("the store was opened or probes were fitted before --out was checked")
 
     monkeypatch.setattr(FeatureStore, "open", too_late)
-    monkeypatch.setattr("analyze.probe_run.run_probe_cells", too_late)
+    monkeypatch.setattr("analyze.probe.cells.run_probe_cells", too_late)
     argv = [a.format(store_ok=stores["ok"], tmp="unused") for a in _probe("ok")[:-1]] + [f"{files}/a_file/results"]
     cli_error(capsys, argv, r"cannot write results into \S*a_file/results \(Not a directory\); choose a writable --out")
 
@@ -359,7 +364,7 @@ def test_subset_spec_files(spec, pattern):
     ('{"schema": "something-else", "metrics": {}}', r"is not a biastransfer-result-v1 record"),
 ], ids=["truncated", "empty", "foreign"])
 def test_bad_result_files_are_refused_and_redone(tmp_path, content, pattern):
-    from analyze.results import read_record, record_exists
+    from analyze.results.records import read_record, record_exists
 
     (tmp_path / "cell.json").write_text(content)
     with pytest.raises(UserError) as info:

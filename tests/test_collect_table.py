@@ -6,10 +6,11 @@ import math
 import pandas as pd
 import pytest
 
-import analyze.collect as collect_module
-from analyze.collect import SkippedRecordsWarning, collect, read_table, record_row, write_table
-from analyze.probe_run import run_probe_cells
-from analyze.results import make_record, write_record
+import analyze.results.tables as tables_module
+from analyze.probe.cells import run_probe_cells
+from analyze.results.collect import SkippedRecordsWarning, collect, record_row
+from analyze.results.records import make_record, write_record
+from analyze.results.tables import read_table, write_table
 from analyze.subsets import Correlation, Natural, Skew
 from extract.errors import UserError
 
@@ -129,7 +130,7 @@ def test_csv_round_trip_and_parquet_needs_pyarrow(records, tmp_path, monkeypatch
     back = read_table(path)
     assert list(back.columns) == list(table.columns) and len(back) == len(table)
     assert back["auc"].tolist() == table["auc"].tolist()  # floats round-trip exactly
-    monkeypatch.setattr(collect_module.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(tables_module.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UserError, match="pyarrow"):
         write_table(table, tmp_path / "t.parquet")
     with pytest.raises(UserError, match=r"\.csv or \.parquet"):

@@ -3,7 +3,11 @@
 import numpy as np
 import pytest
 
-from analyze.concepts import ConceptSets, avatar_concept_sets, avatar_set_names
+from analyze.association.concepts import (
+    ConceptSets,
+    avatar_concept_sets,
+    avatar_set_names,
+)
 from extract.datasets.avatars import AvatarAdapter, render_dataset
 from extract.errors import UserError
 

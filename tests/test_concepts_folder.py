@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from analyze.concepts import load_concept_folders
+from analyze.association.concepts import load_concept_folders
 from extract.errors import UserError
 from tests.fake_trees import write_image
 

@@ -8,7 +8,11 @@ import pandas as pd
 import pytest
 
 from extract.datasets import get_adapter
-from extract.datasets.dollarstreet import DollarStreetAdapter, income_bucket, load_class_map
+from extract.datasets.dollarstreet import (
+    DollarStreetAdapter,
+    income_bucket,
+    load_class_map,
+)
 from extract.datasets.targets import coco_classes, target_set
 from extract.errors import UserError
 from tests.fake_trees import make_dollarstreet

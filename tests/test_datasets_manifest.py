@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from extract.datasets import get_adapter
-from extract.datasets.manifest import ManifestAdapter, carve_validation, column_name, seeded_split
+from extract.datasets.manifest import (
+    ManifestAdapter,
+    carve_validation,
+    column_name,
+    seeded_split,
+)
 from extract.errors import UserError
 from tests.fake_trees import write_csv, write_image
 

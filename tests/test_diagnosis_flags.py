@@ -4,8 +4,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyze.diagnosis import (FLAG_COLUMNS, FLAGS, at_edge, check_floor, diagnose_record, diagnose_salience,
-                               flag_counts, format_counts)
+from analyze.diagnosis import (
+    FLAG_COLUMNS,
+    FLAGS,
+    at_edge,
+    check_floor,
+    diagnose_record,
+    diagnose_salience,
+    flag_counts,
+    format_counts,
+)
 from extract.errors import UserError
 
 HEALTHY = {"auc": 0.82, "fpr_group0": 0.1, "fpr_group1": 0.2, "selection_rate_group0": 0.4,

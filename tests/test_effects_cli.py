@@ -6,15 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyze import effects
-from analyze.effects_format import latex_escape, to_latex, to_markdown
+import analyze.cli.effects as effects_cli
+import analyze.effects.models as effects
+from analyze.effects.format import latex_escape, to_latex, to_markdown
+from analyze.results.tables import read_table
 from extract.errors import UserError
 from tests.test_effects_table import synthetic_results
 
 
 def _run(argv):
     parser = argparse.ArgumentParser()
-    effects.register(parser.add_subparsers(dest="command"))
+    effects_cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
     return args.func(args)
 
@@ -34,7 +36,7 @@ def test_paper_model_writes_three_formats_and_rows(table_path, tmp_path, capsys)
     written = pd.read_csv(out.with_name("paper.csv"))
     assert list(written["term"]) == ["Intercept", "Saliency", "Skew"] * 2
     assert set(written["estimator"]) == {"mixed", "ols"} and (written["n_groups"] == 6).all()
-    expected, rows = effects.run_effects(effects.with_base_kind(effects.read_table(table_path)), model="paper")
+    expected, rows = effects.run_effects(effects.with_base_kind(read_table(table_path)), model="paper")
     np.testing.assert_allclose(written["coef"], expected["coef"], rtol=1e-9)
     assert len(pd.read_csv(out.with_name("paper_rows.csv"))) == len(rows) == 12
     markdown = out.with_name("paper.md").read_text()

@@ -5,8 +5,14 @@ import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
 
-from analyze.effects import fit_general, fit_moderation, fit_paper, paper_rows, run_effects
-from analyze.effects_fit import fit_model, nakagawa_r2
+from analyze.effects.fit import fit_model, nakagawa_r2
+from analyze.effects.models import (
+    fit_general,
+    fit_moderation,
+    fit_paper,
+    paper_rows,
+    run_effects,
+)
 from extract.errors import UserError
 from tests.test_effects_table import synthetic_results
 

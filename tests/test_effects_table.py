@@ -8,8 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyze.effects import (attach_salience, paper_rows, paper_value, read_table, require_columns, run_effects,
-                             select_runner, with_base_kind, with_derived_columns)
+from analyze.effects.models import (
+    attach_salience,
+    paper_rows,
+    paper_value,
+    require_columns,
+    run_effects,
+    select_runner,
+    with_base_kind,
+    with_derived_columns,
+)
+from analyze.results.tables import read_table
 from extract.errors import UserError
 
 BASES = {"biased_net": "biased", "ctrl_a": "control", "ctrl_b": "control", "ctrl_c": "control"}

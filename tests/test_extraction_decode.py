@@ -13,7 +13,7 @@ from extract.datasets.folder import ImageFolderAdapter
 from extract.device_decode import DeviceDecoder, read_encoded
 from extract.errors import UserError
 from extract.extraction import extract_features
-from extract.store import FeatureStore, partial_path
+from extract.store.reader import FeatureStore, partial_path
 
 BATCH = 8
 

@@ -16,7 +16,7 @@ from extract.backbones import create_backbone
 from extract.datasets.base import Adapter
 from extract.errors import UserError
 from extract.extraction import extract_features, prepare_uint8, resolve_device
-from extract.store import FeatureStore, partial_path
+from extract.store.reader import FeatureStore, partial_path
 
 N_IMAGES = 12
 

@@ -21,7 +21,7 @@ from extract.backbones import create_backbone
 from extract.datasets.base import Adapter
 from extract.errors import UserError
 from extract.extraction import extract_features
-from extract.store import FeatureStore, StoreWriter, partial_path
+from extract.store.reader import FeatureStore, StoreWriter, partial_path
 
 N_IMAGES, BATCH = 37, 8  # five batches, the last one short
 REPO = Path(__file__).resolve().parents[1]
@@ -102,7 +102,7 @@ import os, signal, sys
 import torch
 sys.path.insert(0, {tests!r})
 from test_extraction_resume import PngAdapter
-from extract import store
+import extract.store.reader as store
 from extract.backbones import create_backbone
 from extract.extraction import extract_features
 
@@ -158,7 +158,7 @@ def test_resume_with_another_backbone_is_refused(images, tmp_path, monkeypatch):
 def test_unreadable_partial_starts_over(images, reference, tmp_path, caplog):
     out = tmp_path / "f.h5"
     partial_path(out).write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)  # killed while HDF5 set up the file
-    with caplog.at_level(logging.WARNING, logger="extract.store"):
+    with caplog.at_level(logging.WARNING, logger="extract.store.reader"):
         _extract(images, out)
     assert "starting the extraction over" in caplog.text
     np.testing.assert_array_equal(FeatureStore.open(out).features, reference)
@@ -183,7 +183,7 @@ def test_killed_between_complete_flag_and_rename(images, reference, tmp_path, mo
     def no_rename(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("extract.store_writer.os.replace", no_rename)
+    monkeypatch.setattr("extract.store.writer.os.replace", no_rename)
     with pytest.raises(KeyboardInterrupt):
         _extract(images, out)
     monkeypatch.undo()

@@ -8,13 +8,13 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from test_extraction_resume import BATCH, PngAdapter, write_pngs
 
 from extract.backbones import create_backbone
 from extract.errors import UserError
 from extract.extraction import extract_features
-from extract.extraction_writer import BackgroundWriter
-from extract.store import FeatureStore, StoreWriter, partial_path
-from test_extraction_resume import BATCH, PngAdapter, write_pngs
+from extract.store.background import BackgroundWriter
+from extract.store.reader import FeatureStore, StoreWriter, partial_path
 
 
 class FakeStore:

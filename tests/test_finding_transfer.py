@@ -18,16 +18,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyze.collect import collect
 from analyze.demo import RECIPE
-from analyze.finetune import FinetuneConfig, finetune_cells
-from analyze.probe_run import run_probe_cells
+from analyze.finetune.runner import FinetuneConfig, finetune_cells
+from analyze.probe.cells import run_probe_cells
+from analyze.results.collect import collect
 from analyze.subsets import Correlation, level_toward_stereotype
 from extract.backbones import create_backbone
 from extract.datasets.avatars import AvatarAdapter, render_dataset
 from extract.extraction import extract_features
-from extract.pretrain_recipe import load_recipe, run_recipe
-from extract.store import FeatureStore
+from extract.pretrain.recipe import load_recipe, run_recipe
+from extract.store.reader import FeatureStore
 
 SENSITIVE = "dark_skin"
 SEEDS = (0, 1, 2, 3, 4)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from analyze.finetune_data import ImageBank, architecture_of, load_base
+from analyze.finetune.data import ImageBank, architecture_of, load_base
 from extract.backbones import Preprocess, create_backbone
 from extract.datasets.avatars import AvatarAdapter, render_dataset
 from extract.errors import UserError

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from analyze.finetune import FinetuneConfig, finetune_cells, group_conditions, register
-from analyze.finetune_data import check_forward
-from analyze.probe_run import natural_direction
-from analyze.results import cell_id, read_record
+from analyze.cli.finetune import register
+from analyze.finetune.data import check_forward
+from analyze.finetune.runner import FinetuneConfig, finetune_cells, group_conditions
+from analyze.probe.cells import natural_direction
+from analyze.results.records import cell_id, read_record
 from analyze.subsets import Correlation, Natural, TestResample, Underrepresentation
 from extract.backbones import Backbone, Preprocess, create_backbone, save_checkpoint
 from extract.datasets.avatars import AvatarAdapter, render_dataset

@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from analyze.finetune_search import FinetuneConfig, select_setting
+from analyze.finetune.search import FinetuneConfig, select_setting
 from extract.errors import UserError
 
 

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from analyze.finetune_train import FinetuneNet, RunSettings, check_labels, frozen_units, train_run
+from analyze.finetune.train import (
+    FinetuneNet,
+    RunSettings,
+    check_labels,
+    frozen_units,
+    train_run,
+)
 from extract.backbones import Preprocess
 from extract.errors import UserError
 from extract.models.smallcnn import SmallCNN

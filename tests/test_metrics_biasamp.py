@@ -156,7 +156,7 @@ def test_binary_one_hot_equals_positive_columns():
     assert binary > 0
 
 
-@pytest.mark.filterwarnings("ignore::analyze.metrics_base.UndefinedMetricWarning")
+@pytest.mark.filterwarnings("ignore::analyze.metrics.base.UndefinedMetricWarning")
 def test_degenerate_inputs_give_nan_with_reason():
     tasks, attrs, preds = np.array([[0], [0]]), np.array([[0], [0]]), np.array([[1], [0]])
     with pytest.warns(M.UndefinedMetricWarning, match="every \\(a, t\\) pair undefined"):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+import analyze.metrics.intervals as metrics_ci
 from analyze import metrics as M
-from analyze import metrics_ci
 from extract.errors import UserError
 
 

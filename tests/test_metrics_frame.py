@@ -71,7 +71,7 @@ def test_single_callable_gives_scalars_like_fairlearn():
     assert ours.ratio() == pytest.approx(theirs.ratio(), abs=1e-12)
 
 
-@pytest.mark.filterwarnings("ignore::analyze.metrics_base.UndefinedMetricWarning")
+@pytest.mark.filterwarnings("ignore::analyze.metrics.base.UndefinedMetricWarning")
 def test_undefined_group_value_is_nan_with_reason_and_propagates():
     y = np.array([1, 1, 0, 0, 1, 0])
     y_pred = np.array([1, 0, 1, 0, 1, 1])

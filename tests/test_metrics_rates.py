@@ -157,7 +157,7 @@ def test_all_tied_scores_give_half_auc():
     assert M.roc_auc([0, 1, 0, 1], [0.5] * 4) == 0.5
 
 
-@pytest.mark.filterwarnings("ignore::analyze.metrics_base.UndefinedMetricWarning")
+@pytest.mark.filterwarnings("ignore::analyze.metrics.base.UndefinedMetricWarning")
 def test_empty_mask_and_empty_cells_do_not_crash():
     y, pred, g = np.array([0, 1, 0, 1]), np.array([0, 1, 1, 1]), np.array([0, 0, 0, 0])
     with pytest.warns(M.UndefinedMetricWarning):

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyze.plan import plan_curation, plan_markdown
+from analyze.curation import plan_curation, plan_markdown
 from extract.errors import UserError
 
 LEVELS = np.round(np.arange(0, 1.0001, 0.1), 2)

@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyze import plots
-from analyze.effects import run_effects
-from analyze.metrics_ci import replicate_ci
+import analyze.cli.plot as plots_cli
+import analyze.report.plots as plots
+from analyze.effects.models import run_effects
+from analyze.metrics.intervals import replicate_ci
 from extract.errors import UserError
 from tests.test_effects_table import synthetic_results
 
@@ -74,7 +75,7 @@ def test_plot_cli(table, tmp_path, capsys):
     path = tmp_path / "results.csv"
     table.to_csv(path, index=False)
     parser = argparse.ArgumentParser()
-    plots.register(parser.add_subparsers(dest="command"))
+    plots_cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["plot", str(path), "--kind", "correlation", "--runner", "probe",
                               "--query", "target == 'attr00'", "--out", str(tmp_path / "fig" / "corr")])
     assert args.func(args) == 0

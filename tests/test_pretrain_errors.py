@@ -6,7 +6,7 @@ import torch
 
 from extract.datasets.avatars import AvatarAdapter, render_dataset
 from extract.errors import UserError
-from extract.pretrain import pretrain_base, write_base, write_scratch_base
+from extract.pretrain.train import pretrain_base, write_base, write_scratch_base
 
 
 @pytest.fixture(scope="module")

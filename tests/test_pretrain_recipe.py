@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from extract.backbones import create_backbone
+from extract.cli.pretrain import register
 from extract.datasets.avatars import AvatarAdapter, render_dataset
 from extract.errors import UserError
-from extract.pretrain import register
-from extract.pretrain_recipe import check_recipe, load_recipe, run_recipe, shared_images
+from extract.pretrain.recipe import check_recipe, load_recipe, run_recipe, shared_images
 
 RECIPE_FILE = "data/recipes/avatars-bases.toml"
 TINY = {

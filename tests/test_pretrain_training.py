@@ -8,8 +8,13 @@ import torch
 
 from extract.backbones import create_backbone, load_checkpoint
 from extract.datasets.avatars import AvatarAdapter, render_dataset
-from extract.pretrain import build_model, pretrain_base, write_base, write_scratch_base
-from extract.pretrain_data import sha256_rows
+from extract.pretrain.data import sha256_rows
+from extract.pretrain.train import (
+    build_model,
+    pretrain_base,
+    write_base,
+    write_scratch_base,
+)
 
 TINY = {"width": 8}
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
+from threadpoolctl import threadpool_limits
 
 from analyze.probe import ProbeTask, fit_probes, make_probe_features
 

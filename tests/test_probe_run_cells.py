@@ -8,8 +8,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from analyze.cli import main
-from analyze.probe_run import build_tasks, natural_direction, run_probe_cells
-from analyze.results import read_record
+from analyze.probe.cells import build_tasks, natural_direction, run_probe_cells
+from analyze.results.records import read_record
 from analyze.subsets import Correlation
 from extract.errors import UserError
 

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
 from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
 
 from analyze.probe import ProbeTask, fit_probes, make_probe_features
-from analyze.probe_precondition import SpectralPreconditioner
-from analyze.probe_solver import solve_logistic
+from analyze.probe.precondition import SpectralPreconditioner
+from analyze.probe.solver import solve_logistic
 
 torch.set_num_threads(1)
 

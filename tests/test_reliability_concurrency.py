@@ -15,7 +15,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from analyze.results import RESULT_SCHEMA, cell_id, read_record
+from analyze.results.records import RESULT_SCHEMA, cell_id, read_record
 from extract.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ WRITES_PER_PROCESS = 150
 READER = """
 import hashlib, os, sys, time
 from pathlib import Path
-from extract.store import FeatureStore
+from extract.store.reader import FeatureStore
 start = Path(sys.argv[2])
 Path(sys.argv[3]).touch()
 while not start.exists():
@@ -41,7 +41,7 @@ print(",".join(digests))
 WRITER = """
 import json, sys, time
 from pathlib import Path
-from analyze.results import RESULT_SCHEMA, write_record
+from analyze.results.records import RESULT_SCHEMA, write_record
 folder, writer, cell, count = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
 start = Path(sys.argv[5])
 Path(sys.argv[6]).touch()

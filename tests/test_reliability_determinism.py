@@ -26,8 +26,15 @@ print(json.dumps(fingerprint({store!r})))
 
 def subset_specs() -> list:
     """One or more specs of every kind, feasible on the 600-avatar store."""
-    from analyze.subsets import (Correlation, Natural, SalienceSets, Skew, SubSelection, TestResample,
-                                 Underrepresentation)
+    from analyze.subsets import (
+        Correlation,
+        Natural,
+        SalienceSets,
+        Skew,
+        SubSelection,
+        TestResample,
+        Underrepresentation,
+    )
 
     return [Correlation("hat", "dark_skin", level, n=40, seed=seed) for level in (0.0, 0.3, 0.5, 1.0) for seed in (0, 7)] + [
         Natural("smiling", "dark_skin", n=100, seed=3), Skew("eyewear", "dark_skin", 0.8, n=60, seed=1),
@@ -55,7 +62,7 @@ def subset_digests(meta) -> dict[str, str]:
 def probe_metrics(store, *, n_jobs: int = 1) -> list[dict] | None:
     """Metrics, chosen C and sizes of four probe cells (None when the probe is not importable)."""
     try:
-        from analyze.probe_run import run_probe_cells
+        from analyze.probe.cells import run_probe_cells
     except ImportError:
         return None
     records = run_probe_cells(store, subset_specs()[:4], Cs=PROBE_CS, device="cpu", n_jobs=n_jobs, progress=False)
@@ -67,7 +74,7 @@ def fingerprint(store_path: str) -> dict:
     """What two processes must agree on: subset digests and probe results."""
     import torch
 
-    from extract.store import FeatureStore
+    from extract.store.reader import FeatureStore
 
     torch.set_num_threads(1)
     store = FeatureStore.open(store_path)
@@ -102,15 +109,15 @@ def test_subset_indices_are_byte_identical_across_processes(two_processes, avata
 def test_probe_metrics_are_identical_across_processes(two_processes):
     first, second = (r["probe"] for r in two_processes)
     if first is None:
-        pytest.skip("analyze.probe_run is not importable in this checkout")
+        pytest.skip("analyze.probe.cells is not importable in this checkout")
     assert len(first) == 4 and all(cell["metrics"]["auc"] is not None for cell in first)
     assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
 
 
 def test_probes_do_not_depend_on_the_number_of_workers(avatar_store):
-    pytest.importorskip("analyze.probe_run", reason="analyze.probe_run is not importable in this checkout")
+    pytest.importorskip("analyze.probe.cells", reason="analyze.probe.cells is not importable in this checkout")
     from analyze.probe import fit_probes
-    from analyze.probe_run import build_tasks
+    from analyze.probe.cells import build_tasks
 
     tasks = build_tasks(avatar_store.metadata, subset_specs()[:4])
     features = avatar_store.features_float32()

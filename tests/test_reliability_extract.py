@@ -26,7 +26,7 @@ from extract.backbones import create_backbone
 from extract.datasets.avatars import AvatarAdapter
 from extract.errors import UserError
 from extract.extraction import extract_features
-from extract.store import FeatureStore, identity, partial_path
+from extract.store.reader import FeatureStore, identity, partial_path
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 4  # 150 batches of the 600-avatar cache: many points to be killed at

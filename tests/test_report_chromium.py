@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from analyze.report import build_report
+from analyze.report.build import build_report
 from tests.test_report_html import report_inputs
 
 CHROMIUM = shutil.which("chromium")

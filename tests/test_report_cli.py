@@ -4,14 +4,14 @@ import argparse
 
 import pytest
 
-from analyze import report
+import analyze.cli.report as report_cli
 from extract.errors import UserError
 from tests.test_report_html import report_inputs
 
 
 def _run(argv):
     parser = argparse.ArgumentParser(prog="biastransfer")
-    report.register(parser.add_subparsers(dest="command"))
+    report_cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
     return args.func(args)
 

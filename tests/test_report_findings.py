@@ -7,10 +7,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyze.report_compare import comparison_section, shared_cells
-from analyze.report_findings import (correlation_findings, difference, effect_findings, natural_findings,
-                                     pooled_summary, strongest_and_balanced, with_interval, zero_verdict)
-from analyze.report_runner import fit_models
+from analyze.report.compare import comparison_section, shared_cells
+from analyze.report.findings import (
+    correlation_findings,
+    difference,
+    effect_findings,
+    natural_findings,
+    pooled_summary,
+    strongest_and_balanced,
+    with_interval,
+    zero_verdict,
+)
+from analyze.report.sections import fit_models
 from tests.test_effects_table import synthetic_results
 
 INTERVAL = re.compile(r"-?\d+\.\d+ \[-?\d+\.\d+, -?\d+\.\d+\]")

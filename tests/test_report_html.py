@@ -14,8 +14,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyze.report import build_report, plan_table, sweep_summary
-from analyze.report_document import Bullets, Heading, Paragraph, Table, table_from_frame, to_html, to_markdown
+from analyze.report.build import build_report, plan_table, sweep_summary
+from analyze.report.document import (
+    Bullets,
+    Heading,
+    Paragraph,
+    Table,
+    table_from_frame,
+    to_html,
+    to_markdown,
+)
 from extract.errors import UserError
 from tests.test_effects_table import synthetic_results
 
@@ -183,7 +191,7 @@ def test_plan_intervals_are_merged_into_one_column():
 
 
 def test_a_plan_from_the_planner_is_rendered(tmp_path):
-    planner = pytest.importorskip("analyze.plan")
+    planner = pytest.importorskip("analyze.curation")
     results, _, _ = report_inputs(runners=("probe",))
     plan = planner.plan_curation(results, n_boot=20, random_state=0)
     md_path, _ = build_report(results, out_dir=tmp_path, plan=plan)

@@ -6,13 +6,18 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from analyze.salience import (
+from analyze.salience.estimate import (
     salience_components,
     salience_from_scores,
     true_relative_strength,
     validate_salience,
 )
-from analyze.salience_fit import probe_scores, quadrant_test, rows_needed, salience_specs
+from analyze.salience.fit import (
+    probe_scores,
+    quadrant_test,
+    rows_needed,
+    salience_specs,
+)
 from extract.errors import UserError
 
 

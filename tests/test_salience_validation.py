@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyze.salience import register, salience_table, validate_salience
-from analyze.salience_fit import SCRATCH_CONFIG
+from analyze.cli.salience import register
+from analyze.salience import salience_table, validate_salience
+from analyze.salience.fit import SCRATCH_CONFIG
 from extract.backbones import create_backbone, save_checkpoint
 from extract.datasets.avatars import TARGETS, AvatarAdapter, render_dataset
 from extract.errors import UserError
@@ -81,7 +82,7 @@ def test_cli_writes_the_table_and_prints_the_validation(adapter, tmp_path, capsy
 
 def test_probe_on_a_feature_store_matches_probe_on_embeddings(adapter, tmp_path):
     from extract.extraction import extract_features
-    from extract.store import FeatureStore
+    from extract.store.reader import FeatureStore
 
     base = create_backbone("smallcnn.scratch", seed=4, image_size=SIZE)
     path = save_checkpoint(tmp_path / "base.pt", base.model, arch="smallcnn", arch_kwargs={"width": 16},

@@ -12,13 +12,24 @@ import torch
 from PIL import Image
 
 from extract.backbones import create_backbone
+from extract.cli.shard import main, register
 from extract.datasets.avatars import AvatarAdapter, render_dataset
 from extract.datasets.base import Adapter
 from extract.errors import UserError
 from extract.extraction import extract_features
-from extract.sharded import (RankInfo, _raise_failures, _run_rank, default_rank_workers, extract_sharded, join_shards,
-                             main, rank_device, register, row_range, shard_bounds, shard_path)
-from extract.store import FeatureStore
+from extract.store.reader import FeatureStore
+from extract.store.sharded import (
+    RankInfo,
+    _raise_failures,
+    _run_rank,
+    default_rank_workers,
+    extract_sharded,
+    join_shards,
+    rank_device,
+    row_range,
+    shard_bounds,
+    shard_path,
+)
 
 N_IMAGES, BATCH, WORLD = 30, 4, 3  # 8 batches over 3 ranks: 2, 3, 3 batches
 

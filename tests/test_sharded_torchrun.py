@@ -16,8 +16,8 @@ from PIL import Image
 from extract.backbones import create_backbone
 from extract.datasets.avatars import AvatarAdapter, render_dataset
 from extract.extraction import extract_features
-from extract.sharded import shard_path
-from extract.store import FeatureStore
+from extract.store.reader import FeatureStore
+from extract.store.sharded import shard_path
 
 REPO = Path(__file__).resolve().parents[1]
 N_IMAGES, BATCH = 60, 7  # 9 batches: rank 0 gets 4 (rows 0-28), rank 1 gets 5 (rows 28-60, the last one short)
@@ -27,7 +27,7 @@ SHARDING_KEYS = {"world_size", "join", "shards"}
 def torchrun(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "extract.sharded", *args]
+               "-m", "extract.cli.shard", *args]
     return subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 

@@ -12,8 +12,14 @@ import pandas as pd
 import pytest
 
 from extract.errors import UserError
-from extract.store import (SCHEMA_VERSION, FeatureStore, StoreWriter, make_provenance, open_store,
-                           partial_path)
+from extract.store.reader import (
+    SCHEMA_VERSION,
+    FeatureStore,
+    StoreWriter,
+    make_provenance,
+    open_store,
+    partial_path,
+)
 
 N, D = 23, 12
 

@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 
 from extract.errors import UserError
-from extract.store import FeatureStore, StoreWriter, check_same_rows, make_provenance
+from extract.store.reader import (
+    FeatureStore,
+    StoreWriter,
+    check_same_rows,
+    make_provenance,
+)
 
 D = 4
 

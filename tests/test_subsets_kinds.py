@@ -4,9 +4,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyze.subsets import Natural, Skew, TestResample, Underrepresentation, natural_level
-from analyze.subsets_balanced import balanced_demand
-from analyze.subsets_core import both_classes, exact, share_of
+from analyze.subsets import (
+    Natural,
+    Skew,
+    TestResample,
+    Underrepresentation,
+    natural_level,
+)
+from analyze.subsets.balanced import balanced_demand
+from analyze.subsets.core import both_classes, exact, share_of
 
 
 def make_frame(cells, *, cols=("y", "s"), extra_split=None):

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 from dask.distributed import LocalCluster
 
-from analyze.collect import collect
-from analyze.sweep import sweep
-from analyze.sweep_grid import build_grid
+from analyze.results.collect import collect
+from analyze.sweep.grid import build_grid
+from analyze.sweep.run import sweep
 
 CELLS = 2 * 3 * 2  # targets x levels x seeds
 

@@ -2,12 +2,11 @@
 
 import pytest
 
-from analyze.collect import collect
+from analyze.results.collect import collect
 from analyze.subsets import Correlation
-from analyze.sweep import sweep
-from analyze.sweep_grid import build_grid
-from analyze.sweep_plan import FinetuneUnit, ProbeUnit, pending_part
-
+from analyze.sweep.grid import build_grid
+from analyze.sweep.run import sweep
+from analyze.sweep.units import FinetuneUnit, ProbeUnit, pending_part
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -3,7 +3,13 @@
 import pytest
 
 from analyze.subsets import Correlation, Natural, Skew, Underrepresentation
-from analyze.sweep_grid import apply_overrides, expand_specs, load_grid, parse_value, preset_names
+from analyze.sweep.grid import (
+    apply_overrides,
+    expand_specs,
+    load_grid,
+    parse_value,
+    preset_names,
+)
 from extract.errors import UserError
 
 TINY = """

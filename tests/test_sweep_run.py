@@ -6,15 +6,15 @@ import pandas as pd
 import pytest
 
 import analyze.cli
-from analyze.collect import collect
-from analyze.results import read_record
-from analyze.sweep import sweep
-from analyze.sweep_grid import load_grid
+from analyze.results.collect import collect
+from analyze.results.records import read_record
+from analyze.sweep.grid import load_grid
+from analyze.sweep.run import sweep
 from extract.backbones import create_backbone
 from extract.datasets.avatars import AvatarAdapter
 from extract.errors import UserError
 from extract.extraction import extract_features
-from extract.store import FeatureStore
+from extract.store.reader import FeatureStore
 
 GRID = """
 [grid]

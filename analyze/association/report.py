@@ -1,0 +1,143 @@
+"""Summary and plot of an association table (see :mod:`analyze.association.run`).
+
+:func:`summarize_change` folds the ``change`` rows of several finetuned models (e.g. one per
+finetuning seed) into one row per (backbone, condition, test) with a t interval over models.
+:func:`plot_association` draws the change per test (PNG and SVG, Agg backend).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: files only
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from extract.errors import UserError  # noqa: E402
+from extract.io import atomic_write
+
+SUMMARY_KEYS = ["backbone", "condition", "test", "kind", "measure"]
+SUMMARY_COLUMNS = [*SUMMARY_KEYS, "n_models", "mean_change", "sd_change", "ci_low", "ci_high",
+                   "confidence", "interval"]
+
+
+def _summary_row(group: pd.DataFrame, confidence: float) -> dict:
+    changes = group["effect_size"].to_numpy(dtype=float)
+    n = len(changes)
+    mean = float(changes.mean())
+    if n == 1:  # one model: its paired bootstrap interval is all there is
+        return {"n_models": 1, "mean_change": mean, "sd_change": np.nan,
+                "ci_low": float(group["ci_low"].iloc[0]), "ci_high": float(group["ci_high"].iloc[0]),
+                "confidence": float(group["confidence"].iloc[0]), "interval": "paired bootstrap"}
+    sd = float(changes.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / np.sqrt(n)
+    return {"n_models": n, "mean_change": mean, "sd_change": sd, "ci_low": mean - half,
+            "ci_high": mean + half, "confidence": confidence, "interval": "t over models"}
+
+
+def summarize_change(table: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:
+    """Mean change per (backbone, condition, test) over the finetuned models, with its interval.
+
+    With two or more models (e.g. finetuning seeds) the interval is the t interval of the mean
+    change over models (``mean +- t_{n-1} sd / sqrt(n)``), which reflects finetuning
+    variability; with one model it is that model's paired bootstrap interval.
+
+    Returns
+    -------
+    DataFrame with the columns :data:`SUMMARY_COLUMNS`; empty when there are no change rows.
+    """
+    changes = table[table["stage"] == "change"]
+    rows = [{**dict(zip(SUMMARY_KEYS, keys, strict=True)), **_summary_row(group, confidence)}
+            for keys, group in changes.groupby(SUMMARY_KEYS, sort=False)]
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def _draw_changes(axis, table: pd.DataFrame, tests: list[str]) -> None:
+    summary = summarize_change(table)
+    conditions = list(dict.fromkeys(summary["condition"]))
+    width = 0.8 / max(len(conditions), 1)
+    for j, condition in enumerate(conditions):
+        offset = (j - (len(conditions) - 1) / 2) * width
+        part = summary[summary["condition"] == condition].set_index("test").reindex(tests)
+        x = np.arange(len(tests)) + offset
+        color = f"C{j}"
+        points = table[(table["stage"] == "change") & (table["condition"] == condition)]
+        axis.scatter(points["test"].map({t: i for i, t in enumerate(tests)}) + offset,
+                     points["effect_size"], s=10, color=color, alpha=0.4, linewidths=0)
+        error = np.vstack([part["mean_change"] - part["ci_low"], part["ci_high"] - part["mean_change"]])
+        axis.errorbar(x, part["mean_change"], yerr=np.nan_to_num(error), fmt="o", color=color,
+                      capsize=3, label=condition)
+    axis.axhline(0.0, color="0.5", linewidth=0.8)
+    axis.set_ylabel("change after - before")
+
+
+def _draw_values(axis, table: pd.DataFrame, tests: list[str]) -> None:
+    models = list(dict.fromkeys(table["model"]))
+    width = 0.8 / max(len(models), 1)
+    for j, model in enumerate(models):
+        part = table[table["model"] == model].set_index("test").reindex(tests)
+        x = np.arange(len(tests)) + (j - (len(models) - 1) / 2) * width
+        error = np.vstack([part["effect_size"] - part["ci_low"], part["ci_high"] - part["effect_size"]])
+        axis.errorbar(x, part["effect_size"], yerr=np.nan_to_num(error), fmt="o", capsize=3,
+                      label=f"{model} ({part['stage'].iloc[0]})")
+        axis.scatter(x, part["null_mean"], marker="x", color="0.4", s=20)
+    axis.axhline(0.0, color="0.5", linewidth=0.8)
+    axis.set_ylabel("value (x: random-init null mean)")
+
+
+def _save_atomic(figure, path: Path) -> Path:
+    with atomic_write(path) as tmp:
+        figure.savefig(tmp, format=path.suffix[1:], dpi=150, bbox_inches="tight",
+                       metadata={"Date": None} if path.suffix == ".svg" else None)
+    return path
+
+
+def plot_association(table: pd.DataFrame, out_prefix: str | Path) -> list[Path]:
+    """Plot the change per test (or, without change rows, each model's values) to PNG and SVG.
+
+    One panel per (backbone, measure): the WEAT effect size d and the cosine-difference
+    association live on different scales. With change rows: each finetuned model's change as a
+    faint dot and the mean per condition with its interval (:func:`summarize_change`).
+    Without: each model's value with its bootstrap interval and the random-init null mean as a
+    grey cross.
+
+    Returns
+    -------
+    list of Path
+        ``<out_prefix>.png`` and ``<out_prefix>.svg``, each written atomically.
+    """
+    if table.empty:
+        raise UserError("the association table is empty, so there is nothing to plot; run at "
+                        "least one test.")
+    out_prefix = Path(out_prefix)
+    out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    measure = table["measure"] if "measure" in table else pd.Series("value", index=table.index)
+    table = table.assign(measure=measure)
+    backbones = list(dict.fromkeys(table["backbone"]))
+    measures = list(dict.fromkeys(table["measure"]))
+    has_change = (table["stage"] == "change").any()
+    widest = max(table.groupby("measure")["test"].nunique())
+    figure, axes = plt.subplots(len(backbones), len(measures), squeeze=False,
+                                figsize=(len(measures) * max(4.0, 1.1 * widest + 2),
+                                         3.6 * len(backbones)))
+    for row, backbone in enumerate(backbones):
+        for column, name in enumerate(measures):
+            axis = axes[row, column]
+            part = table[(table["backbone"] == backbone) & (table["measure"] == name)]
+            tests = list(dict.fromkeys(part["test"]))
+            (_draw_changes if has_change else _draw_values)(axis, part, tests)
+            axis.set_title(f"{backbone}: {name}", fontsize="medium")
+            axis.set_xticks(np.arange(len(tests)), tests, rotation=30, ha="right")
+            axis.set_xlim(-0.6, len(tests) - 0.4)
+            if axis.get_legend_handles_labels()[0]:
+                axis.legend(fontsize="small", loc="best")
+    figure.tight_layout()
+    try:
+        return [_save_atomic(figure, out_prefix.with_name(out_prefix.name + suffix))
+                for suffix in (".png", ".svg")]
+    finally:
+        plt.close(figure)

@@ -1,0 +1,34 @@
+"""``biastransfer collect``: fold result records into one tidy table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from analyze.results.collect import SkippedRecordsWarning, collect
+from analyze.results.tables import write_table
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``collect`` verb."""
+    p = sub.add_parser("collect", help="fold result records (one JSON per cell) into one table (CSV or Parquet)")
+    p.add_argument("results", nargs="+", type=Path, help="results folder(s) of a sweep, probe or finetune run")
+    p.add_argument("--out", type=Path, required=True, help="table path ending in .csv or .parquet")
+    p.set_defaults(func=cmd_collect)
+
+
+
+def cmd_collect(args) -> int:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SkippedRecordsWarning)
+        table = collect(args.results)
+    for warning in caught:
+        print(f"biastransfer collect: warning: {warning.message}", file=sys.stderr)
+    write_table(table, args.out)
+    counts = table.groupby("runner").size()
+    print(f"{len(table)} cells ({', '.join(f'{n} {k}' for k, n in counts.items())}), {table.shape[1]} columns "
+          f"-> {args.out}")
+    return 0
+

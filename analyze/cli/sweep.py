@@ -1,0 +1,78 @@
+"""``biastransfer sweep``: run a grid of probe/finetune cells."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from analyze.sweep.grid import load_grid, preset_names
+from analyze.sweep.run import sweep
+from extract.errors import UserError
+from extract.paths import work_dir
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``sweep`` verb."""
+    p = sub.add_parser("sweep", help="run a grid (preset or TOML) of probe/finetune cells; one JSON record per cell",
+                       description=f"Run a grid of cells. Presets: {', '.join(preset_names())} (data/grids/).")
+    p.add_argument("grid", help="grid preset name or TOML file")
+    p.add_argument("--out", type=Path, default=None, help="results folder (default work/results/<grid name>)")
+    p.add_argument("--skip-existing", action=argparse.BooleanOptionalAction, default=True,
+                   help="skip cells whose records exist (default on; --no-skip-existing reruns everything)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--n-jobs", type=int, default=1, help="local worker processes, one thread each (default 1)")
+    where.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT", help="run on this Dask scheduler")
+    where.add_argument("--local-cluster", type=int, default=None, metavar="N",
+                       help="run on a Dask LocalCluster with N single-thread workers")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a grid key, e.g. grid.targets=hat,eyewear or probe.Cs=0.1,1 (repeatable)")
+    p.add_argument("--targets", default=None, help="target attributes, comma-separated (grid.targets)")
+    p.add_argument("--sensitive", default=None, help="sensitive attribute (grid.sensitive)")
+    p.add_argument("--runners", default=None, help="probe, finetune or probe,finetune (grid.runners)")
+    p.add_argument("--store", action="append", default=[], metavar="NAME=PATH", help="feature store of backbone NAME")
+    p.add_argument("--base", action="append", default=[], metavar="NAME=BASE", help="finetune base of backbone NAME")
+    p.add_argument("--dataset", default=None, help="dataset adapter for finetunes (data.dataset)")
+    p.add_argument("--root", default=None, help="dataset root for finetunes (data.root)")
+    p.add_argument("--n", default=None, help="training sizes of every subset block, comma-separated ('all' allowed)")
+    p.add_argument("--seeds", default=None, help="seeds of every subset block: a list, or a count")
+    p.add_argument("--backbones", default=None, help="run only these backbones (comma-separated names)")
+    p.add_argument("--dry-run", action="store_true", help="check and count the cells; fit nothing")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=cmd_sweep)
+
+
+
+def cli_overrides(args) -> list:
+    """The explicit flags as ``(key, value)`` overrides, after the ``--set`` ones."""
+    from analyze.sweep.grid import parse_value
+
+    pairs = [("grid.targets", args.targets), ("grid.sensitive", args.sensitive), ("grid.runners", args.runners),
+             ("data.dataset", args.dataset), ("data.root", args.root), ("subsets.*.n", args.n),
+             ("subsets.*.seeds", args.seeds)]
+    overrides = list(args.overrides)
+    overrides += [(k, parse_value(v) if k not in ("data.root", "grid.sensitive") else v)
+                  for k, v in pairs if v is not None]
+    for flag, key in (("store", "store"), ("base", "base")):
+        for item in getattr(args, flag):
+            if "=" not in item:
+                raise UserError(f"--{flag} takes NAME=PATH (the backbone's name in the grid), got {item!r}.")
+            name, value = item.split("=", 1)
+            overrides.append((f"backbones.{name.strip()}.{key}", value.strip()))
+    return overrides
+
+
+
+def cmd_sweep(args) -> int:
+    only = [b.strip() for b in args.backbones.split(",") if b.strip()] if args.backbones else None
+    grid = load_grid(args.grid, overrides=cli_overrides(args), backbones=only)
+    out = args.out or work_dir() / "results" / grid.name
+    summary = sweep(grid, out=out, skip_existing=args.skip_existing, n_jobs=args.n_jobs, scheduler=args.scheduler,
+                    local_cluster=args.local_cluster, progress=not args.no_progress, dry_run=args.dry_run)
+    counts = summary["status"].value_counts()
+    units = summary.groupby(["runner", "backbone"]).size()
+    print(f"grid {grid.name}: {len(summary)} cells ({', '.join(f'{n} {k}' for k, n in counts.items())}) "
+          f"over {len(units)} backbone x runner pairs -> {out}")
+    if not args.dry_run:
+        print(f"next: biastransfer collect {out} --out {out}.csv")
+    return 0
+

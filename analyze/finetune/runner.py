@@ -1,0 +1,287 @@
+"""Full finetuning of a base on many finetuning subsets, in one long-lived process.
+
+The paper's claim that finetuning *overwrites* pretrained bias is about full finetuning,
+which changes the features (SCIENCE.md sec. 7); a linear probe cannot show it. This runner
+finetunes every layer of a base (a registered name or a toolkit checkpoint) with a new
+head on each cell's subset, following wang2023 sec. 7 (see :mod:`analyze.finetune.train`
+and :mod:`analyze.finetune.search`), and writes one result record per cell, the same
+records as the probe runner with ``runner = "finetune"``.
+
+Speed: the base is loaded once; the rows of every cell and of the test set are decoded
+once into a uint8 tensor (:class:`~analyze.finetune.data.ImageBank`, on the GPU when one is
+used); each cell only copies the base, gathers its rows and trains. The per-cell overhead
+(seconds outside training compute) is recorded in each record's ``timings``.
+
+Example
+-------
+>>> specs = [Correlation("hat", "dark_skin", c, n=256, seed=s) for c in (0.0, 0.5, 1.0) for s in (0, 1)]  # doctest: +SKIP
+>>> table = finetune_cells(specs, adapter=AvatarAdapter("avatars.h5"), base="smallcnn.scratch",
+...                        out="work/results/finetune")                                             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from analyze.finetune.data import ImageBank, architecture_of, is_random_init, load_base
+from analyze.finetune.evaluate import (
+    evaluate_run,
+    evaluation_rows,
+    scores_of,
+    stereotype_direction,
+)
+from analyze.finetune.search import (
+    DEFAULT_LRS,
+    DEFAULT_WEIGHT_DECAYS,
+    FinetuneConfig,
+    build_net,
+    prepare_replicates,
+    run_condition,
+)
+from analyze.metrics import natural_over_represented_group
+from analyze.results.records import (
+    cell_id,
+    make_record,
+    record_exists,
+    training_composition,
+    write_record,
+)
+from extract.backbones import Backbone, create_backbone, save_checkpoint
+from extract.errors import UserError
+from extract.extraction import resolve_device
+
+SEARCH_SCOPES = ("condition", "first")
+
+
+def group_conditions(specs: Sequence) -> list[list]:
+    """Specs grouped into conditions (identical but for ``seed``), in first-seen order."""
+    groups: dict[str, list] = {}
+    for spec in specs:
+        key = json.dumps({k: v for k, v in spec.to_dict().items() if k != "seed"}, sort_keys=True)
+        groups.setdefault(key, []).append(spec)
+    for members in groups.values():
+        seeds = [s.seed for s in members]
+        if len(set(seeds)) != len(seeds):
+            raise UserError(f"the cells repeat seed(s) {sorted({s for s in seeds if seeds.count(s) > 1})} "
+                            "within one condition; give each replicate its own seed.")
+    return list(groups.values())
+
+
+def base_factory(base: Backbone, base_name: str):
+    """``make_base(seed)``: a random-init base is re-initialised from each replicate's seed
+    (as the paper's Scratch runs differ in their init); a pretrained one is copied."""
+    if is_random_init(base):
+        size = base.preprocess.crop
+        return lambda seed: create_backbone(base_name, seed=int(seed), image_size=size)
+    return lambda seed: replace(base, model=copy.deepcopy(base.model))
+
+
+def finetune_cells(specs: Sequence, *, adapter, base: str | Path, weights: str | Path | None = None,
+                   out: str | Path | None = None,
+                   config: FinetuneConfig = FinetuneConfig(), sensitive: str | None = None, test=None,
+                   policy: str = "top_p", image_size: int | None = None, device: str = "auto",
+                   search: str = "condition", save_backbones: str | Path | None = None, overwrite: bool = False,
+                   progress: bool = True) -> pd.DataFrame:
+    """Finetune ``base`` on every cell of ``specs`` and write one record per cell.
+
+    Parameters
+    ----------
+    specs : sequence of subset specs
+        Cells (e.g. :class:`~analyze.subsets.Correlation`); those equal but for ``seed``
+        form one condition whose seeds are its replicates (grid search over them).
+    adapter : dataset adapter
+    base : str or Path
+        Registered ``arch.tag`` name or toolkit checkpoint.
+    weights : path, optional
+        Local weights file for a registered entry that loads weights.
+    out : path, optional
+        Folder of the JSON records (None: nothing written, the table is returned).
+    config : FinetuneConfig
+        Grid, epochs, batch size, momentum, flips, frozen stages.
+    sensitive : str, optional
+        Group column of the metrics (default: each spec's ``sensitive``).
+    test : None, spec with ``indices(meta)`` (e.g. ``TestResample``), or positions
+        Test rows; None: the dataset's test split.
+    policy : {"top_p", "val_top_p", "fixed"}
+        Threshold policy of the hard-prediction metrics (SCIENCE.md sec. 5).
+    image_size : int, optional
+        Resize images to this side (default: the base's; a random-init base adopts the
+        dataset's native size).
+    device : {"auto", "cpu", "cuda", "cuda:N"}
+    search : {"condition", "first"}
+        Search the grid for every condition, or once on the first condition and reuse
+        its setting (the paper's protocol: one search per base and attribute).
+    save_backbones : path, optional
+        Folder for the finetuned backbones (``<cell_id>.pt``, loadable by
+        :func:`~extract.backbones.create_backbone`).
+    overwrite : bool
+        Redo cells whose record exists in ``out``. By default a condition whose records all
+        exist is skipped; one with any record missing is run whole (the grid search needs
+        every replicate) and all its records are rewritten.
+
+    Returns
+    -------
+    DataFrame, one row per cell: ``cell_id``, ``status`` ("written", "skipped", or "computed" when
+    ``out`` is None),
+    hyperparameters chosen, headline metrics and timings (seconds).
+    """
+    if search not in SEARCH_SCOPES:
+        raise UserError(f"search must be one of {SEARCH_SCOPES}, got {search!r}.")
+    if not specs:
+        raise UserError("no cells to finetune; pass at least one subset spec (e.g. --levels and --seeds).")
+    began = time.perf_counter()
+    meta = adapter.metadata()
+    dev = resolve_device(device)
+    native = getattr(adapter, "image_shape", (None,))[0]
+    base_backbone = load_base(base, weights=weights, seed=0, image_size=image_size, native_size=native)
+    base_name = str(base)
+    conditions = group_conditions(specs)
+    todo, skipped = _split_done(conditions, base_name, out, overwrite)
+    summary = [{"cell_id": cid, "status": "skipped"} for cid in skipped]
+    if not todo:
+        return pd.DataFrame(summary)
+    plans = [_plan_condition(members, meta, sensitive, test) for members in todo]
+    rows = np.concatenate([p["rows"] for p in plans])
+    bank = ImageBank.from_adapter(adapter, base_backbone.preprocess, rows, progress=progress)
+    if dev.type == "cuda":
+        bank.to(dev)
+        torch.backends.cudnn.benchmark = True
+    startup = time.perf_counter() - began
+    n_cells = sum(len(p["replicates"]) for p in plans)
+    make_base = base_factory(base_backbone, base_name)
+    context = {"adapter": adapter, "dataset": {"name": adapter.name, "manifest_hash": adapter.manifest_hash()},
+               "meta": meta, "bank": bank, "base": base_backbone, "base_name": base_name,
+               "device": dev, "policy": policy, "out": out, "save_backbones": save_backbones,
+               "shared_seconds": startup / n_cells, "search": search}
+    summary += _run_plans(plans, config, make_base, context, progress=progress)
+    return pd.DataFrame(summary)
+
+
+def _run_plans(plans, config, make_base, context, *, progress) -> list[dict]:
+    """Run every planned condition under one progress bar; the summary rows of their cells.
+
+    With ``search="first"`` the setting the first condition selects is the only one tried
+    on the others.
+    """
+    summary = []
+    total_runs = sum(len(p["replicates"]) for p in plans) * len(config.settings())
+    desc = f"finetune {Path(context['base_name']).name}"
+    with tqdm(total=total_runs, unit="run", desc=desc, disable=not progress) as bar:
+        for index, plan in enumerate(plans):
+            outcome = run_condition(plan["replicates"], bank=context["bank"], make_base=make_base, config=config,
+                                    device=context["device"], on_run=lambda: bar.update(1))
+            summary += _finish_condition(outcome, plan, config, make_base, context)
+            if context["search"] == "first" and index == 0:
+                config = replace(config, lrs=(outcome.selection.lr,), weight_decays=(outcome.selection.weight_decay,))
+                bar.total = bar.n + sum(len(p["replicates"]) for p in plans[1:])
+                bar.refresh()
+    return summary
+
+
+def _split_done(conditions, base_name, out, overwrite):
+    """Conditions with at least one missing record, and the ids of the complete ones' cells."""
+    todo, skipped = [], []
+    for members in conditions:
+        ids = [cell_id(runner="finetune", backbone=base_name, spec=s.to_dict()) for s in members]
+        if out is not None and not overwrite and all(record_exists(out, cid) for cid in ids):
+            skipped += ids
+        else:
+            todo.append(members)
+    return todo, skipped
+
+
+def _plan_condition(members, meta, sensitive, test) -> dict:
+    """Replicates (rows, labels), the group column and test rows of one condition."""
+    column = sensitive or getattr(members[0], "sensitive", None)
+    if column is None:
+        raise UserError(f"a {members[0].kind!r} spec has no sensitive attribute; pass sensitive= (--sensitive).")
+    replicates = prepare_replicates(members, meta)
+    rows_test = evaluation_rows(meta, replicates[0].labels, column, test)
+    used = [rows_test] + [np.concatenate([r.rows.train, r.rows.val]) for r in replicates]
+    return {"replicates": replicates, "sensitive": column, "test": rows_test, "rows": np.concatenate(used)}
+
+
+def _finish_condition(outcome, plan, config, make_base, ctx) -> list[dict]:
+    """Evaluate the chosen run of every replicate, write its record (and backbone)."""
+    selection, n_reps = outcome.selection, len(outcome.replicates)
+    groups = ctx["meta"][plan["sensitive"]].to_numpy()
+    natural = natural_over_represented_group(outcome.replicates[0].labels, groups, ctx["meta"]["split"])
+    test_images = ctx["bank"].take(plan["test"])
+    rows = []
+    for rep, run in zip(outcome.replicates, outcome.chosen):
+        began = time.perf_counter()
+        net = build_net(make_base, rep.spec.seed, freeze=config.freeze, device=ctx["device"])
+        net.load_state_dict(run.state)
+        scores = scores_of(net, test_images, device=ctx["device"])
+        train, val = rep.rows.train, rep.rows.val
+        direction, source = stereotype_direction(natural, rep.labels[train], groups[train])
+        metrics = evaluate_run(test_scores=scores, y_test=rep.labels[plan["test"]], s_test=groups[plan["test"]],
+                               val_scores=run.val_scores, y_val=rep.labels[val], y_train=rep.labels[train],
+                               s_train=groups[train], direction=direction, policy=ctx["policy"])
+        eval_seconds = time.perf_counter() - began
+        hyper = {"lr": selection.lr, "weight_decay": selection.weight_decay, "best_epoch": run.best_epoch,
+                 **{k: v for k, v in config.to_dict().items() if k not in ("lrs", "weight_decays")},
+                 "grid": {"lrs": list(config.lrs), "weight_decays": list(config.weight_decays)},
+                 "search": ctx["search"], "selection_rule": "lowest mean best-epoch validation loss over replicates",
+                 "grid_summary": selection.summary.to_dict(orient="records"), "policy": ctx["policy"]}
+        timings = {"train_s": run.seconds, "search_train_s": outcome.train_seconds / n_reps,
+                   "setup_s": outcome.setup_seconds / n_reps, "eval_s": eval_seconds,
+                   "shared_startup_s": ctx["shared_seconds"], "decode_s_total": ctx["bank"].decode_seconds}
+        facts = {"over_represented_group": direction, "direction_source": source,
+                 "composition": training_composition(rep.labels[train], groups[train])}
+        rows.append(_write_cell(rep, run, net, metrics, hyper, timings, facts, plan, ctx))
+    return rows
+
+
+def _write_cell(rep, run, net, metrics, hyper, timings, facts, plan, ctx) -> dict:
+    spec = rep.spec.to_dict()
+    cid = cell_id(runner="finetune", backbone=ctx["base_name"], spec=spec)
+    began = time.perf_counter()
+    checkpoint = None
+    if ctx["save_backbones"] is not None:
+        checkpoint = str(_save_backbone(net, cid, spec, hyper, ctx))
+    backbone_config = {**ctx["base"].config(), "seed": rep.spec.seed if is_random_init(ctx["base"]) else ctx["base"].seed}
+    extra = {"finetune": {"val_curve": run.val_curve, "train_curve": run.train_curve, "device": str(ctx["device"]),
+                          "sensitive": plan["sensitive"], "over_represented_group": facts["over_represented_group"],
+                          "direction_source": facts["direction_source"], "checkpoint": checkpoint},
+             "composition": facts["composition"]}
+    sizes = {"n_train": len(rep.rows.train), "n_val": len(rep.rows.val), "n_test": len(plan["test"])}
+    timings["write_s"] = time.perf_counter() - began
+    timings["overhead_s"] = (timings["setup_s"] + timings["eval_s"] + timings["write_s"]
+                             + timings["shared_startup_s"])
+    record = make_record(runner="finetune", backbone=ctx["base_name"], spec=spec, metrics=metrics,
+                         hyperparameters=hyper, backbone_config=backbone_config,
+                         dataset=ctx["dataset"],
+                         sizes=sizes, timings=timings, extra=extra)
+    if ctx["out"] is not None:
+        write_record(ctx["out"], record)
+    return {"cell_id": cid, "status": "written" if ctx["out"] is not None else "computed",
+            "lr": hyper["lr"], "weight_decay": hyper["weight_decay"], "best_epoch": run.best_epoch,
+            "auc": metrics["auc"], "fpr_gap_stereotype": metrics["fpr_gap_stereotype"], **timings}
+
+
+def _save_backbone(net, cid: str, spec: dict, hyper: dict, ctx) -> Path:
+    folder = Path(ctx["save_backbones"])
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {folder} ({exc.strerror}); choose a writable --save-backbones folder.") from None
+    arch, arch_kwargs = architecture_of(ctx["base"])
+    meta = {"name": cid, "base": ctx["base_name"], "condition": spec, "seed": spec.get("seed"),
+            "hyperparameters": {k: hyper[k] for k in ("lr", "weight_decay", "best_epoch", "epochs", "freeze")},
+            "runner": "finetune", "dataset": ctx["adapter"].name}
+    return save_checkpoint(folder / f"{cid}.pt", net.backbone, arch=arch, arch_kwargs=arch_kwargs,
+                           preprocess=ctx["base"].preprocess, meta=meta)
+
+
+__all__ = ["DEFAULT_LRS", "DEFAULT_WEIGHT_DECAYS", "FinetuneConfig", "base_factory", "finetune_cells", "group_conditions"]

@@ -1,0 +1,147 @@
+"""Probe cells on a feature store: subset specs -> batched probes -> metrics -> result records.
+
+One *cell* is (store/backbone, subset spec). All cells of one store are fitted in one
+:func:`analyze.probe.fit_probes` call (C chosen per probe on its validation rows), scored
+on the test rows, evaluated with :func:`analyze.metrics.evaluate_runs` and written as one
+JSON record each (:mod:`analyze.results.records`).
+
+Test rows: by default every row of the store's ``test`` split whose target and sensitive
+labels are known; ``test_resample=True`` instead draws :class:`analyze.subsets.TestResample`
+(50% positives, 50% per group, at the training pool's natural correlation), seeded with the
+cell's seed.
+
+Sign convention of ``fpr_gap_stereotype``: FPR(group over-represented among positives in
+the dataset's training pool, i.e. its *natural* direction) - FPR(other group). Using the
+natural direction, not the finetuning set's, keeps one sign across a correlation sweep
+(at level 0.5 the finetuning set has no direction). ``fpr_gap`` is the raw
+FPR(s=1) - FPR(s=0).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from analyze.metrics import (
+    UndefinedMetricWarning,
+    evaluate_runs,
+    natural_over_represented_group,
+)
+from analyze.probe import DEFAULT_CS, ProbeTask, fit_probes
+from analyze.results.records import (
+    cell_id,
+    make_record,
+    record_exists,
+    training_composition,
+    write_record,
+)
+from analyze.subsets import TestResample, natural_level
+from extract.errors import UserError
+from extract.store.reader import FeatureStore
+
+DEFAULT_POLICY = "top_p"
+
+
+def natural_direction(meta, target: str, sensitive: str) -> tuple[float, float]:
+    """(natural level P(s=1 | y=1) in the train pool, over-represented group 1/0 or NaN);
+    the group is :func:`analyze.metrics.natural_over_represented_group`, as in the finetune runner."""
+    level = float(natural_level(meta, target, sensitive))
+    return level, natural_over_represented_group(meta[target].to_numpy(), meta[sensitive].to_numpy(), meta["split"])
+
+
+def _test_rows(meta, spec, *, test_resample: bool) -> np.ndarray:
+    target, sensitive = _target_of(spec), spec.sensitive
+    if test_resample:
+        return np.asarray(TestResample(target, sensitive, seed=spec.seed).indices(meta), dtype=np.int64)
+    known = (meta[target].to_numpy() >= 0) & (meta[sensitive].to_numpy() >= 0)
+    rows = np.flatnonzero((meta["split"].to_numpy() == "test") & known)
+    if len(rows) == 0:
+        raise UserError(f"the store has no test rows with known {target!r} and {sensitive!r}; check the dataset's split column.")
+    return rows
+
+
+def _target_of(spec) -> str:
+    return getattr(spec, "target", None) or f"{spec.attr_a}_or_{spec.attr_b}"
+
+
+def build_tasks(meta, specs, *, test_resample: bool = False) -> list[ProbeTask]:
+    """One :class:`ProbeTask` per spec (training/validation rows, labels, test rows)."""
+    tasks = []
+    for spec in specs:
+        split = spec.split_indices(meta)
+        labels = np.asarray(spec.labels(meta), dtype=np.int64)
+        tasks.append(ProbeTask(train=np.asarray(split.train), val=np.asarray(split.val), labels=labels,
+                               test=_test_rows(meta, spec, test_resample=test_resample)))
+    return tasks
+
+
+def evaluate_cell(meta, spec, task: ProbeTask, scores: np.ndarray, *, policy: str = DEFAULT_POLICY,
+                  direction: tuple[float, float] | None = None) -> dict:
+    """Metrics of one fitted probe on its test rows, as a flat dict (NaN where undefined).
+
+    ``direction`` is :func:`natural_direction` of the spec's (target, sensitive), computed
+    here when not given (callers evaluating many cells pass it once per pair).
+    """
+    sensitive = meta[spec.sensitive].to_numpy().astype(np.int64)
+    if direction is None:
+        direction = natural_direction(meta, spec.target, spec.sensitive) if hasattr(spec, "target") else (np.nan, np.nan)
+    level, over = direction
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)  # NaN is recorded; the reason is structural
+        row = evaluate_runs(
+            task.labels[task.test], scores, sensitive[task.test], policy=policy,
+            threshold=0.0, over_represented=None if np.isnan(over) else over,
+            y_train=task.labels[task.train], group_train=sensitive[task.train],
+        ).iloc[0].to_dict()
+    row["natural_level"] = level
+    row["natural_over_represented_group"] = over
+    return row
+
+
+def run_probe_cells(store: FeatureStore, specs, *, out: str | Path | None = None, Cs=DEFAULT_CS,
+                    select: str = "val_loss", policy: str = DEFAULT_POLICY, test_resample: bool = False,
+                    device: str = "cpu", n_jobs: int = 1, skip_existing: bool = True,
+                    progress: bool = True) -> list[dict]:
+    """Fit, evaluate and (when ``out`` is given) write one record per spec; return the records.
+
+    Cells whose valid record already exists in ``out`` are skipped when ``skip_existing``.
+    """
+    backbone = store.provenance["backbone_name"]
+    specs = list(specs)
+    if out is not None and skip_existing:
+        specs = [s for s in specs if not record_exists(out, cell_id(runner="probe", backbone=backbone, spec=s.to_dict()))]
+    if not specs:
+        return []
+    meta = store.metadata
+    tasks = build_tasks(meta, specs, test_resample=test_resample)
+    began = time.perf_counter()
+    results = fit_probes(store.features, tasks, Cs=Cs, select=select, device=device, n_jobs=n_jobs)
+    fit_seconds = time.perf_counter() - began
+    directions = {(s.target, s.sensitive): natural_direction(meta, s.target, s.sensitive)
+                  for s in specs if hasattr(s, "target")}
+    groups = {s.sensitive: meta[s.sensitive].to_numpy() for s in specs}
+    records = []
+    for i, (spec, task) in enumerate(tqdm(list(zip(specs, tasks)), desc=f"evaluate {backbone}", unit="cell",
+                                          disable=not progress)):
+        direction = directions.get((getattr(spec, "target", None), spec.sensitive), (np.nan, np.nan))
+        metrics = evaluate_cell(meta, spec, task, results.test_scores[i], policy=policy, direction=direction)
+        sensitive = groups[spec.sensitive]
+        record = make_record(
+            runner="probe", backbone=backbone, spec=spec.to_dict(), metrics=metrics,
+            hyperparameters={"C": float(results.C[i]), "Cs": list(map(float, results.Cs)), "select": select,
+                             "policy": policy, "n_iter": int(results.n_iter[i, results.C_index[i]])},
+            backbone_config=store.provenance.get("backbone_config", {}),
+            dataset={"name": store.provenance["dataset_name"], "manifest_hash": store.provenance["manifest_hash"]},
+            sizes={"n_train": len(task.train), "n_val": len(task.val), "n_test": len(task.test)},
+            timings={"fit_seconds_batch": fit_seconds, "fit_seconds_per_cell": fit_seconds / len(specs)},
+            extra={"store": str(store.path) if hasattr(store, "path") else None, "test_resample": test_resample,
+                   "composition": training_composition(task.labels[task.train], sensitive[task.train])},
+        )
+        if out is not None:
+            write_record(out, record)
+        records.append(record)
+    return records

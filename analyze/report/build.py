@@ -1,0 +1,247 @@
+"""The ``report`` verb: a Markdown file and a self-contained HTML page from a collected table.
+
+:func:`build_report` reads the tidy table ``biastransfer collect`` writes (one row per cell)
+and, optionally, a salience table (``biastransfer salience``) and a curation plan
+(``biastransfer plan``), and writes ``report.md`` and ``report.html`` into ``out_dir`` (plus the
+figures under ``figures/`` and the effect tables under ``effects/`` as Markdown, CSV and LaTeX).
+The page holds:
+
+- a summary of the sweep (cells, runners, bases and their kinds, targets, levels, sizes, seeds);
+- plain-language findings with numbers and 95% intervals, computed from the data
+  (:mod:`analyze.report.findings`), labelled by runner;
+- when both runners are present, probes beside full finetuning (:mod:`analyze.report.compare`);
+- per runner: bias per correlation level, figures, effect tables and coefficient plots
+  (:mod:`analyze.report.sections`);
+- the salience estimates (with the estimated-vs-true figure when the truth is known) and the
+  curation plan, when given.
+
+The HTML page needs nothing else to open: figures are inline base64 PNGs, the CSS is inline,
+there is no script and no network reference (:mod:`analyze.report.document`). Both files are
+written atomically. Bias is ``fpr_gap_stereotype`` unless ``metric`` says otherwise; positive
+means stereotype-consistent.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from analyze.effects.format import write_text_atomic
+from analyze.effects.models import DEFAULT_METRIC, attach_salience, require_columns
+from analyze.report.compare import RUNNERS, comparison_section
+from analyze.report.document import (
+    Bullets,
+    Figure,
+    Heading,
+    Paragraph,
+    Table,
+    table_from_frame,
+    to_html,
+    to_markdown,
+)
+from analyze.report.findings import salience_findings, with_interval
+from analyze.report.plots import TRUTH_COLUMNS, plot_salience
+from analyze.report.sections import runner_label, runner_section
+from analyze.results.tables import read_table
+from extract import __version__
+from extract.errors import UserError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TITLE = "biastransfer report"
+MAX_LISTED = 12
+MAX_PLAN_ROWS = 60
+SALIENCE_COLUMNS = ("target", "sensitive", "salience", "ci_low", "ci_high", "A_y", "A_s", "n_models", *TRUTH_COLUMNS)
+__all__ = ["build_report", "plan_table", "sweep_summary"]
+
+
+def _as_table(source, *, what: str) -> pd.DataFrame:
+    if isinstance(source, pd.DataFrame):
+        return source.copy()
+    if isinstance(source, (str, Path)):
+        return read_table(source)
+    raise UserError(f"the {what} must be a DataFrame or the path of a CSV or Parquet file, not "
+                    f"{type(source).__name__}; pass a path.")
+
+
+def _listing(values) -> str:
+    values = [v for v in pd.unique(pd.Series(values).dropna())]
+    try:
+        values = sorted(values)
+    except TypeError:
+        values = sorted(values, key=str)
+    shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values[:MAX_LISTED])
+    return f"{shown}, … ({len(values)} in all)" if len(values) > MAX_LISTED else shown
+
+
+def sweep_summary(table: pd.DataFrame) -> Table:
+    """What the sweep holds: one row per aspect (cells, runners, bases, targets, levels, sizes, seeds)."""
+    items = [("cells", str(len(table)))]
+    if "runner" in table.columns:
+        counts = table["runner"].value_counts().sort_index()
+        items.append(("runners", "; ".join(f"{runner_label(r)} ({r}): {k} cells" for r, k in counts.items())))
+    for column, name in (("dataset", "datasets"), ("sensitive", "sensitive attributes")):
+        if column in table.columns:
+            items.append((name, _listing(table[column])))
+    if "backbone" in table.columns:
+        bases = table.drop_duplicates("backbone")
+        kinds = bases["base_kind"].astype(str) if "base_kind" in bases.columns else pd.Series("", index=bases.index)
+        items.append(("bases (kind)", _listing(b + (f" ({k})" if k else "") for b, k in
+                                               zip(bases["backbone"].astype(str), kinds))))
+    for column, name in (("target", "targets"), ("spec_kind", "finetuning set kinds"),
+                         ("level", "correlation levels P(s=1 | y=1)"), ("n", "training sizes n"), ("seed", "seeds")):
+        if column in table.columns and table[column].notna().any():
+            unique = table[column].dropna()
+            items.append((name, f"{unique.nunique()}: {_listing(unique)}"))
+    return Table(("aspect", "value"), tuple(items))
+
+
+def _salience_blocks(salience: pd.DataFrame, out_dir: Path) -> tuple[list[str], list]:
+    require_columns(salience, ["target", "salience", "ci_low", "ci_high"], purpose="the report's salience section")
+    truth = next((c for c in TRUTH_COLUMNS if c in salience.columns and salience[c].notna().any()), None)
+    blocks = [Heading("Salience", 2),
+              Paragraph("Salience measures how much more easily a model picks up the sensitive attribute than the "
+                        "target; higher salience predicts more bias transfer (SCIENCE.md)."),
+              table_from_frame(salience[[c for c in SALIENCE_COLUMNS if c in salience.columns]],
+                               caption="Salience per target with its 95% interval")]
+    if truth is not None and salience[truth].notna().sum() >= 3:
+        try:
+            png = next(p for p in plot_salience(salience, out_dir / "figures" / "salience", truth=truth)
+                       if p.suffix == ".png")
+            blocks.append(Figure(png, f"Estimated salience (95% CI) vs the generator's {truth}."))
+        except UserError as exc:
+            blocks.append(Paragraph(f"Figure not drawn (salience): {exc}", note=True))
+    return salience_findings(salience, truth=truth), blocks
+
+
+def plan_table(plan: pd.DataFrame) -> pd.DataFrame:
+    """The plan with every ``X``, ``X_low``, ``X_high`` triple shown as one ``X [95% CI]`` text column."""
+    shown = plan.copy()
+    for column in list(plan.columns):
+        low, high = f"{column}_low", f"{column}_high"
+        if low in plan.columns and high in plan.columns and pd.api.types.is_numeric_dtype(plan[column]):
+            text = [with_interval(v, lo, hi) if pd.notna(v) else "" for v, lo, hi in
+                    zip(plan[column], plan[low], plan[high])]
+            shown = shown.drop(columns=[low, high]).assign(**{column: text})
+            shown = shown.rename(columns={column: f"{column} [95% CI]"})
+    return shown
+
+
+def _plan_blocks(plan: pd.DataFrame) -> tuple[list[str], list]:
+    shown = plan_table(plan).head(MAX_PLAN_ROWS)
+    caption = "Curation plan from `biastransfer plan`" + (
+        f" (first {MAX_PLAN_ROWS} of {len(plan)} rows)" if len(plan) > MAX_PLAN_ROWS else "")
+    findings = []
+    if "status" in plan.columns:
+        answered = int((plan["status"] == "ok").sum())
+        findings.append(f"The curation plan finds a move that halves the gap for {answered} of {len(plan)} "
+                        "(base, target) rows; its status column says why the others have none.")
+    return findings, [Heading("Curation plan", 2),
+                      Paragraph("For each base and target: the smallest move of the finetuning correlation level away "
+                                "from the natural level that halves the stereotype-direction FPR gap, with its "
+                                "interval and AUC cost, as computed by `biastransfer plan`."),
+                      table_from_frame(shown, caption=caption)]
+
+
+def _runners(table: pd.DataFrame, runners) -> tuple[pd.DataFrame, list[str]]:
+    if "runner" not in table.columns:
+        if runners:
+            raise UserError("the table has no 'runner' column, so runners cannot be chosen; drop --runner.")
+        return table.assign(runner="all"), ["all"]
+    present = [str(r) for r in pd.unique(table["runner"].dropna())]
+    order = sorted(present, key=lambda r: (RUNNERS.index(r) if r in RUNNERS else len(RUNNERS), r))
+    if runners:
+        missing = [r for r in runners if r not in present]
+        if missing:
+            raise UserError(f"runner(s) {missing} are not in the table, which has {order}; choose among those.")
+        order = [r for r in order if r in runners]
+    return table[table["runner"].astype(str).isin(order)], order
+
+
+def build_report(table, *, out_dir, salience=None, plan=None, title: str = DEFAULT_TITLE, runners=None,
+                 metric: str = DEFAULT_METRIC) -> tuple[Path, Path]:
+    """Write ``report.md`` and a self-contained ``report.html`` into ``out_dir`` (module docstring).
+
+    Parameters
+    ----------
+    table : DataFrame or path
+        The collected results, one row per cell (``biastransfer collect``).
+    out_dir : path
+        Folder for ``report.md``, ``report.html``, ``figures/`` and ``effects/``.
+    salience, plan : DataFrame or path, optional
+        A salience table (joined onto the results on ``target``) and a curation plan.
+    title : str
+        The page title.
+    runners : sequence of str, optional
+        Keep these runners (``probe``, ``finetune``); default all in the table.
+    metric : str
+        The bias column, positive = stereotype-consistent.
+
+    Returns
+    -------
+    (md_path, html_path)
+    """
+    table = _as_table(table, what="results table")
+    if table.empty:
+        raise UserError("the results table has no rows; run a sweep and `biastransfer collect` first.")
+    require_columns(table, ["backbone", metric], purpose="the report")
+    salience = None if salience is None else _as_table(salience, what="salience table")
+    if salience is not None:
+        table = attach_salience(table, salience)
+    table, order = _runners(table, runners)
+    plan = None if plan is None else _as_table(plan, what="curation plan")
+    out_dir = Path(out_dir)
+    findings, body = _sections(table, order, salience=salience, plan=plan, metric=metric, out_dir=out_dir)
+    blocks = [Heading(title, 1), Paragraph(_intro(metric, order), note=True),
+              Heading("The sweep", 2), sweep_summary(table), *_findings_blocks(findings), *body]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md_path = write_text_atomic(out_dir / "report.md", to_markdown(blocks, relative_to=out_dir))
+    html_path = write_text_atomic(out_dir / "report.html", to_html(blocks, title=title))
+    return md_path, html_path
+
+
+def _sections(table, order, *, salience, plan, metric: str, out_dir: Path) -> tuple[dict, list]:
+    """Findings per part ({name: sentences}) and the blocks of every section after the summary."""
+    findings, body = {}, []
+    for runner in order:
+        findings[runner], blocks = runner_section(table[table["runner"] == runner], runner=runner, metric=metric,
+                                                  out_dir=out_dir)
+        body += blocks
+    if set(RUNNERS) <= set(order):
+        findings["linear probes beside full finetuning"], blocks = comparison_section(table, metric=metric)
+        body = blocks + body
+    if salience is not None:
+        findings["salience"], blocks = _salience_blocks(salience, out_dir)
+        body += blocks
+    if plan is not None:
+        findings["curation plan"], blocks = _plan_blocks(plan)
+        body += blocks
+    return findings, body
+
+
+def _intro(metric: str, runners: list[str]) -> str:
+    return (f"Written by biastransfer {__version__}. Bias is {metric}: positive when the false positives fall "
+            "more on the group the target is naturally associated with (over-represented among the dataset's "
+            "training positives: stereotype-consistent). The finetuning correlation is read as the stereotype level, "
+            "the share of positives in that group (1: all of them, 0.5: balance). "
+            "Intervals are 95%: mean ± 1.96 · sd / √k over k replicate seeds. Runners: "
+            + ", ".join(runner_label(r) for r in runners) + ".")
+
+
+def _findings_blocks(findings: dict) -> list:
+    blocks = [Heading("Findings", 2)]
+    for name, sentences in findings.items():
+        if not sentences and name in ("salience", "curation plan"):
+            continue
+        label = runner_label(name)
+        blocks += [Heading(label[:1].upper() + label[1:], 3),
+                   Bullets(tuple(sentences)) if sentences else Paragraph("No finding could be computed from these "
+                                                                         "rows.", note=True)]
+    return blocks
+
+
+# -- CLI -------------------------------------------------------------------------------------
+
+

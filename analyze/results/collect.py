@@ -1,0 +1,201 @@
+"""``biastransfer collect``: fold a folder of result records into one tidy table.
+
+One row per cell (one JSON record written by a runner or a sweep), sorted by ``cell_id``;
+the single input of ``effects``, ``plots``, ``plan`` and the report. Unreadable
+(truncated) or foreign ``*.json`` files are skipped with one warning that lists them;
+temporary files (``.tmp-*``) and sub-folders (e.g. the sweep's ``_grids/``) are ignored.
+
+Schema (NaN where a value does not apply or is unknown):
+
+=============================== ==============================================================
+column                          meaning
+=============================== ==============================================================
+``cell_id``                     the record's id (file name without ``.json``)
+``runner``                      ``probe`` (linear probe on frozen features) or ``finetune``
+``backbone``                    backbone name: the store's backbone for probes; for finetunes
+                                the base's registered or checkpoint name (so the two runners'
+                                rows of one base share it), the path in ``base_checkpoint``
+``base_name``                   the grid's label of the backbone (sweeps only)
+``base_kind``                   ``biased``, ``control``, ``scratch``, ``imagenet``, ... (sweeps)
+``grid``                        grid name (sweeps only)
+``dataset``                     dataset name
+``spec_kind``                   ``correlation``, ``subselection``, ``natural``, ``skew``,
+                                ``underrepresentation``
+``target``                      target attribute y (``A_or_B`` for underrepresentation cells)
+``sensitive``                   sensitive attribute s (the metrics' groups)
+``attr_a``, ``attr_b``          the pair of an underrepresentation cell
+``level``                       correlation level P(s=1 | y=1) = P(s=0 | y=0) of the set
+``p``                           P(s=1 | y=1) = P(s=0 | y=0) of a skewed set
+``share_a``                     share of A-only positives (underrepresentation)
+``n``                           training rows requested; for ``n = "all"`` (and sub-selection
+                                sets) the rows used, i.e. ``n_train``
+``n_all``                       True when the whole training part was requested
+``n_train``, ``n_val``,         rows used for training, validation (choosing C / lr / wd)
+``n_test``                      and testing
+``seed``                        replicate seed
+``C``                           the probe's chosen inverse regularisation strength
+``lr``, ``weight_decay``        the finetune's chosen learning rate and weight decay
+metric columns                  flattened ``metrics`` of the record, names as there
+                                (:func:`analyze.metrics.evaluate_runs`): ``auc``,
+                                ``auc_group0/1``, ``accuracy``, ``fpr_group0/1``,
+                                ``tpr_group0/1``, ``fpr_gap`` = FPR(s=1) - FPR(s=0),
+                                ``tpr_gap``, ``fpr_gap_stereotype`` (positive =
+                                stereotype-consistent), ``equalized_odds_difference``,
+                                ``demographic_parity_difference``, ``worst_group_accuracy``,
+                                ``worst_sensitive_group_accuracy``,
+                                ``bias_amplification_a_to_t``, ``over_represented_group``,
+                                ``threshold``, ...
+``stereotype_level``            the finetuning set's correlation measured toward the stereotype:
+                                P(g | y=1) where g is ``over_represented_group``, the group
+                                that sets the sign of ``fpr_gap_stereotype`` (the target's
+                                natural direction): ``level`` (or ``p``) when g = 1, one minus
+                                it when g = 0. 1 = every positive in the stereotypical group,
+                                0.5 = balance, 0 = the counter-stereotypical extreme; natural
+                                cells take the training rows' share (``train_share_s_given_y``,
+                                else ``natural_level``). Use it, not ``level``, to pool targets
+                                whose natural directions differ.
+``natural_level``               P(s=1 | y=1) over the dataset's train split
+``natural_over_represented_group`` 1 or 0: the group over-represented among natural positives
+``skew``                        ``|P(s=1 | y=1) - P(s=1)|`` of the training rows (the paper's
+                                ``Skew``): from the record's ``composition`` (written by both
+                                runners) or the sweep annotation; for older records without
+                                either, ``|level - 0.5|`` for balanced kinds (exact up to
+                                rounding)
+``train_share_s_given_y``,      P(s=1 | y=1) and P(s=1) of the training rows
+``train_share_s``
+``store``                       feature store path (probes)
+``base_checkpoint``             the checkpoint a finetune started from, as recorded (finetunes
+                                of a toolkit checkpoint)
+``created``                     when the record was written (UTC)
+=============================== ==============================================================
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from analyze.results.records import read_record
+from extract.errors import UserError
+
+ID_COLUMNS = ["cell_id", "runner", "backbone", "base_name", "base_kind", "grid", "dataset", "spec_kind", "target",
+              "sensitive", "attr_a", "attr_b", "level", "p", "share_a", "n", "n_all", "n_train", "n_val", "n_test",
+              "seed", "C", "lr", "weight_decay"]
+METRIC_ORDER = ["auc", "auc_group0", "auc_group1", "accuracy", "accuracy_group0", "accuracy_group1",
+                "fpr_group0", "fpr_group1", "tpr_group0", "tpr_group1", "fnr_group0", "fnr_group1",
+                "selection_rate_group0", "selection_rate_group1", "fpr_gap", "tpr_gap", "fpr_gap_stereotype",
+                "equalized_odds_difference", "demographic_parity_difference", "worst_group_accuracy",
+                "worst_sensitive_group_accuracy", "bias_amplification_a_to_t", "over_represented_group", "threshold"]
+TAIL_COLUMNS = ["stereotype_level", "natural_level", "natural_over_represented_group", "skew", "train_share_s_given_y", "train_share_s",
+                "store", "base_checkpoint", "created"]
+BALANCED_KINDS = ("correlation", "subselection")
+INTEGER_COLUMNS = ["n", "n_train", "n_val", "n_test", "seed"]
+
+
+class SkippedRecordsWarning(UserWarning):
+    """Some files in a results folder were not collected (truncated or foreign)."""
+
+
+def record_files(folders) -> list[Path]:
+    """The ``*.json`` files directly inside ``folders`` (temporary ``.tmp-*`` files excluded)."""
+    folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
+    files = []
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            raise UserError(f"results folder {folder} does not exist; pass the --out folder of a sweep or probe run.")
+        files += [p for p in folder.glob("*.json") if not p.name.startswith(".") and p.is_file()]
+    return sorted(files)
+
+
+def collect(folder, *, warn: bool = True) -> pd.DataFrame:
+    """One row per valid record in ``folder`` (a path or a list of paths); schema in the module docstring.
+
+    Truncated or foreign files are skipped and listed in one :class:`SkippedRecordsWarning`.
+    """
+    rows, skipped, seen = [], [], {}
+    for path in record_files(folder):
+        try:
+            record = read_record(path)
+        except UserError:
+            skipped.append(path)
+            continue
+        if record["cell_id"] in seen:
+            raise UserError(f"cell {record['cell_id']} is recorded twice ({seen[record['cell_id']]} and {path}); "
+                            "collect each folder once or delete one of them.")
+        seen[record["cell_id"]] = path
+        rows.append(record_row(record))
+    if skipped and warn:
+        names = ", ".join(str(p) for p in skipped[:10])
+        names += f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+        warnings.warn(SkippedRecordsWarning(
+            f"skipped {len(skipped)} unreadable or foreign result file(s): {names}; delete them and rerun the sweep "
+            "(it redoes those cells)."), stacklevel=2)
+    if not rows:
+        raise UserError(f"no result records in {folder}; run `biastransfer sweep` (or probe/finetune) first.")
+    table = pd.DataFrame(rows)
+    metrics = [c for c in METRIC_ORDER if c in table.columns]
+    metrics += sorted(set(table.columns) - set(ID_COLUMNS) - set(TAIL_COLUMNS) - set(metrics))
+    table = table.reindex(columns=ID_COLUMNS + metrics + TAIL_COLUMNS)
+    table = table.astype({c: "Int64" for c in INTEGER_COLUMNS}).astype({"n_all": bool})
+    return table.sort_values("cell_id", kind="stable").reset_index(drop=True)
+
+
+def _number(value) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def record_row(record: dict) -> dict:
+    """The table row of one record (module docstring)."""
+    spec, sizes, hyper = record.get("spec", {}), record.get("sizes", {}), record.get("hyperparameters", {})
+    annotation = {**(record.get("composition") or {}), **(record.get("sweep") or {})}
+    kind = spec.get("kind")
+    target = spec.get("target") or (f"{spec['attr_a']}_or_{spec['attr_b']}" if "attr_a" in spec else None)
+    sensitive = (spec.get("sensitive") or annotation.get("group_column")
+                 or (record.get("finetune") or {}).get("sensitive"))
+    n_all = "n" in spec and spec["n"] is None
+    backbone, checkpoint = record["backbone"], None
+    name = (record.get("backbone_config") or {}).get("name")
+    if record["runner"] == "finetune" and isinstance(name, str) and name and str(backbone).endswith(".pt"):
+        backbone, checkpoint = name, backbone
+    row = {
+        "cell_id": record["cell_id"], "runner": record["runner"], "backbone": backbone,
+        "base_checkpoint": checkpoint,
+        "base_name": annotation.get("backbone"), "base_kind": annotation.get("base_kind", record.get("base_kind")),
+        "grid": annotation.get("grid"), "dataset": (record.get("dataset") or {}).get("name"), "spec_kind": kind,
+        "target": target, "sensitive": sensitive, "attr_a": spec.get("attr_a"), "attr_b": spec.get("attr_b"),
+        "level": _number(spec.get("level")), "p": _number(spec.get("p")), "share_a": _number(spec.get("share_a")),
+        "n": _number(spec.get("n")) if spec.get("n") is not None else _number(sizes.get("n_train")),
+        "n_all": n_all, "n_train": _number(sizes.get("n_train")), "n_val": _number(sizes.get("n_val")),
+        "n_test": _number(sizes.get("n_test")), "seed": _number(spec.get("seed", record.get("seed"))),
+        "C": _number(hyper.get("C")), "lr": _number(hyper.get("lr")),
+        "weight_decay": _number(hyper.get("weight_decay")),
+    }
+    row.update({name: _number(value) for name, value in (record.get("metrics") or {}).items()})
+    if math.isnan(row.get("natural_level", math.nan)):
+        row["natural_level"] = _number(annotation.get("natural_level"))
+    skew = _number(annotation.get("skew"))
+    if math.isnan(skew) and kind in BALANCED_KINDS:
+        skew = abs(row["level"] - 0.5)
+    row.update(skew=skew, train_share_s_given_y=_number(annotation.get("train_share_s_given_y")),
+               train_share_s=_number(annotation.get("train_share_s")), store=record.get("store"),
+               created=record.get("created"))
+    row["stereotype_level"] = stereotype_level(row, kind)
+    return row
+
+
+def stereotype_level(row: dict, kind: str | None) -> float:
+    """P(over-represented group | y=1) of the finetuning set (``stereotype_level``, module docstring)."""
+    share = row["level"] if math.isfinite(row["level"]) else row["p"] if kind == "skew" else math.nan
+    if kind == "natural":
+        share = row["train_share_s_given_y"]
+        share = share if math.isfinite(share) else row.get("natural_level", math.nan)
+    over = row.get("over_represented_group", math.nan)
+    if not math.isfinite(share) or over not in (0.0, 1.0):
+        return math.nan
+    return share if over == 1.0 else 1.0 - share
+
+
+__all__ = ["SkippedRecordsWarning", "collect", "record_row"]

@@ -1,0 +1,154 @@
+"""Running work units: in this process, in local joblib (loky) processes, or on Dask.
+
+:func:`run_unit` is the one function every backend calls. It runs with ONE torch and BLAS
+thread (oversubscribed pools cost 8-12x, PERFORMANCE.md), so parallelism is across units,
+and it *returns* the records instead of writing them: the driver adds the sweep
+annotation and writes each record atomically as its unit finishes. Workers therefore need
+to read the stores (and, for finetunes, the dataset), but never to write into the results
+folder: a Dask cluster needs no shared results folder.
+
+Backends (no home-made cluster code): joblib's loky processes with
+``inner_max_num_threads=1``; ``dask.distributed`` through ``client.map`` and
+``as_completed`` (a ``Client`` to a running scheduler, or a ``LocalCluster`` with one
+thread per worker). Work units and records cross process boundaries through the engines'
+own serialisation (plain dicts, strings and numbers only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from extract.errors import UserError
+
+_DASK_HINT = "install it with `pip install 'biastransfer[cluster]'` (dask[distributed])"
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run torch and every BLAS/OpenMP pool with one thread, then restore."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@functools.lru_cache(maxsize=2)
+def _open_store(path: str, stamp: int):
+    """A store opened once per worker process (``stamp``: its mtime, so a rebuilt store reloads)."""
+    from extract.store.reader import FeatureStore
+
+    return FeatureStore.open(path)
+
+
+def run_unit(unit) -> list[dict]:
+    """Run one work unit (one thread) and return its records, in the unit's cell order."""
+    from analyze.sweep.units import ProbeUnit
+
+    with one_thread():
+        records = _run_probe(unit) if isinstance(unit, ProbeUnit) else _run_finetune(unit)
+    by_id = {r["cell_id"]: r for r in records}
+    missing = [c for c in unit.cell_ids if c not in by_id]
+    if missing:
+        raise RuntimeError(f"the runner returned no record for cell {missing[0]} ({len(missing)} missing)")
+    return [by_id[c] for c in unit.cell_ids]
+
+
+def _run_probe(unit) -> list[dict]:
+    from analyze.probe.cells import run_probe_cells
+    from analyze.subsets import spec_from_dict
+
+    store = _open_store(unit.store, os.stat(unit.store).st_mtime_ns)
+    specs = [spec_from_dict(d) for d in unit.specs]
+    return run_probe_cells(store, specs, out=None, n_jobs=1, skip_existing=False, progress=False, **unit.options)
+
+
+def _run_finetune(unit) -> list[dict]:
+    from analyze.finetune.runner import finetune_cells
+    from analyze.finetune.search import FinetuneConfig
+    from analyze.results.records import read_record
+    from analyze.subsets import TestResample, spec_from_dict
+    from extract.datasets import get_adapter
+
+    specs = [spec_from_dict(d) for d in unit.specs]
+    options = dict(unit.options)
+    test = options.pop("test", "split")
+    if test != "split":  # a unit holds one target, so one resampled test set serves it
+        target, sensitive = specs[0].target, options.get("sensitive") or specs[0].sensitive
+        test = TestResample(target, sensitive, level=None if test == "natural" else float(test))
+    else:
+        test = None
+    config = FinetuneConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in unit.config.items()})
+    adapter = get_adapter(unit.dataset, unit.root, **unit.adapter_options)
+    with tempfile.TemporaryDirectory(prefix="biastransfer-finetune-") as tmp:
+        finetune_cells(specs, adapter=adapter, base=unit.base, weights=unit.weights, out=tmp, config=config,
+                       test=test, overwrite=True, progress=False, **options)
+        return [read_record(path) for path in sorted(Path(tmp).glob("*.json"))]
+
+
+def _tagged(index: int, unit) -> tuple[int, list[dict]]:
+    return index, run_unit(unit)
+
+
+def execute(units: Sequence, *, n_jobs: int = 1, client=None) -> Iterator[tuple[object, list[dict]]]:
+    """Yield ``(unit, records)`` as units finish (in any order).
+
+    ``client``: a ``dask.distributed.Client`` (then ``n_jobs`` is ignored); else ``n_jobs``
+    loky processes (1: in this process, same single-thread setting).
+    """
+    if client is not None:
+        from dask.distributed import as_completed
+
+        futures = client.map(run_unit, list(units), pure=False)
+        owner = {future.key: unit for future, unit in zip(futures, units)}
+        for future, records in as_completed(futures, with_results=True):
+            yield owner[future.key], records
+        return
+    if n_jobs == 1 or len(units) <= 1:
+        for unit in units:
+            yield unit, run_unit(unit)
+        return
+    from joblib import Parallel, delayed, parallel_config
+
+    with parallel_config(backend="loky", inner_max_num_threads=1):
+        results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+            delayed(_tagged)(i, unit) for i, unit in enumerate(units))
+        for index, records in results:
+            yield units[index], records
+
+
+@contextlib.contextmanager
+def dask_client(*, scheduler: str | None = None, local_cluster: int | None = None):
+    """A Dask client for ``scheduler`` (``tcp://HOST:PORT``) or a new local cluster; None if neither."""
+    if scheduler is None and local_cluster is None:
+        yield None
+        return
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise UserError(f"--scheduler and --local-cluster need dask.distributed; {_DASK_HINT}.") from None
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            raise UserError(f"cannot reach the Dask scheduler at {scheduler} ({exc.__class__.__name__}); "
+                            "check the address and that the scheduler is running.") from None
+        with client:
+            yield client
+        return
+    if isinstance(local_cluster, bool) or not isinstance(local_cluster, int) or local_cluster < 1:
+        raise UserError(f"--local-cluster takes a number of workers >= 1, got {local_cluster!r}.")
+    # one thread per worker process; the nanny also sets OMP/MKL/OPENBLAS_NUM_THREADS=1
+    with LocalCluster(n_workers=local_cluster, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client

@@ -1,0 +1,358 @@
+"""Grid specs: TOML files (presets in ``data/grids/``) that expand into subset specs.
+
+A grid names the backbones (each with a ``base_kind`` label and a feature store for the
+probe runner and/or a base for the finetune runner), the targets and the sensitive
+attribute, one or more blocks of subset specs, the runners and their options. The format
+is documented in ``data/grids/README.md``; every key is checked, so a misspelt key is a
+:class:`~extract.errors.UserError` naming it, never a silently ignored setting.
+
+Values that depend on the user's data are overridden with dotted keys
+(:func:`apply_overrides`): ``grid.targets=hat,eyewear``, ``backbones.biased.store=PATH``,
+``subsets.correlation.levels=0,0.5,1`` (every block of that kind), ``subsets.0.n=64``
+(block 0), ``subsets.*.seeds=3`` (every block). ``{work}`` in a path is the work folder
+(:func:`extract.paths.work_dir`).
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from analyze.subsets import (
+    Correlation,
+    Natural,
+    Skew,
+    SubSelection,
+    Underrepresentation,
+)
+from extract.errors import UserError
+from extract.paths import work_dir
+
+PRESET_DIR = Path(__file__).resolve().parents[2] / "data" / "grids"
+RUNNERS = ("probe", "finetune")
+DEFAULT_CHUNK_SIZE = 64
+SECTION_KEYS = {
+    "grid": {"name", "description", "targets", "sensitive", "runners", "chunk_size"},
+    "data": {"dataset", "root", "options"},
+    "probe": {"Cs", "select", "policy", "test_resample", "device"},
+    "finetune": {"lrs", "weight_decays", "epochs", "batch_size", "momentum", "flip", "freeze", "search", "policy",
+                 "image_size", "device", "test", "save_backbones", "sensitive", "conditions_per_task"},
+}
+TOP_LEVEL = set(SECTION_KEYS) | {"backbones", "subsets"}
+BACKBONE_KEYS = {"name", "base_kind", "store", "base", "weights"}
+# keys each subset kind accepts (besides kind, targets, seeds, pool, val_fraction)
+KIND_KEYS = {
+    "correlation": {"levels", "n", "size"},
+    "subselection": {"levels", "base_n", "base_level"},
+    "natural": {"n"},
+    "skew": {"p", "n"},
+    "underrepresentation": {"pairs", "shares", "n", "pos_prop"},
+}
+COMMON_SUBSET_KEYS = {"kind", "targets", "seeds", "pool", "val_fraction", "backbones"}
+PATH_KEYS = {"root", "store", "base", "weights", "save_backbones"}
+
+
+@dataclass(frozen=True)
+class GridBackbone:
+    """One backbone of a grid: its label, kind, store (probes) and base (finetunes)."""
+
+    name: str
+    base_kind: str
+    store: str | None = None
+    base: str | None = None
+    weights: str | None = None
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A resolved grid (after overrides); build it with :func:`load_grid`."""
+
+    name: str
+    description: str
+    targets: tuple[str, ...]
+    sensitive: str | None
+    runners: tuple[str, ...]
+    chunk_size: int
+    data: dict
+    backbones: tuple[GridBackbone, ...]
+    subsets: tuple[dict, ...]
+    probe: dict = field(default_factory=dict)
+    finetune: dict = field(default_factory=dict)
+    source: str = ""
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable form (written beside the results as provenance)."""
+        return {"name": self.name, "description": self.description, "targets": list(self.targets),
+                "sensitive": self.sensitive, "runners": list(self.runners), "chunk_size": self.chunk_size,
+                "data": self.data, "backbones": [vars(b) for b in self.backbones], "subsets": list(self.subsets),
+                "probe": self.probe, "finetune": self.finetune, "source": self.source}
+
+
+# -- reading and overriding ----------------------------------------------------------------
+
+
+def preset_names() -> list[str]:
+    """Names of the grid presets shipped in ``data/grids/``."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def grid_path(source: str | Path) -> Path:
+    """A grid file: ``source`` itself when it is a file, else the preset of that name."""
+    path = Path(source)
+    if path.is_file():
+        return path
+    preset = PRESET_DIR / f"{source}.toml"
+    if preset.is_file():
+        return preset
+    raise UserError(f"grid {str(source)!r} is neither a TOML file nor a preset; "
+                    f"pass a path or one of {preset_names()}.")
+
+
+def parse_value(text: str):
+    """A ``--set`` value: a TOML literal (``3``, ``0.5``, ``true``, ``["a", "b"]``), else a
+    comma-separated list of such values (``0,0.5,1``, ``hat,eyewear``), else the text itself."""
+    text = str(text).strip()
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        pass
+    if "," in text:
+        return [parse_value(part) for part in text.split(",") if part.strip()]
+    return text
+
+
+def apply_overrides(document: dict, overrides) -> dict:
+    """A copy of the raw grid ``document`` with ``overrides`` applied.
+
+    ``overrides``: ``"key=value"`` strings or ``(key, value)`` pairs with dotted keys (see
+    the module docstring). Strings go through :func:`parse_value`.
+    """
+    document = copy.deepcopy(document)
+    for item in overrides:
+        if isinstance(item, str):
+            if "=" not in item:
+                raise UserError(f"override {item!r} is not KEY=VALUE; write e.g. grid.targets=hat,eyewear.")
+            key, text = item.split("=", 1)
+            item = (key.strip(), parse_value(text))
+        key, value = item
+        _set_dotted(document, key, value)
+    return document
+
+
+def _set_dotted(document: dict, key: str, value) -> None:
+    parts = key.split(".")
+    head = parts[0]
+    if head not in TOP_LEVEL:
+        raise UserError(f"grid key {key!r} is unknown; keys start with one of {sorted(TOP_LEVEL)}.")
+    if head == "backbones":
+        if len(parts) != 3:
+            raise UserError(f"grid key {key!r} must read backbones.NAME.KEY, e.g. backbones.biased.store=PATH.")
+        entries = document.setdefault("backbones", [])
+        match = [b for b in entries if b.get("name") == parts[1]]
+        if not match:
+            match = [{"name": parts[1]}]
+            entries.append(match[0])
+        match[0][parts[2]] = value
+        return
+    if head == "subsets":
+        if len(parts) != 3:
+            raise UserError(f"grid key {key!r} must read subsets.WHICH.KEY (WHICH: an index, a kind or *).")
+        blocks = document.get("subsets", [])
+        chosen = [b for i, b in enumerate(blocks) if parts[1] in ("*", str(i), b.get("kind"))]
+        if not chosen:
+            raise UserError(f"grid key {key!r} matches no subset block; the blocks are "
+                            f"{[b.get('kind') for b in blocks]} (address them by index, kind or *).")
+        for block in chosen:
+            block[parts[2]] = value
+        return
+    target = document.setdefault(head, {})
+    for part in parts[1:-1]:
+        target = target.setdefault(part, {})
+    if len(parts) < 2:
+        raise UserError(f"grid key {key!r} names a whole section; set one of its keys, e.g. {head}.KEY=VALUE.")
+    target[parts[-1]] = value
+
+
+def load_grid(source: str | Path, *, overrides=(), backbones=None) -> Grid:
+    """Read a grid (preset name or TOML path), apply ``overrides``, validate every key.
+
+    Parameters
+    ----------
+    source : str or path
+        A preset name (``demo``, ``wr-correlation``, ...) or a TOML file.
+    overrides : iterable of ``"key=value"`` or ``(key, value)``
+        Dotted-key overrides (module docstring).
+    backbones : iterable of str, optional
+        Keep only these backbone names (in the grid's order).
+    """
+    path = grid_path(source)
+    try:
+        document = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"grid {path} is not valid TOML ({exc}); fix the file.") from None
+    return build_grid(apply_overrides(document, overrides), source=str(path), only=backbones)
+
+
+def build_grid(document: dict, *, source: str = "", only=None) -> Grid:
+    """Validate a raw grid document and build the :class:`Grid`."""
+    _check_keys(document, TOP_LEVEL, "the grid file")
+    for section, keys in SECTION_KEYS.items():
+        _check_keys(document.get(section, {}), keys, f"[{section}]")
+    head = document.get("grid", {})
+    runners = tuple(_as_list(head.get("runners", ["probe"])))
+    for runner in runners:
+        if runner not in RUNNERS:
+            raise UserError(f"runner {runner!r} is unknown; grid.runners takes {list(RUNNERS)}.")
+    chunk = head.get("chunk_size", DEFAULT_CHUNK_SIZE)
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise UserError(f"grid.chunk_size must be a positive integer, got {chunk!r}.")
+    grid = Grid(
+        name=str(head.get("name", Path(source).stem or "grid")), description=str(head.get("description", "")),
+        targets=tuple(map(str, _as_list(head.get("targets", [])))), sensitive=head.get("sensitive"),
+        runners=runners, chunk_size=chunk, data=_expand_paths(dict(document.get("data", {}))),
+        backbones=_backbones(document.get("backbones", []), only),
+        subsets=_subsets(document.get("subsets", []), {b.get("name") for b in document.get("backbones", [])}),
+        probe=dict(document.get("probe", {})), finetune=_expand_paths(dict(document.get("finetune", {}))),
+        source=source)
+    if not grid.runners:
+        raise UserError("grid.runners is empty; list at least one of ['probe', 'finetune'].")
+    return grid
+
+
+def _check_keys(table, allowed: set, where: str) -> None:
+    if not isinstance(table, dict):
+        raise UserError(f"{where} must be a table of keys, got {type(table).__name__}; check the grid file.")
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise UserError(f"grid key {unknown[0]!r} in {where} is unknown; the keys there are {sorted(allowed)}.")
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _expand_paths(table: dict) -> dict:
+    """``{work}`` in path-valued keys -> the work folder."""
+    return {k: str(v).replace("{work}", str(work_dir())) if k in PATH_KEYS and v is not None else v
+            for k, v in table.items()}
+
+
+def _backbones(entries, only) -> tuple[GridBackbone, ...]:
+    if not isinstance(entries, list) or not entries:
+        raise UserError("the grid has no [[backbones]]; add at least one with name, base_kind and store or base.")
+    built, names = [], set()
+    for entry in entries:
+        _check_keys(entry, BACKBONE_KEYS, f"[[backbones]] {entry.get('name', '?')!r}")
+        if "name" not in entry or "base_kind" not in entry:
+            name = entry.get("name", "?")
+            raise UserError(f"backbone {name!r} needs a name and a base_kind (biased, control, scratch, imagenet, "
+                            "...); "
+                            f"set e.g. backbones.{name}.base_kind=control.")
+        if entry["name"] in names:
+            raise UserError(f"backbone name {entry['name']!r} appears twice in the grid; "
+                            "give each backbone its own name.")
+        names.add(entry["name"])
+        built.append(GridBackbone(**_expand_paths({k: (str(v) if v is not None else None) for k, v in entry.items()})))
+    if only:
+        only = list(only)
+        missing = sorted(set(only) - names)
+        if missing:
+            raise UserError(f"backbone {missing[0]!r} is not in the grid; choose from {sorted(names)}.")
+        built = [b for b in built if b.name in only]
+    return tuple(built)
+
+
+def _subsets(blocks, names: set) -> tuple[dict, ...]:
+    if not isinstance(blocks, list) or not blocks:
+        raise UserError("the grid has no [[subsets]] block; add one with kind = \"correlation\" (or another kind).")
+    checked = []
+    for i, block in enumerate(blocks):
+        kind = block.get("kind") if isinstance(block, dict) else None
+        if kind not in KIND_KEYS:
+            raise UserError(f"subset block {i} has kind {kind!r}; use one of {sorted(KIND_KEYS)}.")
+        _check_keys(block, KIND_KEYS[kind] | COMMON_SUBSET_KEYS, f"[[subsets]] block {i} ({kind})")
+        unknown = sorted(set(map(str, _as_list(block.get("backbones", [])))) - names)
+        if unknown:
+            raise UserError(f"subset block {i} names backbone {unknown[0]!r}, which the grid does not define; "
+                            f"choose from {sorted(names)}.")
+        checked.append(dict(block))
+    return tuple(checked)
+
+
+# -- expansion -----------------------------------------------------------------------------
+
+
+def _seeds(block: dict) -> list[int]:
+    seeds = block.get("seeds", [0])
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise UserError(f"seeds = {seeds} asks for no replicate; give a count >= 1 or a list of seeds.")
+        return list(range(seeds))
+    return [int(s) for s in _as_list(seeds)]
+
+
+def _sizes(block: dict, *, default) -> list[int | None]:
+    """``n`` values; ``"all"`` means the whole training part (None)."""
+    values = _as_list(block.get("n", default))
+    return [None if v == "all" else v for v in values]
+
+
+def _required(block: dict, key: str, kind: str) -> list:
+    if key not in block:
+        raise UserError(f"a {kind} subset block needs {key!r}; "
+                        f"add it to the block (or --set subsets.{kind}.{key}=...).")
+    return _as_list(block[key])
+
+
+def expand_block(block: dict, *, targets, sensitive) -> list:
+    """Subset specs of one block: n (outer), target, the kind's values, seed (inner)."""
+    kind = block["kind"]
+    seeds, common = _seeds(block), {k: block[k] for k in ("pool", "val_fraction") if k in block}
+    targets = [str(t) for t in _as_list(block.get("targets", targets))]
+    if kind != "underrepresentation" and (not targets or not sensitive):
+        raise UserError(f"the {kind} subsets need grid.targets and grid.sensitive; pass --targets and --sensitive.")
+    specs = []
+    if kind == "correlation":
+        extra = {"size": block["size"]} if "size" in block else {}
+        for n in _sizes(block, default=None):
+            specs += [Correlation(t, sensitive, lv, n=n, seed=s, **extra, **common)
+                      for t in targets for lv in _required(block, "levels", kind) for s in seeds]
+    elif kind == "subselection":
+        extra = {k: block[k] for k in ("base_n", "base_level") if k in block}
+        specs += [SubSelection(t, sensitive, lv, seed=s, **extra, **common)
+                  for t in targets for lv in _required(block, "levels", kind) for s in seeds]
+    elif kind == "natural":
+        for n in _sizes(block, default="all"):
+            specs += [Natural(t, sensitive, n=n, seed=s, **common) for t in targets for s in seeds]
+    elif kind == "skew":
+        for n in _sizes(block, default=None):
+            specs += [Skew(t, sensitive, p, n=n, seed=s, **common)
+                      for t in targets for p in _required(block, "p", kind) for s in seeds]
+    else:
+        extra = {"pos_prop": block["pos_prop"]} if "pos_prop" in block else {}
+        pairs = _required(block, "pairs", kind)
+        if not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in pairs):
+            raise UserError(f"pairs must be a list of [A, B] attribute pairs, got {pairs!r}.")
+        for n in _sizes(block, default=None):
+            specs += [Underrepresentation(str(a), str(b), share, n=n, seed=s, **extra, **common)
+                      for a, b in pairs for share in _required(block, "shares", kind) for s in seeds]
+    return specs
+
+
+def expand_specs(grid: Grid, backbone: str | None = None) -> list:
+    """Every subset spec of the grid, blocks in order, duplicates dropped (first kept).
+
+    With ``backbone``, only the blocks that apply to it (no ``backbones`` list, or one that
+    names it).
+    """
+    seen, specs = set(), []
+    for block in grid.subsets:
+        if backbone is not None and "backbones" in block and backbone not in _as_list(block["backbones"]):
+            continue
+        for spec in expand_block(block, targets=grid.targets, sensitive=grid.sensitive):
+            if spec not in seen:
+                seen.add(spec)
+                specs.append(spec)
+    return specs

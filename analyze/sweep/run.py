@@ -1,0 +1,119 @@
+"""``biastransfer sweep``: expand a grid into cells and run them, one JSON record per cell.
+
+A grid (a preset of ``data/grids/`` or a TOML file, see :mod:`analyze.sweep.grid`) names
+backbones x subset specs x runners x seeds. The sweep
+
+1. expands and checks every cell before fitting anything (an infeasible cell stops the
+   sweep with its one-sentence error, :mod:`analyze.sweep.units`);
+2. skips work whose records all exist and read back whole (``skip_existing``, the
+   default), so a killed sweep resumes where it stopped; a probe chunk with any record
+   missing is refitted whole, so resumed and uninterrupted runs fit the same batches
+   (:func:`~analyze.sweep.units.pending_part`);
+3. runs the units in this process, in ``n_jobs`` local processes (joblib/loky) or on a
+   Dask cluster, ONE torch/BLAS thread per worker (:mod:`analyze.sweep.execute`);
+4. adds the ``sweep`` annotation (grid, backbone label, ``base_kind``, training-set
+   composition and ``skew``) to each record and writes it atomically as its unit finishes.
+
+The resolved grid is written to ``<out>/_grids/<name>-<hash>.json`` (provenance).
+``biastransfer collect <out>`` then folds the records into one table.
+
+Example
+-------
+>>> summary = sweep("demo", out="work/results/demo", n_jobs=2)          # doctest: +SKIP
+>>> summary["status"].value_counts()                                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from analyze.results.records import record_exists, write_record
+from analyze.sweep.execute import dask_client, execute
+from analyze.sweep.grid import Grid, load_grid
+from analyze.sweep.units import SweepPlan, pending_part, plan_sweep
+from extract.errors import UserError
+from extract.io import write_text
+from extract.paths import work_dir
+
+__all__ = ["sweep"]
+
+
+def sweep(grid: Grid | str | Path, *, out: str | Path | None = None, overrides=(), backbones=None,
+          skip_existing: bool = True, n_jobs: int = 1, scheduler: str | None = None,
+          local_cluster: int | None = None, client=None, progress: bool = True,
+          dry_run: bool = False) -> pd.DataFrame:
+    """Run every cell of ``grid`` and write one record per cell into ``out``.
+
+    Parameters
+    ----------
+    grid : Grid, preset name or TOML path
+    out : path, optional
+        Results folder (default ``work/results/<grid name>``).
+    overrides, backbones
+        Passed to :func:`~analyze.sweep.grid.load_grid` when ``grid`` is not a Grid.
+    skip_existing : bool
+        Skip work units whose records all exist and read back whole.
+    n_jobs : int
+        Local worker processes (joblib loky), one thread each.
+    scheduler : str, optional
+        ``tcp://HOST:PORT`` of a Dask scheduler; ``local_cluster``: start a Dask
+        ``LocalCluster`` with this many single-thread workers; ``client``: an existing
+        ``dask.distributed.Client``. At most one of the three.
+    progress : bool
+        Show a progress bar over cells.
+    dry_run : bool
+        Plan and check only; nothing is fitted or written.
+
+    Returns
+    -------
+    DataFrame, one row per cell in grid order: ``cell_id``, ``runner``, ``backbone``,
+    ``base_kind``, ``status`` ("written", "skipped", or with ``dry_run`` "to run").
+    """
+    if sum(x is not None for x in (scheduler, local_cluster, client)) > 1:
+        raise UserError("give at most one of --scheduler, --local-cluster and a client.")
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
+        raise UserError(f"--n-jobs must be a positive integer, got {n_jobs!r}.")
+    if not isinstance(grid, Grid):
+        grid = load_grid(grid, overrides=overrides, backbones=backbones)
+    out = Path(out) if out is not None else work_dir() / "results" / grid.name
+    plan = plan_sweep(grid)
+    todo = [pending_part(u, [skip_existing and record_exists(out, c) for c in u.cell_ids]) for u in plan.units]
+    todo = [u for u in todo if u is not None]
+    pending = {c for u in todo for c in u.cell_ids}
+    if dry_run:
+        return _summary(plan, pending, "to run")
+    _write_manifest(out, grid)
+    if not todo:
+        return _summary(plan, pending, "written")
+    total = sum(len(u.cell_ids) for u in todo)
+    with tqdm(total=total, unit="cell", desc=f"sweep {grid.name}", disable=not progress) as bar:
+        with dask_client(scheduler=scheduler, local_cluster=local_cluster) as own_client:
+            for _unit, records in execute(todo, n_jobs=n_jobs, client=client or own_client):
+                for record in records:
+                    record["sweep"] = plan.annotations[record["cell_id"]]
+                    write_record(out, record)
+                bar.update(len(records))
+    return _summary(plan, pending, "written")
+
+
+def _summary(plan: SweepPlan, pending: set, status: str) -> pd.DataFrame:
+    return pd.DataFrame([{"cell_id": c.cell_id, "runner": c.runner, "backbone": c.backbone, "base_kind": c.base_kind,
+                          "status": status if c.cell_id in pending else "skipped"} for c in plan.cells],
+                        columns=["cell_id", "runner", "backbone", "base_kind", "status"])
+
+
+def _write_manifest(out: Path, grid: Grid) -> Path:
+    """The resolved grid as JSON under ``<out>/_grids/`` (not a record: collect ignores it)."""
+    text = json.dumps(grid.to_dict(), indent=1, sort_keys=True)
+    path = out / "_grids" / f"{grid.name}-{hashlib.sha256(text.encode()).hexdigest()[:10]}.json"
+    return write_text(path, text, hint="choose a writable --out folder")
+
+
+# -- command line --------------------------------------------------------------------------
+
+

@@ -1,0 +1,97 @@
+"""``extract`` verbs of the ``biastransfer`` CLI: avatars, datasets, backbones, extract, store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from extract.cli.options import default_store_path, parse_options
+from extract.errors import UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the extract-stage verbs to the top-level parser."""
+    p = sub.add_parser("datasets", help="list the dataset adapters and the layout each expects")
+    p.set_defaults(func=cmd_datasets)
+    p = sub.add_parser("backbones", help="list the registered backbones")
+    p.set_defaults(func=cmd_backbones)
+    _register_extract(sub)
+    p = sub.add_parser("store", help="print a feature store's shape, attributes and provenance")
+    p.add_argument("path", type=Path)
+    p.set_defaults(func=cmd_store)
+
+
+def _register_extract(sub) -> None:
+    p = sub.add_parser("extract", help="embed every image of a dataset into an HDF5 feature store")
+    p.add_argument("--dataset", required=True, help="adapter name (see `biastransfer datasets`)")
+    p.add_argument("--root", type=Path, required=True, help="local copy of the dataset (for avatars: the cache .h5 file)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="adapter option, repeatable (e.g. val_fraction=0.1, categories=person,cup)")
+    p.add_argument("--backbone", required=True, help="arch.tag name (see `biastransfer backbones`) or a toolkit checkpoint path")
+    p.add_argument("--weights", type=Path, default=None, help="local weights file (nothing is ever downloaded)")
+    p.add_argument("--seed", type=int, default=0, help="seed of random-init backbones (default 0)")
+    p.add_argument("--image-size", type=int, default=None, help="override the backbone's resize/crop (e.g. 64 for small images)")
+    p.add_argument("--out", type=Path, default=None, help="store path (default: work/stores/<dataset>__<backbone>.h5)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1 ...")
+    p.add_argument("--workers", type=int, default=None, help="image decode workers")
+    p.add_argument("--decode", choices=("host", "device"), default="host",
+                   help="host (default): workers decode; device: workers read the files and JPEGs are decoded on "
+                        "--device (nvjpeg on CUDA), other formats on the host")
+    p.add_argument("--overwrite", action="store_true", help="redo an existing store instead of keeping it")
+    p.add_argument("--no-resume", action="store_true", help="start over instead of resuming a partial store")
+    p.set_defaults(func=cmd_extract)
+
+
+def cmd_datasets(args) -> int:
+    from extract.datasets import ADAPTERS, adapter_class
+
+    for name in ADAPTERS:
+        cls = adapter_class(name)
+        print(f"{name:<11} {cls.EXPECTED_LAYOUT}")
+    return 0
+
+
+def cmd_backbones(args) -> int:
+    from extract.backbones import describe_backbones
+
+    print(f"{'name':<28} {'dim':>5}  {'weights':<8} {'ready':<5}  {'input':<9} description")
+    for d in describe_backbones():
+        ready = "yes" if d["available"] else "no"
+        print(f"{d['name']:<28} {d['feature_dim']:>5}  {d['weights']:<8} {ready:<5}  "
+              f"{d['resize']}/{d['crop']:<5} {d['description']}")
+    print("\nready=no: pass --weights PATH to a local copy of the default file (nothing is downloaded).")
+    return 0
+
+
+def cmd_extract(args) -> int:
+    from extract.backbones import create_backbone
+    from extract.datasets import get_adapter
+    from extract.extraction import extract_features
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    from extract.device_decode import check_decode
+    from extract.store.reader import check_output_writable
+
+    adapter = get_adapter(args.dataset, args.root, **parse_options(args.option))
+    check_decode(args.decode, adapter)
+    out = args.out or default_store_path(args.dataset, args.backbone)
+    check_output_writable(out)  # fail before any heavy work
+    backbone = create_backbone(args.backbone, weights=args.weights, seed=args.seed, image_size=args.image_size)
+    path = extract_features(adapter, backbone, out, batch_size=args.batch_size, device=args.device,
+                            num_workers=args.workers, resume=not args.no_resume, overwrite=args.overwrite,
+                            decode=args.decode)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_store(args) -> int:
+    from extract.store.reader import FeatureStore
+
+    store = FeatureStore.open(args.path)
+    print(f"{args.path}: {store.n_rows} rows x {store.feature_dim} features")
+    print("attributes:", ", ".join(store.attributes))
+    print(json.dumps(store.provenance, indent=2, sort_keys=True, default=str))
+    return 0

@@ -1,0 +1,92 @@
+"""``biastransfer extract-shard`` (and ``python -m extract.cli.shard`` under torchrun): sharded extraction."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from extract.cli.parser import OneLineParser
+from extract.errors import UserError
+from extract.store.join import JOIN_MODES
+from extract.store.sharded import BACKENDS, DEFAULT_TIMEOUT, RankInfo, extract_sharded
+from extract.store.writer import check_output_writable
+
+
+# -- command line -------------------------------------------------------------------------------
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``extract-shard`` (those of ``biastransfer extract`` plus the join)."""
+    p.add_argument("--dataset", required=True, help="adapter name (see `biastransfer datasets`)")
+    p.add_argument("--root", type=Path, required=True, help="local copy of the dataset (for avatars: the cache .h5)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="adapter option, repeatable")
+    p.add_argument("--backbone", required=True, help="arch.tag name or a toolkit checkpoint path")
+    p.add_argument("--weights", type=Path, default=None, help="local weights file (nothing is ever downloaded)")
+    p.add_argument("--seed", type=int, default=0, help="seed of random-init backbones (default 0)")
+    p.add_argument("--image-size", type=int, default=None, help="override the backbone's resize/crop")
+    p.add_argument("--out", type=Path, default=None, help="joined store (default: work/stores/<dataset>__<backbone>.h5)")
+    p.add_argument("--batch-size", type=int, default=256, help="images per forward; also sets the shard boundaries")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (each rank uses cuda:LOCAL_RANK)")
+    p.add_argument("--workers", type=int, default=None, help="decode workers per rank")
+    p.add_argument("--decode", choices=("host", "device"), default="host",
+                   help="host (default) or device: JPEGs decoded on each rank's GPU (see `biastransfer extract --help`)")
+    p.add_argument("--join", choices=JOIN_MODES, default="copy",
+                   help="copy into one store (default) or an HDF5 virtual dataset over the shard files")
+    p.add_argument("--keep-shards", action="store_true", help="keep the shard files after a copy join")
+    p.add_argument("--backend", choices=BACKENDS, default="auto", help="torch.distributed backend (auto: nccl on GPUs)")
+    p.add_argument("--timeout-minutes", type=float, default=DEFAULT_TIMEOUT.total_seconds() / 60,
+                   help="how long a rank waits for the others (default 24 h)")
+    p.add_argument("--overwrite", action="store_true", help="redo an existing store (and its shards)")
+    p.add_argument("--no-resume", action="store_true", help="start the shards over instead of resuming them")
+
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``extract-shard`` verb (launch it under torchrun) to the top-level parser."""
+    p = sub.add_parser("extract-shard", help="extract on several processes/GPUs under torchrun and join the shards")
+    add_arguments(p)
+    p.set_defaults(func=cmd_extract_shard)
+
+
+
+def cmd_extract_shard(args) -> int:
+    from extract.backbones import create_backbone
+    from extract.cli.options import default_store_path, parse_options
+    from extract.datasets import get_adapter
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    if args.timeout_minutes <= 0:
+        raise UserError(f"--timeout-minutes must be positive, got {args.timeout_minutes}.")
+    adapter = get_adapter(args.dataset, args.root, **parse_options(args.option))
+    out = check_output_writable(args.out or default_store_path(args.dataset, args.backbone))
+    backbone = create_backbone(args.backbone, weights=args.weights, seed=args.seed, image_size=args.image_size)
+    path = extract_sharded(adapter, backbone, out, batch_size=args.batch_size, device=args.device,
+                           num_workers=args.workers, resume=not args.no_resume, overwrite=args.overwrite,
+                           join=args.join, keep_shards=args.keep_shards,
+                           backend=args.backend, timeout=timedelta(minutes=args.timeout_minutes), decode=args.decode)
+    if RankInfo.from_env().rank == 0:
+        print(f"wrote {path}")
+    return 0
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m extract.cli.shard ...`` (under torchrun or alone); a UserError exits 2."""
+    parser = OneLineParser(prog="python -m extract.cli.shard", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    rank = os.environ.get("RANK", "0")
+    logging.basicConfig(level=logging.INFO, format=f"[rank {rank}] %(message)s")
+    try:
+        return cmd_extract_shard(args)
+    except UserError as exc:
+        print(f"extract-shard (rank {rank}): error: {exc}", file=sys.stderr)
+        return 2
+
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

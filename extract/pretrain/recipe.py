@@ -1,0 +1,301 @@
+"""A set of bases from one recipe file: biased, control and scratch bases that share data,
+architecture and training recipe and differ only in the pretraining label.
+
+The recipe is TOML (see ``data/recipes/avatars-bases.toml``)::
+
+    [data]    dataset, cache (file name inside cache_dir), n, size, seed, preset,
+              signal_sample, disjoint_from (globs inside cache_dir of caches that must share no image)
+    [model]   arch, arch_kwargs, image_size
+    [train]   epochs, batch_size, lr, weight_decay, schedule, val_fraction, seed,
+              max_control_phi (largest |phi| allowed between a control label and the
+              sensitive attribute in the pretraining rows)
+    [[bases]] name, role ("biased" | "control" | "scratch"), attributes (not for scratch)
+
+Keeping pretraining images apart: :func:`run_recipe` renders the pretraining cache itself
+(its own seed, its own file, e.g. ``work/avatars/pretrain-avatars-...-seed1000.h5``) and,
+before training, checks with :func:`shared_images` that no image of it occurs in any cache
+matched by ``disjoint_from`` (by default every ``avatars-*.h5``, the names
+``biastransfer avatars render`` gives finetuning caches). Every checkpoint records the
+pretraining cache's manifest hash, the sha256 of its rows and the result of that check.
+
+Bases whose checkpoint exists are skipped (resume-friendly) when the checkpoint was made
+from the same recipe entry; a checkpoint from a different entry is an error unless
+``overwrite``.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+
+from extract.datasets import get_adapter
+from extract.errors import UserError
+from extract.paths import work_dir
+from extract.pretrain.train import pretrain_base, write_base, write_scratch_base
+from extract.store.reader import check_output_writable
+
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    tomllib = None
+
+ROLES = ("biased", "control", "scratch")
+SECTIONS = {
+    "data": {"dataset", "cache", "n", "size", "seed", "preset", "signal_sample", "disjoint_from"},
+    "model": {"arch", "arch_kwargs", "image_size"},
+    "train": {"epochs", "batch_size", "lr", "weight_decay", "schedule", "val_fraction", "seed", "max_control_phi"},
+}
+BASE_KEYS = {"name", "role", "attributes", "description"}
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+SUMMARY_FILE = "bases.json"
+
+
+# -- the recipe file --------------------------------------------------------------------------
+def load_recipe(path: str | Path) -> dict:
+    """Read and check a recipe file; return it as a dict (sections ``data``, ``model``,
+    ``train`` and the list ``bases``)."""
+    path = Path(path).expanduser()
+    if tomllib is None:
+        raise UserError("reading a TOML recipe needs Python 3.11 or newer (tomllib); upgrade Python.")
+    try:
+        with open(path, "rb") as fh:
+            recipe = tomllib.load(fh)
+    except FileNotFoundError:
+        raise UserError(f"recipe file {path} does not exist; pass e.g. data/recipes/avatars-bases.toml.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"recipe file {path} is not valid TOML ({exc}); fix the syntax.") from None
+    return check_recipe(recipe, source=str(path))
+
+
+def check_recipe(recipe: dict, *, source: str = "the recipe") -> dict:
+    """Validate the sections, keys, roles and base names of a recipe dict."""
+    unknown = sorted(set(recipe) - set(SECTIONS) - {"bases", "recipe"})
+    if unknown:
+        raise UserError(f"{source} has unknown section(s) {unknown}; use {sorted(SECTIONS)} and [[bases]].")
+    for section, keys in SECTIONS.items():
+        extra = sorted(set(recipe.get(section, {})) - keys)
+        if extra:
+            raise UserError(f"{source} [{section}] has unknown key(s) {extra}; allowed: {sorted(keys)}.")
+    for key in ("dataset", "cache"):
+        if key not in recipe.get("data", {}):
+            raise UserError(f"{source} [data] lacks {key!r}; name the dataset and the pretraining cache file.")
+    bases = recipe.get("bases") or []
+    if not bases:
+        raise UserError(f"{source} defines no [[bases]]; add at least one base with name, role and attributes.")
+    names = [b.get("name") for b in bases]
+    for base in bases:
+        _check_base_entry(base, source)
+    if len(set(names)) != len(names):
+        raise UserError(f"{source} repeats a base name among {names}; give each base its own name.")
+    return recipe
+
+
+def _check_base_entry(base: dict, source: str) -> None:
+    extra = sorted(set(base) - BASE_KEYS)
+    name = base.get("name")
+    if extra:
+        raise UserError(f"{source} base {name!r} has unknown key(s) {extra}; allowed: {sorted(BASE_KEYS)}.")
+    if not isinstance(name, str) or not SAFE_NAME.match(name):
+        raise UserError(f"{source} has a base name {name!r} that is not a plain file name; use letters, digits, - _ . +.")
+    if base.get("role") not in ROLES:
+        raise UserError(f"{source} base {name!r} has role {base.get('role')!r}; choose one of {list(ROLES)}.")
+    attributes = base.get("attributes", [])
+    if base["role"] == "scratch" and attributes:
+        raise UserError(f"{source} scratch base {name!r} lists attributes; a scratch base is not trained, drop them.")
+    if base["role"] != "scratch" and not (isinstance(attributes, list) and attributes):
+        raise UserError(f"{source} base {name!r} needs a non-empty list of attributes to pretrain on.")
+
+
+def entry_fingerprint(recipe: dict, base: dict) -> str:
+    """sha256 of everything that determines one base: data, model, train and its entry."""
+    parts = {k: recipe.get(k, {}) for k in SECTIONS} | {"base": {k: v for k, v in base.items() if k != "description"}}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+# -- keeping pretraining images apart ---------------------------------------------------------
+def image_digests(adapter) -> set[bytes]:
+    """sha1 digests of every image's pixels (the adapter needs ``read_images``)."""
+    images = adapter.read_images()
+    return {hashlib.sha1(np.ascontiguousarray(img).tobytes()).digest() for img in images}
+
+
+def shared_images(a, b) -> int:
+    """Number of distinct images (identical pixels) that two avatar caches have in common.
+
+    ``a`` and ``b`` are cache paths or adapters with ``read_images``. Caches of different
+    image sizes share none by construction.
+    """
+    a = get_adapter("avatars", a) if isinstance(a, (str, Path)) else a
+    b = get_adapter("avatars", b) if isinstance(b, (str, Path)) else b
+    if tuple(a.read_images().shape[1:]) != tuple(b.read_images().shape[1:]):
+        return 0
+    return len(image_digests(a) & image_digests(b))
+
+
+def check_disjoint(adapter, patterns: list[str], *, cache_dir: Path) -> list[dict]:
+    """Compare the pretraining cache with every cache matching ``patterns`` in ``cache_dir``.
+
+    Returns one record per compared cache (path, manifest hash, shared images = 0); any
+    shared image is a :class:`UserError`.
+    """
+    own = Path(adapter.root).resolve()
+    records = []
+    for pattern in patterns:
+        for match in sorted(glob.glob(str(cache_dir / pattern))):
+            if Path(match).resolve() == own:
+                continue
+            other = get_adapter("avatars", match)
+            shared = shared_images(adapter, other)
+            if shared:
+                raise UserError(f"the pretraining cache {own} shares {shared} image(s) with {match}; "
+                                "render the pretraining cache with a seed no finetuning cache uses.")
+            records.append({"path": str(match), "manifest_hash": other.manifest_hash(), "shared_images": 0})
+    return records
+
+
+def ensure_cache(data: dict, *, cache_dir: Path, workers, progress: bool) -> Path:
+    """The pretraining cache: rendered when missing, else checked against the recipe."""
+    if data["dataset"] != "avatars":
+        path = Path(data["cache"]).expanduser()
+        if not path.exists():
+            raise UserError(f"the pretraining data {path} does not exist; only avatar caches are rendered by a recipe.")
+        return path
+    from extract.datasets.avatars import render_dataset
+
+    path = cache_dir / data["cache"]
+    wanted = {k: data[k] for k in ("n", "size", "seed", "preset", "signal_sample") if k in data}
+    if not path.exists():
+        return render_dataset(path, workers=workers, progress=progress, **wanted)
+    have = get_adapter("avatars", path).generator
+    differs = {k: (have.get(k), v) for k, v in wanted.items() if have.get(k) != v}
+    if differs:
+        raise UserError(f"the existing pretraining cache {path} was rendered with other settings {differs} (have, want); "
+                        "delete it or name another cache in the recipe.")
+    return path
+
+
+# -- running ----------------------------------------------------------------------------------
+def run_recipe(recipe_path: str | Path | dict, *, out_dir: str | Path, cache_dir: str | Path | None = None, workers=None,
+               overwrite: bool = False, device: str = "auto", progress: bool = True) -> dict[str, Path]:
+    """Build every base of a recipe; return ``{name: checkpoint path}``.
+
+    Parameters
+    ----------
+    recipe_path : path or dict
+        The TOML recipe, or a recipe dict as :func:`load_recipe` returns (e.g. a loaded
+        recipe with a smaller ``n`` for a quick test).
+    out_dir : path
+        Folder of the checkpoints (``<name>.pt``) and of the summary ``bases.json``.
+    cache_dir : path, optional
+        Folder of the pretraining cache and of the caches it must not overlap;
+        default ``work/avatars``.
+    workers : int, optional
+        Rendering processes when the cache is missing (default: all cores).
+    overwrite : bool
+        Retrain bases whose checkpoint exists.
+    """
+    started = time.perf_counter()
+    if isinstance(recipe_path, dict):
+        recipe = check_recipe(recipe_path)
+        source = {"path": None, "sha256": hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()}
+    else:
+        recipe_path = Path(recipe_path).expanduser()
+        recipe = load_recipe(recipe_path)
+        source = {"path": str(recipe_path), "sha256": hashlib.sha256(recipe_path.read_bytes()).hexdigest()}
+    out_dir = Path(out_dir).expanduser()
+    check_output_writable(out_dir / SUMMARY_FILE)
+    cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else work_dir() / "avatars"
+    data, model, train = recipe["data"], recipe.get("model", {}), dict(recipe.get("train", {}))
+    cache = ensure_cache(data, cache_dir=cache_dir, workers=workers, progress=progress)
+    adapter = get_adapter(data["dataset"], cache)
+    disjoint = check_disjoint(adapter, list(data.get("disjoint_from", [])), cache_dir=cache_dir) \
+        if data["dataset"] == "avatars" else []
+    max_phi = float(train.pop("max_control_phi", 0.1))
+    common = {"recipe": source,
+              "pretraining_cache": {"path": str(cache), "manifest_hash": adapter.manifest_hash()},
+              "disjoint_from": disjoint}
+    results, summary = {}, []
+    for base in recipe["bases"]:
+        path = out_dir / f"{base['name']}.pt"
+        meta = {**common, "role": base["role"], "recipe_entry_sha256": entry_fingerprint(recipe, base),
+                "description": base.get("description", "")}
+        t0 = time.perf_counter()
+        skipped = not overwrite and _existing_matches(path, meta["recipe_entry_sha256"])
+        if not skipped:
+            _build_base(adapter, base, path, meta=meta, model=model, train=train, max_phi=max_phi, device=device,
+                        progress=progress)
+        results[base["name"]] = path
+        summary.append(_summarise(path, base, skipped=skipped, seconds=time.perf_counter() - t0))
+    _write_summary(out_dir / SUMMARY_FILE, source, summary, seconds=time.perf_counter() - started)
+    return results
+
+
+def _existing_matches(path: Path, fingerprint: str) -> bool:
+    if not path.exists():
+        return False
+    from extract.backbones import load_checkpoint
+
+    meta = load_checkpoint(path).extra.get("checkpoint_meta", {})
+    if meta.get("recipe_entry_sha256") != fingerprint:
+        raise UserError(f"the checkpoint {path} exists but was made from a different recipe entry; "
+                        "pass --overwrite to rebuild it or choose another --out-dir.")
+    return True
+
+
+def _build_base(adapter, base, path, *, meta, model, train, max_phi, device, progress) -> None:
+    arch, arch_kwargs = model.get("arch", "smallcnn"), model.get("arch_kwargs")
+    if base["role"] == "scratch":
+        image_size = model.get("image_size") or int(min(adapter.read_images([0]).shape[1:3]))
+        write_scratch_base(path, arch=arch, arch_kwargs=arch_kwargs, image_size=image_size,
+                           seed=train.get("seed", 0), name=base["name"], meta=meta)
+        return
+    _check_roles(adapter, base, max_phi)
+    backbone, history = pretrain_base(adapter, attributes=base["attributes"], arch=arch, arch_kwargs=arch_kwargs,
+                                      image_size=model.get("image_size"), device=device, progress=progress, **train)
+    write_base(path, backbone, history=history, name=base["name"], meta=meta)
+
+
+def _check_roles(adapter, base: dict, max_phi: float) -> None:
+    """A biased base learns the sensitive attribute; a control's labels are nearly
+    uncorrelated with it (|phi| <= max_phi over the pretraining rows)."""
+    sensitive = getattr(adapter, "sensitive_attribute", None)
+    if sensitive is None:
+        return
+    if base["role"] == "biased" and sensitive not in base["attributes"]:
+        raise UserError(f"biased base {base['name']!r} does not pretrain on the sensitive attribute {sensitive!r}; add it.")
+    if base["role"] != "control":
+        return
+    if sensitive in base["attributes"]:
+        raise UserError(f"control base {base['name']!r} pretrains on the sensitive attribute {sensitive!r}; remove it.")
+    meta = adapter.metadata()
+    for name in base["attributes"]:
+        if name not in meta.columns:
+            continue  # pretrain_base reports unknown attributes
+        phi = np.corrcoef(meta[name].to_numpy(float), meta[sensitive].to_numpy(float))[0, 1]
+        if np.isfinite(phi) and abs(phi) > max_phi:
+            raise UserError(f"control attribute {name!r} has phi {phi:.3f} with {sensitive!r} in the pretraining data "
+                            f"(limit {max_phi}); render the cache with the 'independent' preset or pick another attribute.")
+
+
+def _summarise(path: Path, base: dict, *, skipped: bool, seconds: float) -> dict:
+    from extract.backbones import load_checkpoint
+
+    meta = load_checkpoint(path).extra["checkpoint_meta"]
+    return {"name": base["name"], "role": base["role"], "path": str(path), "attributes": meta.get("attributes", []),
+            "skipped": skipped, "seconds": seconds, "final": meta.get("final"), "data": meta.get("data")}
+
+
+def _write_summary(path: Path, source: dict, bases: list[dict], *, seconds: float) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"recipe": source, "seconds": seconds, "bases": bases}, indent=2))
+    tmp.replace(path)
+
+
+__all__ = ["check_disjoint", "check_recipe", "ensure_cache", "entry_fingerprint", "image_digests", "load_recipe",
+           "run_recipe", "shared_images"]

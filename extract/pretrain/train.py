@@ -1,0 +1,390 @@
+"""Pretraining bases from scratch: a backbone plus one linear head per attribute.
+
+The W&R paper's central comparison (SCIENCE.md section 2) needs bases that share data,
+architecture and recipe and differ only in the pretraining label: a *biased* base taught
+the sensitive attribute ("Gendered" in the paper), *control* bases taught attributes
+unrelated to it, and a *scratch* base (random init, no training). This module trains one
+such base; :mod:`extract.pretrain.recipe` builds a whole set from a recipe file.
+
+Recipe of one run (:func:`pretrain_base`):
+
+- the architecture's backbone (``extract.backbones.ARCHITECTURES``) and a linear head per
+  attribute (``Linear(feature_dim, 1)``), both initialised from ``seed`` in a forked RNG;
+  the backbone is built first, so every base of a seed starts from the same weights as the
+  scratch base of that seed (``create_backbone("smallcnn.scratch", seed=s)`` for width 16);
+- multi-label binary cross-entropy on logits (``BCEWithLogitsLoss``, the stable form of
+  the paper's sigmoid + ``BCELoss``), mean over images and attributes;
+- SGD with momentum 0.9 and weight decay on all parameters, as in the paper's
+  ``classifier.py``; the learning rate follows a per-step cosine decay to 0 (``schedule=
+  "cosine"``, default: a few epochs from scratch converge better than with the paper's
+  constant rate) or stays constant (``"constant"``, the paper's setting);
+- horizontal flip as the only augmentation;
+- images decoded once and held in memory as a uint8 tensor (N, 3, S, S) (resized once if
+  ``image_size`` differs from the data), scaled and normalised per batch with the
+  preprocess mean/std (``(x / 255 - mean) / std``);
+- a seeded validation carve of the rows (``val_fraction``); the last full batch of each
+  epoch is dropped when it would be short (batch norm needs more than one image).
+
+Determinism: on CPU, the same seed, data, configuration and thread count give identical
+weights (``torch.use_deterministic_algorithms`` is on during training; shuffling and flips
+come from a seeded ``torch.Generator``; the caller's global RNG is left untouched). On
+CUDA the run uses bf16 autocast and channels_last and is not bit-reproducible.
+
+Keeping pretraining images apart: train bases on a cache rendered for pretraining only
+(the recipe renders ``work/avatars/pretrain-*.h5`` with its own seed, never the seed of
+the finetuning caches); the checkpoint records that cache's manifest hash and a sha256 of
+the row positions used, and :func:`extract.pretrain.recipe.shared_images` proves two caches
+have no image in common.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from extract.backbones import (
+    ARCHITECTURES,
+    HALF_MEAN_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    REGISTRY,
+    Preprocess,
+    save_checkpoint,
+)
+from extract.datasets.base import Adapter
+from extract.errors import UserError
+from extract.extraction import resolve_device
+from extract.pretrain.data import (
+    describe_data,
+    load_images,
+    select_rows,
+    split_train_val,
+)
+from extract.store.reader import check_output_writable
+
+DEFAULT_ARCH_KWARGS = {"smallcnn": {"width": 16}}
+SCHEDULES = ("cosine", "constant")
+MOMENTUM = 0.9
+STREAM_ORDER = 2  # seed stream of shuffling and flips (pretrain_data.STREAM_VAL_SPLIT = 1 carves val)
+
+
+# -- configuration -----------------------------------------------------------------------------
+def resolve_arch(arch: str, arch_kwargs: dict | None) -> tuple[str, dict]:
+    """The architecture name, checked, and its keyword arguments (defaults filled in)."""
+    if arch not in ARCHITECTURES:
+        close = difflib.get_close_matches(str(arch), list(ARCHITECTURES), n=2)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise UserError(f"unknown architecture {arch!r}; {hint}choose one of {sorted(ARCHITECTURES)}.")
+    kwargs = dict(DEFAULT_ARCH_KWARGS.get(arch, {}))
+    kwargs.update(arch_kwargs or {})
+    return arch, kwargs
+
+
+def base_preprocess(arch: str, image_size: int) -> Preprocess:
+    """Preprocessing of a base: square ``image_size`` input, the architecture's mean/std.
+
+    The mean/std are those of the architecture's ``scratch`` registry entry (0.5/0.5 for
+    smallcnn, ImageNet's for the ResNets), so a pretrained base and the random-init entry
+    of the same architecture see identically normalised pixels.
+    """
+    entry = REGISTRY.get(f"{arch}.scratch")
+    if entry is not None:
+        return replace(entry.preprocess, resize=image_size, crop=image_size)
+    mean, std = (HALF_MEAN_STD, HALF_MEAN_STD) if arch == "smallcnn" else (IMAGENET_MEAN, IMAGENET_STD)
+    return Preprocess(resize=image_size, crop=image_size, mean=mean, std=std)
+
+
+def build_model(arch: str, arch_kwargs: dict, *, seed: int, n_heads: int = 0) -> tuple[nn.Module, nn.Module | None]:
+    """Backbone (and a ``Linear(feature_dim, n_heads)`` head) initialised from ``seed``.
+
+    The backbone is built first after ``torch.manual_seed(seed)`` inside a forked RNG, as
+    in :func:`extract.backbones.create_backbone`, so it does not depend on ``n_heads``.
+    """
+    arch, arch_kwargs = resolve_arch(arch, arch_kwargs)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            backbone = ARCHITECTURES[arch](**arch_kwargs)
+            head = nn.Linear(int(backbone.feature_dim), n_heads) if n_heads else None
+    except TypeError as exc:
+        raise UserError(f"the architecture {arch!r} does not accept the options {arch_kwargs} ({exc}); fix arch_kwargs.") from None
+    return backbone, head
+
+
+def _check_positive(name: str, value, *, integer: bool, allow_zero: bool = False):
+    ok_type = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float, np.number))
+    if isinstance(value, bool) or not ok_type or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        kind = "an integer" if integer else "a number"
+        bound = ">= 0" if allow_zero else "> 0"
+        raise UserError(f"{name} must be {kind} {bound} (got {value!r}).")
+    return int(value) if integer else float(value)
+
+
+def _check_config(*, epochs, batch_size, lr, weight_decay, seed, val_fraction, schedule) -> dict:
+    config = {
+        "epochs": _check_positive("epochs", epochs, integer=True),
+        "batch_size": _check_positive("batch_size", batch_size, integer=True),
+        "lr": _check_positive("lr", lr, integer=False),
+        "weight_decay": _check_positive("weight_decay", weight_decay, integer=False, allow_zero=True),
+        "seed": _check_positive("seed", seed, integer=True, allow_zero=True),
+        "val_fraction": _check_positive("val_fraction", val_fraction, integer=False, allow_zero=True),
+        "schedule": schedule,
+        "optimizer": "sgd", "momentum": MOMENTUM, "loss": "bce_with_logits", "augmentation": "hflip",
+    }
+    if config["val_fraction"] >= 1:
+        raise UserError(f"val_fraction must be below 1 (got {val_fraction}); use 0.2 to validate on a fifth of the rows.")
+    if schedule not in SCHEDULES:
+        raise UserError(f"unknown learning-rate schedule {schedule!r}; choose one of {list(SCHEDULES)}.")
+    return config
+
+
+# -- training ---------------------------------------------------------------------------------
+@contextmanager
+def _deterministic(enabled: bool):
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(enabled or previous)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+class _Normaliser:
+    """uint8 (k, 3, H, W) -> float32 ``(x / 255 - mean) / std`` on the batch's device."""
+
+    def __init__(self, preprocess: Preprocess, device: torch.device):
+        self.mean = torch.tensor(preprocess.mean, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(preprocess.std, device=device).view(1, 3, 1, 1)
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        x = (batch.to(torch.float32).div_(255.0) - self.mean).div_(self.std)
+        return x.contiguous(memory_format=torch.channels_last)
+
+
+def _steps_per_epoch(n: int, batch_size: int) -> int:
+    return n // batch_size if n > batch_size else 1
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator):
+    """Shuffled index batches; a short last batch is dropped when n exceeds one batch."""
+    order = torch.randperm(n, generator=generator)
+    stop = _steps_per_epoch(n, batch_size) * batch_size if n > batch_size else n
+    for start in range(0, stop, batch_size):
+        yield order[start:start + batch_size]
+
+
+@dataclass
+class _Run:
+    """What one training run carries from epoch to epoch."""
+
+    backbone: nn.Module
+    head: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    normalise: "_Normaliser"
+    generator: torch.Generator
+    batch_size: int
+    device: torch.device
+
+    def train_epoch(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        """One pass over shuffled, randomly flipped batches; the mean training loss."""
+        self.backbone.train()
+        self.head.train()
+        total, count = 0.0, 0
+        for idx in _batches(len(images), self.batch_size, self.generator):
+            flip = (torch.rand(len(idx), generator=self.generator) < 0.5).view(-1, 1, 1, 1).to(self.device)
+            idx = idx.to(self.device)
+            x = images[idx]
+            x = self.normalise(torch.where(flip, x.flip(-1), x))
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                logits = self.head(self.backbone(x)).float()
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, labels[idx])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+        return total / max(count, 1)
+
+
+@torch.no_grad()
+def evaluate(backbone, head, images, labels, normalise, *, attributes, batch_size=256) -> dict:
+    """Eval-mode loss and accuracy (logit > 0) per attribute.
+
+    Returns
+    -------
+    dict
+        ``{"loss": mean over attributes, "per_attribute": {name: {"loss", "accuracy"}}}``.
+    """
+    backbone.eval()
+    head.eval()
+    device = labels.device
+    losses = torch.zeros(len(attributes), dtype=torch.float64, device=device)
+    correct = torch.zeros(len(attributes), dtype=torch.float64, device=device)
+    for start in range(0, len(images), batch_size):
+        x = normalise(images[start:start + batch_size])
+        y = labels[start:start + batch_size]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = head(backbone(x)).float()
+        losses += nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none").sum(0).double()
+        correct += ((logits > 0).float() == y).sum(0).double()
+    n = max(len(images), 1)
+    per = {a: {"loss": float(losses[j] / n), "accuracy": float(correct[j] / n)} for j, a in enumerate(attributes)}
+    return {"loss": float(losses.sum() / n / len(attributes)), "per_attribute": per}
+
+
+def pretrain_base(
+    adapter: Adapter, *, attributes: list[str], arch: str = "smallcnn", arch_kwargs: dict | None = None,
+    image_size: int | None = None, epochs: int = 4, batch_size: int = 64, lr: float = 0.05,
+    weight_decay: float = 5e-4, schedule: str = "cosine", seed: int = 0, rows=None, val_fraction: float = 0.2,
+    device: str = "auto", progress: bool = True,
+) -> tuple[nn.Module, dict]:
+    """Train ``arch`` from scratch to predict ``attributes`` on ``adapter``'s images.
+
+    Parameters
+    ----------
+    adapter : Adapter
+        The pretraining data (for avatars: a cache rendered for pretraining only).
+    attributes : list of str
+        Binary attribute columns, one linear head (logit) each; several give multi-label BCE.
+    arch, arch_kwargs : str, dict
+        A name in ``extract.backbones.ARCHITECTURES`` and its options (smallcnn: ``width``, 16).
+    image_size : int, optional
+        Square input side; default the data's shorter image side.
+    epochs, batch_size, lr, weight_decay, schedule
+        SGD (momentum 0.9) settings; ``schedule`` is ``"cosine"`` (per-step decay to 0) or
+        ``"constant"``.
+    seed : int
+        Seeds the initialisation, the val carve, the shuffling and the flips.
+    rows : array of int, optional
+        Row positions used for pretraining (train and val); default every row.
+    val_fraction : float
+        Share of ``rows`` held out (seeded) for validation; 0 for none.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+
+    Returns
+    -------
+    model : nn.Module
+        The trained backbone (eval mode, CPU); ``model(x)`` gives (N, feature_dim) features.
+    history : dict
+        JSON-serialisable: ``config`` (architecture, preprocessing, optimiser), ``data``
+        (dataset, manifest hash, sha256 of the rows, counts, base rates, phi with the
+        sensitive attribute), ``epochs`` (per epoch: train loss during training, val loss
+        and accuracy), ``final`` (eval-mode ``train`` and ``val`` loss/accuracy per
+        attribute) and ``seconds``.
+    """
+    started = time.perf_counter()
+    attributes = list(attributes)
+    config = _check_config(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
+                           val_fraction=val_fraction, schedule=schedule)
+    arch, arch_kwargs = resolve_arch(arch, arch_kwargs)
+    if image_size is not None:
+        image_size = _check_positive("image_size", image_size, integer=True)
+    device = resolve_device(device)
+    positions, labels = select_rows(adapter, rows, attributes)
+    train_pos, val_pos = split_train_val(len(positions), val_fraction=config["val_fraction"], seed=config["seed"])
+    images = load_images(adapter, positions, image_size)
+    preprocess = base_preprocess(arch, int(images.shape[-1]))
+    config.update(arch=arch, arch_kwargs=arch_kwargs, image_size=int(images.shape[-1]),
+                  preprocess=preprocess.to_dict(), attributes=attributes)
+    history = {"config": config, "data": describe_data(adapter, positions, labels, attributes, len(train_pos), len(val_pos)),
+               "epochs": []}
+    # Subsets are copied once to the device; the labels follow the same positions.
+    splits = {name: (images[pos].to(device), torch.from_numpy(labels[pos]).to(device))
+              for name, pos in (("train", train_pos), ("val", val_pos)) if len(pos)}
+    del images
+    backbone, head = build_model(arch, arch_kwargs, seed=config["seed"], n_heads=len(attributes))
+    with _deterministic(device.type == "cpu"):
+        run = _start_run(backbone, head, config, preprocess, device, n_train=len(train_pos))
+        bar = tqdm(range(config["epochs"]), desc=f"pretrain {'+'.join(attributes)}", unit="epoch",
+                   disable=not progress, leave=False)
+        for epoch in bar:
+            record = {"epoch": epoch + 1, "train_loss": run.train_epoch(*splits["train"]),
+                      "lr_end": run.scheduler.get_last_lr()[0]}
+            if "val" in splits:
+                record["val"] = evaluate(backbone, head, *splits["val"], run.normalise, attributes=attributes)
+            history["epochs"].append(record)
+            bar.set_postfix(loss=f"{record['train_loss']:.3f}")
+        history["final"] = {name: evaluate(backbone, head, *xy, run.normalise, attributes=attributes)
+                            for name, xy in splits.items()}
+    history["seconds"] = time.perf_counter() - started
+    return backbone.to("cpu", memory_format=torch.contiguous_format).eval(), history
+
+
+def _start_run(backbone, head, config, preprocess, device, *, n_train: int) -> _Run:
+    backbone.to(device, memory_format=torch.channels_last)
+    head.to(device)
+    params = [*backbone.parameters(), *head.parameters()]
+    optimizer = torch.optim.SGD(params, lr=config["lr"], momentum=MOMENTUM, weight_decay=config["weight_decay"])
+    total = max(1, config["epochs"] * _steps_per_epoch(n_train, config["batch_size"]))
+    if config["schedule"] == "cosine":
+        factor = lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))  # noqa: E731
+    else:
+        factor = lambda step: 1.0  # noqa: E731
+    order_seed = int(np.random.default_rng([config["seed"], STREAM_ORDER]).integers(2**62))
+    return _Run(backbone=backbone, head=head, optimizer=optimizer,
+                scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, factor),
+                normalise=_Normaliser(preprocess, device), generator=torch.Generator().manual_seed(order_seed),
+                batch_size=config["batch_size"], device=device)
+
+
+# -- writing ----------------------------------------------------------------------------------
+def write_base(out: str | Path, model: nn.Module, *, history: dict, name: str, meta: dict | None = None) -> Path:
+    """Save a trained base with :func:`extract.backbones.save_checkpoint`.
+
+    The checkpoint's meta holds ``name``, ``kind`` ("pretrained"), ``attributes``,
+    ``seed``, ``config`` (the full training configuration), ``data`` (dataset, manifest
+    hash, sha256 of the rows, counts, label rates), ``data_hash`` (sha256 over the manifest
+    hash and the rows hash), ``final`` (train/val loss and accuracy per attribute),
+    ``epochs`` and ``versions``; ``meta`` adds or overrides entries. The file loads with
+    ``create_backbone(out)``.
+    """
+    out = check_output_writable(out)
+    config, data = history["config"], history["data"]
+    record = {
+        "name": name, "kind": "pretrained", "attributes": list(config["attributes"]), "seed": config["seed"],
+        "config": config, "data": data,
+        "data_hash": hashlib.sha256(f"{data['manifest_hash']}:{data['rows_sha256']}".encode()).hexdigest(),
+        "final": history.get("final"), "epochs": history.get("epochs"), "seconds": history.get("seconds"),
+        "versions": {"torch": torch.__version__},
+        **(meta or {}),
+    }
+    return save_checkpoint(out, model, arch=config["arch"], arch_kwargs=config["arch_kwargs"],
+                           preprocess=Preprocess.from_dict(config["preprocess"]), meta=record)
+
+
+def write_scratch_base(out: str | Path, *, arch: str = "smallcnn", arch_kwargs: dict | None = None, image_size: int,
+                       seed: int = 0, name: str = "scratch", meta: dict | None = None) -> Path:
+    """Save a seeded random-init backbone (no training) as a checkpoint.
+
+    Its weights equal the starting weights of :func:`pretrain_base` with the same
+    architecture and seed. Meta: ``name``, ``kind`` ("scratch"), ``attributes`` ([]),
+    ``seed``, ``config``; ``meta`` adds entries.
+    """
+    out = check_output_writable(out)
+    arch, arch_kwargs = resolve_arch(arch, arch_kwargs)
+    image_size = _check_positive("image_size", image_size, integer=True)
+    seed = _check_positive("seed", seed, integer=True, allow_zero=True)
+    backbone, _ = build_model(arch, arch_kwargs, seed=seed)
+    preprocess = base_preprocess(arch, image_size)
+    config = {"arch": arch, "arch_kwargs": arch_kwargs, "image_size": image_size, "preprocess": preprocess.to_dict(),
+              "seed": seed, "attributes": []}
+    record = {"name": name, "kind": "scratch", "attributes": [], "seed": seed, "config": config,
+              "versions": {"torch": torch.__version__}, **(meta or {})}
+    return save_checkpoint(out, backbone.eval(), arch=arch, arch_kwargs=arch_kwargs, preprocess=preprocess, meta=record)
+
+
+
+__all__ = ["base_preprocess", "build_model", "evaluate", "pretrain_base", "resolve_arch", "write_base", "write_scratch_base"]

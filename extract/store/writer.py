@@ -1,0 +1,283 @@
+"""Writing a feature store: provenance of a new store, the output check and :class:`StoreWriter`.
+
+Writing happens at ``<out>.partial``; only :meth:`StoreWriter.finalize` (every row written,
+``complete`` set) renames the file to ``<out>``, so a killed run never leaves a file under
+the final name. Rows are written in order and ``rows_written`` is updated only after the
+rows themselves reach the file, so a resumed run continues from ``rows_written``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from extract.errors import UserError
+from extract.io import replace_file
+from extract.store.format import (
+    LOCKING,
+    SCHEMA_VERSION,
+    STORE_FORMAT,
+    _encode_attr,
+    _h5_reason,
+    first_difference,
+    identity,
+    partial_path,
+    read_provenance,
+)
+
+log = logging.getLogger("extract.store.reader")  # the store's logger, as before the writer had its own module
+
+
+# -- provenance -----------------------------------------------------------------------------
+def package_versions() -> dict:
+    """Versions of the packages that shape the features (recorded in every store)."""
+    versions = {"python": platform.python_version()}
+    for package in ("biastransfer", "torch", "torchvision", "numpy", "h5py", "pillow"):
+        try:
+            versions[package] = importlib_metadata.version(package)
+        except importlib_metadata.PackageNotFoundError:
+            versions[package] = None
+    if versions["biastransfer"] is None:  # running from a source tree that is not installed
+        from extract import __version__
+        versions["biastransfer"] = __version__
+    return versions
+
+
+def make_provenance(*, dataset_name: str, manifest_hash: str, n_rows: int, backbone_config: dict,
+                    extraction: dict) -> dict:
+    """The provenance attributes of a new store.
+
+    Parameters
+    ----------
+    dataset_name, manifest_hash : str
+        The adapter's ``name`` and ``manifest_hash()``.
+    n_rows : int
+        Number of images N.
+    backbone_config : dict
+        ``Backbone.config()``: name, feature_dim, preprocess, weights sha256, seed.
+    extraction : dict
+        Run settings (batch size, device, precision, ...); ``precision`` is required
+        (``"float32"`` or ``"bfloat16"``) because it changes the features.
+    """
+    sha = backbone_config.get("weights_sha256")
+    return {
+        "format": STORE_FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": package_versions(),
+        "dataset_name": str(dataset_name),
+        "manifest_hash": str(manifest_hash),
+        "n_rows": int(n_rows),
+        "feature_dim": int(backbone_config["feature_dim"]),
+        "backbone_name": str(backbone_config["name"]),
+        "backbone_config": backbone_config,
+        "weights_sha256": sha or "",
+        # The seed only matters for random initialisation; -1 when weights were loaded.
+        "backbone_seed": int(backbone_config["seed"]) if not sha and backbone_config.get("seed") is not None else -1,
+        "preprocess": json.dumps(backbone_config["preprocess"], sort_keys=True),
+        "precision": str(extraction["precision"]),
+        "extraction": extraction,
+    }
+
+
+# -- output ---------------------------------------------------------------------------------
+def check_output_writable(out: str | Path) -> Path:
+    """Create the output folder if needed and prove a file can be written there.
+
+    Call it before heavy work (building a backbone, reading a dataset). Raises
+    :class:`UserError` naming the folder when it cannot be created or written.
+    """
+    out = Path(out).expanduser()
+    if out.is_dir():
+        raise UserError(f"the output {out} is a folder; pass a file path such as {out / 'features.h5'}.")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot write to the output folder {out.parent} ({exc.strerror or exc.__class__.__name__}); "
+                        "choose a writable output path.") from None
+    return out
+
+
+# -- writer ---------------------------------------------------------------------------------
+class StoreWriter:
+    """Writes a store in row order at ``<out>.partial`` and renames it when complete.
+
+    Use :meth:`start` to create or resume, :meth:`write` for each block of rows (in order,
+    starting at :attr:`rows_written`), then :meth:`finalize`. As a context manager it
+    closes the partial file on exit (without finalising), so an exception leaves a
+    resumable partial store behind.
+    """
+
+    def __init__(self, out: Path, h5: h5py.File, image_ids: np.ndarray, *, resumed_settings: dict | None = None):
+        self.out = Path(out)
+        self.partial = partial_path(out)
+        self._h5 = h5
+        self._features = h5["features"]
+        self._image_ids = image_ids
+        self.n_rows, self.feature_dim = self._features.shape
+        self.rows_written = int(h5.attrs["rows_written"])
+        # Extraction settings of the interrupted run this writer resumes (None when fresh).
+        self.resumed_settings = resumed_settings
+
+    @classmethod
+    def start(cls, out: str | Path, *, metadata: pd.DataFrame, attributes: list[str], provenance: dict,
+              resume: bool = True) -> "StoreWriter":
+        """Resume ``<out>.partial`` when it matches ``provenance``, else create it.
+
+        Parameters
+        ----------
+        out : path
+            Final store path.
+        metadata : DataFrame
+            ``image_id``, ``split`` and the ``attributes`` columns, N rows in store order.
+        attributes : list of str
+            Attribute columns to store (int8).
+        provenance : dict
+            From :func:`make_provenance`.
+        resume : bool
+            When False an existing partial file is discarded.
+        """
+        out = check_output_writable(out)
+        slashed = [name for name in attributes if "/" in name]
+        if slashed:
+            raise UserError(f"attribute name {slashed[0]!r} contains '/', which HDF5 reserves for groups; "
+                            "rename that column of the dataset.")
+        partial = partial_path(out)
+        if partial.exists():
+            writer = cls._resume(out, provenance) if resume else _refuse_if_in_use(partial)
+            if writer is not None:
+                return writer
+            partial.unlink()
+        try:  # exclusive create: never truncate a file that another run has just created
+            h5 = h5py.File(partial, "w-", locking=LOCKING)
+        except OSError as exc:
+            raise UserError(f"cannot create the feature store {partial} ({exc.__class__.__name__}); "
+                            "check that no other run writes it and that the folder is writable.") from None
+        _initialise(h5, metadata=metadata, attributes=attributes, provenance=provenance)
+        return cls(out, h5, metadata["image_id"].to_numpy(dtype=object))
+
+    @classmethod
+    def _resume(cls, out: Path, provenance: dict) -> "StoreWriter | None":
+        partial = partial_path(out)
+        try:
+            h5 = h5py.File(partial, "r+", locking=LOCKING)
+        except BlockingIOError:
+            raise UserError(f"{partial} is open for writing in another process; wait for that run to finish "
+                            "or choose another output.") from None
+        except OSError as exc:
+            log.warning("cannot reopen the partial store %s (%s); starting the extraction over", partial, _h5_reason(exc))
+            return None
+        try:
+            found = read_provenance(h5)
+            image_ids = h5["image_id"].asstr()[...]
+            _ = h5["features"].shape
+        except (UserError, KeyError, OSError, RuntimeError, ValueError) as exc:  # killed during set-up
+            h5.close()
+            log.warning("the partial store %s is unusable (%s); starting the extraction over", partial, exc)
+            return None
+        difference = first_difference(identity(provenance), identity(found))
+        if difference is not None:
+            h5.close()
+            raise UserError(f"the partial store {partial} was started with {difference}; delete it to start over "
+                            "or choose another output path.")
+        writer = cls(out, h5, np.asarray(image_ids, dtype=object), resumed_settings=found["extraction"])
+        log.info("resuming %s from row %d of %d", partial, writer.rows_written, writer.n_rows)
+        return writer
+
+    def write(self, start: int, features: np.ndarray) -> None:
+        """Write rows ``start : start + k`` and record them as written.
+
+        Parameters
+        ----------
+        start : int
+            Must equal :attr:`rows_written` (rows are written in order).
+        features : ndarray of shape (k, D), float16
+            Non-finite values are refused with a :class:`UserError` naming the first image.
+        """
+        features = np.asarray(features)
+        if start != self.rows_written:
+            raise ValueError(f"rows must be written in order: got start={start}, expected {self.rows_written}")
+        if features.ndim != 2 or features.shape[1] != self.feature_dim or start + len(features) > self.n_rows:
+            raise ValueError(f"a block of shape {features.shape} does not fit rows {start}.. of a "
+                             f"{self.n_rows} x {self.feature_dim} store")
+        with np.errstate(over="ignore"):  # overflow to inf is reported just below
+            features = features.astype(np.float16, copy=False)
+        bad = ~np.isfinite(features).all(axis=1)
+        if bad.any():
+            row = start + int(np.argmax(bad))
+            raise UserError(f"the backbone produced NaN or infinite features for image {self._image_ids[row]!r} "
+                            f"(row {row}; float16 holds at most 65504), so check the weights file and the images.")
+        stop = start + len(features)
+        self._features[start:stop] = features
+        # Rows reach the file before the counter that vouches for them (kill safety).
+        self._h5.flush()
+        self._h5.attrs.modify("rows_written", np.int64(stop))
+        self._h5.flush()
+        self.rows_written = stop
+
+    def finalize(self) -> Path:
+        """Mark the store complete, close it and rename it to its final path."""
+        if self.rows_written != self.n_rows:
+            raise ValueError(f"cannot finalize {self.partial}: {self.rows_written} of {self.n_rows} rows written")
+        self._h5.attrs.modify("complete", np.True_)
+        self._h5.flush()
+        os.fsync(self._h5.id.get_vfd_handle())  # durable before it becomes visible
+        self._h5.close()
+        replace_file(self.partial, self.out)
+        return self.out
+
+    def close(self) -> None:
+        """Close the partial file without finalising (it stays resumable)."""
+        if self._h5.id.valid:
+            self._h5.close()
+
+    def __enter__(self) -> "StoreWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _refuse_if_in_use(partial: Path) -> None:
+    """Raise when another process holds ``partial`` open for writing (its lock is taken)."""
+    try:
+        h5py.File(partial, "r", locking=LOCKING).close()
+    except BlockingIOError:
+        raise UserError(f"{partial} is open for writing in another process; wait for that run to finish "
+                        "or choose another output.") from None
+    except OSError:
+        pass  # unreadable leftovers of a killed run may be deleted
+
+
+def _initialise(h5: h5py.File, *, metadata: pd.DataFrame, attributes: list[str], provenance: dict) -> None:
+    """Create datasets and provenance; ``rows_written`` is written last and flushed."""
+    n, d = int(provenance["n_rows"]), int(provenance["feature_dim"])
+    if len(metadata) != n:
+        raise ValueError(f"metadata has {len(metadata)} rows, provenance says {n}")
+    strings = h5py.string_dtype("utf-8")
+    h5.create_dataset("image_id", data=metadata["image_id"].astype(str).to_numpy(dtype=object), dtype=strings)
+    h5.create_dataset("split", data=metadata["split"].astype(str).to_numpy(dtype=object), dtype=strings)
+    group = h5.create_group("attributes")
+    for name in attributes:
+        group.create_dataset(name, data=metadata[name].to_numpy(dtype=np.int8))
+    # Contiguous and uncompressed: full reads at disk speed, no chunk decompression.
+    h5.create_dataset("features", shape=(n, d), dtype=np.float16)
+    for key, value in provenance.items():
+        h5.attrs[key] = _encode_attr(key, value)
+    h5.attrs["attribute_names"] = json.dumps(list(attributes))
+    h5.attrs["complete"] = np.False_
+    h5.flush()
+    h5.attrs["rows_written"] = np.int64(0)
+    h5.flush()
