@@ -23,8 +23,10 @@ male" (SCIENCE.md sec. 3: cells F+ and M- take (1-c)L rows, F- and M+ take cL).
 
 Kinds: :class:`Correlation`, :class:`SubSelection`, :class:`Skew`, :class:`Natural`
 (the sample-size grid), :class:`Underrepresentation`, :class:`SalienceSets`,
-:class:`TestResample`. An infeasible request raises :class:`extract.errors.UserError`
-naming the limiting cell and the largest feasible value.
+:class:`TestResample`, and :class:`DomainMix` (two sources in a given share; its methods
+take one metadata table per source and return positions per source). An infeasible
+request raises :class:`extract.errors.UserError` naming the limiting cell (or source) and
+the largest feasible value.
 
 Example
 -------
@@ -38,26 +40,33 @@ from __future__ import annotations
 
 from analyze.subsets.balanced import Correlation, SubSelection, TestResample
 from analyze.subsets.core import SubsetSplit, level_toward_stereotype, natural_level
+from analyze.subsets.mix import DomainMix
 from analyze.subsets.proportion import Natural, Skew, Underrepresentation
 from analyze.subsets.salience import SalienceSets
 from extract.errors import UserError
 
+# Kinds whose methods take one metadata table.
 SPEC_KINDS = {
     cls.kind: cls
     for cls in (Correlation, SubSelection, Skew, Natural, Underrepresentation, SalienceSets, TestResample)
 }
+# Kinds whose methods take one metadata table per source.
+MULTI_SOURCE_KINDS = {DomainMix.kind: DomainMix}
 
 
 def spec_from_dict(d: dict):
     """Rebuild any spec from its ``to_dict()`` output (dispatch on ``d["kind"]``)."""
-    if not isinstance(d, dict) or d.get("kind") not in SPEC_KINDS:
+    kinds = SPEC_KINDS | MULTI_SOURCE_KINDS
+    if not isinstance(d, dict) or d.get("kind") not in kinds:
         kind = d.get("kind") if isinstance(d, dict) else None
-        raise UserError(f"subset spec kind {kind!r} is unknown; use one of {sorted(SPEC_KINDS)}.")
-    return SPEC_KINDS[d["kind"]].from_dict(d)
+        raise UserError(f"subset spec kind {kind!r} is unknown; use one of {sorted(kinds)}.")
+    return kinds[d["kind"]].from_dict(d)
 
 
 __all__ = [
     "Correlation",
+    "DomainMix",
+    "MULTI_SOURCE_KINDS",
     "Natural",
     "SPEC_KINDS",
     "SalienceSets",
