@@ -20,13 +20,14 @@ column                          meaning
 ``grid``                        grid name (sweeps only)
 ``dataset``                     dataset name
 ``spec_kind``                   ``correlation``, ``subselection``, ``natural``, ``skew``,
-                                ``underrepresentation``
+                                ``underrepresentation``, ``domain_mix``
 ``target``                      target attribute y (``A_or_B`` for underrepresentation cells)
 ``sensitive``                   sensitive attribute s (the metrics' groups)
 ``attr_a``, ``attr_b``          the pair of an underrepresentation cell
 ``level``                       correlation level P(s=1 | y=1) = P(s=0 | y=0) of the set
 ``p``                           P(s=1 | y=1) = P(s=0 | y=0) of a skewed set
 ``share_a``                     share of A-only positives (underrepresentation)
+``share``                       share of the first source in a domain mix (``domain_mix``)
 ``n``                           training rows requested; for ``n = "all"`` (and sub-selection
                                 sets) the rows used, i.e. ``n_train``
 ``n_all``                       True when the whole training part was requested
@@ -82,8 +83,8 @@ from analyze.results.records import read_record
 from extract.errors import UserError
 
 ID_COLUMNS = ["cell_id", "runner", "backbone", "base_name", "base_kind", "grid", "dataset", "spec_kind", "target",
-              "sensitive", "attr_a", "attr_b", "level", "p", "share_a", "n", "n_all", "n_train", "n_val", "n_test",
-              "seed", "C", "lr", "weight_decay"]
+              "sensitive", "attr_a", "attr_b", "level", "p", "share_a", "share", "n", "n_all", "n_train", "n_val",
+              "n_test", "seed", "C", "lr", "weight_decay"]
 METRIC_ORDER = ["auc", "auc_group0", "auc_group1", "accuracy", "accuracy_group0", "accuracy_group1",
                 "fpr_group0", "fpr_group1", "tpr_group0", "tpr_group1", "fnr_group0", "fnr_group1",
                 "selection_rate_group0", "selection_rate_group1", "fpr_gap", "tpr_gap", "fpr_gap_stereotype",
@@ -167,6 +168,7 @@ def record_row(record: dict) -> dict:
         "grid": annotation.get("grid"), "dataset": (record.get("dataset") or {}).get("name"), "spec_kind": kind,
         "target": target, "sensitive": sensitive, "attr_a": spec.get("attr_a"), "attr_b": spec.get("attr_b"),
         "level": _number(spec.get("level")), "p": _number(spec.get("p")), "share_a": _number(spec.get("share_a")),
+        "share": _number(spec.get("share")),
         "n": _number(spec.get("n")) if spec.get("n") is not None else _number(sizes.get("n_train")),
         "n_all": n_all, "n_train": _number(sizes.get("n_train")), "n_val": _number(sizes.get("n_val")),
         "n_test": _number(sizes.get("n_test")), "seed": _number(spec.get("seed", record.get("seed"))),

@@ -44,7 +44,7 @@ REQUIRED_FIELDS = ("schema", "cell_id", "runner", "backbone", "spec", "metrics")
 def cell_id(*, runner: str, backbone: str, spec: dict) -> str:
     """A readable, file-name-safe, unique id for one cell."""
     keys = [runner, Path(str(backbone)).name, spec.get("kind", "spec")]
-    for field in ("target", "attr_a", "sensitive", "attr_b", "level", "p", "share_a", "n", "seed"):
+    for field in ("target", "attr_a", "sensitive", "attr_b", "level", "p", "share_a", "share", "n", "seed"):
         if field in spec and spec[field] is not None:
             keys.append(f"{field}{spec[field]}")
     readable = re.sub(r"[^A-Za-z0-9_.=-]+", "-", "__".join(map(str, keys)))
