@@ -108,9 +108,9 @@ def test_best_epoch_weights_are_kept_and_scores_match_them():
     xv, yv = _data(16, 2)
     net.eval()
     with torch.no_grad():
-        scores = torch.sigmoid(net(xv)).numpy()
-    assert np.allclose(scores, run.val_scores, atol=1e-6)
-    loss = torch.nn.functional.binary_cross_entropy(torch.from_numpy(scores), yv).item()
+        logits = net(xv).numpy()
+    assert np.allclose(logits, run.val_scores, atol=1e-5)  # validation scores are logits
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(torch.from_numpy(logits), yv).item()
     assert loss == pytest.approx(run.val_loss, rel=1e-5)
 
 

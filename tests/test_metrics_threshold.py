@@ -1,4 +1,5 @@
-"""Threshold policies: top-P on the evaluated set, top-P fitted on validation, fixed."""
+"""Threshold policies: the reference top-P rule, top-P fitted on validation, fixed (exact top-P under ties:
+test_metrics_threshold_ties.py)."""
 
 import warnings
 
@@ -23,12 +24,16 @@ def test_top_p_matches_reference_rule_and_loop(seed):
     scores = np.round(rng.random((8, 40)) * 10) / 10  # ties
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", M.UndefinedMetricWarning)  # tie notices
-        y_pred, thr = M.predict_top_p(y, scores)
+        y_pred, thr = M.predict_top_p(y, scores, ties="negative")
+        exact, exact_thr = M.predict_top_p(y, scores)
+        np.testing.assert_array_equal(exact_thr, thr)  # same cut-off, ties decided differently
+        np.testing.assert_array_equal(exact.sum(axis=1), y.sum(axis=1))
         for r in range(8):
             expected_pred, expected_thr = reference_top_p(y[r], scores[r])
             np.testing.assert_array_equal(y_pred[r], expected_pred)
             assert thr[r] == expected_thr
-            single_pred, single_thr = M.predict_top_p(y[r], scores[r])
+            assert (expected_pred <= exact[r]).all()  # the exact rule adds tied rows only
+            single_pred, single_thr = M.predict(scores[r], policy="top_p_reference", y_true=y[r])
             np.testing.assert_array_equal(single_pred, expected_pred)
             assert single_thr == expected_thr
 
@@ -49,9 +54,11 @@ def test_ties_at_cutoff_go_negative_with_a_warning():
     y = np.array([1, 1, 0, 0, 0])
     scores = np.array([0.9, 0.5, 0.5, 0.5, 0.1])  # P=2; the 2nd and 3rd highest tie
     with pytest.warns(M.UndefinedMetricWarning, match="tie at the cut-off"):
-        y_pred, thr = M.predict_top_p(y, scores)
+        y_pred, thr = M.predict_top_p(y, scores, ties="negative")
     assert thr == 0.5
     np.testing.assert_array_equal(y_pred, [True, False, False, False, False])
+    exact, _ = M.predict_top_p(y, scores)
+    assert exact.sum() == 2 and exact[0] and not exact[4]
 
 
 def test_p_zero_and_p_all():
@@ -62,10 +69,12 @@ def test_p_zero_and_p_all():
     assert y_pred.all() and thr == -np.inf
 
 
-def test_all_tied_scores_predict_nothing_positive():
+def test_all_tied_scores_predict_nothing_positive_under_the_reference_rule():
     with pytest.warns(M.UndefinedMetricWarning):
-        y_pred, thr = M.predict_top_p([1, 0, 1, 0], [0.4] * 4)
+        y_pred, thr = M.predict_top_p([1, 0, 1, 0], [0.4] * 4, ties="negative")
     assert not y_pred.any() and thr == 0.4
+    exact, _ = M.predict_top_p([1, 0, 1, 0], [0.4] * 4)
+    assert exact.sum() == 2
 
 
 def test_top_p_with_masks_equals_loop_on_subsets():
@@ -73,7 +82,7 @@ def test_top_p_with_masks_equals_loop_on_subsets():
     y = rng.integers(0, 2, (6, 30))
     scores = rng.normal(size=(6, 30))
     mask = rng.random((6, 30)) < 0.5
-    y_pred, thr = M.predict_top_p(y, scores, mask=mask)
+    y_pred, thr = M.predict_top_p(y, scores, mask=mask, ties="negative")
     for r in range(6):
         expected, expected_thr = reference_top_p(y[r, mask[r]], scores[r, mask[r]])
         np.testing.assert_array_equal(y_pred[r, mask[r]], expected)

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from analyze.cli.options import parse_list
+from analyze.cli.options import add_auc_floor, parse_list
 from extract.errors import UserError
 
 
@@ -33,12 +33,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="grid search per condition, or once on the first and reused")
     p.add_argument("--test", default="split",
                    help="test rows: 'split' (the test split), 'natural' or a level (resampled test split)")
-    p.add_argument("--policy", default="top_p", choices=("top_p", "val_top_p", "fixed"), help="threshold policy")
+    p.add_argument("--policy", default="top_p", choices=("top_p", "top_p_reference", "val_top_p", "fixed"),
+                   help="threshold policy on logits (default top_p: exactly P positives, ties broken by a fixed order; "
+                        "docs/science.md section 5)")
     p.add_argument("--image-size", type=int, default=None, help="resize images to this side")
     p.add_argument("--save-backbones", type=Path, default=None, help="folder for the finetuned backbones")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--overwrite", action="store_true", help="redo cells whose record exists")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_auc_floor(p)
     p.set_defaults(func=cmd_finetune)
 
 
@@ -62,6 +65,7 @@ def _test_rows_option(text: str, target: str, sensitive: str):
 
 
 def cmd_finetune(args) -> int:
+    from analyze.diagnosis import flag_counts, format_counts
     from analyze.finetune.runner import finetune_cells
     from analyze.finetune.search import FinetuneConfig
     from analyze.subsets import Correlation
@@ -82,7 +86,7 @@ def cmd_finetune(args) -> int:
                            test=_test_rows_option(args.test, args.target, args.sensitive), policy=args.policy,
                            image_size=args.image_size, device=args.device, search=args.search,
                            save_backbones=args.save_backbones, overwrite=args.overwrite,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, auc_floor=args.auc_floor)
     minutes = (time.perf_counter() - began) / 60
     written = table[table["status"] != "skipped"]
     print(f"{len(written)} cell(s) written to {out}, {len(table) - len(written)} skipped (records exist).")
@@ -92,4 +96,5 @@ def cmd_finetune(args) -> int:
         print(f"{len(written) / minutes:.2f} cells/min; per-cell overhead outside training compute "
               f"{written['overhead_s'].mean():.3f} s (training compute incl. grid search "
               f"{written['search_train_s'].mean():.2f} s per cell).")
+        print(format_counts(flag_counts(written)))
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analyze.cli.options import floats, ints
+from analyze.cli.options import add_auc_floor, floats, ints
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,12 +20,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=ints, default=[128], help="training sizes (default 128)")
     p.add_argument("--seeds", type=ints, default=[0, 1, 2, 3, 4], help="replicate seeds (default 0,1,2,3,4)")
     p.add_argument("--Cs", type=floats, default=None, help="C grid searched on validation (default logspace(-4,2,7))")
-    p.add_argument("--policy", choices=("top_p", "fixed"), default="top_p", help="threshold policy (default top_p)")
+    p.add_argument("--policy", choices=("top_p", "top_p_reference", "fixed"), default="top_p",
+                   help="threshold policy (default top_p: exactly P positives, ties broken by a fixed order; "
+                        "top_p_reference: the paper's rule, ties negative; docs/science.md section 5)")
     p.add_argument("--test-resample", action="store_true", help="resample the test split to 50%% positives and groups")
     p.add_argument("--out", type=Path, default=None, help="results folder (default work/results/probe)")
     p.add_argument("--overwrite", action="store_true", help="refit cells whose record already exists")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     p.add_argument("--n-jobs", type=int, default=1, help="probe batches fitted in parallel threads")
+    add_auc_floor(p)
     p.set_defaults(func=cmd_probe)
 
 
@@ -49,6 +52,7 @@ def probe_specs(args) -> list:
 
 
 def cmd_probe(args) -> int:
+    from analyze.diagnosis import describe_flags
     from analyze.probe import DEFAULT_CS
     from analyze.probe.cells import run_probe_cells
     from analyze.results.records import check_results_folder
@@ -57,14 +61,17 @@ def cmd_probe(args) -> int:
 
     out = check_results_folder(args.out or work_dir() / "results" / "probe")  # before loading or fitting
     specs = probe_specs(args)
-    total = 0
+    total, written = 0, []
     for path in args.store:
         store = FeatureStore.open(path)
         records = run_probe_cells(store, specs, out=out, Cs=args.Cs or DEFAULT_CS, policy=args.policy,
                                   test_resample=args.test_resample, device=args.device, n_jobs=args.n_jobs,
-                                  skip_existing=not args.overwrite)
+                                  skip_existing=not args.overwrite, auc_floor=args.auc_floor)
         total += len(records)
+        written += records
         print(f"{path}: {len(records)} cells fitted ({len(specs) - len(records)} already done)")
     print(f"wrote {total} records to {out}")
+    if written:
+        print(describe_flags(written))
     return 0
 

@@ -72,12 +72,20 @@ def stereotype_direction(natural: float, y_train, s_train) -> tuple[float, str]:
 def evaluate_run(*, test_scores: np.ndarray, y_test: np.ndarray, s_test: np.ndarray, val_scores: np.ndarray,
                  y_val: np.ndarray, y_train: np.ndarray, s_train: np.ndarray, direction: float,
                  policy: str = "top_p") -> dict:
-    """All metrics of one run as a flat ``{name: float}`` (one row of ``evaluate_runs``)."""
+    """All metrics of one run as a flat ``{name: float}`` (one row of ``evaluate_runs``).
+
+    ``test_scores`` and ``val_scores`` are logits (:func:`scores_of`), so the top-P policies
+    rank unsaturated scores and ``"fixed"`` thresholds at 0 (probability 0.5).
+    """
     table = evaluate_runs(y_test, test_scores, s_test, policy=policy, val_scores=val_scores, val_y_true=y_val,
-                          over_represented=direction, y_train=y_train, group_train=s_train)
+                          threshold=0.0, over_represented=direction, y_train=y_train, group_train=s_train)
     return {k: float(v) for k, v in table.iloc[0].items()}
 
 
 def scores_of(net, images: torch.Tensor, *, device: torch.device) -> np.ndarray:
-    """Probabilities ``sigmoid(logit)`` of ``y = 1`` for uint8 images, shape (n,)."""
-    return torch.sigmoid(predict_logits(net, images, device=device)).numpy().astype(np.float64)
+    """Logits of ``y = 1`` for uint8 images, shape (n,) float64.
+
+    Logits, not ``sigmoid(logit)``: float32 probabilities of a confident model saturate at
+    exactly 1.0 and tie, which the threshold policies and AUC would then have to break.
+    """
+    return predict_logits(net, images, device=device).numpy().astype(np.float64)

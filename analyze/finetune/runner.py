@@ -1,7 +1,7 @@
 """Full finetuning of a base on many finetuning subsets, in one long-lived process.
 
 The paper's claim that finetuning *overwrites* pretrained bias is about full finetuning,
-which changes the features (SCIENCE.md sec. 7); a linear probe cannot show it. This runner
+which changes the features (docs/science.md section 10); a linear probe cannot show it. This runner
 finetunes every layer of a base (a registered name or a toolkit checkpoint) with a new
 head on each cell's subset, following wang2023 sec. 7 (see :mod:`analyze.finetune.train`
 and :mod:`analyze.finetune.search`), and writes one result record per cell, the same
@@ -49,10 +49,12 @@ from analyze.finetune.search import (
     run_condition,
 )
 from analyze.metrics import natural_over_represented_group
+from analyze.diagnosis import DEFAULT_AUC_FLOOR, check_floor, diagnose_record
 from analyze.results.records import (
     cell_id,
     make_record,
     record_exists,
+    rows_digest,
     training_composition,
     write_record,
 )
@@ -91,7 +93,7 @@ def finetune_cells(specs: Sequence, *, adapter, base: str | Path, weights: str |
                    config: FinetuneConfig = FinetuneConfig(), sensitive: str | None = None, test=None,
                    policy: str = "top_p", image_size: int | None = None, device: str = "auto",
                    search: str = "condition", save_backbones: str | Path | None = None, overwrite: bool = False,
-                   progress: bool = True) -> pd.DataFrame:
+                   progress: bool = True, auc_floor: float = DEFAULT_AUC_FLOOR) -> pd.DataFrame:
     """Finetune ``base`` on every cell of ``specs`` and write one record per cell.
 
     Parameters
@@ -112,8 +114,9 @@ def finetune_cells(specs: Sequence, *, adapter, base: str | Path, weights: str |
         Group column of the metrics (default: each spec's ``sensitive``).
     test : None, spec with ``indices(meta)`` (e.g. ``TestResample``), or positions
         Test rows; None: the dataset's test split.
-    policy : {"top_p", "val_top_p", "fixed"}
-        Threshold policy of the hard-prediction metrics (SCIENCE.md sec. 5).
+    policy : {"top_p", "top_p_reference", "val_top_p", "fixed"}
+        Threshold policy of the hard-prediction metrics, applied to logits
+        (:mod:`analyze.metrics.threshold`, docs/science.md section 5).
     image_size : int, optional
         Resize images to this side (default: the base's; a random-init base adopts the
         dataset's native size).
@@ -128,6 +131,9 @@ def finetune_cells(specs: Sequence, *, adapter, base: str | Path, weights: str |
         Redo cells whose record exists in ``out``. By default a condition whose records all
         exist is skipped; one with any record missing is run whole (the grid search needs
         every replicate) and all its records are rewritten.
+    auc_floor : float
+        Test AUC below which a cell is diagnosed ``weak_task`` (every record carries its
+        ``diagnosis``, :func:`analyze.diagnosis.diagnose_record`).
 
     Returns
     -------
@@ -137,6 +143,7 @@ def finetune_cells(specs: Sequence, *, adapter, base: str | Path, weights: str |
     """
     if search not in SEARCH_SCOPES:
         raise UserError(f"search must be one of {SEARCH_SCOPES}, got {search!r}.")
+    auc_floor = check_floor(auc_floor)
     if not specs:
         raise UserError("no cells to finetune; pass at least one subset spec (e.g. --levels and --seeds).")
     began = time.perf_counter()
@@ -162,7 +169,7 @@ def finetune_cells(specs: Sequence, *, adapter, base: str | Path, weights: str |
     context = {"adapter": adapter, "dataset": {"name": adapter.name, "manifest_hash": adapter.manifest_hash()},
                "meta": meta, "bank": bank, "base": base_backbone, "base_name": base_name,
                "device": dev, "policy": policy, "out": out, "save_backbones": save_backbones,
-               "shared_seconds": startup / n_cells, "search": search}
+               "shared_seconds": startup / n_cells, "search": search, "auc_floor": auc_floor}
     summary += _run_plans(plans, config, make_base, context, progress=progress)
     return pd.DataFrame(summary)
 
@@ -254,7 +261,8 @@ def _write_cell(rep, run, net, metrics, hyper, timings, facts, plan, ctx) -> dic
     extra = {"finetune": {"val_curve": run.val_curve, "train_curve": run.train_curve, "device": str(ctx["device"]),
                           "sensitive": plan["sensitive"], "over_represented_group": facts["over_represented_group"],
                           "direction_source": facts["direction_source"], "checkpoint": checkpoint},
-             "composition": facts["composition"]}
+             "composition": facts["composition"],
+             "rows_digest": rows_digest(spec, rep.rows.train, rep.rows.val, plan["test"])}
     sizes = {"n_train": len(rep.rows.train), "n_val": len(rep.rows.val), "n_test": len(plan["test"])}
     timings["write_s"] = time.perf_counter() - began
     timings["overhead_s"] = (timings["setup_s"] + timings["eval_s"] + timings["write_s"]
@@ -263,11 +271,14 @@ def _write_cell(rep, run, net, metrics, hyper, timings, facts, plan, ctx) -> dic
                          hyperparameters=hyper, backbone_config=backbone_config,
                          dataset=ctx["dataset"],
                          sizes=sizes, timings=timings, extra=extra)
+    diagnosis = diagnose_record(record, auc_floor=ctx["auc_floor"])
+    record["diagnosis"] = diagnosis.to_dict()
     if ctx["out"] is not None:
         write_record(ctx["out"], record)
     return {"cell_id": cid, "status": "written" if ctx["out"] is not None else "computed",
             "lr": hyper["lr"], "weight_decay": hyper["weight_decay"], "best_epoch": run.best_epoch,
-            "auc": metrics["auc"], "fpr_gap_stereotype": metrics["fpr_gap_stereotype"], **timings}
+            "auc": metrics["auc"], "fpr_gap_stereotype": metrics["fpr_gap_stereotype"], **diagnosis.columns(),
+            **timings}
 
 
 def _save_backbone(net, cid: str, spec: dict, hyper: dict, ctx) -> Path:

@@ -7,7 +7,7 @@ the released code, the epoch count is chosen *within* the run: validation loss i
 after every epoch and the weights of the best epoch are kept (the released code re-ran
 with ``argmin + 1`` epochs and reported the last one).
 
-Sign convention: the head's logit is for ``y = 1``; scores are ``sigmoid(logit)``.
+Sign convention: the head's logit is for ``y = 1``; scores are logits (``sigmoid(logit)`` is the probability).
 
 Reproducibility: shuffling order, flips and the head's initialisation come from ``seed``
 (a private ``torch.Generator``; the global RNG is untouched), so a run on the CPU is
@@ -117,7 +117,8 @@ class RunResult:
 
     ``val_loss`` is the best epoch's mean validation BCE (``inf`` when training
     diverged); ``best_epoch`` counts from 1; ``state`` holds the best epoch's weights
-    (None when diverged); ``val_scores`` are that epoch's validation probabilities.
+    (None when diverged); ``val_scores`` are that epoch's validation logits (float64; logits,
+    not probabilities, so that a confident model's scores do not saturate and tie).
     """
 
     val_loss: float
@@ -216,7 +217,7 @@ def train_run(net: FinetuneNet, train_images: torch.Tensor, train_labels: torch.
             break
         if val_loss < best.val_loss:
             best.val_loss, best.best_epoch = val_loss, epoch
-            best.val_scores = torch.sigmoid(logits).numpy()
+            best.val_scores = logits.numpy().astype(np.float64)
             if keep_state:
                 best.state = copy.deepcopy(net.state_dict())
     if best.best_epoch == 0:

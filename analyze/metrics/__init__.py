@@ -5,8 +5,8 @@ attribute ``s`` (coded 0/1) may learn ``s`` as a shortcut. This module measures 
 evaluation set, for many runs (probes, seeds, correlation levels) in one vectorized call:
 
 - ranking quality: :func:`roc_auc`, overall and :func:`roc_auc_by_group`;
-- hard predictions from one of three threshold policies (:func:`predict`: ``"top_p"``,
-  ``"val_top_p"``, ``"fixed"``; tie rule in :mod:`analyze.metrics.threshold`);
+- hard predictions from one of four threshold policies (:func:`predict`: ``"top_p"``,
+  ``"top_p_reference"``, ``"val_top_p"``, ``"fixed"``; tie rules in :mod:`analyze.metrics.threshold`);
 - error rates per group (:func:`confusion_by_group`: TPR, FPR, FNR, selection rate), the
   raw gap :func:`fpr_gap` = FPR(s=1) - FPR(s=0), the signed :func:`stereotype_fpr_gap`
   (positive = more false positives for the group over-represented among training
@@ -20,7 +20,7 @@ evaluation set, for many runs (probes, seeds, correlation levels) in one vectori
 Shapes: per-sample inputs are ``(n_samples,)`` or ``(n_runs, n_samples)`` and broadcast
 along the run axis; an optional boolean ``mask`` selects each run's rows. Undefined
 values are NaN with an :class:`UndefinedMetricWarning` giving the reason; bad input raises
-:class:`extract.errors.UserError`. Definitions: ``SCIENCE.md`` section 5.
+:class:`extract.errors.UserError`. Definitions: ``docs/science.md`` section 5.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analyze.metrics.base import UndefinedMetricWarning
+from analyze.metrics.base import UndefinedMetricWarning, broadcast_runs
 from analyze.metrics.biasamp import (
     binary_bias_amplification,
     directional_bias_amplification,
@@ -61,6 +61,8 @@ from analyze.metrics.threshold import (
     apply_threshold,
     predict,
     predict_top_p,
+    threshold_miss,
+    tie_priority,
     top_p_threshold,
 )
 
@@ -114,7 +116,10 @@ def evaluate_runs(
         ``fpr_gap_stereotype`` (positive = stereotype-consistent; NaN without a direction),
         ``equalized_odds_difference``, ``demographic_parity_difference``,
         ``worst_group_accuracy`` ((y, s) cells), ``worst_sensitive_group_accuracy``,
-        ``bias_amplification_a_to_t``, ``over_represented_group``.
+        ``bias_amplification_a_to_t``, ``over_represented_group``; for the diagnosis
+        (:mod:`analyze.diagnosis`): ``n_evaluated``, ``n_positive`` (P), ``n_predicted_positive``,
+        ``scores_constant`` (1.0 when every evaluated score is equal) and ``threshold_miss``
+        (:func:`analyze.metrics.threshold.threshold_miss`).
     """
     if over_represented is None and y_train is not None:
         over_represented = over_represented_group(y_train, group_train, mask=train_mask)
@@ -124,6 +129,8 @@ def evaluate_runs(
                              val_mask=val_mask, threshold=threshold)
     counts = confusion_by_group(y_true, y_pred, group, mask=mask)
     tpr, fpr = np.atleast_2d(counts.tpr), np.atleast_2d(counts.fpr)
+    miss = threshold_miss(scores, policy=policy, y_true=y_true, mask=mask, val_scores=val_scores,
+                          val_y_true=val_y_true, val_mask=val_mask)
     columns = {"auc": roc_auc(y_true, scores, mask=mask),
                **_per_group_columns("auc", roc_auc_by_group(y_true, scores, group, mask=mask)),
                "threshold": cutoff,
@@ -145,8 +152,22 @@ def evaluate_runs(
                "bias_amplification_a_to_t": binary_bias_amplification(
                    y_true, group, y_pred, direction="A->T", y_train=y_train,
                    group_train=group_train, mask=mask, train_mask=train_mask),
-               "over_represented_group": direction}
+               "over_represented_group": direction,
+               **_prediction_counts(y_true, scores, y_pred, mask), "threshold_miss": miss}
     return _runs_table(columns)
+
+
+def _prediction_counts(y_true, scores, y_pred, mask) -> dict[str, np.ndarray]:
+    """Evaluated rows, true and predicted positives, and whether the scores are constant, per run."""
+    a, m, _ = broadcast_runs({"y_true": y_true, "scores": scores}, binary=("y_true",), scores=("scores",), mask=mask)
+    shape = np.broadcast_shapes(a["scores"].shape, np.shape(np.atleast_2d(y_pred)))
+    m = np.broadcast_to(m, shape)
+    s = np.broadcast_to(a["scores"], shape)
+    high = np.where(m, s, -np.inf).max(axis=1, initial=-np.inf)
+    low = np.where(m, s, np.inf).min(axis=1, initial=np.inf)
+    return {"n_evaluated": m.sum(axis=1), "n_positive": (np.broadcast_to(a["y_true"], shape) & m).sum(axis=1),
+            "n_predicted_positive": (np.atleast_2d(y_pred) & m).sum(axis=1),
+            "scores_constant": (m.sum(axis=1) > 0) & (high == low)}
 
 
 def _runs_table(columns: dict) -> pd.DataFrame:
@@ -166,5 +187,5 @@ __all__ = [
     "equalized_odds_difference", "evaluate_runs", "false_negative_rate",
     "false_positive_rate", "fpr_gap", "natural_over_represented_group", "over_represented_group", "predict", "predict_top_p",
     "replicate_ci", "roc_auc", "roc_auc_by_group", "selection_rate", "stereotype_fpr_gap",
-    "top_p_threshold", "true_positive_rate", "worst_group_accuracy",
+    "threshold_miss", "tie_priority", "top_p_threshold", "true_positive_rate", "worst_group_accuracy",
 ]

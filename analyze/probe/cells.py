@@ -31,9 +31,11 @@ from analyze.metrics import (
     evaluate_runs,
     natural_over_represented_group,
 )
+from analyze.diagnosis import DEFAULT_AUC_FLOOR, check_floor, diagnose_record
 from analyze.probe import DEFAULT_CS, ProbeTask, fit_probes
 from analyze.results.records import (
     cell_id,
+    rows_digest,
     make_record,
     record_exists,
     training_composition,
@@ -105,11 +107,14 @@ def evaluate_cell(meta, spec, task: ProbeTask, scores: np.ndarray, *, policy: st
 def run_probe_cells(store: FeatureStore, specs, *, out: str | Path | None = None, Cs=DEFAULT_CS,
                     select: str = "val_loss", policy: str = DEFAULT_POLICY, test_resample: bool = False,
                     device: str = "cpu", n_jobs: int = 1, skip_existing: bool = True,
-                    progress: bool = True) -> list[dict]:
+                    progress: bool = True, auc_floor: float = DEFAULT_AUC_FLOOR) -> list[dict]:
     """Fit, evaluate and (when ``out`` is given) write one record per spec; return the records.
 
     Cells whose valid record already exists in ``out`` are skipped when ``skip_existing``.
+    Every record carries its ``diagnosis`` (:func:`analyze.diagnosis.diagnose_record`, with
+    ``auc_floor`` for ``weak_task``) and its ``rows_digest``.
     """
+    auc_floor = check_floor(auc_floor)
     backbone = store.provenance["backbone_name"]
     specs = list(specs)
     if out is not None and skip_existing:
@@ -133,14 +138,17 @@ def run_probe_cells(store: FeatureStore, specs, *, out: str | Path | None = None
         record = make_record(
             runner="probe", backbone=backbone, spec=spec.to_dict(), metrics=metrics,
             hyperparameters={"C": float(results.C[i]), "Cs": list(map(float, results.Cs)), "select": select,
-                             "policy": policy, "n_iter": int(results.n_iter[i, results.C_index[i]])},
+                             "policy": policy, "n_iter": int(results.n_iter[i, results.C_index[i]]),
+                             "converged": bool(results.converged[i, results.C_index[i]])},
             backbone_config=store.provenance.get("backbone_config", {}),
             dataset={"name": store.provenance["dataset_name"], "manifest_hash": store.provenance["manifest_hash"]},
             sizes={"n_train": len(task.train), "n_val": len(task.val), "n_test": len(task.test)},
             timings={"fit_seconds_batch": fit_seconds, "fit_seconds_per_cell": fit_seconds / len(specs)},
             extra={"store": str(store.path) if hasattr(store, "path") else None, "test_resample": test_resample,
-                   "composition": training_composition(task.labels[task.train], sensitive[task.train])},
+                   "composition": training_composition(task.labels[task.train], sensitive[task.train]),
+                   "rows_digest": rows_digest(spec.to_dict(), task.train, task.val, task.test)},
         )
+        record["diagnosis"] = diagnose_record(record, auc_floor=auc_floor).to_dict()
         if out is not None:
             write_record(out, record)
         records.append(record)

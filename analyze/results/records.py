@@ -12,6 +12,8 @@ A record (``schema`` = :data:`RESULT_SCHEMA`) holds:
 - ``metrics``: flat ``{name: float}`` (NaN written as ``null``) from
   :func:`analyze.metrics.evaluate_runs`;
 - ``timings``: seconds; ``versions``: biastransfer, numpy, torch; ``seed``; ``created``;
+- ``rows_digest``: :func:`rows_digest` of the spec and the training, validation and test
+  rows (pairs replicates across bases); ``diagnosis``: :func:`analyze.diagnosis.diagnose_record`;
 - ``composition``: the training rows' ``train_share_s_given_y`` (P(s=1 | y=1)),
   ``train_share_s`` (P(s=1)) and ``skew`` (their absolute difference, the paper's ``Skew``),
   from :func:`training_composition`.
@@ -93,6 +95,19 @@ def make_record(*, runner: str, backbone: str, spec: dict, metrics: dict, hyperp
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **(extra or {}),
     })
+
+
+def rows_digest(spec: dict, *rows) -> str:
+    """A short hash of a cell's spec and row positions (training, validation, test).
+
+    Two cells with the same digest were fitted and evaluated on the same rows, so their
+    replicates can be paired by seed (``docs/science.md`` section 7); records carry it as
+    ``rows_digest``.
+    """
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode())
+    for part in rows:
+        digest.update(b"|" + np.ascontiguousarray(np.asarray(part, dtype=np.int64)).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def training_composition(y_train, s_train) -> dict:

@@ -31,7 +31,7 @@ from analyze.results.records import cell_id
 from analyze.sweep.grid import Grid, expand_specs
 from extract.errors import UserError
 
-PROBE_POLICIES = ("top_p", "fixed")
+PROBE_POLICIES = ("top_p", "top_p_reference", "fixed")
 PROBE_SELECT = ("val_loss", "auc")
 FINETUNE_CONFIG_KEYS = ("lrs", "weight_decays", "epochs", "batch_size", "momentum", "flip", "freeze")
 DEFAULT_CONDITIONS_PER_TASK = 4
