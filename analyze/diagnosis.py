@@ -103,9 +103,12 @@ def at_edge(value, grid) -> str | None:
 def degenerate_reasons(metrics: Mapping) -> list[str]:
     """Why a cell's predictions are degenerate (empty when they are not); rules in the module docstring.
 
-    Works on the metrics of :func:`analyze.metrics.evaluate_runs`; records written before
+    Works on the metrics of :func:`analyze.metrics.evaluate_runs` (records without an
+    ``auc`` metric, e.g. multi-label ones, get no reason); records written before
     ``n_predicted_positive`` existed are judged from the per-group selection rates.
     """
+    if "auc" not in metrics:  # not a binary-target record (e.g. multi-label): these rules do not apply
+        return []
     reasons = []
     get = metrics.get
     if not _finite(get("auc")):

@@ -7,7 +7,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from analyze.results.collect import SkippedRecordsWarning, collect
+from analyze.cli.options import add_auc_floor
 from analyze.results.tables import write_table
 
 
@@ -16,19 +16,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("collect", help="fold result records (one JSON per cell) into one table (CSV or Parquet)")
     p.add_argument("results", nargs="+", type=Path, help="results folder(s) of a sweep, probe or finetune run")
     p.add_argument("--out", type=Path, required=True, help="table path ending in .csv or .parquet")
+    add_auc_floor(p)
     p.set_defaults(func=cmd_collect)
 
 
 
 def cmd_collect(args) -> int:
+    from analyze.diagnosis import flag_counts, format_counts
+    from analyze.results.collect import SkippedRecordsWarning, collect
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SkippedRecordsWarning)
-        table = collect(args.results)
+        table = collect(args.results, auc_floor=args.auc_floor)
     for warning in caught:
         print(f"biastransfer collect: warning: {warning.message}", file=sys.stderr)
     write_table(table, args.out)
     counts = table.groupby("runner").size()
     print(f"{len(table)} cells ({', '.join(f'{n} {k}' for k, n in counts.items())}), {table.shape[1]} columns "
           f"-> {args.out}")
+    for runner, part in table.groupby("runner", sort=True):
+        print(f"{runner}: {format_counts(flag_counts(part))}")
     return 0
 

@@ -68,6 +68,14 @@ metric columns                  flattened ``metrics`` of the record, names as th
 ``base_checkpoint``             the checkpoint a finetune started from, as recorded (finetunes
                                 of a toolkit checkpoint)
 ``created``                     when the record was written (UTC)
+``rows_digest``                 hash of the cell's spec and rows (:func:`~analyze.results.records.rows_digest`):
+                                equal digests pair replicates across bases (NaN for old records)
+``flag_degenerate``, ...        the diagnosis of the cell (:mod:`analyze.diagnosis`; one boolean
+                                column per flag: ``degenerate``, ``c_at_edge``, ``lr_at_edge``,
+                                ``epochs_at_edge``, ``not_converged``, ``weak_task``), recomputed
+                                from the record with collect's ``auc_floor``
+``flagged``                     any flag set
+``diagnosis``                   the reasons in words (empty when no flag is set)
 =============================== ==============================================================
 """
 
@@ -79,6 +87,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analyze.diagnosis import DEFAULT_AUC_FLOOR, FLAG_COLUMNS, check_floor, diagnose_record
 from analyze.results.records import read_record
 from extract.errors import UserError
 
@@ -91,7 +100,7 @@ METRIC_ORDER = ["auc", "auc_group0", "auc_group1", "accuracy", "accuracy_group0"
                 "equalized_odds_difference", "demographic_parity_difference", "worst_group_accuracy",
                 "worst_sensitive_group_accuracy", "bias_amplification_a_to_t", "over_represented_group", "threshold"]
 TAIL_COLUMNS = ["stereotype_level", "natural_level", "natural_over_represented_group", "skew", "train_share_s_given_y", "train_share_s",
-                "store", "base_checkpoint", "created"]
+                "store", "base_checkpoint", "created", "rows_digest", *FLAG_COLUMNS, "flagged", "diagnosis"]
 BALANCED_KINDS = ("correlation", "subselection")
 INTEGER_COLUMNS = ["n", "n_train", "n_val", "n_test", "seed"]
 
@@ -111,11 +120,13 @@ def record_files(folders) -> list[Path]:
     return sorted(files)
 
 
-def collect(folder, *, warn: bool = True) -> pd.DataFrame:
+def collect(folder, *, warn: bool = True, auc_floor: float = DEFAULT_AUC_FLOOR) -> pd.DataFrame:
     """One row per valid record in ``folder`` (a path or a list of paths); schema in the module docstring.
 
     Truncated or foreign files are skipped and listed in one :class:`SkippedRecordsWarning`.
+    ``auc_floor`` sets the ``weak_task`` flag of every row's diagnosis.
     """
+    auc_floor = check_floor(auc_floor)
     rows, skipped, seen = [], [], {}
     for path in record_files(folder):
         try:
@@ -127,7 +138,7 @@ def collect(folder, *, warn: bool = True) -> pd.DataFrame:
             raise UserError(f"cell {record['cell_id']} is recorded twice ({seen[record['cell_id']]} and {path}); "
                             "collect each folder once or delete one of them.")
         seen[record["cell_id"]] = path
-        rows.append(record_row(record))
+        rows.append(record_row(record, auc_floor=auc_floor))
     if skipped and warn:
         names = ", ".join(str(p) for p in skipped[:10])
         names += f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""
@@ -140,7 +151,8 @@ def collect(folder, *, warn: bool = True) -> pd.DataFrame:
     metrics = [c for c in METRIC_ORDER if c in table.columns]
     metrics += sorted(set(table.columns) - set(ID_COLUMNS) - set(TAIL_COLUMNS) - set(metrics))
     table = table.reindex(columns=ID_COLUMNS + metrics + TAIL_COLUMNS)
-    table = table.astype({c: "Int64" for c in INTEGER_COLUMNS}).astype({"n_all": bool})
+    table = table.astype({c: "Int64" for c in INTEGER_COLUMNS}).astype({"n_all": bool, "flagged": bool,
+                                                                         **dict.fromkeys(FLAG_COLUMNS, bool)})
     return table.sort_values("cell_id", kind="stable").reset_index(drop=True)
 
 
@@ -148,7 +160,7 @@ def _number(value) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
-def record_row(record: dict) -> dict:
+def record_row(record: dict, *, auc_floor: float = DEFAULT_AUC_FLOOR) -> dict:
     """The table row of one record (module docstring)."""
     spec, sizes, hyper = record.get("spec", {}), record.get("sizes", {}), record.get("hyperparameters", {})
     annotation = {**(record.get("composition") or {}), **(record.get("sweep") or {})}
@@ -185,6 +197,8 @@ def record_row(record: dict) -> dict:
                train_share_s=_number(annotation.get("train_share_s")), store=record.get("store"),
                created=record.get("created"))
     row["stereotype_level"] = stereotype_level(row, kind)
+    row["rows_digest"] = record.get("rows_digest")
+    row.update(diagnose_record(record, auc_floor=auc_floor).columns())
     return row
 
 
