@@ -180,6 +180,22 @@ def _probe(store="ok", *extra, target="hat", levels="0.5", n="40"):
             "--levels", levels, "--n", n, "--seeds", "0", "--out", "{tmp}/results", *extra]
 
 
+GRID = """
+[grid]
+targets = ["hat"]
+sensitive = "dark_skin"
+
+[[backbones]]
+name = "a"
+base_kind = "biased"
+store = "{store}"
+
+[[subsets]]
+kind = "correlation"
+levels = [0.5]
+n = [40]
+"""
+
 CLI_CASES = [
     # images and datasets
     ("corrupt image", _extract(manifest="corrupt.csv"), r"image file \S*bad\.png is corrupt or not an image"),
@@ -245,6 +261,14 @@ CLI_CASES = [
      r"unknown key 'test'"),
     ("unparsable association spec", ["associate", "--backbone", "smallcnn.scratch", "--concepts", "avatars:{cache}",
                                      "--tests", "{tmp}/broken.toml", "--out", "{tmp}/a.csv"], r"cannot be parsed .*fix its syntax"),
+    ("grid seeds that are not numbers", ["sweep", "{tmp}/grid.toml", "--seeds", "abc", "--dry-run"],
+     r"seeds = 'abc' in subset block 0 \(correlation\) is not a count or a list of whole-number seeds"),
+    ("fractional grid seeds", ["sweep", "{tmp}/grid.toml", "--seeds", "2.5", "--dry-run"],
+     r"seeds = 2\.5 in subset block 0 \(correlation\) is not a count"),
+    ("empty grid levels", ["sweep", "{tmp}/grid.toml", "--set", "subsets.correlation.levels=[]", "--dry-run"],
+     r"levels = \[\] in subset block 0 \(correlation\) is empty"),
+    ("a list of sensitive attributes", ["sweep", "{tmp}/grid.toml", "--set", 'grid.sensitive=["dark_skin"]', "--dry-run"],
+     r"grid\.sensitive = \['dark_skin'\] must be one attribute name"),
     ("salience without inputs", ["salience", "--targets", "hat", "--sensitive", "dark_skin", "--method", "probe"],
      r"pass --dataset and --root .* or --store"),
 ]
@@ -255,6 +279,7 @@ def test_cli_bad_input(argv, pattern, capsys, monkeypatch, tree, files, stores, 
     monkeypatch.setenv("TORCH_HOME", str(files / "torch_home"))  # no weight file is ever cached here
     (tmp_path / "unknown_key.toml").write_text('[[test]]\nname = "x"\n')
     (tmp_path / "broken.toml").write_text("[[tests]\nname = \n")
+    (tmp_path / "grid.toml").write_text(GRID.format(store=stores["ok"]))
     paths = _paths(tree, files, stores, tmp_path, avatar_cache)
     cli_error(capsys, [arg.format(**paths) for arg in argv], pattern)
     assert not (tmp_path / "out.h5").exists()  # nothing reads as a finished store

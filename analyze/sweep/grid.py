@@ -208,9 +208,10 @@ def build_grid(document: dict, *, source: str = "", only=None) -> Grid:
     chunk = head.get("chunk_size", DEFAULT_CHUNK_SIZE)
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise UserError(f"grid.chunk_size must be a positive integer, got {chunk!r}.")
+    targets, sensitive = _check_attributes(head)
     grid = Grid(
         name=str(head.get("name", Path(source).stem or "grid")), description=str(head.get("description", "")),
-        targets=tuple(map(str, _as_list(head.get("targets", [])))), sensitive=head.get("sensitive"),
+        targets=targets, sensitive=sensitive,
         runners=runners, chunk_size=chunk, data=_expand_paths(dict(document.get("data", {}))),
         backbones=_backbones(document.get("backbones", []), only),
         subsets=_subsets(document.get("subsets", []), {b.get("name") for b in document.get("backbones", [])}),
@@ -218,7 +219,26 @@ def build_grid(document: dict, *, source: str = "", only=None) -> Grid:
         source=source)
     if not grid.runners:
         raise UserError("grid.runners is empty; list at least one of ['probe', 'finetune'].")
+    if not expand_specs(grid):
+        raise UserError("the grid expands to no cells; check its [[subsets]] blocks and their backbones lists.")
     return grid
+
+
+def _check_attributes(head: dict) -> tuple[tuple[str, ...], str | None]:
+    """``grid.targets`` (attribute names) and ``grid.sensitive`` (one name), type-checked."""
+    sensitive = head.get("sensitive")
+    if sensitive is not None and (not isinstance(sensitive, str) or not sensitive.strip()):
+        raise UserError(f"grid.sensitive = {sensitive!r} must be one attribute name, e.g. sensitive = \"dark_skin\" "
+                        "(a grid compares groups of one sensitive attribute).")
+    if "targets" not in head:
+        return (), sensitive
+    targets = _as_list(head["targets"])
+    if not targets:
+        raise UserError("grid.targets is empty; list at least one target attribute, e.g. targets = [\"hat\"].")
+    if not all(isinstance(t, str) and t.strip() for t in targets):
+        raise UserError(f"grid.targets must list attribute names, got {head['targets']!r}; "
+                        "write e.g. targets = [\"hat\", \"eyewear\"].")
+    return tuple(targets), sensitive
 
 
 def _check_keys(table, allowed: set, where: str) -> None:
@@ -277,20 +297,56 @@ def _subsets(blocks, names: set) -> tuple[dict, ...]:
         if unknown:
             raise UserError(f"subset block {i} names backbone {unknown[0]!r}, which the grid does not define; "
                             f"choose from {sorted(names)}.")
+        _check_values(block, i, kind)
         checked.append(dict(block))
     return tuple(checked)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# keys whose values are lists of numbers (levels, shares, ...), checked when a block is read
+NUMBER_LISTS = ("levels", "p", "shares")
+
+
+def _check_values(block: dict, index: int, kind: str) -> None:
+    """Type-check the values of subset block ``index``: seeds, sizes and the kind's value lists."""
+    where = f"in subset block {index} ({kind})"
+    if "seeds" in block:
+        seeds = block["seeds"]
+        count = _is_whole(seeds) and seeds >= 1
+        listed = isinstance(seeds, list) and seeds and all(_is_whole(s) and s >= 0 for s in seeds)
+        if not (count or listed):
+            raise UserError(f"seeds = {seeds!r} {where} is not a count or a list of whole-number seeds; "
+                            "write e.g. seeds = 3 (seeds 0, 1, 2) or seeds = [0, 7].")
+    for key in NUMBER_LISTS:
+        if key in block:
+            values = _as_list(block[key])
+            if not values:
+                raise UserError(f"{key} = {block[key]!r} {where} is empty; list at least one value, "
+                                f"e.g. {key} = [0.5].")
+            if not all(_is_number(v) for v in values):
+                raise UserError(f"{key} = {block[key]!r} {where} must list numbers, e.g. {key} = [0.0, 0.5, 1.0].")
+    if "n" in block:
+        sizes = _as_list(block["n"])
+        if not sizes:
+            raise UserError(f"n = {block['n']!r} {where} is empty; list at least one training size, e.g. n = [128].")
+        if not all(v == "all" or (_is_whole(v) and v >= 1) for v in sizes):
+            raise UserError(f"n = {block['n']!r} {where} must list whole numbers or 'all', e.g. n = [128, \"all\"].")
 
 
 # -- expansion -----------------------------------------------------------------------------
 
 
 def _seeds(block: dict) -> list[int]:
+    """A count ``k`` means seeds 0 .. k-1; a list is taken as is (values checked by :func:`_check_values`)."""
     seeds = block.get("seeds", [0])
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
-        if seeds < 1:
-            raise UserError(f"seeds = {seeds} asks for no replicate; give a count >= 1 or a list of seeds.")
-        return list(range(seeds))
-    return [int(s) for s in _as_list(seeds)]
+    return list(range(seeds)) if _is_whole(seeds) else list(_as_list(seeds))
 
 
 def _sizes(block: dict, *, default) -> list[int | None]:
