@@ -139,6 +139,7 @@ def test_cli_sweep_collect_plan(main, grid_file, tmp_path, capsys):
     assert main(["sweep", str(grid_file), "--out", str(out), "--targets", "hat", "--seeds", "0,1",
                  "--backbones", "biased", "--no-progress"]) == 0
     assert len(list(out.glob("*.json"))) == 3 * 2
+    assert "probe: flags (of 6 cells): degenerate " in capsys.readouterr().out  # the diagnosis counts
     assert json.loads(next(out.glob("_grids/*.json")).read_text())["targets"] == ["hat"]
     table = tmp_path / "table.csv"
     assert main(["collect", str(out), "--out", str(table)]) == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from analyze.cli.options import add_auc_floor
 from analyze.sweep.grid import load_grid, preset_names
 from analyze.sweep.run import sweep
 from extract.errors import UserError
@@ -38,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backbones", default=None, help="run only these backbones (comma-separated names)")
     p.add_argument("--dry-run", action="store_true", help="check and count the cells; fit nothing")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_auc_floor(p)
     p.set_defaults(func=cmd_sweep)
 
 
@@ -73,6 +75,21 @@ def cmd_sweep(args) -> int:
     print(f"grid {grid.name}: {len(summary)} cells ({', '.join(f'{n} {k}' for k, n in counts.items())}) "
           f"over {len(units)} backbone x runner pairs -> {out}")
     if not args.dry_run:
+        for line in flag_lines(summary, out, auc_floor=args.auc_floor):
+            print(line)
         print(f"next: biastransfer collect {out} --out {out}.csv")
     return 0
+
+
+def flag_lines(summary, out: Path, *, auc_floor: float) -> list[str]:
+    """Per runner, the counts per diagnosis flag over the grid's cells whose records are in ``out``."""
+    from analyze.diagnosis import diagnose_record, flag_counts, format_counts
+    from analyze.results.records import read_record
+
+    diagnoses: dict[str, list] = {}
+    for cell, runner in zip(summary["cell_id"], summary["runner"]):
+        path = Path(out) / f"{cell}.json"
+        if path.is_file():
+            diagnoses.setdefault(runner, []).append(diagnose_record(read_record(path), auc_floor=auc_floor))
+    return [f"{runner}: {format_counts(flag_counts(found))}" for runner, found in sorted(diagnoses.items())]
 
