@@ -36,7 +36,7 @@ from extract.models import remaps, timm_bridge
 from extract.models.efficientnet_lite import (  # noqa: F401 (re-exported)
     LITE0_FILENAME,
     LITE0_PACKAGE,
-    EfficientNetLite0,
+    build_lite0,
     locate_lite0_weights,
 )
 from extract.models.resnet import ResNetFeatures
@@ -143,7 +143,7 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "smallcnn": SmallCNN,
     "resnet18": partial(ResNetFeatures, 18),
     "resnet50": partial(ResNetFeatures, 50),
-    "efficientnet_lite0": EfficientNetLite0,
+    "efficientnet_lite0": build_lite0,
     # timm: the TimmSpec fields (model, pool, model_kwargs, crop_pct).
     "timm": lambda **kwargs: timm_bridge.build_random(timm_bridge.TimmSpec.from_dict(kwargs)),
 }
@@ -450,7 +450,7 @@ register(BackboneSpec("resnet50", "places365", partial(ResNetFeatures, 50), _TV1
                       description="ResNet-50, supervised on Places365 scenes (CSAILVision checkpoint)."))
 # TF reference eval: centre crop 224/(224+32) of the shorter side, bicubic resize to 224,
 # (x - 127) / 128; resize 256 then crop 224 is the same crop.
-register(BackboneSpec("efficientnet_lite0", "imagenet", EfficientNetLite0,
+register(BackboneSpec("efficientnet_lite0", "imagenet", build_lite0,
                       Preprocess(resize=256, crop=224, mean=LITE_MEAN, std=LITE_STD, interpolation="bicubic"),
                       "package", LITE0_FILENAME, remaps.remap_lukemelas_efficientnet_lite0, locate=locate_lite0_weights,
                       feature_dim=1280,

@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0: our architecture + key remap reproduce the reference package exactly,
+"""EfficientNet-Lite0: timm's tf_efficientnet_lite0 + our key remap reproduce the reference package,
 and the shipped ImageNet weights classify scikit-learn's two sample photos sensibly."""
 
 import numpy as np
@@ -34,8 +34,8 @@ def _reference(image_size):
 
 @pytest.mark.parametrize("size, ref_image_size", [(224, 224), (67, None)])
 def test_logits_and_features_equal_reference_package(lite0, size, ref_image_size):
-    # 224: the package's static TF padding; 67 (odd): its dynamic padding, which our
-    # SAME-padding convolution must reproduce for any input size.
+    # 224: the package's static TF padding; 67 (odd): its dynamic padding, which timm's
+    # SAME-padding convolutions must reproduce for any input size.
     ref = _reference(ref_image_size)
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(size))
     with torch.no_grad():
@@ -44,8 +44,8 @@ def test_logits_and_features_equal_reference_package(lite0, size, ref_image_size
         ref_logits = ref(x)
         ref_feats = torch.flatten(ref._avg_pooling(ref.extract_features(x)), 1)
     assert feats.shape == (2, 1280) and lite0.feature_dim == 1280
-    torch.testing.assert_close(logits, ref_logits, rtol=0, atol=1e-4)
-    torch.testing.assert_close(feats, ref_feats, rtol=0, atol=1e-4)
+    torch.testing.assert_close(logits, ref_logits, rtol=0, atol=1e-5)
+    torch.testing.assert_close(feats, ref_feats, rtol=0, atol=1e-5)
 
 
 def _prepare(image: np.ndarray, preprocess) -> torch.Tensor:

@@ -135,8 +135,8 @@ def test_lite0_remap_names():
         "_blocks.0._se_reduce.weight": T,
     })
     assert set(out) == {
-        "stem.conv.weight", "stem.bn.running_var", "stages.0.0.depthwise.conv.weight",
-        "stages.1.0.expand.conv.weight", "stages.1.0.expand.bn.bias", "stages.2.0.project.bn.weight",
-        "stages.6.0.project.conv.weight", "head.conv.weight", "head.bn.weight", "classifier.bias",
+        "net.conv_stem.weight", "net.bn1.running_var", "net.blocks.0.0.conv_dw.weight",
+        "net.blocks.1.0.conv_pw.weight", "net.blocks.1.0.bn1.bias", "net.blocks.2.0.bn3.weight",
+        "net.blocks.6.0.conv_pwl.weight", "net.conv_head.weight", "net.bn2.weight", "net.classifier.bias",
         "_blocks.0._se_reduce.weight",  # SE layers (EfficientNet-B0 files) are not Lite: left to fail the load
     }

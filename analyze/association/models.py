@@ -17,6 +17,11 @@ keys, all optional:
 
 :func:`random_twin` builds the same architecture at random initialisation for a seed, with
 the observed model's preprocessing: the null baseline.
+
+A registered name or a ``timm/<model>`` name may carry its weights file as ``NAME=PATH``
+(``timm/vit_small_patch14_dinov2.lvd142m=dinov2_vits14_pretrain.pth``; ``NAME=scratch``
+for random initialisation); a timm model's null twin is the same timm architecture
+(:mod:`extract.models.timm_bridge`), shared with the checkpoints finetuned from it.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -43,6 +49,7 @@ from extract.backbones import (
     load_state_file,
 )
 from extract.errors import UserError
+from extract.models.timm_bridge import TimmFeatures, build_random, is_timm_name
 from extract.extraction import resolve_device
 
 DEFAULT_BATCH_SIZE = 64
@@ -136,11 +143,23 @@ def _architecture(given: str, backbone: Backbone, null_arch: str | None):
             raise UserError(f"null architecture {null_arch!r} is not a registered backbone; run "
                             "`biastransfer backbones` to list the names.")
         return (REGISTRY[null_arch].arch, f"registry {null_arch}"), REGISTRY[null_arch].build
+    spec = getattr(backbone.model, "timm_spec", None)
+    if isinstance(backbone.model, TimmFeatures) and spec is not None:
+        # Keyed by the timm model, so a base and its finetuned checkpoints share one null.
+        return (f"timm:{spec.model}", _layout(backbone.model)), partial(build_random, spec)
     arch = REGISTRY[given].arch if given in REGISTRY else None
     build = REGISTRY[given].build if given in REGISTRY else None
     if build is None:
         arch, build = _checkpoint_architecture(backbone.weights_path or given)
     return (arch, _layout(backbone.model)), build
+
+
+def split_weights(name: str) -> tuple[str, str | None]:
+    """``NAME=PATH`` -> (NAME, PATH) for a registered or ``timm/`` name; anything else -> (name, None)."""
+    head, sep, tail = name.rpartition("=")
+    if sep and tail and (is_timm_name(head) or head.partition("@")[0] in REGISTRY):
+        return head, tail
+    return name, None
 
 
 def describe_model(name: str | Path, *, image_size: int | None = None,
@@ -150,19 +169,21 @@ def describe_model(name: str | Path, *, image_size: int | None = None,
     Parameters
     ----------
     name : str or Path
-        A registered ``arch.tag`` name or a toolkit checkpoint path.
+        A registered ``arch.tag`` name, a ``timm/<model>`` name (either optionally
+        ``=PATH`` of its weights file, or ``=scratch``) or a toolkit checkpoint path.
     image_size : int, optional
         Override the backbone's resize and crop.
     null_arch : str, optional
         A registered name whose architecture the null twin uses instead of ``name``'s own.
     """
-    given = str(name)
-    backbone = create_backbone(given, image_size=image_size)
+    given, weights = split_weights(str(name))
+    backbone = create_backbone(given, weights=weights, image_size=image_size)
     meta = backbone.extra.get("checkpoint_meta", {})
-    label = given if given in REGISTRY else str(meta.get("name") or Path(given).stem)
+    named = given.partition("@")[0] in REGISTRY or is_timm_name(given)
+    label = given if named else str(meta.get("name") or Path(given).stem)
     key, build = _architecture(given, backbone, null_arch)
     aliases = {given, label, Path(given).stem, backbone.weights_sha256 or given}
-    if given not in REGISTRY:
+    if not named:
         aliases.add(str(Path(given).expanduser().resolve()))
     after = "base" in meta
     seed = meta.get("seed") if after else None

@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "associate", help="embedding association tests (WEAT / iEAT, concept, pair) before and "
         "after finetuning, with a random-init null")
     p.add_argument("--backbone", action="append", required=True, metavar="NAME_OR_CKPT",
-                   help="registered name or checkpoint; repeat for a base and its finetuned models")
+                   help="registered name, timm/<model>, or checkpoint (a name may end =WEIGHTS_FILE or =scratch); "
+                        "repeat for a base and its finetuned models")
     p.add_argument("--concepts", required=True, metavar="avatars:CACHE|folder:ROOT",
                    help="concept sets: an avatar cache (.h5) or a folder per concept")
     p.add_argument("--tests", required=True, type=Path, metavar="SPEC",

@@ -34,7 +34,7 @@ from extract.backbones import (
 from extract.datasets.base import Adapter
 from extract.errors import UserError
 from extract.extraction import default_num_workers, prepare_uint8
-from extract.models.efficientnet_lite import EfficientNetLite0
+from extract.models.timm_bridge import TimmFeatures
 from extract.models.resnet import ResNetFeatures
 from extract.models.smallcnn import SmallCNN
 
@@ -168,7 +168,7 @@ def load_base(base: str | Path, *, weights: str | Path | None = None, seed: int 
     backbone = create_backbone(base, weights=weights, seed=seed, image_size=image_size)
     if image_size is None and native_size is not None and backbone.preprocess.crop != native_size:
         if is_random_init(backbone):
-            backbone = create_backbone(base, seed=seed, image_size=native_size)
+            backbone = create_backbone(base, weights=weights, seed=seed, image_size=native_size)
         else:
             raise UserError(
                 f"base {base} takes {backbone.preprocess.crop} px inputs but the dataset's images are {native_size} px; "
@@ -202,9 +202,10 @@ def architecture_of(backbone: Backbone) -> tuple[str, dict]:
         return "smallcnn", {"width": int(model.width)}
     if isinstance(model, ResNetFeatures) and f"resnet{model.depth}" in ("resnet18", "resnet50"):
         return f"resnet{model.depth}", {}
-    if isinstance(model, EfficientNetLite0):
-        classifier = model.classifier
-        return "efficientnet_lite0", {"num_classes": 0 if classifier is None else int(classifier.out_features)}
+    if isinstance(model, TimmFeatures) and model.timm_spec is not None:
+        # timm models (EfficientNet-Lite0 included): model, pooling and build options
+        # (e.g. a ViT's img_size) rebuild the architecture; see extract.models.timm_bridge.
+        return "timm", model.timm_spec.to_dict()
     known = sorted({spec.arch for spec in REGISTRY.values()})
     raise UserError(f"cannot save a finetuned {type(model).__name__}: its architecture is not one a checkpoint can "
                     f"record ({known}); drop --save-backbones.")

