@@ -269,6 +269,9 @@ CLI_CASES = [
      r"levels = \[\] in subset block 0 \(correlation\) is empty"),
     ("a list of sensitive attributes", ["sweep", "{tmp}/grid.toml", "--set", 'grid.sensitive=["dark_skin"]', "--dry-run"],
      r"grid\.sensitive = \['dark_skin'\] must be one attribute name"),
+    ("effects on a table without a target column", ["effects", "{tmp}/no_target.csv", "--salience", "{tmp}/salience.csv",
+                                                    "--model", "general", "--out", "{tmp}/effects"],
+     r"the table has no 'target' column, which joining salience needs"),
     ("salience without inputs", ["salience", "--targets", "hat", "--sensitive", "dark_skin", "--method", "probe"],
      r"pass --dataset and --root .* or --store"),
 ]
@@ -280,6 +283,8 @@ def test_cli_bad_input(argv, pattern, capsys, monkeypatch, tree, files, stores, 
     (tmp_path / "unknown_key.toml").write_text('[[test]]\nname = "x"\n')
     (tmp_path / "broken.toml").write_text("[[tests]\nname = \n")
     (tmp_path / "grid.toml").write_text(GRID.format(store=stores["ok"]))
+    (tmp_path / "no_target.csv").write_text("backbone,base_kind,level,fpr_gap_stereotype\nb,biased,0.5,0.1\n")
+    (tmp_path / "salience.csv").write_text("target,salience\nhat,0.2\n")
     paths = _paths(tree, files, stores, tmp_path, avatar_cache)
     cli_error(capsys, [arg.format(**paths) for arg in argv], pattern)
     assert not (tmp_path / "out.h5").exists()  # nothing reads as a finished store

@@ -74,12 +74,16 @@ __all__ = ["COEFFICIENT_COLUMNS", "attach_salience", "filter_rows", "fit_general
 # -- input -----------------------------------------------------------------------------------
 
 
-def require_columns(table: pd.DataFrame, columns, *, purpose: str) -> None:
-    """Raise a one-sentence :class:`UserError` for the first column ``table`` lacks."""
+def require_columns(table: pd.DataFrame, columns, *, purpose: str, what: str = "the table") -> None:
+    """Raise a one-sentence :class:`UserError` for the first column ``table`` lacks.
+
+    ``what`` names the table in the message (``"the table"``: the results table).
+    """
     for column in columns:
         if column not in table.columns:
-            producer = _PRODUCERS.get(column, "`biastransfer collect`")
-            raise UserError(f"the table has no {column!r} column, which {purpose} needs; it is written by {producer}.")
+            producer = ("`biastransfer salience`" if what == "the salience table"
+                        else _PRODUCERS.get(column, "`biastransfer collect`"))
+            raise UserError(f"{what} has no {column!r} column, which {purpose} needs; it is written by {producer}.")
 
 
 def attach_salience(table: pd.DataFrame, salience: pd.DataFrame) -> pd.DataFrame:
@@ -88,7 +92,8 @@ def attach_salience(table: pd.DataFrame, salience: pd.DataFrame) -> pd.DataFrame
     The join is on ``target`` (and ``sensitive`` when both tables have it); a ``salience``
     column already in ``table`` is replaced.
     """
-    require_columns(salience, ["target", "salience"], purpose="joining salience")
+    require_columns(table, ["target"], purpose="joining salience")
+    require_columns(salience, ["target", "salience"], purpose="joining salience", what="the salience table")
     keys = ["target", "sensitive"] if "sensitive" in salience.columns and "sensitive" in table.columns else ["target"]
     per_key = salience.groupby(keys, as_index=False)["salience"].mean()
     return table.drop(columns=["salience"], errors="ignore").merge(per_key, on=keys, how="left", validate="many_to_one")
@@ -97,12 +102,14 @@ def attach_salience(table: pd.DataFrame, salience: pd.DataFrame) -> pd.DataFrame
 def with_base_kind(table: pd.DataFrame, base_kinds: dict[str, str] | None = None) -> pd.DataFrame:
     """``table`` with a ``base_kind`` column; ``base_kinds`` ({backbone: kind}) fills or overrides it."""
     if base_kinds:
+        require_columns(table, ["backbone"], purpose="--base-kind")
         mapped = table["backbone"].map(base_kinds)
         current = (table["base_kind"] if "base_kind" in table.columns
                    else pd.Series(np.nan, index=table.index, dtype=object))
         table = table.assign(base_kind=mapped.where(mapped.notna(), current))
     require_columns(table, ["base_kind"], purpose="telling biased from control bases")
     if table["base_kind"].isna().any():
+        require_columns(table, ["backbone"], purpose="naming the rows without a base kind")
         missing = sorted(table.loc[table["base_kind"].isna(), "backbone"].astype(str).unique())
         raise UserError(f"backbone(s) {missing} have no base kind; pass --base-kind {missing[0]}=KIND for each.")
     return table
