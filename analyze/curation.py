@@ -28,11 +28,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analyze.metrics.intervals import critical_value
 from extract.errors import UserError
 
 RESIGNED_METRICS = ("fpr_gap", "tpr_gap")
 GROUP_KEYS = ("runner", "backbone", "base_name", "base_kind", "dataset", "target", "sensitive", "n")
-Z95 = 1.959963984540054
 
 
 def plan_curation(table: pd.DataFrame, *, metric: str = "fpr_gap", runner: str | None = None, n: int | None = None,
@@ -166,7 +166,8 @@ def _interval(levels: np.ndarray, c0: float, gaps: list[np.ndarray]) -> tuple[fl
     parts = [(1 - w, gaps[lo])] + ([(w, gaps[hi])] if hi != lo else [])
     mean = sum(weight * g.mean() for weight, g in parts)
     var = sum(weight ** 2 * (g.var(ddof=1) / len(g) if len(g) > 1 else np.nan) for weight, g in parts)
-    return mean - Z95 * np.sqrt(var), mean + Z95 * np.sqrt(var)
+    z = critical_value()
+    return mean - z * np.sqrt(var), mean + z * np.sqrt(var)
 
 
 def _bootstrap(path, gaps, aucs, c0, *, n_boot: int, confidence: float, rng) -> dict:

@@ -1,6 +1,7 @@
 """Replicate and bootstrap confidence intervals."""
 
 import numpy as np
+from scipy import stats
 import pytest
 from sklearn.metrics import roc_auc_score
 
@@ -8,26 +9,28 @@ import analyze.metrics.intervals as metrics_ci
 from analyze import metrics as M
 from extract.errors import UserError
 
+Z95 = 1.959963984540054  # the normal 97.5% quantile
+
 
 def test_replicate_ci_formula_by_hand():
     ci = M.replicate_ci([1.0, 2.0, 3.0, 4.0, 5.0])
-    # sd (ddof=1) = sqrt(2.5); half width = 1.96 * sqrt(2.5) / sqrt(5) = 1.96 * sqrt(0.5)
+    # sd (ddof=1) = sqrt(2.5); half width = Z95 * sqrt(2.5) / sqrt(5) = Z95 * sqrt(0.5)
     assert ci.estimate == 3.0
-    assert ci.high - ci.estimate == pytest.approx(1.96 * np.sqrt(0.5), abs=1e-12)
-    assert ci.estimate - ci.low == pytest.approx(1.96 * np.sqrt(0.5), abs=1e-12)
+    assert ci.high - ci.estimate == pytest.approx(Z95 * np.sqrt(0.5), abs=1e-12)
+    assert ci.estimate - ci.low == pytest.approx(Z95 * np.sqrt(0.5), abs=1e-12)
 
 
 def test_replicate_ci_vectorized_equals_loop_and_divides_by_sqrt_k():
     rng = np.random.default_rng(0)
     values = rng.normal(size=(5, 7))
-    ci = M.replicate_ci(values, axis=0, z=2.0)
+    ci = M.replicate_ci(values, axis=0, method="t")
     for j in range(7):
         column = values[:, j]
-        half = 2.0 * np.std(column, ddof=1) / np.sqrt(5)
+        half = stats.t.ppf(0.975, 4) * np.std(column, ddof=1) / np.sqrt(5)
         assert ci.estimate[j] == pytest.approx(column.mean(), abs=1e-12)
         assert ci.low[j] == pytest.approx(column.mean() - half, abs=1e-12)
         assert ci.high[j] == pytest.approx(column.mean() + half, abs=1e-12)
-    transposed = M.replicate_ci(values.T, axis=1, z=2.0)
+    transposed = M.replicate_ci(values.T, axis=1, method="t")
     np.testing.assert_allclose(transposed.low, ci.low, atol=1e-12)
 
 
@@ -35,7 +38,7 @@ def test_replicate_ci_drops_nan_replicates_and_needs_two():
     with pytest.warns(M.UndefinedMetricWarning, match="left it out"):
         ci = M.replicate_ci([1.0, np.nan, 3.0])
     assert ci.estimate == 2.0
-    assert ci.high == pytest.approx(2.0 + 1.96 * np.sqrt(2.0) / np.sqrt(2), abs=1e-12)
+    assert ci.high == pytest.approx(2.0 + Z95 * np.sqrt(2.0) / np.sqrt(2), abs=1e-12)
     with pytest.warns(M.UndefinedMetricWarning, match="fewer than two"):
         ci = M.replicate_ci([4.0])
     assert ci.estimate == 4.0 and np.isnan(ci.low) and np.isnan(ci.high)

@@ -21,6 +21,8 @@ from analyze.report.findings import (
 from analyze.report.sections import fit_models
 from tests.test_effects_table import synthetic_results
 
+Z95 = 1.959963984540054  # the normal 97.5% quantile
+
 INTERVAL = re.compile(r"-?\d+\.\d+ \[-?\d+\.\d+, -?\d+\.\d+\]")
 LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -42,7 +44,7 @@ def hand_summary(cells: pd.DataFrame, backbone: str, level: float) -> tuple[floa
     values = cells[(cells["backbone"] == backbone) & (cells["level"] == level)].groupby("seed")[
         "fpr_gap_stereotype"].mean().to_numpy()
     mean, sd, k = values.mean(), values.std(ddof=1), len(values)
-    return mean, sd, mean - 1.96 * sd / math.sqrt(k), mean + 1.96 * sd / math.sqrt(k), k
+    return mean, sd, mean - Z95 * sd / math.sqrt(k), mean + Z95 * sd / math.sqrt(k), k
 
 
 def test_strongest_vs_control_numbers_match_a_hand_computation():
@@ -50,7 +52,7 @@ def test_strongest_vs_control_numbers_match_a_hand_computation():
     sentence = correlation_findings(table, metric="fpr_gap_stereotype")[0]
     g_mean, g_sd, g_low, g_high, k = hand_summary(table, "big", 1.0)
     c_mean, c_sd, c_low, c_high, _ = hand_summary(table, "c1", 1.0)  # c1 has the larger control gap
-    half = 1.96 * math.sqrt(g_sd ** 2 / k + c_sd ** 2 / k)
+    half = Z95 * math.sqrt(g_sd ** 2 / k + c_sd ** 2 / k)
     assert sentence.startswith("At the strongest correlation level, 1 (n = 128, mean over 3 targets, 95% "
                                "intervals over 4 seeds)")
     assert f"{g_mean:.3f} [{g_low:.3f}, {g_high:.3f}] vs {c_mean:.3f} [{c_low:.3f}, {c_high:.3f}] for c1" in sentence
@@ -123,7 +125,7 @@ def test_pooled_summary_against_pandas_and_difference_interval():
     a = pd.Series({"mean": 1.0, "sd": 0.2, "k": 4})
     b = pd.Series({"mean": 0.5, "sd": 0.4, "k": 4})
     d, lo, hi = difference(a, b)
-    assert d == 0.5 and hi - d == pytest.approx(1.96 * math.sqrt(0.04 / 4 + 0.16 / 4))
+    assert d == 0.5 and hi - d == pytest.approx(Z95 * math.sqrt(0.04 / 4 + 0.16 / 4))
     assert d - lo == pytest.approx(hi - d)
     single = pd.Series({"mean": 0.5, "sd": np.nan, "k": 1})
     assert difference(a, single)[0] == 0.5 and math.isnan(difference(a, single)[1])

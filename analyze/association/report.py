@@ -15,8 +15,8 @@ matplotlib.use("Agg")  # no display: files only
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from scipy import stats  # noqa: E402
 
+from analyze.metrics.intervals import replicate_ci  # noqa: E402
 from extract.errors import UserError  # noqa: E402
 from extract.io import atomic_write
 
@@ -33,10 +33,9 @@ def _summary_row(group: pd.DataFrame, confidence: float) -> dict:
         return {"n_models": 1, "mean_change": mean, "sd_change": np.nan,
                 "ci_low": float(group["ci_low"].iloc[0]), "ci_high": float(group["ci_high"].iloc[0]),
                 "confidence": float(group["confidence"].iloc[0]), "interval": "paired bootstrap"}
-    sd = float(changes.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / np.sqrt(n)
-    return {"n_models": n, "mean_change": mean, "sd_change": sd, "ci_low": mean - half,
-            "ci_high": mean + half, "confidence": confidence, "interval": "t over models"}
+    interval = replicate_ci(changes, confidence=confidence, method="t")
+    return {"n_models": n, "mean_change": mean, "sd_change": float(changes.std(ddof=1)), "ci_low": float(interval.low),
+            "ci_high": float(interval.high), "confidence": confidence, "interval": "t over models"}
 
 
 def summarize_change(table: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:

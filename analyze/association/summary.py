@@ -25,7 +25,8 @@ import json
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from analyze.metrics.intervals import difference_from_summaries, replicate_ci
 
 QUANTITIES = ("strong", "balanced", "strong - balanced", "random-init null")
 SUMMARY_COLUMNS = ["test", "kind", "measure", "quantity", "level", "k", "mean", "sd", "se", "ci_low",
@@ -36,23 +37,20 @@ def _spread(values: np.ndarray, confidence: float) -> dict:
     values = np.asarray(values, dtype=float)
     k = len(values)
     mean, sd = float(values.mean()), float(values.std(ddof=1)) if k > 1 else np.nan
-    se = sd / np.sqrt(k)
-    z = float(stats.norm.ppf(0.5 + confidence / 2))
-    t = float(stats.t.ppf(0.5 + confidence / 2, k - 1)) if k > 1 else np.nan
-    return {"k": k, "mean": mean, "sd": sd, "se": se, "ci_low": mean - z * se, "ci_high": mean + z * se,
-            "t_ci_low": mean - t * se, "t_ci_high": mean + t * se}
+    normal = replicate_ci(values, confidence=confidence, method="normal")
+    t = replicate_ci(values, confidence=confidence, method="t")
+    return {"k": k, "mean": mean, "sd": sd, "se": sd / np.sqrt(k), "ci_low": float(normal.low),
+            "ci_high": float(normal.high), "t_ci_low": float(t.low), "t_ci_high": float(t.high)}
 
 
 def _difference(first: dict, second: dict, confidence: float) -> dict:
     """Unpaired difference of two means with a normal and a Welch t interval."""
-    mean = first["mean"] - second["mean"]
-    v1, v2 = first["se"] ** 2, second["se"] ** 2
-    se = float(np.sqrt(v1 + v2))
-    df = (v1 + v2) ** 2 / (v1 ** 2 / (first["k"] - 1) + v2 ** 2 / (second["k"] - 1)) if v1 + v2 > 0 else np.inf
-    z = float(stats.norm.ppf(0.5 + confidence / 2))
-    t = float(stats.t.ppf(0.5 + confidence / 2, df))
-    return {"k": first["k"] + second["k"], "mean": mean, "sd": np.nan, "se": se, "ci_low": mean - z * se,
-            "ci_high": mean + z * se, "t_ci_low": mean - t * se, "t_ci_high": mean + t * se}
+    sides = (first["mean"], first["sd"], first["k"], second["mean"], second["sd"], second["k"])
+    mean, low, high = difference_from_summaries(*sides, confidence=confidence, method="normal")
+    _, t_low, t_high = difference_from_summaries(*sides, confidence=confidence, method="t")
+    se = float(np.sqrt(first["se"] ** 2 + second["se"] ** 2))
+    return {"k": first["k"] + second["k"], "mean": mean, "sd": np.nan, "se": se, "ci_low": low,
+            "ci_high": high, "t_ci_low": t_low, "t_ci_high": t_high}
 
 
 def summarize_experiment(table: pd.DataFrame, null: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:

@@ -1,8 +1,10 @@
-"""Confidence intervals: over replicates (normal approximation) and by a seeded bootstrap.
+"""Confidence intervals, the one home of every interval the toolkit reports.
 
-``replicate_ci`` gives the 95% interval the paper intends, ``mean ± 1.96·sd/√k`` with the
-sample standard deviation (ddof=1) over k replicates (the released plots divide by k,
-not √k, which makes the intervals √k times too narrow; not copied).
+``replicate_ci`` / ``replicate_summary``: the interval of a mean over k replicates,
+``mean ± c·sd/√k`` with the sample standard deviation (ddof=1), ``c`` from
+:func:`critical_value` (normal quantile or Student's t with k - 1 df; the released plots of
+the paper divide by k, not √k, which makes the intervals √k times too narrow; not copied).
+``difference_from_summaries``: a difference of two means, normal or Welch.
 ``bootstrap_ci`` resamples rows with replacement, evaluates a vectorized statistic on all
 resamples in a few batched calls, and reports percentile intervals.
 """
@@ -14,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
+from scipy import stats
 
 from analyze.metrics.base import (
     UndefinedMetricWarning,
@@ -37,8 +41,41 @@ class ConfidenceInterval:
     method: str
 
 
-def replicate_ci(values, *, axis: int = 0, z: float = 1.96) -> ConfidenceInterval:
-    """Normal interval over replicates: ``mean ± z · sd / sqrt(k)``, sd with ddof=1.
+CONFIDENCE = 0.95
+METHODS = ("normal", "t")
+
+
+def critical_value(confidence: float = CONFIDENCE, *, df=None, method: str = "normal"):
+    """Two-sided critical value: the normal quantile, or Student's t with ``df`` degrees of freedom.
+
+    ``df`` may be an array; entries < 1 give NaN. This is the one place the toolkit turns a
+    confidence level into a multiplier (1.959963984540054 for a 95% normal interval).
+    """
+    if method not in METHODS:
+        raise UserError(f"unknown interval method {method!r}; choose one of {', '.join(METHODS)}.")
+    if not 0 < confidence < 1:
+        raise UserError(f"confidence must be between 0 and 1, got {confidence}.")
+    q = 0.5 + confidence / 2
+    if method == "normal":
+        return float(stats.norm.ppf(q))
+    df = np.asarray(df, dtype=float)
+    with np.errstate(invalid="ignore"):
+        value = np.where(df >= 1, stats.t.ppf(q, np.maximum(df, 1)), np.nan)
+    return value[()] if value.ndim == 0 else value
+
+
+def interval_label(method: str, confidence: float = CONFIDENCE, *, paired: bool | None = None) -> str:
+    """The words written next to an interval, e.g. ``"95% t interval over seeds"``."""
+    pct = f"{confidence * 100:g}%"
+    if paired is None:
+        return f"{pct} {'t' if method == 't' else 'normal'} interval over seeds"
+    if paired:
+        return f"{pct} paired {'t' if method == 't' else 'normal'} interval over seeds"
+    return f"{pct} {'Welch t' if method == 't' else 'normal'} interval (unpaired)"
+
+
+def replicate_ci(values, *, axis: int = 0, confidence: float = CONFIDENCE, method: str = "normal") -> ConfidenceInterval:
+    """Interval of the mean over replicates: ``mean ± c · sd / sqrt(k)``, sd with ddof=1.
 
     Parameters
     ----------
@@ -46,8 +83,9 @@ def replicate_ci(values, *, axis: int = 0, z: float = 1.96) -> ConfidenceInterva
         One entry per replicate along ``axis`` (e.g. shape (k,) or (k, n_cells)).
     axis : int, default 0
         The replicate axis.
-    z : float, default 1.96
-        Normal quantile (1.96 for 95%).
+    confidence : float, default 0.95
+    method : {"normal", "t"}, default "normal"
+        ``c`` is the normal quantile (1.96 at 95%) or Student's t with k - 1 degrees of freedom.
 
     Returns
     -------
@@ -67,11 +105,45 @@ def replicate_ci(values, *, axis: int = 0, z: float = 1.96) -> ConfidenceInterva
         squares = np.where(finite, (values - np.expand_dims(mean, axis)) ** 2, 0.0)
         sd = np.sqrt(squares.sum(axis=axis) / (k - 1))
     warn_undefined(k < 2, metric="replicate interval", reason="fewer than two replicates")
-    half_width = np.where(k >= 2, z * sd / np.sqrt(np.maximum(k, 1)), np.nan)
+    c = critical_value(confidence, df=k - 1, method=method)
+    half_width = np.where(k >= 2, c * sd / np.sqrt(np.maximum(k, 1)), np.nan)
     return ConfidenceInterval(
         estimate=mean[()], low=(mean - half_width)[()], high=(mean + half_width)[()],
-        method=f"mean ± {z}·sd/√k (ddof=1)",
+        method=interval_label(method, confidence),
     )
+
+
+def replicate_summary(table: pd.DataFrame, by: list[str], value: str, *, confidence: float = CONFIDENCE,
+                      method: str = "normal") -> pd.DataFrame:
+    """Mean of ``value`` per ``by`` group with its replicate interval (as :func:`replicate_ci`).
+
+    Returns
+    -------
+    DataFrame with ``by`` and ``mean, sd, k, ci_low, ci_high``; ``sd`` has ddof=1 over the
+    k finite replicates, and the interval is NaN where k < 2.
+    """
+    grouped = table.groupby(by, sort=True, dropna=False)[value]
+    summary = grouped.agg(mean="mean", sd="std", k="count").reset_index()
+    k = summary["k"].where(summary["k"] >= 2)
+    c = critical_value(confidence, df=(k - 1).to_numpy(dtype=float), method=method)
+    half = c * summary["sd"] / np.sqrt(k)
+    return summary.assign(ci_low=summary["mean"] - half, ci_high=summary["mean"] + half)
+
+
+def difference_from_summaries(mean_a, sd_a, k_a, mean_b, sd_b, k_b, *, confidence: float = CONFIDENCE,
+                              method: str = "normal") -> tuple[float, float, float]:
+    """``mean_a - mean_b`` with an unpaired interval: normal, or Welch's t (Welch-Satterthwaite df).
+
+    NaN bounds when either side has fewer than two replicates.
+    """
+    d = float(mean_a - mean_b)
+    if k_a < 2 or k_b < 2:
+        return d, float("nan"), float("nan")
+    va, vb = sd_a ** 2 / k_a, sd_b ** 2 / k_b
+    se = float(np.sqrt(va + vb))
+    df = (va + vb) ** 2 / (va ** 2 / (k_a - 1) + vb ** 2 / (k_b - 1)) if va + vb > 0 else np.inf
+    c = critical_value(confidence, df=df, method=method) if method == "t" else critical_value(confidence)
+    return d, d - c * se, d + c * se
 
 
 def _resampled_statistic(statistic, arrays, index) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Plain-language findings, with numbers and 95% intervals, computed from a collected table.
 
 Every number here is a mean over replicates (seeds) with the interval
-``mean ± 1.96 · sd / sqrt(k)`` (SCIENCE.md §5, :func:`analyze.report.plots.replicate_summary`). When a
+``mean ± 1.96 · sd / sqrt(k)`` (:func:`analyze.metrics.intervals.replicate_summary`). When a
 table holds several targets, each seed's value is first averaged over the targets (the same
 targets for every base), so that k counts seeds, not seeds x targets; the sentences say so.
 A difference between two bases (or two runners) gets the unpaired interval
@@ -29,7 +29,7 @@ from scipy.stats import spearmanr
 
 from analyze.effects.format import format_number, format_p
 from analyze.effects.models import DEFAULT_N
-from analyze.report.plots import Z_95, replicate_summary
+from analyze.metrics.intervals import difference_from_summaries, replicate_summary
 from extract.errors import UserError
 
 BALANCE = 0.5
@@ -82,13 +82,9 @@ def pooled_summary(rows: pd.DataFrame, *, by: list[str], value: str) -> pd.DataF
     return summary.assign(n_targets=n_targets.to_numpy())
 
 
-def difference(a: pd.Series, b: pd.Series, *, z: float = Z_95) -> tuple[float, float, float]:
+def difference(a: pd.Series, b: pd.Series) -> tuple[float, float, float]:
     """``a.mean - b.mean`` with the unpaired interval (module docstring); NaN bounds when k < 2."""
-    if a["k"] < 2 or b["k"] < 2:
-        return a["mean"] - b["mean"], math.nan, math.nan
-    half = z * math.sqrt(a["sd"] ** 2 / a["k"] + b["sd"] ** 2 / b["k"])
-    d = a["mean"] - b["mean"]
-    return d, d - half, d + half
+    return difference_from_summaries(a["mean"], a["sd"], a["k"], b["mean"], b["sd"], b["k"])
 
 
 def _interval(row: pd.Series) -> str:

@@ -3,7 +3,7 @@
 Every ``plot_*(table, out_prefix, ...)`` writes ``<out_prefix>.png`` and ``<out_prefix>.svg``
 atomically and returns their paths. Intervals are over replicates (seeds) of a cell:
 ``mean ± 1.96 · sd / sqrt(k)`` with the sample sd (ddof=1) over the k replicates
-(:func:`replicate_summary`; the released plots divide by k, not sqrt(k): not copied).
+(:func:`analyze.metrics.intervals.replicate_summary`; the released plots divide by k, not sqrt(k): not copied).
 Panels split the table by whichever of runner, dataset, sensitive, target and n vary, so probe
 and full-finetune results are never drawn as one curve. Bias is the signed
 ``fpr_gap_stereotype`` (positive = stereotype-consistent) unless ``metric`` says otherwise.
@@ -23,6 +23,7 @@ import seaborn as sns  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 from analyze.effects.models import require_columns  # noqa: E402
+from analyze.metrics.intervals import replicate_summary
 from extract.errors import UserError  # noqa: E402
 from extract.io import atomic_write
 
@@ -30,23 +31,8 @@ KINDS = ("correlation", "size", "tradeoff", "coef", "salience")
 FACETS = ("runner", "dataset", "sensitive", "target", "level", "p", "n")
 TRUTH_COLUMNS = ("true_log_ratio", "true_strength_ratio", "true_salience")
 DEFAULT_METRIC = "fpr_gap_stereotype"
-Z_95 = 1.96
 LEVEL_LABEL = "correlation level P(s=1 | y=1)"
 COLUMNS_PER_ROW = 4
-
-
-def replicate_summary(table: pd.DataFrame, by: list[str], value: str, *, z: float = Z_95) -> pd.DataFrame:
-    """Mean of ``value`` per ``by`` group with the replicate interval ``mean ± z · sd / sqrt(k)``.
-
-    Returns
-    -------
-    DataFrame with ``by`` and ``mean, sd, k, ci_low, ci_high``; ``sd`` has ddof=1 over the
-    k finite replicates, and the interval is NaN where k < 2.
-    """
-    grouped = table.groupby(by, sort=True, dropna=False)[value]
-    summary = grouped.agg(mean="mean", sd="std", k="count").reset_index()
-    half = z * summary["sd"] / np.sqrt(summary["k"].where(summary["k"] >= 2))
-    return summary.assign(ci_low=summary["mean"] - half, ci_high=summary["mean"] + half)
 
 
 def save_figure(figure, out_prefix: str | Path) -> list[Path]:
