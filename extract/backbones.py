@@ -267,16 +267,21 @@ def create_backbone(name: str | Path, *, weights: str | Path | None = None, seed
     Parameters
     ----------
     name : str or Path
-        A registered ``arch.tag`` name (see :func:`list_backbones`) or the path of a
-        checkpoint written by :func:`save_checkpoint`.
+        A registered ``arch.tag`` name (see :func:`list_backbones`), a timm model
+        ``timm/<model>[.<tag>][@<pool>]`` (:mod:`extract.models.timm_bridge`) or the path of
+        a checkpoint written by :func:`save_checkpoint`. A registered or timm name may end
+        in ``=WEIGHTS`` (a file, or ``scratch``) when ``weights`` is not given.
     weights : path, optional
         Local weight file for entries that load weights (overrides the cache lookup).
-        Random-init entries accept a toolkit checkpoint or a plain state dict here too.
+        Random-init entries accept a toolkit checkpoint or a plain state dict here too;
+        timm names and entries take ``"scratch"`` for random initialisation from ``seed``.
     seed : int
         Seed of the random initialisation (recorded; irrelevant once weights load).
     image_size : int, optional
         Override the entry's resize and crop (e.g. 64 for small images on CPU).
     """
+    if weights is None:
+        name, weights = split_weights(str(name)) if isinstance(name, str) else (name, None)
     if timm_bridge.is_timm_name(name) or _timm_entry(str(name)) is not None:
         backbone = _create_timm(str(name), weights=weights, seed=seed, image_size=image_size)
     elif str(name) not in REGISTRY and (Path(str(name)).suffix in {".pt", ".pth"} or Path(str(name)).is_file()):
@@ -289,6 +294,19 @@ def create_backbone(name: str | Path, *, weights: str | Path | None = None, seed
         backbone.preprocess = replace(backbone.preprocess, resize=image_size, crop=image_size)
     backbone.model.eval()
     return backbone
+
+
+def split_weights(name: str) -> tuple[str, str | None]:
+    """``NAME=WEIGHTS`` -> (NAME, WEIGHTS) for a registered or ``timm/`` name; anything else -> (name, None).
+
+    Lets one string carry a backbone and its weights file (or ``scratch``) where a command
+    takes several backbones or has no ``--weights`` (``associate``, a finetune's random-init
+    base rebuilt per seed).
+    """
+    head, sep, tail = name.rpartition("=")
+    if sep and tail and (timm_bridge.is_timm_name(head) or head.partition("@")[0] in REGISTRY):
+        return head, tail
+    return name, None
 
 
 def _timm_entry(name: str) -> tuple[BackboneSpec, str] | None:

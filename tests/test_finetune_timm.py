@@ -85,3 +85,27 @@ def test_associate_compares_the_timm_base_and_its_finetuned_checkpoint(workspace
     table = pd.read_csv(out)
     assert sorted(table["stage"].unique()) == ["after", "before", "change"]  # the checkpoint found its base
     assert (table.loc[table["stage"] != "change", "null_n"] == 2).all()
+
+
+def test_random_init_timm_base_is_reinitialised_per_seed(workspace, tmp_path):
+    """``--base timm/<model>=scratch``: each replicate starts from its own seeded init (the null base)."""
+    _, cache, _ = workspace
+    config = FinetuneConfig(lrs=(0.01,), weight_decays=(0.0,), epochs=1, batch_size=16)
+    specs = [Correlation("hat", "dark_skin", 0.5, n=32, seed=s) for s in (0, 1)]
+    table = finetune_cells(specs, adapter=AvatarAdapter(cache), base=f"{TINY_VIT}=scratch", out=tmp_path,
+                           config=config, save_backbones=tmp_path / "saved", progress=False, device="cpu")
+    assert list(table["status"]) == ["written", "written"]
+    by_seed = {b.extra["checkpoint_meta"]["seed"]: b for b in map(load_checkpoint, (tmp_path / "saved").glob("*.pt"))}
+    first, second = by_seed[0], by_seed[1]
+    assert first.preprocess.crop == 32  # a random-init base adopts the avatars' native size
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert not torch.allclose(first.model(x), second.model(x))
+    inits = [create_backbone(TINY_VIT, weights="scratch", seed=s, image_size=32).model for s in (0, 1)]
+
+    def distance(m, n):
+        return sum(float((p - q).norm()) for p, q in zip(m.state_dict().values(), n.state_dict().values()))
+
+    # each finetuned model is nearer its own seed's init than the other seed's
+    assert distance(first.model, inits[0]) < distance(first.model, inits[1])
+    assert distance(second.model, inits[1]) < distance(second.model, inits[0])

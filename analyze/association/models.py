@@ -47,10 +47,11 @@ from extract.backbones import (
     Backbone,
     create_backbone,
     load_state_file,
+    split_weights,
 )
+from extract.devices import resolve_device
 from extract.errors import UserError
 from extract.models.timm_bridge import TimmFeatures, build_random, is_timm_name
-from extract.extraction import resolve_device
 
 DEFAULT_BATCH_SIZE = 64
 
@@ -152,14 +153,6 @@ def _architecture(given: str, backbone: Backbone, null_arch: str | None):
     if build is None:
         arch, build = _checkpoint_architecture(backbone.weights_path or given)
     return (arch, _layout(backbone.model)), build
-
-
-def split_weights(name: str) -> tuple[str, str | None]:
-    """``NAME=PATH`` -> (NAME, PATH) for a registered or ``timm/`` name; anything else -> (name, None)."""
-    head, sep, tail = name.rpartition("=")
-    if sep and tail and (is_timm_name(head) or head.partition("@")[0] in REGISTRY):
-        return head, tail
-    return name, None
 
 
 def describe_model(name: str | Path, *, image_size: int | None = None,
