@@ -272,6 +272,8 @@ CLI_CASES = [
     ("effects on a table without a target column", ["effects", "{tmp}/no_target.csv", "--salience", "{tmp}/salience.csv",
                                                     "--model", "general", "--out", "{tmp}/effects"],
      r"the table has no 'target' column, which joining salience needs"),
+    ("collect with a bad result file", ["collect", "{tmp}/bad_results", "--out", "{tmp}/table.csv"],
+     r"result file \S*zz_bad\.json is unreadable or truncated \(JSONDecodeError\); .*or pass --skip-bad"),
     ("salience without inputs", ["salience", "--targets", "hat", "--sensitive", "dark_skin", "--method", "probe"],
      r"pass --dataset and --root .* or --store"),
 ]
@@ -285,6 +287,8 @@ def test_cli_bad_input(argv, pattern, capsys, monkeypatch, tree, files, stores, 
     (tmp_path / "grid.toml").write_text(GRID.format(store=stores["ok"]))
     (tmp_path / "no_target.csv").write_text("backbone,base_kind,level,fpr_gap_stereotype\nb,biased,0.5,0.1\n")
     (tmp_path / "salience.csv").write_text("target,salience\nhat,0.2\n")
+    (tmp_path / "bad_results").mkdir()
+    (tmp_path / "bad_results" / "zz_bad.json").write_text('{"schema": "biastransfer-result-v1", "cell')
     paths = _paths(tree, files, stores, tmp_path, avatar_cache)
     cli_error(capsys, [arg.format(**paths) for arg in argv], pattern)
     assert not (tmp_path / "out.h5").exists()  # nothing reads as a finished store

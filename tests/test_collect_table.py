@@ -1,4 +1,4 @@
-"""collect: one row per cell from real records; bad files skipped with a warning; schema; output formats."""
+"""collect: one row per cell from real records; bad files an error (or skipped with a warning); schema; output formats."""
 
 import json
 import math
@@ -70,8 +70,10 @@ def test_truncated_foreign_and_temporary_files(records, tmp_path):
     (tmp_path / ".tmp-x1.json").write_text("{")
     (tmp_path / "_grids").mkdir()
     (tmp_path / "_grids" / "g.json").write_text("{}")
+    with pytest.raises(UserError, match=r"\(and 1 more bad file\(s\)\); delete them .* or pass --skip-bad"):
+        collect(tmp_path)
     with pytest.warns(SkippedRecordsWarning) as caught:
-        table = collect(tmp_path)
+        table = collect(tmp_path, skip_bad=True)
     message = str(caught[0].message)
     assert "2 unreadable or foreign" in message and victim.name in message and "notes.json" in message
     assert ".tmp-x1" not in message and "g.json" not in message

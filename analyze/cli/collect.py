@@ -16,6 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("collect", help="fold result records (one JSON per cell) into one table (CSV or Parquet)")
     p.add_argument("results", nargs="+", type=Path, help="results folder(s) of a sweep, probe or finetune run")
     p.add_argument("--out", type=Path, required=True, help="table path ending in .csv or .parquet")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip unreadable, truncated or foreign JSON files with a warning (default: they are an error)")
     add_auc_floor(p)
     p.set_defaults(func=cmd_collect)
 
@@ -27,7 +29,7 @@ def cmd_collect(args) -> int:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SkippedRecordsWarning)
-        table = collect(args.results, auc_floor=args.auc_floor)
+        table = collect(args.results, skip_bad=args.skip_bad, auc_floor=args.auc_floor)
     for warning in caught:
         print(f"biastransfer collect: warning: {warning.message}", file=sys.stderr)
     write_table(table, args.out)

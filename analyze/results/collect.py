@@ -2,7 +2,8 @@
 
 One row per cell (one JSON record written by a runner or a sweep), sorted by ``cell_id``;
 the single input of ``effects``, ``plots``, ``plan`` and the report. Unreadable
-(truncated) or foreign ``*.json`` files are skipped with one warning that lists them;
+(truncated), foreign or other-schema ``*.json`` files are an error naming the first of them
+(``skip_bad``, ``--skip-bad``: skipped with one warning that lists them);
 temporary files (``.tmp-*``) and sub-folders (e.g. the sweep's ``_grids/``) are ignored.
 
 Schema (NaN where a value does not apply or is unknown):
@@ -87,7 +88,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from analyze.diagnosis import DEFAULT_AUC_FLOOR, FLAG_COLUMNS, check_floor, diagnose_record
+from analyze.diagnosis import (
+    DEFAULT_AUC_FLOOR,
+    FLAG_COLUMNS,
+    check_floor,
+    diagnose_record,
+)
 from analyze.results.records import read_record
 from extract.errors import UserError
 
@@ -120,25 +126,33 @@ def record_files(folders) -> list[Path]:
     return sorted(files)
 
 
-def collect(folder, *, warn: bool = True, auc_floor: float = DEFAULT_AUC_FLOOR) -> pd.DataFrame:
+def collect(folder, *, skip_bad: bool = False, warn: bool = True, auc_floor: float = DEFAULT_AUC_FLOOR) -> pd.DataFrame:
     """One row per valid record in ``folder`` (a path or a list of paths); schema in the module docstring.
 
-    Truncated or foreign files are skipped and listed in one :class:`SkippedRecordsWarning`.
-    ``auc_floor`` sets the ``weak_task`` flag of every row's diagnosis.
+    An unreadable, truncated, foreign or other-schema ``*.json`` file is a :class:`UserError`
+    naming it (a table one row short would pass silently into every later step). With
+    ``skip_bad`` (``--skip-bad``) such files are skipped instead and listed in one
+    :class:`SkippedRecordsWarning` (when ``warn``). ``auc_floor`` sets the ``weak_task``
+    flag of every row's diagnosis.
     """
     auc_floor = check_floor(auc_floor)
-    rows, skipped, seen = [], [], {}
+    rows, skipped, seen, first_problem = [], [], {}, None
     for path in record_files(folder):
         try:
             record = read_record(path)
-        except UserError:
+        except UserError as exc:
             skipped.append(path)
+            first_problem = first_problem or str(exc).removesuffix("; delete it and rerun the cell.")
             continue
         if record["cell_id"] in seen:
             raise UserError(f"cell {record['cell_id']} is recorded twice ({seen[record['cell_id']]} and {path}); "
                             "collect each folder once or delete one of them.")
         seen[record["cell_id"]] = path
         rows.append(record_row(record, auc_floor=auc_floor))
+    if skipped and not skip_bad:
+        more = f" (and {len(skipped) - 1} more bad file(s))" if len(skipped) > 1 else ""
+        raise UserError(f"{first_problem}{more}; delete {'them' if more else 'it'} and rerun the sweep (it redoes those "
+                        f"cells), or pass --skip-bad to collect the other {len(rows)} record(s).")
     if skipped and warn:
         names = ", ".join(str(p) for p in skipped[:10])
         names += f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""
