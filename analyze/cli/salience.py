@@ -6,16 +6,21 @@ import argparse
 import time
 from pathlib import Path
 
+from analyze.cli.options import SCIENCE_DOC, add_auc_floor
 from analyze.salience.table import DEFAULT_BASE, METHODS, salience_table
+from extract.cli.options import add_dataset_arguments
 from extract.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``salience`` verb."""
-    p = sub.add_parser("salience", help="estimate how much easier the sensitive attribute is to learn than each target")
-    p.add_argument("--dataset", default=None, help="adapter name (see `biastransfer datasets`)")
-    p.add_argument("--root", type=Path, default=None, help="local copy of the dataset (avatars: the cache .h5)")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="adapter option, repeatable")
+    p = sub.add_parser("salience", help="estimate how much easier the sensitive attribute is to learn than each target",
+                       description="Salience of s relative to each target y (Wang & Russakovsky, ICCV 2023): models "
+                                   "trained on the aligned (y == s) and inverted (y != s) sets, tested on four equal "
+                                   "(y, s) quadrants; A_y and A_s are their direction-free AUCs and salience = "
+                                   "mean(A_s) - mean(A_y) + 0.5. Definitions, both estimators and the diagnosis "
+                                   f"flags: {SCIENCE_DOC} sections 4 and 8.")
+    add_dataset_arguments(p, required=False)
     p.add_argument("--store", type=Path, default=None, help="feature store to probe (method probe) instead of embedding")
     p.add_argument("--targets", required=True, help="target attributes, comma-separated")
     p.add_argument("--sensitive", required=True, help="sensitive attribute s")
@@ -31,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, default=None, help="resize images to this side")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--out", type=Path, default=None, help="CSV path (default work/salience.csv)")
+    add_auc_floor(p)
     p.set_defaults(func=cmd_salience)
 
 
@@ -39,8 +45,8 @@ def _scratch_config(args):
     """The scratch method's protocol with the command line's overrides."""
     from dataclasses import replace
 
-    from analyze.cli.finetune import parse_list
     from analyze.salience.fit import SCRATCH_CONFIG
+    from extract.parsing import parse_list
 
     config = SCRATCH_CONFIG
     if args.epochs is not None:
@@ -54,10 +60,11 @@ def _scratch_config(args):
 
 
 def cmd_salience(args) -> int:
-    from analyze.cli.finetune import parse_list
+    from analyze.diagnosis import flag_counts, format_counts
     from analyze.salience.estimate import validate_salience
     from extract.cli.options import parse_options
     from extract.datasets import get_adapter
+    from extract.parsing import parse_list
     from extract.paths import work_dir
     from extract.store.reader import FeatureStore
 
@@ -70,7 +77,7 @@ def cmd_salience(args) -> int:
     began = time.perf_counter()
     table = salience_table(targets, args.sensitive, adapter=adapter, store=store, method=args.method, base=args.base,
                            replicates=args.replicates, seed=args.seed, n=args.n, image_size=args.image_size,
-                           device=args.device, config=config, progress=True)
+                           device=args.device, config=config, progress=True, auc_floor=args.auc_floor)
     truth = getattr(adapter, "signal_strength", None)
     if truth is not None and len(targets) >= 3:
         check = validate_salience(table, truth, sensitive=args.sensitive)
@@ -87,6 +94,7 @@ def cmd_salience(args) -> int:
     if truth is not None and len(targets) >= 3:
         print(f"Spearman(salience, true log strength ratio {args.sensitive}/target) = {check.spearman:.3f} "
               f"(p = {check.pvalue:.2g}, {len(targets)} targets)")
+    print(format_counts(flag_counts(table), what="estimates"))
     print(f"wrote {out} ({time.perf_counter() - began:.1f} s)")
     return 0
 

@@ -151,7 +151,8 @@ def probe_scores(features_of: Callable[[np.ndarray, int], np.ndarray], meta: pd.
 
     Returns
     -------
-    Same as :func:`scratch_scores` (``details`` gives the chosen ``C`` per arrangement).
+    Same as :func:`scratch_scores` (``details`` gives the chosen ``C`` per arrangement and
+    ``not_converged``, how many of its fits stopped at ``max_iter``).
     """
     Cs = tuple(float(c) for c in Cs)
     if not Cs or any(not np.isfinite(c) or c <= 0 for c in Cs):
@@ -160,6 +161,7 @@ def probe_scores(features_of: Callable[[np.ndarray, int], np.ndarray], meta: pd.
     rows, arrangements, details = [], [], {}
     for arr, specs in salience_specs(target, sensitive, replicates=replicates, seed=seed, n=n).items():
         losses = np.empty((len(Cs), len(specs)))
+        stopped = np.zeros((len(Cs), len(specs)), dtype=bool)  # fits that hit max_iter (did not converge)
         scores = np.empty((len(Cs), len(specs), len(test)))
         for r, rep in enumerate(prepare_replicates(specs, meta)):
             train, val = rep.rows.train, rep.rows.val
@@ -167,10 +169,12 @@ def probe_scores(features_of: Callable[[np.ndarray, int], np.ndarray], meta: pd.
             check_labels(rep.labels[val], what=f"{arr} validation")
             for c, C in enumerate(Cs):
                 model, mean, scale = _fit_probe(x_train, rep.labels[train], C=C, seed=rep.spec.seed)
+                stopped[c, r] = int(np.max(model.n_iter_)) >= model.max_iter
                 losses[c, r] = log_loss(rep.labels[val], model.predict_proba((x_val - mean) / scale)[:, 1], labels=[0, 1])
                 scores[c, r] = model.predict_proba((x_test - mean) / scale)[:, 1]
         best = int(np.argmin(losses.mean(axis=1)))  # lowest mean validation loss; first of ties
-        details[arr] = {"C": Cs[best], "mean_val_loss": float(losses[best].mean())}
+        details[arr] = {"C": Cs[best], "mean_val_loss": float(losses[best].mean()),
+                        "not_converged": int(stopped[best].sum())}
         rows += list(scores[best])
         arrangements += [arr] * len(specs)
     return np.stack(rows), arrangements, test, details

@@ -22,9 +22,11 @@ DEFAULT_BASE = "smallcnn.scratch"
 def salience_table(targets: Sequence[str], sensitive: str, *, adapter=None, store=None, method: str = "probe",
                    base: str = DEFAULT_BASE, replicates: int = 3, seed: int = 0, n: int | None = None,
                    image_size: int | None = None, device: str = "auto", config=None, Cs=None,
-                   progress: bool = False) -> pd.DataFrame:
+                   progress: bool = False, auc_floor: float | None = None) -> pd.DataFrame:
     """One salience estimate per target (columns :data:`analyze.salience.estimate.TABLE_COLUMNS` plus
-    ``selected``, the hyperparameters chosen per arrangement as JSON).
+    ``selected``, the hyperparameters chosen per arrangement as JSON, and the estimate's
+    diagnosis: ``flag_<name>`` per flag, ``flagged`` and ``diagnosis``, from
+    :func:`analyze.diagnosis.diagnose_salience`).
 
     Parameters
     ----------
@@ -45,7 +47,11 @@ def salience_table(targets: Sequence[str], sensitive: str, *, adapter=None, stor
         Training protocol of ``"scratch"`` (default :data:`analyze.salience.fit.SCRATCH_CONFIG`).
     Cs : sequence of float, optional
         Probe regularisation grid (default :data:`analyze.salience.fit.DEFAULT_CS`).
+    auc_floor : float, optional
+        ``weak_task`` when the models' mean ``max(A_y, A_s)`` is below it (default
+        :data:`analyze.diagnosis.DEFAULT_AUC_FLOOR`).
     """
+    from analyze.diagnosis import DEFAULT_AUC_FLOOR, FLAG_COLUMNS, diagnose_salience
     from analyze.salience.estimate import TABLE_COLUMNS, salience_from_scores
     from analyze.salience.fit import DEFAULT_CS, SCRATCH_CONFIG, rows_needed
 
@@ -59,16 +65,22 @@ def salience_table(targets: Sequence[str], sensitive: str, *, adapter=None, stor
         raise UserError("the scratch method trains on images; pass the dataset (--dataset/--root).")
     meta = store.metadata if (store is not None and method == "probe") else adapter.metadata()
     rows = rows_needed(meta, targets, sensitive, replicates=replicates, seed=seed, n=n)
+    config, Cs = config or SCRATCH_CONFIG, tuple(Cs or DEFAULT_CS)
+    floor = DEFAULT_AUC_FLOOR if auc_floor is None else auc_floor
     scorer = _scorer(method, meta, rows, sensitive, replicates=replicates, adapter=adapter, store=store, base=base,
-                     image_size=image_size, device=device, config=config or SCRATCH_CONFIG, Cs=Cs or DEFAULT_CS, seed=seed)
+                     image_size=image_size, device=device, config=config, Cs=Cs, seed=seed)
     estimates = []
     for target in tqdm(targets, desc=f"salience ({method})", unit="target", disable=not progress):
         scores, arrangements, test, details = scorer(target, replicates=replicates, seed=seed, n=n)
         y, s = meta[target].to_numpy()[test], meta[sensitive].to_numpy()[test]
         estimate = salience_from_scores(y, s, scores, arrangements, target=target, sensitive=sensitive,
                                         method=method, seed=seed, details=details)
-        estimates.append({**estimate.to_row(), "selected": json.dumps(details, sort_keys=True)})
-    return pd.DataFrame(estimates, columns=[*TABLE_COLUMNS, "selected"])
+        grids = (dict(Cs=Cs) if method == "probe" else dict(lrs=config.lrs, epochs=config.epochs))
+        diagnosis = diagnose_salience(estimate.per_model["A_y"], estimate.per_model["A_s"], details, **grids,
+                                      not_converged=sum(int(d.get("not_converged", 0)) for d in details.values()),
+                                      auc_floor=floor)
+        estimates.append({**estimate.to_row(), "selected": json.dumps(details, sort_keys=True), **diagnosis.columns()})
+    return pd.DataFrame(estimates, columns=[*TABLE_COLUMNS, "selected", *FLAG_COLUMNS, "flagged", "diagnosis"])
 
 
 def _scorer(method, meta, rows, sensitive, *, replicates, adapter, store, base, image_size, device, config, Cs, seed):
@@ -76,7 +88,7 @@ def _scorer(method, meta, rows, sensitive, *, replicates, adapter, store, base, 
     from analyze.finetune.data import ImageBank, is_random_init, load_base
     from analyze.finetune.runner import base_factory
     from analyze.salience.fit import embed, probe_scores, scratch_scores
-    from extract.extraction import resolve_device
+    from extract.devices import resolve_device
 
     dev = resolve_device(device)
     if method == "probe" and store is not None:
