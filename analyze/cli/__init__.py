@@ -38,6 +38,10 @@ VERBS = {
     "associate-experiment": ("analyze.cli.associate_experiment", "association change of a target concept after "
                              "finetuning on a set correlated with dark_skin vs a balanced one, over seeds, with a "
                              "random-init null"),
+    "geography": ("analyze.cli.geography", "bases x domain-mix shares (e.g. Dollar Street + COCO): multi-label "
+                  "probes, top-k accuracy by income bucket and macro AP, over seeds"),
+    "geography-avatars": ("analyze.cli.geography", "the geographic-representation experiment on two rendered "
+                          "avatar domains, offline: pretrain a base per domain, probe on domain mixes, top-k accuracy"),
     "finetune": ("analyze.cli.finetune", "fully finetune a base on correlation-level subsets; one JSON record per cell"),
     "salience": ("analyze.cli.salience", "estimate how much easier the sensitive attribute is to learn than each target"),
     "effects": ("analyze.cli.effects", "effect-size regressions on a collected results table"),

@@ -1,0 +1,142 @@
+"""``biastransfer geography`` and ``geography-avatars``: the geographic-representation experiment.
+
+``geography`` runs domain-mix multi-label probe cells on feature stores you extracted
+(Dollar Street and COCO, one store per base and source) and writes the records, the
+summary over seeds and the finding; ``geography-avatars`` runs the same experiment end to
+end on two rendered avatar domains, offline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from analyze.cli.options import floats, ints, parse_list
+from extract.errors import UserError
+
+
+def register(subparsers) -> None:
+    """Add the ``geography`` and ``geography-avatars`` verbs."""
+    p = subparsers.add_parser(
+        "geography", help="bases x domain-mix shares (e.g. Dollar Street + COCO): multi-label probes, top-k "
+        "accuracy by income bucket and macro AP, over seeds")
+    p.add_argument("--base", nargs="+", action="append", required=True, metavar="ITEM",
+                   help="one base: its name, then SOURCE=STORE for each source, e.g. --base geode "
+                        "dollarstreet=work/stores/ds__geode.h5 coco=work/stores/coco__geode.h5 (repeat per base)")
+    p.add_argument("--sources", default="dollarstreet,coco",
+                   help="the two sources; --shares count the first (default dollarstreet,coco)")
+    p.add_argument("--classes", default="coco-objects",
+                   help="a target set name (coco-objects) or comma-separated class columns")
+    p.add_argument("--shares", type=floats, default=[round(0.1 * i, 1) for i in range(11)],
+                   help="shares of the first source (default 0,0.1,...,1)")
+    p.add_argument("--n", type=int, default=128, help="training rows per cell (default 128)")
+    p.add_argument("--seeds", type=ints, default=list(range(5)), help="replicate seeds (default 0,1,2,3,4)")
+    p.add_argument("--k", type=int, default=5, help="top-k accuracy's k (default 5)")
+    p.add_argument("--groups", default="income_bucket_,region_",
+                   help="one-hot prefixes of the grouping columns (default income_bucket_,region_)")
+    p.add_argument("--reference", default=None,
+                   help="the base expected to need less of the first source (default: the first --base)")
+    p.add_argument("--at-share", type=float, default=0.1, help="share at which the finding compares (default 0.1)")
+    p.add_argument("--Cs", type=floats, default=None, help="probe C grid (default the engine's)")
+    p.add_argument("--out", type=Path, default=None, help="results folder (default work/results/geography)")
+    p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
+    p.set_defaults(func=cmd_geography)
+
+    a = subparsers.add_parser(
+        "geography-avatars", help="the geographic-representation experiment on two rendered avatar domains, "
+        "offline: pretrain a base per domain, probe on domain mixes, top-k accuracy")
+    a.add_argument("--work", type=Path, default=None, help="folder of caches, bases, stores, results "
+                   "(default work/geography-avatars)")
+    a.add_argument("--n-pretrain", type=int, default=1500, help="pretraining images per domain (default 1500)")
+    a.add_argument("--n-eval", type=int, default=1000, help="finetuning/test images per domain (default 1000)")
+    a.add_argument("--epochs", type=int, default=12, help="pretraining epochs (default 12)")
+    a.add_argument("--shares", type=floats, default=[0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0],
+                   help="shares of domain a (default 0,0.1,0.2,0.3,0.5,0.7,0.9,1)")
+    a.add_argument("--n", type=int, default=128, help="training rows per cell (default 128)")
+    a.add_argument("--seeds", type=ints, default=list(range(5)), help="replicate seeds (default 0..4)")
+    a.add_argument("--k", type=int, default=2, help="top-k accuracy's k (default 2 of the 8 tops)")
+    a.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
+    a.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    a.set_defaults(func=cmd_geography_avatars)
+
+
+def _bases(items: list[list[str]], sources: tuple[str, ...]) -> dict[str, dict[str, Path]]:
+    bases = {}
+    for item in items:
+        name, pairs = item[0], item[1:]
+        if "=" in name or name in bases:
+            raise UserError(f"--base {' '.join(item)} must start with a new base name, then SOURCE=STORE pairs.")
+        paths = {}
+        for pair in pairs:
+            source, sep, path = pair.partition("=")
+            if not sep or source not in sources or source in paths:
+                raise UserError(f"--base {name}: {pair!r} is not SOURCE=STORE for one of the sources {list(sources)}.")
+            paths[source] = Path(path)
+        if set(paths) != set(sources):
+            raise UserError(f"--base {name} needs one store per source {list(sources)}; got {sorted(paths)}.")
+        bases[name] = paths
+    return bases
+
+
+def cmd_geography(args) -> int:
+    """Run ``biastransfer geography``."""
+    from analyze.geography.experiment import (
+        finding_sentence,
+        run_cells,
+        share_to_match,
+        summarize,
+        write_summary,
+    )
+    from analyze.probe.engine import DEFAULT_CS
+    from analyze.results.records import check_results_folder
+    from extract.datasets.targets import TARGET_SET_FILES, target_set
+    from extract.paths import work_dir
+    from extract.store.reader import FeatureStore
+
+    sources = parse_list(args.sources, str, name="--sources")
+    if len(sources) != 2 or sources[0] == sources[1]:
+        raise UserError(f"--sources {args.sources!r} must name two different sources.")
+    bases = _bases(args.base, sources)
+    classes = target_set(args.classes) if args.classes in TARGET_SET_FILES else list(
+        parse_list(args.classes, str, name="--classes"))
+    out = check_results_folder(args.out or work_dir() / "results" / "geography")
+    stores = {name: {s: FeatureStore.open(p) for s, p in paths.items()} for name, paths in bases.items()}
+    groups = tuple(g for g in args.groups.split(",") if g.strip())
+    table = run_cells(stores, sources=sources, classes=classes, shares=args.shares, n=args.n, seeds=args.seeds,
+                      k=args.k, out=out, group_prefixes=groups, Cs=args.Cs or DEFAULT_CS, device=args.device)
+    table = table[(table["n"] == args.n) & table["backbone"].isin(list(bases))]
+    summary = summarize(table)
+    findings = []
+    names = list(bases)
+    if len(names) >= 2:
+        reference = args.reference or names[0]
+        if reference not in bases:
+            raise UserError(f"--reference {reference!r} is not one of the bases {names}.")
+        other = next(n for n in names if n != reference)
+        findings = [share_to_match(summary, metric=f"top{args.k}_accuracy_{sources[0]}", base=reference,
+                                   other=other, at_share=args.at_share),
+                    share_to_match(summary, metric=f"macro_ap_{sources[1]}", base=other, other=reference,
+                                   at_share=args.at_share, source_index=1)]
+    paths = write_summary(summary, findings, out, metrics=[f"top{args.k}_accuracy_{sources[0]}",
+                                                           f"macro_ap_{sources[1]}"])
+    for finding in findings:
+        print(finding_sentence(finding))
+    for path in paths.values():
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_geography_avatars(args) -> int:
+    """Run ``biastransfer geography-avatars``."""
+    from analyze.geography.avatars import AvatarGeographyConfig, run_avatar_experiment
+    from analyze.geography.experiment import finding_sentence
+    from extract.paths import work_dir
+
+    config = AvatarGeographyConfig(n_pretrain=args.n_pretrain, n_eval=args.n_eval, epochs=args.epochs,
+                                   shares=tuple(args.shares), n=args.n, seeds=tuple(args.seeds), k=args.k)
+    result = run_avatar_experiment(args.work or work_dir() / "geography-avatars", config, device=args.device,
+                                   progress=not args.no_progress)
+    for finding in result["findings"]:
+        print(finding_sentence(finding))
+    for path in result["paths"].values():
+        print(f"wrote {path}")
+    return 0

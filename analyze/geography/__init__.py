@@ -1,0 +1,20 @@
+"""The geographic-representation experiment (Wang & Russakovsky's third experiment).
+
+A base pretrained on geographically diverse images (GeoDE) and a size-matched ImageNet base
+are finetuned on mixes of Dollar Street and COCO (:class:`analyze.subsets.DomainMix`) and
+scored by top-k accuracy on Dollar Street (overall and per income bucket) and macro AP on
+COCO (:mod:`analyze.metrics.multilabel`). :mod:`analyze.geography.experiment` runs the cells
+on feature stores and states the finding; :mod:`analyze.geography.avatars` runs the whole
+experiment offline on two rendered avatar domains.
+"""
+
+from analyze.geography.experiment import (
+    DEFAULT_SHARES,
+    finding_sentence,
+    run_cells,
+    share_to_match,
+    summarize,
+    write_summary,
+)
+
+__all__ = ["DEFAULT_SHARES", "finding_sentence", "run_cells", "share_to_match", "summarize", "write_summary"]
