@@ -53,7 +53,8 @@ from torchvision import datasets, transforms
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from extract.backbones import create_backbone  # noqa: E402
 from extract.datasets.folder import ImageFolderAdapter  # noqa: E402
-from extract.extraction import MAX_DEFAULT_WORKERS, extract_features, resolve_device  # noqa: E402
+from extract.devices import resolve_device
+from extract.extraction import MAX_DEFAULT_WORKERS, extract_features  # noqa: E402
 from extract.store.reader import FeatureStore  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

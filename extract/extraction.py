@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from extract.backbones import Backbone, Preprocess
 from extract.datasets.base import BASE_COLUMNS, Adapter
 from extract.device_decode import DeviceDecoder, check_decode, read_encoded, rgb_tensor
+from extract.devices import resolve_device
 from extract.errors import UserError
 from extract.image_prep import prepare_uint8
 from extract.store.background import BackgroundWriter
@@ -48,21 +49,6 @@ from extract.store.reader import (
 log = logging.getLogger(__name__)
 
 MAX_DEFAULT_WORKERS = 16  # JPEG decode needs many cores to feed a GPU (PERFORMANCE.md)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; an unavailable device is a :class:`UserError`."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise UserError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N.") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {device!r} was requested but CUDA is not available; use --device cpu or auto.")
-    if resolved.type not in ("cpu", "cuda"):
-        raise UserError(f"device {device!r} is not supported; use auto, cpu, cuda or cuda:N.")
-    return resolved
 
 
 def default_num_workers(adapter: Adapter) -> int:
@@ -255,4 +241,4 @@ class _Normaliser:
         return (batch.to(torch.float32).div_(255.0) - self.mean).div_(self.std)
 
 
-__all__ = ["BatchImages", "default_num_workers", "extract_features", "prepare_uint8", "resolve_device"]
+__all__ = ["BatchImages", "default_num_workers", "extract_features", "prepare_uint8"]

@@ -14,8 +14,9 @@ from torch import nn
 
 from extract.backbones import create_backbone
 from extract.datasets.base import Adapter
+from extract.devices import resolve_device
 from extract.errors import UserError
-from extract.extraction import extract_features, prepare_uint8, resolve_device
+from extract.extraction import extract_features, prepare_uint8
 from extract.store.reader import FeatureStore, partial_path
 
 N_IMAGES = 12

@@ -63,8 +63,8 @@ from analyze.results.records import cell_id, read_record
 from analyze.subsets import Correlation
 from extract.datasets.avatars import TARGETS, AvatarAdapter
 from extract.datasets.base import SPLITS
+from extract.devices import resolve_device
 from extract.errors import UserError
-from extract.extraction import resolve_device
 
 CONDITIONS = ("strong", "balanced")
 NULL_SEED_OFFSET = 1000

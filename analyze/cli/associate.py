@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_associate(args) -> int:
     """Run ``biastransfer associate``: the table, the change summary and the plot."""
     from analyze.association.report import plot_association, summarize_change
-    from extract.extraction import resolve_device
+    from extract.devices import resolve_device
 
     if args.out.suffix.lower() != ".csv" or args.out.is_dir():
         raise UserError(f"--out {args.out} is not a .csv file path; pass e.g. "

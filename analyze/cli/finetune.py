@@ -7,15 +7,13 @@ import time
 from pathlib import Path
 
 from analyze.cli.options import add_auc_floor, parse_list
-from extract.errors import UserError
+from extract.cli.options import add_dataset_arguments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``finetune`` verb."""
     p = sub.add_parser("finetune", help="fully finetune a base on correlation-level subsets; one JSON record per cell")
-    p.add_argument("--dataset", required=True, help="adapter name (see `biastransfer datasets`)")
-    p.add_argument("--root", type=Path, required=True, help="local copy of the dataset (avatars: the cache .h5)")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="adapter option, repeatable")
+    add_dataset_arguments(p)
     p.add_argument("--base", required=True, help="registered arch.tag or a toolkit checkpoint path")
     p.add_argument("--weights", type=Path, default=None, help="local weights file of a registered base")
     p.add_argument("--target", required=True, help="target attribute y")
@@ -51,24 +49,11 @@ def _defaults():
     return DEFAULT_LRS, DEFAULT_WEIGHT_DECAYS
 
 
-def _test_rows_option(text: str, target: str, sensitive: str):
-    from analyze.subsets import TestResample
-
-    if text == "split":
-        return None
-    if text == "natural":
-        return TestResample(target, sensitive, level=None)
-    try:
-        return TestResample(target, sensitive, level=float(text))
-    except ValueError:
-        raise UserError(f"--test must be 'split', 'natural' or a level in [0, 1], got {text!r}.") from None
-
-
 def cmd_finetune(args) -> int:
     from analyze.diagnosis import flag_counts, format_counts
     from analyze.finetune.runner import finetune_cells
     from analyze.finetune.search import FinetuneConfig
-    from analyze.subsets import Correlation
+    from analyze.subsets import Correlation, test_rows_option
     from extract.cli.options import parse_options
     from extract.datasets import get_adapter
     from extract.paths import work_dir
@@ -83,7 +68,7 @@ def cmd_finetune(args) -> int:
     out = args.out or work_dir() / "results" / "finetune"
     began = time.perf_counter()
     table = finetune_cells(specs, adapter=adapter, base=args.base, weights=args.weights, out=out, config=config,
-                           test=_test_rows_option(args.test, args.target, args.sensitive), policy=args.policy,
+                           test=test_rows_option(args.test, args.target, args.sensitive), policy=args.policy,
                            image_size=args.image_size, device=args.device, search=args.search,
                            save_backbones=args.save_backbones, overwrite=args.overwrite,
                            progress=not args.no_progress, auc_floor=args.auc_floor)

@@ -9,6 +9,7 @@ from analyze.cli.options import add_auc_floor
 from analyze.sweep.grid import load_grid, preset_names
 from analyze.sweep.run import sweep
 from extract.errors import UserError
+from extract.parsing import split_list
 from extract.paths import work_dir
 
 
@@ -65,7 +66,7 @@ def cli_overrides(args) -> list:
 
 
 def cmd_sweep(args) -> int:
-    only = [b.strip() for b in args.backbones.split(",") if b.strip()] if args.backbones else None
+    only = split_list(args.backbones) if args.backbones else None
     grid = load_grid(args.grid, overrides=cli_overrides(args), backbones=only)
     out = args.out or work_dir() / "results" / grid.name
     summary = sweep(grid, out=out, skip_existing=args.skip_existing, n_jobs=args.n_jobs, scheduler=args.scheduler,

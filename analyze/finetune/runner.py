@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from analyze.diagnosis import DEFAULT_AUC_FLOOR, check_floor, diagnose_record
 from analyze.finetune.data import ImageBank, architecture_of, is_random_init, load_base
 from analyze.finetune.evaluate import (
     evaluate_run,
@@ -49,7 +50,6 @@ from analyze.finetune.search import (
     run_condition,
 )
 from analyze.metrics import natural_over_represented_group
-from analyze.diagnosis import DEFAULT_AUC_FLOOR, check_floor, diagnose_record
 from analyze.results.records import (
     cell_id,
     make_record,
@@ -59,8 +59,8 @@ from analyze.results.records import (
     write_record,
 )
 from extract.backbones import Backbone, create_backbone, save_checkpoint
+from extract.devices import resolve_device
 from extract.errors import UserError
-from extract.extraction import resolve_device
 
 SEARCH_SCOPES = ("condition", "first")
 

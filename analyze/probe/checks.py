@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
 
+from extract import devices
 from extract.errors import UserError
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -26,13 +27,10 @@ class ProbeInputError(UserError, ValueError):
 def resolve_device(device):
     """'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when present, else CPU) -> torch.device.
 
-    :func:`extract.extraction.resolve_device` with its error raised as a :class:`ProbeInputError`
-    (imported on use: the extraction module pulls in torchvision, h5py and pandas).
+    :func:`extract.devices.resolve_device` with its error raised as a :class:`ProbeInputError`.
     """
-    from extract import extraction
-
     try:
-        return extraction.resolve_device(device)
+        return devices.resolve_device(device)
     except UserError as error:
         raise ProbeInputError(str(error)) from None
 

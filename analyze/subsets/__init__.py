@@ -38,7 +38,12 @@ True
 
 from __future__ import annotations
 
-from analyze.subsets.balanced import Correlation, SubSelection, TestResample
+from analyze.subsets.balanced import (
+    Correlation,
+    SubSelection,
+    TestResample,
+    test_rows_option,
+)
 from analyze.subsets.core import SubsetSplit, level_toward_stereotype, natural_level
 from analyze.subsets.mix import DomainMix
 from analyze.subsets.proportion import Natural, Skew, Underrepresentation
@@ -74,6 +79,7 @@ __all__ = [
     "SubSelection",
     "SubsetSplit",
     "TestResample",
+    "test_rows_option",
     "Underrepresentation",
     "level_toward_stereotype",
     "natural_level",

@@ -307,3 +307,18 @@ class TestResample(SpecBase):
 
     def labels(self, meta: pd.DataFrame) -> np.ndarray:
         return target_labels(meta, self.target)
+
+
+def test_rows_option(text, target: str, sensitive: str) -> TestResample | None:
+    """The ``--test`` / grid ``test`` option: ``"split"`` (None: the test split as it is),
+    ``"natural"`` (balanced at the natural level) or a level in [0, 1] (:class:`TestResample`)."""
+    text = str(text)
+    if text == "split":
+        return None
+    if text == "natural":
+        return TestResample(target, sensitive, level=None)
+    try:
+        level = float(text)
+    except ValueError:
+        raise UserError(f"--test must be 'split', 'natural' or a level in [0, 1], got {text!r}.") from None
+    return TestResample(target, sensitive, level=level)

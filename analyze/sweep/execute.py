@@ -28,21 +28,6 @@ from extract.errors import UserError
 _DASK_HINT = "install it with `pip install 'biastransfer[cluster]'` (dask[distributed])"
 
 
-@contextlib.contextmanager
-def one_thread():
-    """Run torch and every BLAS/OpenMP pool with one thread, then restore."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1):
-            yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 @functools.lru_cache(maxsize=2)
 def _open_store(path: str, stamp: int):
     """A store opened once per worker process (``stamp``: its mtime, so a rebuilt store reloads)."""
@@ -53,9 +38,10 @@ def _open_store(path: str, stamp: int):
 
 def run_unit(unit) -> list[dict]:
     """Run one work unit (one thread) and return its records, in the unit's cell order."""
+    from analyze.probe.checks import limited_threads
     from analyze.sweep.units import ProbeUnit
 
-    with one_thread():
+    with limited_threads(1):
         records = _run_probe(unit) if isinstance(unit, ProbeUnit) else _run_finetune(unit)
     by_id = {r["cell_id"]: r for r in records}
     missing = [c for c in unit.cell_ids if c not in by_id]
@@ -77,17 +63,14 @@ def _run_finetune(unit) -> list[dict]:
     from analyze.finetune.runner import finetune_cells
     from analyze.finetune.search import FinetuneConfig
     from analyze.results.records import read_record
-    from analyze.subsets import TestResample, spec_from_dict
+    from analyze.subsets import spec_from_dict, test_rows_option
     from extract.datasets import get_adapter
 
     specs = [spec_from_dict(d) for d in unit.specs]
     options = dict(unit.options)
-    test = options.pop("test", "split")
-    if test != "split":  # a unit holds one target, so one resampled test set serves it
-        target, sensitive = specs[0].target, options.get("sensitive") or specs[0].sensitive
-        test = TestResample(target, sensitive, level=None if test == "natural" else float(test))
-    else:
-        test = None
+    # a unit holds one target, so one resampled test set serves it
+    test = test_rows_option(options.pop("test", "split"), specs[0].target,
+                            options.get("sensitive") or specs[0].sensitive)
     config = FinetuneConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in unit.config.items()})
     adapter = get_adapter(unit.dataset, unit.root, **unit.adapter_options)
     with tempfile.TemporaryDirectory(prefix="biastransfer-finetune-") as tmp:

@@ -28,6 +28,7 @@ from analyze.subsets import (
     Underrepresentation,
 )
 from extract.errors import UserError
+from extract.parsing import split_list
 from extract.paths import work_dir
 
 PRESET_DIR = Path(__file__).resolve().parents[2] / "data" / "grids"
@@ -119,7 +120,7 @@ def parse_value(text: str):
     except tomllib.TOMLDecodeError:
         pass
     if "," in text:
-        return [parse_value(part) for part in text.split(",") if part.strip()]
+        return [parse_value(part) for part in split_list(text)]
     return text
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from extract.cli.options import default_store_path, parse_options
+from extract.cli.options import add_extract_arguments, default_store_path, parse_options
 from extract.errors import UserError
 
 
@@ -24,23 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _register_extract(sub) -> None:
     p = sub.add_parser("extract", help="embed every image of a dataset into an HDF5 feature store")
-    p.add_argument("--dataset", required=True, help="adapter name (see `biastransfer datasets`)")
-    p.add_argument("--root", type=Path, required=True, help="local copy of the dataset (for avatars: the cache .h5 file)")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="adapter option, repeatable (e.g. val_fraction=0.1, categories=person,cup)")
-    p.add_argument("--backbone", required=True, help="arch.tag name (see `biastransfer backbones`) or a toolkit checkpoint path")
-    p.add_argument("--weights", type=Path, default=None, help="local weights file (nothing is ever downloaded)")
-    p.add_argument("--seed", type=int, default=0, help="seed of random-init backbones (default 0)")
-    p.add_argument("--image-size", type=int, default=None, help="override the backbone's resize/crop (e.g. 64 for small images)")
-    p.add_argument("--out", type=Path, default=None, help="store path (default: work/stores/<dataset>__<backbone>.h5)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1 ...")
-    p.add_argument("--workers", type=int, default=None, help="image decode workers")
-    p.add_argument("--decode", choices=("host", "device"), default="host",
-                   help="host (default): workers decode; device: workers read the files and JPEGs are decoded on "
-                        "--device (nvjpeg on CUDA), other formats on the host")
+    add_extract_arguments(p, out_help="store path (default: work/stores/<dataset>__<backbone>.h5)",
+                          batch_help="images per forward (default 256)",
+                          device_help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1 ...",
+                          workers_help="image decode workers")
     p.add_argument("--overwrite", action="store_true", help="redo an existing store instead of keeping it")
-    p.add_argument("--no-resume", action="store_true", help="start over instead of resuming a partial store")
     p.set_defaults(func=cmd_extract)
 
 

@@ -3,9 +3,10 @@ option groups of ``extract`` and ``extract-shard``."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
-from extract.errors import UserError
+from extract.parsing import parse_list, parse_options, split_list  # noqa: F401 (the verbs' option types)
 from extract.paths import work_dir
 
 
@@ -14,28 +15,30 @@ def default_store_path(dataset: str, backbone: str) -> Path:
     return work_dir() / "stores" / f"{dataset}__{Path(safe).name}.h5"
 
 
-
-def parse_options(pairs: list[str]) -> dict:
-    """``KEY=VALUE`` strings -> keyword options (ints, floats, comma lists, true/false)."""
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UserError(f"adapter option {pair!r} is not KEY=VALUE; write e.g. --option val_fraction=0.1.")
-        options[key.strip()] = _parse_value(value.strip())
-    return options
+def add_dataset_arguments(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """``--dataset``, ``--root`` and ``--option``: which images a verb reads."""
+    p.add_argument("--dataset", required=required, default=None, help="adapter name (see `biastransfer datasets`)")
+    p.add_argument("--root", type=Path, required=required, default=None,
+                   help="local copy of the dataset (for avatars: the cache .h5 file)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="adapter option, repeatable (e.g. val_fraction=0.1, categories=person,cup)")
 
 
-
-def _parse_value(text: str):
-    if "," in text:
-        return tuple(_parse_value(part) for part in text.split(",") if part)
-    if text.lower() in {"true", "false"}:
-        return text.lower() == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
+def add_extract_arguments(p: argparse.ArgumentParser, *, out_help: str, batch_help: str, device_help: str,
+                          workers_help: str) -> None:
+    """The options ``extract`` and ``extract-shard`` share: dataset, backbone, output and loop settings."""
+    add_dataset_arguments(p)
+    p.add_argument("--backbone", required=True,
+                   help="arch.tag name (see `biastransfer backbones`) or a toolkit checkpoint path")
+    p.add_argument("--weights", type=Path, default=None, help="local weights file (nothing is ever downloaded)")
+    p.add_argument("--seed", type=int, default=0, help="seed of random-init backbones (default 0)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="override the backbone's resize/crop (e.g. 64 for small images)")
+    p.add_argument("--out", type=Path, default=None, help=out_help)
+    p.add_argument("--batch-size", type=int, default=256, help=batch_help)
+    p.add_argument("--device", default="auto", help=device_help)
+    p.add_argument("--workers", type=int, default=None, help=workers_help)
+    p.add_argument("--decode", choices=("host", "device"), default="host",
+                   help="host (default): workers decode; device: workers read the files and JPEGs are decoded on "
+                        "the device (nvjpeg on CUDA), other formats on the host")
+    p.add_argument("--no-resume", action="store_true", help="start over instead of resuming a partial store")

@@ -7,8 +7,8 @@ import logging
 import os
 import sys
 from datetime import timedelta
-from pathlib import Path
 
+from extract.cli.options import add_extract_arguments
 from extract.cli.parser import OneLineParser
 from extract.errors import UserError
 from extract.store.join import JOIN_MODES
@@ -19,19 +19,10 @@ from extract.store.writer import check_output_writable
 # -- command line -------------------------------------------------------------------------------
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``extract-shard`` (those of ``biastransfer extract`` plus the join)."""
-    p.add_argument("--dataset", required=True, help="adapter name (see `biastransfer datasets`)")
-    p.add_argument("--root", type=Path, required=True, help="local copy of the dataset (for avatars: the cache .h5)")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="adapter option, repeatable")
-    p.add_argument("--backbone", required=True, help="arch.tag name or a toolkit checkpoint path")
-    p.add_argument("--weights", type=Path, default=None, help="local weights file (nothing is ever downloaded)")
-    p.add_argument("--seed", type=int, default=0, help="seed of random-init backbones (default 0)")
-    p.add_argument("--image-size", type=int, default=None, help="override the backbone's resize/crop")
-    p.add_argument("--out", type=Path, default=None, help="joined store (default: work/stores/<dataset>__<backbone>.h5)")
-    p.add_argument("--batch-size", type=int, default=256, help="images per forward; also sets the shard boundaries")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (each rank uses cuda:LOCAL_RANK)")
-    p.add_argument("--workers", type=int, default=None, help="decode workers per rank")
-    p.add_argument("--decode", choices=("host", "device"), default="host",
-                   help="host (default) or device: JPEGs decoded on each rank's GPU (see `biastransfer extract --help`)")
+    add_extract_arguments(p, out_help="joined store (default: work/stores/<dataset>__<backbone>.h5)",
+                          batch_help="images per forward; also sets the shard boundaries (default 256)",
+                          device_help="auto, cpu or cuda (each rank uses cuda:LOCAL_RANK)",
+                          workers_help="decode workers per rank")
     p.add_argument("--join", choices=JOIN_MODES, default="copy",
                    help="copy into one store (default) or an HDF5 virtual dataset over the shard files")
     p.add_argument("--keep-shards", action="store_true", help="keep the shard files after a copy join")
@@ -39,7 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout-minutes", type=float, default=DEFAULT_TIMEOUT.total_seconds() / 60,
                    help="how long a rank waits for the others (default 24 h)")
     p.add_argument("--overwrite", action="store_true", help="redo an existing store (and its shards)")
-    p.add_argument("--no-resume", action="store_true", help="start the shards over instead of resuming them")
 
 
 

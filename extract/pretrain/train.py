@@ -62,8 +62,8 @@ from extract.backbones import (
     save_checkpoint,
 )
 from extract.datasets.base import Adapter
+from extract.devices import resolve_device
 from extract.errors import UserError
-from extract.extraction import resolve_device
 from extract.pretrain.data import (
     describe_data,
     load_images,

@@ -55,8 +55,9 @@ import torch.distributed as dist
 
 from extract.backbones import Backbone
 from extract.datasets.base import Adapter
+from extract.devices import resolve_device
 from extract.errors import UserError
-from extract.extraction import MAX_DEFAULT_WORKERS, extract_features, resolve_device
+from extract.extraction import MAX_DEFAULT_WORKERS, extract_features
 from extract.store.join import JOIN_MODES, join_shards, joined_provenance
 from extract.store.reader import check_output_writable, existing_store_matches
 
