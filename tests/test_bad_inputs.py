@@ -149,8 +149,16 @@ def stores(avatar_store, tmp_path_factory):
     def reorder(h5):
         h5["image_id"][...] = h5["image_id"].asstr()[...][::-1].astype(object)
 
+    def cut_width(h5):  # half the feature columns, feature_dim edited to match; backbone_config untouched
+        kept = h5["features"][:, :64]
+        del h5["features"]
+        h5.create_dataset("features", data=kept)
+        h5.attrs["feature_dim"] = np.int64(64)
+
     return {
         "ok": src,
+        "cut": _variant(src, folder / "cut.h5", cut_width),
+        "renamed": _variant(src, folder / "renamed.h5", set_attr("backbone_name", "resnet18.tv_in1k")),
         "truncated": folder / "truncated.h5",
         "nan": _variant(src, folder / "nan.h5", poison),
         "incomplete": _variant(src, folder / "incomplete.h5", set_attr("complete", np.False_, rows_written=np.int64(300))),
@@ -241,6 +249,11 @@ CLI_CASES = [
     ("interrupted store", ["store", "{store_incomplete}"], r"is incomplete \(300 of 600 rows\); rerun `biastransfer extract`"),
     ("not a feature store", _probe("ok")[:2] + ["{cache}"] + _probe("ok")[3:], r"is not a biastransfer feature store"),
     ("NaN features in a store", _probe("nan"), r"holds NaN or infinite features \(first at image 'avatar_000005', row 5\)"),
+    ("store cut to another width", ["store", "{store_cut}"],
+     r"has 64 features per image, but its backbone_config records smallcnn\.scratch with 128"),
+    ("probe on a store cut to another width", _probe("cut"), r"has 64 features per image, but its backbone_config"),
+    ("store with a renamed backbone", _probe("renamed"),
+     r"names backbone 'resnet18\.tv_in1k' but its backbone_config records 'smallcnn\.scratch'"),
     # subsets and probes
     ("unknown attribute", _probe(target="moustache"), r"the metadata has no column 'moustache'; choose one of"),
     ("non-binary store column", _probe("nonbinary"), r"column 'hat' is not binary"),

@@ -14,8 +14,12 @@ the final name. Rows are written in order and ``rows_written`` is updated only a
 rows themselves reach the file, so a resumed run continues from ``rows_written``.
 
 Reading (:meth:`FeatureStore.open`) checks the schema, the ``complete`` flag and the
-provenance, then loads the whole matrix with one contiguous read; rows are gathered in
-memory (h5py fancy indexing is ~100x slower, see PERFORMANCE.md).
+provenance. The feature matrix (contiguous, uncompressed) is then memory-mapped at its
+offset in the file, read-only: every process that opens the same store shares the same
+pages of the operating system's page cache, so N workers hold one copy, not N, and a
+process never holds more than the pages it touched. Rows are gathered from the map (h5py
+fancy indexing is ~100x slower, see PERFORMANCE.md). A matrix that cannot be mapped
+(chunked or compressed by another tool) is read into memory instead.
 
 This module is the reader; the format shared with the writer lives in
 :mod:`extract.store.format`. Every public name of both is importable from here.
@@ -124,11 +128,12 @@ class FeatureStore:
                 raise UserError(f"feature store {path} is incomplete ({provenance['rows_written']} of "
                                 f"{provenance['n_rows']} rows); rerun `biastransfer extract` with the same arguments to resume.")
             metadata = _read_metadata(h5, path, provenance)
+        _check_backbone_config(provenance, path)
         return cls(path, provenance, metadata, check_finite=check_finite)
 
     @property
     def features(self) -> np.ndarray:
-        """The (N, D) float16 matrix, read once with one contiguous read and cached."""
+        """The (N, D) float16 matrix, read-only, memory-mapped from the file and cached."""
         if self._features is None:
             self._features = self._load_features()
         return self._features
@@ -138,7 +143,7 @@ class FeatureStore:
         return self.features.astype(np.float32)
 
     def rows(self, indices, *, dtype=np.float16) -> np.ndarray:
-        """Rows ``indices`` gathered from the in-memory matrix, shape (k, D)."""
+        """Rows ``indices`` gathered from the matrix, shape (k, D)."""
         return np.take(self.features, np.asarray(indices, dtype=np.int64), axis=0).astype(dtype, copy=False)
 
     def check_same_rows(self, other: "FeatureStore") -> None:
@@ -146,16 +151,30 @@ class FeatureStore:
         check_same_rows(self, other)
 
     def _load_features(self) -> np.ndarray:
-        out = np.empty((self.n_rows, self.feature_dim), dtype=np.float16)
         with _open_h5(self.path, "r") as h5:
-            try:
-                h5["features"].read_direct(out)
-            except OSError as exc:
-                raise UserError(f"cannot read the features of {self.path} (truncated or corrupt: {_h5_reason(exc)}); "
-                                "delete it and rerun `biastransfer extract`.") from None
+            dataset = h5["features"]
+            offset = dataset.id.get_offset()
+            mappable = (offset is not None and dataset.chunks is None and dataset.compression is None
+                        and dataset.dtype == np.dtype("=f2"))
+            out = None if mappable else self._read_features(dataset)
+        if out is None:
+            shape = (self.n_rows, self.feature_dim)
+            if offset + 2 * shape[0] * shape[1] > self.path.stat().st_size:
+                raise UserError(f"cannot read the features of {self.path} (truncated: the file ends before its "
+                                "feature matrix); delete it and rerun `biastransfer extract`.")
+            out = np.memmap(self.path, dtype=np.float16, mode="r", offset=offset, shape=shape).view(np.ndarray)
         if self.check_finite:
             _check_finite(out, self)
         out.flags.writeable = False  # shared by every caller of .features
+        return out
+
+    def _read_features(self, dataset) -> np.ndarray:
+        out = np.empty((self.n_rows, self.feature_dim), dtype=np.float16)
+        try:
+            dataset.read_direct(out)
+        except OSError as exc:
+            raise UserError(f"cannot read the features of {self.path} (truncated or corrupt: {_h5_reason(exc)}); "
+                            "delete it and rerun `biastransfer extract`.") from None
         return out
 
     def __repr__(self) -> str:
@@ -177,6 +196,25 @@ def _check_header(h5: h5py.File, path: Path) -> None:
     if version != SCHEMA_VERSION:
         raise UserError(f"{path} has store schema version {version}, this biastransfer reads version {SCHEMA_VERSION}; "
                         "re-extract it with this version.")
+
+
+def _check_backbone_config(provenance: dict, path: Path) -> None:
+    """The width and backbone name must agree with the backbone config the store records.
+
+    ``feature_dim`` and ``/features`` are already checked against each other; a file whose
+    features were cut and whose ``feature_dim`` was edited to match still disagrees with
+    ``backbone_config`` (written once, from the backbone itself), as does a renamed backbone.
+    """
+    config = provenance.get("backbone_config")
+    if not isinstance(config, dict) or "feature_dim" not in config or "name" not in config:
+        raise UserError(f"{path} is damaged: its backbone_config lacks feature_dim or name, so re-extract it.")
+    width, recorded = int(provenance["feature_dim"]), config["feature_dim"]
+    if isinstance(recorded, bool) or not isinstance(recorded, int) or recorded != width:
+        raise UserError(f"{path} has {width} features per image, but its backbone_config records {config['name']} "
+                        f"with {recorded}; the file was edited or damaged, so re-extract it.")
+    if str(provenance["backbone_name"]) != str(config["name"]):
+        raise UserError(f"{path} names backbone {provenance['backbone_name']!r} but its backbone_config records "
+                        f"{config['name']!r}; the file was edited or damaged, so re-extract it.")
 
 
 def _read_metadata(h5: h5py.File, path: Path, provenance: dict) -> pd.DataFrame:
