@@ -13,7 +13,7 @@ Z95 = 1.959963984540054  # the normal 97.5% quantile
 
 
 def test_replicate_ci_formula_by_hand():
-    ci = M.replicate_ci([1.0, 2.0, 3.0, 4.0, 5.0])
+    ci = M.replicate_ci([1.0, 2.0, 3.0, 4.0, 5.0], method="normal")  # the normal option
     # sd (ddof=1) = sqrt(2.5); half width = Z95 * sqrt(2.5) / sqrt(5) = Z95 * sqrt(0.5)
     assert ci.estimate == 3.0
     assert ci.high - ci.estimate == pytest.approx(Z95 * np.sqrt(0.5), abs=1e-12)
@@ -36,9 +36,9 @@ def test_replicate_ci_vectorized_equals_loop_and_divides_by_sqrt_k():
 
 def test_replicate_ci_drops_nan_replicates_and_needs_two():
     with pytest.warns(M.UndefinedMetricWarning, match="left it out"):
-        ci = M.replicate_ci([1.0, np.nan, 3.0])
+        ci = M.replicate_ci([1.0, np.nan, 3.0])  # t with 1 df by default
     assert ci.estimate == 2.0
-    assert ci.high == pytest.approx(2.0 + Z95 * np.sqrt(2.0) / np.sqrt(2), abs=1e-12)
+    assert ci.high == pytest.approx(2.0 + stats.t.ppf(0.975, 1) * np.sqrt(2.0) / np.sqrt(2), abs=1e-12)
     with pytest.warns(M.UndefinedMetricWarning, match="fewer than two"):
         ci = M.replicate_ci([4.0])
     assert ci.estimate == 4.0 and np.isnan(ci.low) and np.isnan(ci.high)

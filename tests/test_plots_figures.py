@@ -5,6 +5,7 @@ import argparse
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 import analyze.cli.plot as plots_cli
 import analyze.report.plots as plots
@@ -13,7 +14,6 @@ from analyze.metrics.intervals import replicate_ci
 from extract.errors import UserError
 from tests.test_effects_table import synthetic_results
 
-Z95 = 1.959963984540054  # the normal 97.5% quantile
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_replicate_summary_equals_the_formula_and_metrics_ci():
     data = pd.DataFrame({"g": ["a"] * 4 + ["b"] * 3 + ["c"], "v": [1.0, 2.0, 4.0, 7.0, 0.5, 0.25, np.nan, 3.0]})
     summary = plots.replicate_summary(data, ["g"], "v").set_index("g")
     values = np.array([1.0, 2.0, 4.0, 7.0])
-    half = Z95 * values.std(ddof=1) / np.sqrt(4)
+    half = stats.t.ppf(0.975, 3) * values.std(ddof=1) / np.sqrt(4)  # t interval with k - 1 df
     assert summary.loc["a", "ci_low"] == pytest.approx(values.mean() - half)
     assert summary.loc["a", "ci_high"] == pytest.approx(values.mean() + half)
     reference = replicate_ci(values)

@@ -2,6 +2,7 @@
 on synthetic features whose answer is known."""
 
 import numpy as np
+from scipy import stats
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -66,7 +67,7 @@ def test_salience_formula_on_hand_computed_scores():
     assert est.A_s_aligned == 1.0 and est.A_y_aligned == 0.5
     assert est.A_y_inverted == pytest.approx(a_y[2:].mean()) and est.n_models == 4
     values = a_s - a_y + 0.5
-    half = 1.96 * values.std(ddof=1) / np.sqrt(4)
+    half = stats.t.ppf(0.975, 3) * values.std(ddof=1) / np.sqrt(4)  # t interval, 4 models
     assert (est.ci_low, est.ci_high) == (pytest.approx(values.mean() - half), pytest.approx(values.mean() + half))
     row = est.to_row()
     assert row["target"] == "t" and set(row) >= {"salience", "ci_low", "ci_high", "A_y", "A_s", "n_models", "method"}

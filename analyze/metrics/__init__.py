@@ -13,7 +13,8 @@ evaluation set, for many runs (probes, seeds, correlation levels) in one vectori
   positives), :func:`equalized_odds_difference`, :func:`demographic_parity_difference`,
   :func:`worst_group_accuracy`;
 - :func:`directional_bias_amplification` (Wang & Russakovsky 2021), both directions;
-- uncertainty: :func:`replicate_ci` (mean ± 1.96·sd/√k) and :func:`bootstrap_ci`;
+- uncertainty: :func:`replicate_ci` (mean ± t(0.975, k-1)·sd/√k; ``method="normal"`` for 1.96) and
+  :func:`bootstrap_ci`;
 - :class:`GroupReport`, a per-group table shaped like Fairlearn's ``MetricFrame``;
 - :func:`evaluate_runs`, all of the above for a batch of runs as one tidy DataFrame.
 
@@ -117,7 +118,7 @@ def evaluate_runs(
         ``equalized_odds_difference``, ``demographic_parity_difference``,
         ``worst_group_accuracy`` ((y, s) cells), ``worst_sensitive_group_accuracy``,
         ``bias_amplification_a_to_t``, ``over_represented_group``; for the diagnosis
-        (:mod:`analyze.diagnosis`): ``n_evaluated``, ``n_positive`` (P), ``n_predicted_positive``,
+        (:mod:`analyze.metrics.diagnosis`): ``n_evaluated``, ``n_positive`` (P), ``n_predicted_positive``,
         ``scores_constant`` (1.0 when every evaluated score is equal) and ``threshold_miss``
         (:func:`analyze.metrics.threshold.threshold_miss`).
     """

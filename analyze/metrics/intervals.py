@@ -1,10 +1,19 @@
-"""Confidence intervals, the one home of every interval the toolkit reports.
+"""Confidence intervals, the one home of every interval the toolkit reports (``docs/science.md`` section 7).
 
 ``replicate_ci`` / ``replicate_summary``: the interval of a mean over k replicates,
 ``mean ± c·sd/√k`` with the sample standard deviation (ddof=1), ``c`` from
-:func:`critical_value` (normal quantile or Student's t with k - 1 df; the released plots of
-the paper divide by k, not √k, which makes the intervals √k times too narrow; not copied).
-``difference_from_summaries``: a difference of two means, normal or Welch.
+:func:`critical_value`: **Student's t with k - 1 degrees of freedom by default** (with k = 5
+seeds c = 2.776; the normal 1.96 is too narrow for so few replicates), the normal quantile
+with ``method="normal"`` (kept as an option). The released plots of the paper divide by k,
+not √k, which makes the intervals √k times too narrow; not copied.
+
+Differences between two bases: :func:`difference_ci` pairs the replicates by seed when the
+caller has checked that both sides were fitted on the same rows (same spec, seed and row
+indices: the same seed draws the same subset for every base), giving the replicate interval
+of the per-seed differences (k - 1 df); otherwise Welch's unpaired interval with the
+Welch-Satterthwaite df (:func:`difference_from_summaries`). Every interval carries the words
+that name its method (:func:`interval_label`), written next to it in tables and the report.
+
 ``bootstrap_ci`` resamples rows with replacement, evaluates a vectorized statistic on all
 resamples in a few batched calls, and reports percentile intervals.
 """
@@ -43,6 +52,7 @@ class ConfidenceInterval:
 
 CONFIDENCE = 0.95
 METHODS = ("normal", "t")
+DEFAULT_METHOD = "t"  # replicate intervals: Student's t with k - 1 df
 
 
 def critical_value(confidence: float = CONFIDENCE, *, df=None, method: str = "normal"):
@@ -64,17 +74,25 @@ def critical_value(confidence: float = CONFIDENCE, *, df=None, method: str = "no
     return value[()] if value.ndim == 0 else value
 
 
-def interval_label(method: str, confidence: float = CONFIDENCE, *, paired: bool | None = None) -> str:
-    """The words written next to an interval, e.g. ``"95% t interval over seeds"``."""
+def interval_label(method: str, confidence: float = CONFIDENCE, *, paired: bool | None = None, k=None,
+                   df=None) -> str:
+    """The words written next to an interval, e.g. ``"95% t interval over 5 seeds (4 df)"``.
+
+    ``paired`` None: one mean over replicates; True: per-seed differences; False: Welch's
+    unpaired difference. ``k`` (replicates) and ``df`` are added when given.
+    """
     pct = f"{confidence * 100:g}%"
+    seeds = f" over {int(k)} seeds" if k is not None and np.isfinite(k) else " over seeds"
+    dof = f" ({float(df):.3g} df)" if method == "t" and df is not None and np.isfinite(df) else ""
     if paired is None:
-        return f"{pct} {'t' if method == 't' else 'normal'} interval over seeds"
+        return f"{pct} {'t' if method == 't' else 'normal'} interval{seeds}{dof}"
     if paired:
-        return f"{pct} paired {'t' if method == 't' else 'normal'} interval over seeds"
-    return f"{pct} {'Welch t' if method == 't' else 'normal'} interval (unpaired)"
+        return f"{pct} paired {'t' if method == 't' else 'normal'} interval of the per-seed differences{seeds}{dof}"
+    return f"{pct} {'Welch t' if method == 't' else 'normal'} interval (unpaired){dof}"
 
 
-def replicate_ci(values, *, axis: int = 0, confidence: float = CONFIDENCE, method: str = "normal") -> ConfidenceInterval:
+def replicate_ci(values, *, axis: int = 0, confidence: float = CONFIDENCE,
+                 method: str = DEFAULT_METHOD) -> ConfidenceInterval:
     """Interval of the mean over replicates: ``mean ± c · sd / sqrt(k)``, sd with ddof=1.
 
     Parameters
@@ -84,8 +102,8 @@ def replicate_ci(values, *, axis: int = 0, confidence: float = CONFIDENCE, metho
     axis : int, default 0
         The replicate axis.
     confidence : float, default 0.95
-    method : {"normal", "t"}, default "normal"
-        ``c`` is the normal quantile (1.96 at 95%) or Student's t with k - 1 degrees of freedom.
+    method : {"t", "normal"}, default "t"
+        ``c`` is Student's t with k - 1 degrees of freedom, or the normal quantile (1.96 at 95%).
 
     Returns
     -------
@@ -109,12 +127,13 @@ def replicate_ci(values, *, axis: int = 0, confidence: float = CONFIDENCE, metho
     half_width = np.where(k >= 2, c * sd / np.sqrt(np.maximum(k, 1)), np.nan)
     return ConfidenceInterval(
         estimate=mean[()], low=(mean - half_width)[()], high=(mean + half_width)[()],
-        method=interval_label(method, confidence),
+        method=interval_label(method, confidence, k=int(np.max(k)) if np.size(k) else None,
+                              df=int(np.max(k)) - 1 if np.size(k) and np.ndim(k) == 0 else None),
     )
 
 
 def replicate_summary(table: pd.DataFrame, by: list[str], value: str, *, confidence: float = CONFIDENCE,
-                      method: str = "normal") -> pd.DataFrame:
+                      method: str = DEFAULT_METHOD) -> pd.DataFrame:
     """Mean of ``value`` per ``by`` group with its replicate interval (as :func:`replicate_ci`).
 
     Returns
@@ -130,20 +149,74 @@ def replicate_summary(table: pd.DataFrame, by: list[str], value: str, *, confide
     return summary.assign(ci_low=summary["mean"] - half, ci_high=summary["mean"] + half)
 
 
+def welch_df(sd_a, k_a, sd_b, k_b) -> float:
+    """Welch-Satterthwaite degrees of freedom of ``mean_a - mean_b`` (inf when both sds are 0)."""
+    va, vb = sd_a ** 2 / k_a, sd_b ** 2 / k_b
+    if not va + vb > 0:
+        return float("inf")
+    return float((va + vb) ** 2 / (va ** 2 / (k_a - 1) + vb ** 2 / (k_b - 1)))
+
+
 def difference_from_summaries(mean_a, sd_a, k_a, mean_b, sd_b, k_b, *, confidence: float = CONFIDENCE,
-                              method: str = "normal") -> tuple[float, float, float]:
-    """``mean_a - mean_b`` with an unpaired interval: normal, or Welch's t (Welch-Satterthwaite df).
+                              method: str = DEFAULT_METHOD) -> tuple[float, float, float]:
+    """``mean_a - mean_b`` with an unpaired interval: Welch's t (Welch-Satterthwaite df), or normal.
 
     NaN bounds when either side has fewer than two replicates.
     """
     d = float(mean_a - mean_b)
     if k_a < 2 or k_b < 2:
         return d, float("nan"), float("nan")
-    va, vb = sd_a ** 2 / k_a, sd_b ** 2 / k_b
-    se = float(np.sqrt(va + vb))
-    df = (va + vb) ** 2 / (va ** 2 / (k_a - 1) + vb ** 2 / (k_b - 1)) if va + vb > 0 else np.inf
+    se = float(np.sqrt(sd_a ** 2 / k_a + sd_b ** 2 / k_b))
+    df = welch_df(sd_a, k_a, sd_b, k_b)
     c = critical_value(confidence, df=df, method=method) if method == "t" else critical_value(confidence)
     return d, d - c * se, d + c * se
+
+
+def difference_ci(a, b, *, paired: bool, confidence: float = CONFIDENCE,
+                  method: str = DEFAULT_METHOD) -> ConfidenceInterval:
+    """``mean(a) - mean(b)`` over replicates with its interval and the words naming the method.
+
+    Parameters
+    ----------
+    a, b : array-like of float, shape (k_a,) and (k_b,)
+        One value per replicate (seed). NaN entries are left out (with their partner when
+        paired).
+    paired : bool
+        True: ``a[i]`` and ``b[i]`` come from the same seed and the same rows (the caller
+        checks; e.g. equal ``rows_digest`` of the records), so the interval is the replicate
+        interval of the differences ``a - b`` (k - 1 df). False: Welch's unpaired interval.
+    confidence : float
+    method : {"t", "normal"}
+
+    Returns
+    -------
+    ConfidenceInterval
+        Floats; NaN bounds with fewer than two (pairs of) replicates.
+    """
+    a, b = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    if paired:
+        if a.shape != b.shape:
+            raise UserError(f"a paired difference needs one value per seed on both sides, got {a.size} and {b.size}.")
+        keep = np.isfinite(a) & np.isfinite(b)
+        d = a[keep] - b[keep]
+        if len(d) < 2:
+            mean = float(d.mean()) if len(d) else float("nan")
+            return ConfidenceInterval(mean, float("nan"), float("nan"),
+                                      interval_label(method, confidence, paired=True, k=len(d)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UndefinedMetricWarning)
+            ci = replicate_ci(d, confidence=confidence, method=method)
+        return ConfidenceInterval(float(ci.estimate), float(ci.low), float(ci.high),
+                                  interval_label(method, confidence, paired=True, k=len(d), df=len(d) - 1))
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    mean_a = float(a.mean()) if len(a) else float("nan")
+    mean_b = float(b.mean()) if len(b) else float("nan")
+    sd_a = float(a.std(ddof=1)) if len(a) > 1 else float("nan")
+    sd_b = float(b.std(ddof=1)) if len(b) > 1 else float("nan")
+    d, low, high = difference_from_summaries(mean_a, sd_a, len(a), mean_b, sd_b, len(b), confidence=confidence,
+                                             method=method)
+    df = welch_df(sd_a, len(a), sd_b, len(b)) if len(a) > 1 and len(b) > 1 else None
+    return ConfidenceInterval(d, low, high, interval_label(method, confidence, paired=False, df=df))
 
 
 def _resampled_statistic(statistic, arrays, index) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Every ``plot_*(table, out_prefix, ...)`` writes ``<out_prefix>.png`` and ``<out_prefix>.svg``
 atomically and returns their paths. Intervals are over replicates (seeds) of a cell:
-``mean ± 1.96 · sd / sqrt(k)`` with the sample sd (ddof=1) over the k replicates
+``mean ± t(0.975, k-1) · sd / sqrt(k)`` with the sample sd (ddof=1) over the k replicates
 (:func:`analyze.metrics.intervals.replicate_summary`; the released plots divide by k, not sqrt(k): not copied).
 Panels split the table by whichever of runner, dataset, sensitive, target and n vary, so probe
 and full-finetune results are never drawn as one curve. Bias is the signed

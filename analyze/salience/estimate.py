@@ -1,6 +1,6 @@
 """Salience: how much easier the sensitive attribute ``s`` is to learn than the target ``y``.
 
-The estimator of Wang & Russakovsky (SCIENCE.md sec. 4, wang2023 sec. 4). Models are
+The estimator of Wang & Russakovsky (ICCV 2023; ``docs/science.md`` section 4). Models are
 trained on the **aligned** set (``y == s`` on every row, label ``y``) and on the
 **inverted** set (``y != s``), several replicates each, and tested on a set with four
 equal ``(y, s)`` quadrants, where ``y`` and ``s`` are independent. For a model's test
@@ -17,8 +17,8 @@ inverted set is built from the opposite cells (:class:`~analyze.subsets.Salience
 
 Uncertainty: every model gives ``v = A_s - A_y + 0.5``, whose mean over models is the
 salience (equal replicates per arrangement make this the mean of the two arrangements'
-means, as in the paper); the interval is ``mean ± 1.96·sd/√k`` over the k models
-(:func:`analyze.metrics.replicate_ci`).
+means, as in the paper); the interval is the t interval ``mean ± t(0.975, k-1)·sd/√k`` over
+the k models (:func:`analyze.metrics.replicate_ci`, ``docs/science.md`` section 7).
 
 Methods: ``"scratch"`` (the paper's: networks trained from random init) and ``"probe"``
 (fast: logistic probes on a scratch or given base's features); see
