@@ -7,7 +7,7 @@ import analyze.association.bootstrap as bootstrap_module
 from analyze.association import (
     association,
     association_test,
-    bootstrap_ci,
+    set_bootstrap_ci,
     bootstrap_replicates,
     concept_association,
     effect_size,
@@ -62,18 +62,18 @@ def test_interval_covers_estimate_and_is_deterministic(measure):
     sets = _sets(3)
     if measure == "association":
         sets = {"W": sets["X"], "A": sets["A"], "B": sets["B"]}
-    interval = bootstrap_ci(sets, n_bootstrap=500, seed=7)
+    interval = set_bootstrap_ci(sets, n_bootstrap=500, seed=7)
     assert interval.measure == measure
     assert interval.ci_low < interval.estimate < interval.ci_high
-    assert bootstrap_ci(sets, n_bootstrap=500, seed=7) == interval
-    assert bootstrap_ci(sets, n_bootstrap=500, seed=8) != interval
-    wider = bootstrap_ci(sets, n_bootstrap=500, seed=7, confidence=0.99)
+    assert set_bootstrap_ci(sets, n_bootstrap=500, seed=7) == interval
+    assert set_bootstrap_ci(sets, n_bootstrap=500, seed=8) != interval
+    wider = set_bootstrap_ci(sets, n_bootstrap=500, seed=7, confidence=0.99)
     assert wider.ci_low <= interval.ci_low and wider.ci_high >= interval.ci_high
 
 
 def test_estimate_equals_effect_size_and_test_reuses_the_interval():
     sets = _sets(4)
-    interval = bootstrap_ci(sets, n_bootstrap=300, seed=1)
+    interval = set_bootstrap_ci(sets, n_bootstrap=300, seed=1)
     assert interval.estimate == pytest.approx(effect_size(**sets), abs=1e-12)
     result = association_test(*sets.values(), n_bootstrap=300, seed=1)
     assert (result.ci_low, result.ci_high) == (interval.ci_low, interval.ci_high)
@@ -125,7 +125,7 @@ def test_paired_change_of_association_and_before_interval():
     concept_after = {"W": after["X"], "A": after["A"], "B": after["B"]}
     change = paired_change(concept_before, concept_after, n_bootstrap=300, seed=9)
     assert change.measure == "association"
-    alone = bootstrap_ci(concept_before, n_bootstrap=300, seed=9)
+    alone = set_bootstrap_ci(concept_before, n_bootstrap=300, seed=9)
     # The before-stage interval is the plain bootstrap with the same seed (same indices).
     assert (change.before_ci_low, change.before_ci_high) == (alone.ci_low, alone.ci_high)
     assert change.to_dict()["change"] == change.change

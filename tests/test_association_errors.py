@@ -6,7 +6,7 @@ import pytest
 from analyze.association import (
     association,
     association_test,
-    bootstrap_ci,
+    set_bootstrap_ci,
     concept_association,
     cosine_matrix,
     effect_size,
@@ -104,10 +104,10 @@ def test_paired_change_needs_the_same_images_and_sets():
     with pytest.raises(UserError):
         paired_change(before, {"W": X, "A": A, "B": B})
     with pytest.raises(UserError) as error:
-        bootstrap_ci({"X": X, "A": A})
+        set_bootstrap_ci({"X": X, "A": A})
     assert "match no measure" in _one_sentence(error)
     with pytest.raises(UserError):
-        bootstrap_ci(before, measure="association")
+        set_bootstrap_ci(before, measure="association")
 
 
 def test_pair_association_names_its_sets_in_errors():

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from analyze.cli import main
-from analyze.diagnosis import FLAG_COLUMNS, flag_counts
+from analyze.metrics.diagnosis import FLAG_COLUMNS, flag_counts
 from analyze.probe.cells import run_probe_cells
 from analyze.results.collect import collect
 from analyze.subsets import Correlation

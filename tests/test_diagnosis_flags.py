@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyze.diagnosis import (
+from analyze.metrics.diagnosis import (
     FLAG_COLUMNS,
     FLAGS,
     at_edge,

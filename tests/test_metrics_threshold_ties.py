@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from analyze import metrics as M
-from analyze.diagnosis import diagnose_record
+from analyze.metrics.diagnosis import diagnose_record
 from analyze.metrics.threshold import tie_priority, threshold_miss
 
 

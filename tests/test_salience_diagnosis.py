@@ -1,6 +1,6 @@
 """salience: every estimate carries its diagnosis (flag columns), from real probe fits on the avatar store."""
 
-from analyze.diagnosis import FLAG_COLUMNS, flag_counts
+from analyze.metrics.diagnosis import FLAG_COLUMNS, flag_counts
 from analyze.salience.table import salience_table
 
 

@@ -17,7 +17,7 @@ Measures
   s(w, A, B)`` with a bootstrap interval and a permutation p for "``A`` and ``B`` are
   exchangeable" (labels of ``A u B`` re-partitioned at their sizes).
 * :func:`pair_association` — the paper's concept-pair measure, see its docstring.
-* :func:`bootstrap_ci`, :func:`bootstrap_replicates`, :func:`paired_change` — within-set
+* :func:`set_bootstrap_ci`, :func:`bootstrap_replicates`, :func:`paired_change` — within-set
   bootstrap intervals and the before/after-finetuning change paired over the same images.
 
 The paper averaged p-values over trials; do not: pool permutations or combine p-values
@@ -35,7 +35,7 @@ from analyze.association.bootstrap import (
     MEASURE_SETS,
     BootstrapInterval,
     PairedChange,
-    bootstrap_ci,
+    set_bootstrap_ci,
     bootstrap_replicates,
     paired_change,
 )
@@ -59,7 +59,7 @@ from analyze.association.permutation import (
 __all__ = [
     "ALTERNATIVES", "MEASURE_SETS", "MIN_SET_SIZE", "AssociationTest", "BootstrapInterval",
     "ConceptAssociation", "PairedChange", "PermutationResult", "association",
-    "association_test", "bootstrap_ci", "bootstrap_replicates", "concept_association",
+    "association_test", "set_bootstrap_ci", "bootstrap_replicates", "concept_association",
     "cosine_matrix", "effect_size", "mean_cosine", "mean_within_cosine", "pair_association",
     "paired_change", "permutation_pvalue",
 ]
@@ -166,7 +166,7 @@ def association_test(X, Y, A, B, *, n_permutations: int = 10000, n_bootstrap: in
 def _interval(sets, measure, n_bootstrap, confidence, seed) -> tuple[float, float]:
     if n_bootstrap == 0:
         return _NAN, _NAN
-    interval = bootstrap_ci(sets, measure=measure, n_bootstrap=n_bootstrap,
+    interval = set_bootstrap_ci(sets, measure=measure, n_bootstrap=n_bootstrap,
                             confidence=confidence, seed=seed)
     return interval.ci_low, interval.ci_high
 

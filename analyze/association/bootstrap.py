@@ -208,7 +208,7 @@ def bootstrap_replicates(sets: Mapping[str, object], *, measure: str | None = No
     return _replicates(unit, measure, n_bootstrap, seed)
 
 
-def bootstrap_ci(sets: Mapping[str, object], *, measure: str | None = None,
+def set_bootstrap_ci(sets: Mapping[str, object], *, measure: str | None = None,
                  n_bootstrap: int = 2000, confidence: float = 0.95,
                  seed: int = 0) -> BootstrapInterval:
     """Point estimate and percentile bootstrap interval of an association measure.

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_collect(args) -> int:
-    from analyze.diagnosis import flag_counts, format_counts
+    from analyze.metrics.diagnosis import flag_counts, format_counts
     from analyze.results.collect import SkippedRecordsWarning, collect
 
     with warnings.catch_warnings(record=True) as caught:

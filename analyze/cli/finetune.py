@@ -50,7 +50,7 @@ def _defaults():
 
 
 def cmd_finetune(args) -> int:
-    from analyze.diagnosis import flag_counts, format_counts
+    from analyze.metrics.diagnosis import flag_counts, format_counts
     from analyze.finetune.runner import finetune_cells
     from analyze.finetune.search import FinetuneConfig
     from analyze.subsets import Correlation, test_rows_option

@@ -27,7 +27,7 @@ def ints(text: str) -> list[int]:
 
 
 SCIENCE_DOC = "docs/science.md"  # where every definition the outputs use is written down
-DEFAULT_AUC_FLOOR = 0.65  # the diagnosis's default (analyze.diagnosis.DEFAULT_AUC_FLOOR; kept here so --help imports nothing)
+DEFAULT_AUC_FLOOR = 0.65  # the diagnosis's default (analyze.metrics.diagnosis.DEFAULT_AUC_FLOOR; kept here so --help imports nothing)
 
 
 def auc_floor(text: str) -> float:

@@ -52,7 +52,7 @@ def probe_specs(args) -> list:
 
 
 def cmd_probe(args) -> int:
-    from analyze.diagnosis import describe_flags
+    from analyze.metrics.diagnosis import describe_flags
     from analyze.probe import DEFAULT_CS
     from analyze.probe.cells import run_probe_cells
     from analyze.results.records import check_results_folder

@@ -60,7 +60,7 @@ def _scratch_config(args):
 
 
 def cmd_salience(args) -> int:
-    from analyze.diagnosis import flag_counts, format_counts
+    from analyze.metrics.diagnosis import flag_counts, format_counts
     from analyze.salience.estimate import validate_salience
     from extract.cli.options import parse_options
     from extract.datasets import get_adapter

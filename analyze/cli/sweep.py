@@ -84,7 +84,7 @@ def cmd_sweep(args) -> int:
 
 def flag_lines(summary, out: Path, *, auc_floor: float) -> list[str]:
     """Per runner, the counts per diagnosis flag over the grid's cells whose records are in ``out``."""
-    from analyze.diagnosis import diagnose_record, flag_counts, format_counts
+    from analyze.metrics.diagnosis import diagnose_record, flag_counts, format_counts
     from analyze.results.records import read_record
 
     diagnoses: dict[str, list] = {}

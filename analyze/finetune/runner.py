@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from analyze.diagnosis import DEFAULT_AUC_FLOOR, check_floor, diagnose_record
+from analyze.metrics.diagnosis import DEFAULT_AUC_FLOOR, check_floor, diagnose_record
 from analyze.finetune.data import ImageBank, architecture_of, is_random_init, load_base
 from analyze.finetune.evaluate import (
     evaluate_run,
@@ -133,7 +133,7 @@ def finetune_cells(specs: Sequence, *, adapter, base: str | Path, weights: str |
         every replicate) and all its records are rewritten.
     auc_floor : float
         Test AUC below which a cell is diagnosed ``weak_task`` (every record carries its
-        ``diagnosis``, :func:`analyze.diagnosis.diagnose_record`).
+        ``diagnosis``, :func:`analyze.metrics.diagnosis.diagnose_record`).
 
     Returns
     -------

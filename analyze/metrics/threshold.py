@@ -27,7 +27,7 @@ Four policies (``docs/science.md`` section 5):
 How well a cut-off could place the count it aims for is :func:`threshold_miss`: the rows
 tied at the cut-off that ``score > t`` cannot place, P - #(score > t) on the evaluated set
 (``top_p`` and ``top_p_reference``) or on the validation set (``val_top_p``); NaN for
-``fixed``. The diagnosis (:mod:`analyze.diagnosis`) flags a cell whose miss exceeds 1.
+``fixed``. The diagnosis (:mod:`analyze.metrics.diagnosis`) flags a cell whose miss exceeds 1.
 """
 
 from __future__ import annotations

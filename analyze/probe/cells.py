@@ -26,18 +26,18 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from analyze.metrics.diagnosis import DEFAULT_AUC_FLOOR, check_floor, diagnose_record
 from analyze.metrics import (
     UndefinedMetricWarning,
     evaluate_runs,
     natural_over_represented_group,
 )
-from analyze.diagnosis import DEFAULT_AUC_FLOOR, check_floor, diagnose_record
 from analyze.probe import DEFAULT_CS, ProbeTask, fit_probes
 from analyze.results.records import (
     cell_id,
-    rows_digest,
     make_record,
     record_exists,
+    rows_digest,
     training_composition,
     write_record,
 )
@@ -111,7 +111,7 @@ def run_probe_cells(store: FeatureStore, specs, *, out: str | Path | None = None
     """Fit, evaluate and (when ``out`` is given) write one record per spec; return the records.
 
     Cells whose valid record already exists in ``out`` are skipped when ``skip_existing``.
-    Every record carries its ``diagnosis`` (:func:`analyze.diagnosis.diagnose_record`, with
+    Every record carries its ``diagnosis`` (:func:`analyze.metrics.diagnosis.diagnose_record`, with
     ``auc_floor`` for ``weak_task``) and its ``rows_digest``.
     """
     auc_floor = check_floor(auc_floor)

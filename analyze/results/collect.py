@@ -17,7 +17,8 @@ column                          meaning
                                 the base's registered or checkpoint name (so the two runners'
                                 rows of one base share it), the path in ``base_checkpoint``
 ``base_name``                   the grid's label of the backbone (sweeps only)
-``base_kind``                   ``biased``, ``control``, ``scratch``, ``imagenet``, ... (sweeps)
+``base_kind``                   ``biased``, ``control``, ``scratch``, ``imagenet``, ... (the sweep's
+                                label, else the role a toolkit checkpoint records)
 ``grid``                        grid name (sweeps only)
 ``dataset``                     dataset name
 ``spec_kind``                   ``correlation``, ``subselection``, ``natural``, ``skew``,
@@ -71,7 +72,7 @@ metric columns                  flattened ``metrics`` of the record, names as th
 ``created``                     when the record was written (UTC)
 ``rows_digest``                 hash of the cell's spec and rows (:func:`~analyze.results.records.rows_digest`):
                                 equal digests pair replicates across bases (NaN for old records)
-``flag_degenerate``, ...        the diagnosis of the cell (:mod:`analyze.diagnosis`; one boolean
+``flag_degenerate``, ...        the diagnosis of the cell (:mod:`analyze.metrics.diagnosis`; one boolean
                                 column per flag: ``degenerate``, ``c_at_edge``, ``lr_at_edge``,
                                 ``epochs_at_edge``, ``not_converged``, ``weak_task``), recomputed
                                 from the record with collect's ``auc_floor``
@@ -88,7 +89,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analyze.diagnosis import (
+from analyze.metrics.diagnosis import (
     DEFAULT_AUC_FLOOR,
     FLAG_COLUMNS,
     check_floor,
@@ -190,7 +191,7 @@ def record_row(record: dict, *, auc_floor: float = DEFAULT_AUC_FLOOR) -> dict:
     row = {
         "cell_id": record["cell_id"], "runner": record["runner"], "backbone": backbone,
         "base_checkpoint": checkpoint,
-        "base_name": annotation.get("backbone"), "base_kind": annotation.get("base_kind", record.get("base_kind")),
+        "base_name": annotation.get("backbone"), "base_kind": base_kind(record, annotation),
         "grid": annotation.get("grid"), "dataset": (record.get("dataset") or {}).get("name"), "spec_kind": kind,
         "target": target, "sensitive": sensitive, "attr_a": spec.get("attr_a"), "attr_b": spec.get("attr_b"),
         "level": _number(spec.get("level")), "p": _number(spec.get("p")), "share_a": _number(spec.get("share_a")),
@@ -214,6 +215,21 @@ def record_row(record: dict, *, auc_floor: float = DEFAULT_AUC_FLOOR) -> dict:
     row["rows_digest"] = record.get("rows_digest")
     row.update(diagnose_record(record, auc_floor=auc_floor).columns())
     return row
+
+
+def base_kind(record: dict, annotation: dict | None = None) -> str | None:
+    """The base's kind: the sweep's label, else the record's, else the role its toolkit checkpoint records.
+
+    Bases built by ``biastransfer pretrain`` record their role (``biased``, ``control``,
+    ``scratch``) in the checkpoint, which every store and result record carries in
+    ``backbone_config.checkpoint_meta``; registered backbones record none (None).
+    """
+    annotation = annotation if annotation is not None else (record.get("sweep") or {})
+    kind = annotation.get("base_kind") or record.get("base_kind")
+    if not kind:
+        meta = (record.get("backbone_config") or {}).get("checkpoint_meta") or {}
+        kind = meta.get("role") if isinstance(meta, dict) else None
+    return str(kind) if kind else None
 
 
 def stereotype_level(row: dict, kind: str | None) -> float:

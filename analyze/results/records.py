@@ -13,7 +13,7 @@ A record (``schema`` = :data:`RESULT_SCHEMA`) holds:
   :func:`analyze.metrics.evaluate_runs`;
 - ``timings``: seconds; ``versions``: biastransfer, numpy, torch; ``seed``; ``created``;
 - ``rows_digest``: :func:`rows_digest` of the spec and the training, validation and test
-  rows (pairs replicates across bases); ``diagnosis``: :func:`analyze.diagnosis.diagnose_record`;
+  rows (pairs replicates across bases); ``diagnosis``: :func:`analyze.metrics.diagnosis.diagnose_record`;
 - ``composition``: the training rows' ``train_share_s_given_y`` (P(s=1 | y=1)),
   ``train_share_s`` (P(s=1)) and ``skew`` (their absolute difference, the paper's ``Skew``),
   from :func:`training_composition`.

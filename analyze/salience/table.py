@@ -26,7 +26,7 @@ def salience_table(targets: Sequence[str], sensitive: str, *, adapter=None, stor
     """One salience estimate per target (columns :data:`analyze.salience.estimate.TABLE_COLUMNS` plus
     ``selected``, the hyperparameters chosen per arrangement as JSON, and the estimate's
     diagnosis: ``flag_<name>`` per flag, ``flagged`` and ``diagnosis``, from
-    :func:`analyze.diagnosis.diagnose_salience`).
+    :func:`analyze.metrics.diagnosis.diagnose_salience`).
 
     Parameters
     ----------
@@ -49,9 +49,9 @@ def salience_table(targets: Sequence[str], sensitive: str, *, adapter=None, stor
         Probe regularisation grid (default :data:`analyze.salience.fit.DEFAULT_CS`).
     auc_floor : float, optional
         ``weak_task`` when the models' mean ``max(A_y, A_s)`` is below it (default
-        :data:`analyze.diagnosis.DEFAULT_AUC_FLOOR`).
+        :data:`analyze.metrics.diagnosis.DEFAULT_AUC_FLOOR`).
     """
-    from analyze.diagnosis import DEFAULT_AUC_FLOOR, FLAG_COLUMNS, diagnose_salience
+    from analyze.metrics.diagnosis import DEFAULT_AUC_FLOOR, FLAG_COLUMNS, diagnose_salience
     from analyze.salience.estimate import TABLE_COLUMNS, salience_from_scores
     from analyze.salience.fit import DEFAULT_CS, SCRATCH_CONFIG, rows_needed
 
