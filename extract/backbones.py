@@ -8,11 +8,15 @@ the torch hub cache directory when the entry names a default file); a missing fi
 ``torch.load(..., weights_only=True)``.
 
 A path to a checkpoint written by this toolkit (:func:`save_checkpoint`) is also a valid
-name: the file records its architecture and preprocessing.
+name: the file records its architecture and preprocessing. Any timm model is a valid name as
+``timm/<model>[.<tag>][@<pool>]`` (:mod:`extract.models.timm_bridge`: weights from a local
+file in timm's or the original release's format, or ``scratch``; timm's preprocessing).
 
 Entries (see :func:`describe_backbones`): ``smallcnn[_w32].scratch``, ``resnet{18,50}.scratch``,
 ``resnet18.tv_in1k``, ``resnet50.{tv_in1k,tv2_in1k,moco_v3,simclr,places365}`` (local files)
-and ``efficientnet_lite0.imagenet`` (weights inside the optional ``lite0`` extra). Each uses
+``efficientnet_lite0.imagenet`` (weights inside the optional ``lite0`` extra) and the timm
+entries ``clip_vit_b32.openai``, ``bit_m_r50x1.in21k``, ``dinov2_vits14.lvd142m``,
+``vit_b16.augreg_in21k`` and ``convnext_tiny.fb_in22k`` (local files). Each uses
 its source's own evaluation preprocessing; the W&R paper instead fed ImageNet mean/std to
 every base (SCIENCE.md section 2), which differs for ``simclr`` and ``efficientnet_lite0``.
 """
@@ -515,4 +519,5 @@ _TIMM_ENTRIES = (
 )
 for _arch, _tag, _tspec, _prep, _dim, _file, _source, _text in _TIMM_ENTRIES:
     register(BackboneSpec(_arch, _tag, partial(timm_bridge.build_random, _tspec), _prep, "file", _file, feature_dim=_dim,
-                          timm=_tspec, source=_source, description=_text + f" timm model {_tspec.model}."))
+                          timm=_tspec, source=_source,
+                          description=f"{_text} timm model {_tspec.model}; weights file {_file}: {_source}."))
