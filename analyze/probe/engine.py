@@ -23,6 +23,7 @@ C values are directly comparable with ``LogisticRegression`` fitted on the same 
 
 from __future__ import annotations
 
+import hashlib
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +36,7 @@ from sklearn.exceptions import ConvergenceWarning
 import analyze.probe.checks as checks
 import analyze.probe.scoring as scoring
 from analyze.probe.precondition import PRECONDITIONER_ROWS, SpectralPreconditioner
-from analyze.probe.solver import SolverResult, solve_logistic
+from analyze.probe.solver import HISTORY_SIZE, SolverResult, solve_logistic
 
 # sklearn's LogisticRegressionCV default grid is logspace(-4, 4, 10); probes on CNN
 # features rarely want C > 100, and every extra C costs a full fit.
@@ -47,6 +48,9 @@ CPU_BATCH_BYTES = 64 * 2**20
 # Share of free GPU memory a batch's gathered rows may use (the rest: iterates, history).
 GPU_BATCH_SHARE = 0.25
 MAX_BATCH_SIZE = 1024
+# Vectors of length d + 1 the solver keeps per problem: 2 x HISTORY_SIZE L-BFGS pairs and
+# about ten iterates, gradients and directions.
+SOLVER_STATE_VECTORS = 2 * HISTORY_SIZE + 10
 
 
 @dataclass(frozen=True)
@@ -170,7 +174,7 @@ def fit_probes(features, tasks, *, labels=None, test=None, Cs=DEFAULT_CS, select
     dtype : {"float32", "float64"}, default="float32"
         Compute precision; float32 meets ``tol`` down to about 1e-7.
     batch_size : int, optional
-        Probes per batch; by default sized to the device (CPU: 64 MB of rows).
+        Probes per batch; by default sized to the device (CPU: 64 MB of rows and solver state).
     n_threads : int or None, default=1
         Torch/BLAS threads per batch (restored afterwards); None keeps the current
         setting. One thread measured 2-9x faster than two on a shared 2-core machine;
@@ -198,11 +202,12 @@ def fit_probes(features, tasks, *, labels=None, test=None, Cs=DEFAULT_CS, select
     with checks.limited_threads(n_threads), torch.no_grad():
         matrix = _place(matrix, device)
         preconditioner = _preconditioner(matrix, checked, device, compute) if precondition else None
-        size = batch_size or _auto_batch_size(checked, matrix.shape[1], device, compute)
+        problems = len(grid) if path == "joint" else 1
+        batches = _batches(checked, batch_size, _batch_budget(device), matrix.shape[1], compute, problems)
         options = dict(tol=tol, max_iter=max_iter, fit_intercept=fit_intercept,
                        preconditioner=preconditioner, path=path)
-        parts = _fit_in_batches(matrix, checked, grid, select, device, compute, options, size=size, n_jobs=n_jobs)
-        _score_shared_test(matrix, checked, parts, device, compute)
+        parts = _fit_in_batches(matrix, checked, grid, select, device, compute, options, batches=batches, n_jobs=n_jobs)
+        _score_tests(matrix, checked, parts, device, compute)
     results = _assemble(parts, grid, time.perf_counter() - start)
     if not results.converged.all():
         warnings.warn(
@@ -212,19 +217,17 @@ def fit_probes(features, tasks, *, labels=None, test=None, Cs=DEFAULT_CS, select
     return results
 
 
-def _fit_in_batches(matrix, checked, grid, select, device, compute, options, *, size, n_jobs):
-    """Fit the probes in batches of ``size``, smallest training sets first, ``n_jobs`` batches at once.
+def _fit_in_batches(matrix, checked, grid, select, device, compute, options, *, batches, n_jobs):
+    """Fit the probes batch by batch (see :func:`_batches`), ``n_jobs`` batches at once.
 
     Returns ``{task index: fitted part}``.
     """
-    order = np.argsort([len(task.train) for task in checked], kind="stable")
 
     def fit_batch(members):
         with torch.no_grad():  # grad mode is per thread
             return members, _fit_batch(matrix, [checked[i] for i in members], members, grid,
                                        select, device, compute, options)
 
-    batches = [order[first:first + size] for first in range(0, len(order), size)]
     with ThreadPoolExecutor(n_jobs) as pool:
         fitted = list(pool.map(fit_batch, batches)) if n_jobs > 1 else map(fit_batch, batches)
         return {int(i): part for members, found in fitted for i, part in zip(members, found)}
@@ -309,14 +312,35 @@ def _check_finite(block, mask, numbers):
             f"features contain NaN or inf in training rows of task {task}; drop or impute those rows.")
 
 
-def _auto_batch_size(checked, width, device, compute):
-    rows = max(len(task.train) for task in checked)
-    per_probe = rows * width * torch.finfo(compute).bits // 8
+def _batch_budget(device):
+    """Bytes one batch may use: a share of free GPU memory, or ``CPU_BATCH_BYTES``."""
     if device.type == "cuda":
-        budget = torch.cuda.mem_get_info(device)[0] * GPU_BATCH_SHARE
-    else:
-        budget = CPU_BATCH_BYTES
-    return int(min(MAX_BATCH_SIZE, max(1, budget // per_probe)))
+        return torch.cuda.mem_get_info(device)[0] * GPU_BATCH_SHARE
+    return CPU_BATCH_BYTES
+
+
+def _batches(checked, batch_size, budget, width, compute, problems):
+    """Task numbers in batches, smallest training sets first.
+
+    With ``batch_size`` every batch holds that many probes. Otherwise each batch takes as
+    many probes as fit in ``budget`` bytes: a probe costs its gathered rows plus the
+    solver's state for its ``problems`` values of C (L-BFGS pairs and a few vectors), so a
+    batch of small training sets holds more probes than one of large sets.
+    """
+    sizes = np.array([len(task.train) for task in checked])
+    order = np.argsort(sizes, kind="stable")
+    if batch_size is not None:
+        return [order[first:first + batch_size] for first in range(0, len(order), batch_size)]
+    itemsize = torch.finfo(compute).bits // 8
+    state = problems * SOLVER_STATE_VECTORS * (width + 1) * itemsize
+    batches, first = [], 0
+    for stop in range(1, len(order) + 1):
+        per_probe = int(sizes[order[stop - 1]]) * width * itemsize + state  # the largest so far
+        if stop - first > 1 and ((stop - first) * per_probe > budget or stop - first > MAX_BATCH_SIZE):
+            batches.append(order[first:stop - 1])
+            first = stop - 1
+    batches.append(order[first:])
+    return batches
 
 
 def _preconditioner(matrix, checked, device, compute):
@@ -330,7 +354,7 @@ def _preconditioner(matrix, checked, device, compute):
 
 
 def _fit_batch(matrix, tasks, numbers, grid, select, device, compute, options):
-    """Fit, validate and (for own test rows) score one batch; returns per-probe dicts."""
+    """Fit and validate one batch; returns per-probe dicts (test rows are scored afterwards)."""
     rows, weights = _padded([task.train for task in tasks], 0)
     labels, _ = _padded([task.y_train for task in tasks], 0.0)
     block = _gather(matrix, rows, device, compute)
@@ -348,33 +372,43 @@ def _fit_batch(matrix, tasks, numbers, grid, select, device, compute, options):
     chosen = scoring.choose_c(loss, auc, select)
     pick, probes = torch.as_tensor(chosen, device=device), torch.arange(len(tasks), device=device)
     coef, intercept = fits.coef[probes, pick], fits.intercept[probes, pick]
-    test_scores = [None] * len(tasks)
-    if not all(task.shared_test for task in tasks):
-        own = [np.empty(0, np.int64) if task.shared_test else task.test for task in tasks]
-        scores = scoring.score_rows(matrix, own, coef[:, None], intercept[:, None], gather)
-        _check_scores(scores, numbers, "test")
-        test_scores = [None if task.shared_test else score[:, 0].astype(np.float32)
-                       for task, score in zip(tasks, scores)]
     n_iter, converged = fits.n_iter.cpu().numpy(), fits.converged.cpu().numpy()
     coef, intercept = coef.cpu().numpy(), intercept.cpu().numpy()
     return [dict(C_index=chosen[p], coef=coef[p], intercept=intercept[p], val_loss=loss[p],
-                 val_auc=auc[p], n_iter=n_iter[p], converged=converged[p], test_scores=test_scores[p])
+                 val_auc=auc[p], n_iter=n_iter[p], converged=converged[p], test_scores=None)
             for p in range(len(tasks))]
 
 
-def _score_shared_test(matrix, checked, parts, device, compute):
-    """Score every probe without its own test rows on the shared test rows (in place)."""
-    shared = [i for i, task in enumerate(checked) if task.shared_test]
-    rows = checked[shared[0]].test if shared else np.empty(0, np.int64)
-    if len(rows):
-        coef = torch.as_tensor(np.stack([parts[i]["coef"] for i in shared]), device=device)
-        intercept = torch.as_tensor(np.array([parts[i]["intercept"] for i in shared]), device=device)
-        scores = scoring.score_shared_rows(
-            matrix, rows, coef, intercept, lambda source, padded: _gather(source, padded, device, compute))
-        if not np.all(np.isfinite(scores)):
+def _score_tests(matrix, checked, parts, device, compute):
+    """Score every probe on its test rows (in place): one pass over each distinct test set.
+
+    Probes whose test rows are the same rows (the shared ``test``, or equal own rows, as
+    when every cell of a store is scored on its test split) are scored together: each
+    chunk of those rows is gathered and converted once and scored for all of them with one
+    matrix product, so the work and the memory do not grow with the number of probes
+    times the test size.
+    """
+    groups = {}
+    for i, task in enumerate(checked):
+        key = (task.shared_test, len(task.test), hashlib.blake2b(task.test.tobytes(), digest_size=16).digest())
+        groups.setdefault(key, []).append(i)
+    gather = lambda source, padded: _gather(source, padded, device, compute)  # noqa: E731
+    for (shared, width, _), members in groups.items():
+        if width == 0:
+            scores = np.zeros((len(members), 0), dtype=np.float32)
+        else:
+            coef = torch.as_tensor(np.stack([parts[i]["coef"] for i in members]), device=device)
+            intercept = torch.as_tensor(np.array([parts[i]["intercept"] for i in members]), device=device)
+            scores = scoring.score_shared_rows(matrix, checked[members[0]].test, coef, intercept, gather)
+        bad = ~np.isfinite(scores).all(axis=1)
+        if bad.any() and shared:
             raise checks.ProbeInputError("features contain NaN or inf in the shared test rows; drop or impute those rows.")
-    for position, i in enumerate(shared):
-        parts[i]["test_scores"] = scores[position] if len(rows) else np.zeros(0, dtype=np.float32)
+        if bad.any():
+            raise checks.ProbeInputError(
+                f"features contain NaN or inf in test rows of task {members[int(np.argmax(bad))]}; "
+                "drop or impute those rows.")
+        for position, i in enumerate(members):
+            parts[i]["test_scores"] = scores[position] if shared else scores[position].astype(np.float32)
 
 
 def _check_scores(scores, numbers, what):

@@ -53,6 +53,9 @@ def choose_c(loss, auc, select):
 def score_rows(matrix, row_sets, coef, intercept, gather):
     """Scores of each probe on its own rows.
 
+    Probes are scored a few at a time, so that at most about ``TEST_CHUNK_ROWS`` gathered
+    rows are held at once, however many probes and rows there are.
+
     Parameters
     ----------
     matrix : torch.Tensor of shape (n_rows, d)
@@ -67,12 +70,18 @@ def score_rows(matrix, row_sets, coef, intercept, gather):
     width = max(len(rows) for rows in row_sets)
     if width == 0:
         return [np.zeros((0, coef.shape[1])) for _ in row_sets]
-    padded = np.zeros((len(row_sets), width), dtype=np.int64)
-    for probe, rows in enumerate(row_sets):
-        padded[probe, :len(rows)] = rows
-    block = gather(matrix, padded)
-    scores = (torch.bmm(block, coef.mT) + intercept[:, None, :]).double().cpu().numpy()
-    return [scores[probe, :len(rows)] for probe, rows in enumerate(row_sets)]
+    step = max(1, TEST_CHUNK_ROWS // width)
+    found = []
+    for first in range(0, len(row_sets), step):
+        part = row_sets[first:first + step]
+        padded = np.zeros((len(part), width), dtype=np.int64)
+        for probe, rows in enumerate(part):
+            padded[probe, :len(rows)] = rows
+        block = gather(matrix, padded)
+        scores = torch.bmm(block, coef[first:first + step].mT) + intercept[first:first + step, None, :]
+        scores = scores.double().cpu().numpy()
+        found += [scores[probe, :len(rows)] for probe, rows in enumerate(part)]
+    return found
 
 
 def score_shared_rows(matrix, rows, coef, intercept, gather):
