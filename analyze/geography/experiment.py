@@ -67,10 +67,11 @@ def run_cells(stores: Mapping[str, Mapping], *, sources: tuple[str, str], classe
         raise UserError("no base to run; give at least one base with a store per source.")
     out = Path(out)
     for base, by_source in stores.items():
-        specs = [DomainMix(tuple(sources), float(share), n=n, seed=int(seed), targets=tuple(classes))
-                 for share in shares for seed in seeds]
-        run_domain_mix_cells(by_source, specs, classes=classes, k=k, group_prefixes=group_prefixes, out=out,
-                             Cs=Cs, device=device, n_jobs=n_jobs, backbone=base)
+        for share in shares:  # one engine call per share: the test scores of its seeds stay small
+            specs = [DomainMix(tuple(sources), float(share), n=n, seed=int(seed), targets=tuple(classes))
+                     for seed in seeds]
+            run_domain_mix_cells(by_source, specs, classes=classes, k=k, group_prefixes=group_prefixes, out=out,
+                                 Cs=Cs, device=device, n_jobs=n_jobs, backbone=base)
     return collect(out)
 
 
