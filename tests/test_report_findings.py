@@ -6,6 +6,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from analyze.report.compare import comparison_section, shared_cells
 from analyze.report.findings import (
@@ -21,7 +22,16 @@ from analyze.report.findings import (
 from analyze.report.sections import fit_models
 from tests.test_effects_table import synthetic_results
 
-Z95 = 1.959963984540054  # the normal 97.5% quantile
+
+def t95(k):
+    """The t quantile of a 95% interval over k replicates (k - 1 df)."""
+    return stats.t.ppf(0.975, k - 1)
+
+
+def welch_half(sd_a, sd_b, k):
+    va, vb = sd_a ** 2 / k, sd_b ** 2 / k
+    df = (va + vb) ** 2 / (va ** 2 / (k - 1) + vb ** 2 / (k - 1))
+    return stats.t.ppf(0.975, df) * math.sqrt(va + vb)
 
 INTERVAL = re.compile(r"-?\d+\.\d+ \[-?\d+\.\d+, -?\d+\.\d+\]")
 LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -40,25 +50,31 @@ def sweep(*, biased_slope, control_slope, noise=0.01, seeds=4, targets=3, runner
 
 
 def hand_summary(cells: pd.DataFrame, backbone: str, level: float) -> tuple[float, float, float, float, int]:
-    """Per-seed mean over targets, then mean, sd (ddof=1), 95% bounds over seeds."""
+    """Per-seed mean over targets, then mean, sd (ddof=1), 95% t bounds over seeds."""
     values = cells[(cells["backbone"] == backbone) & (cells["level"] == level)].groupby("seed")[
         "fpr_gap_stereotype"].mean().to_numpy()
     mean, sd, k = values.mean(), values.std(ddof=1), len(values)
-    return mean, sd, mean - Z95 * sd / math.sqrt(k), mean + Z95 * sd / math.sqrt(k), k
+    return mean, sd, mean - t95(k) * sd / math.sqrt(k), mean + t95(k) * sd / math.sqrt(k), k
 
 
 def test_strongest_vs_control_numbers_match_a_hand_computation():
     table = sweep(biased_slope=0.6, control_slope=0.3)
-    sentence = correlation_findings(table, metric="fpr_gap_stereotype")[0]
+    findings = correlation_findings(table, metric="fpr_gap_stereotype")
+    assert findings[0].startswith("Headline setting: n = 128: the size nearest 1024 where every target is feasible")
+    sentence = next(f for f in findings if "for the control base c1" in f)
     g_mean, g_sd, g_low, g_high, k = hand_summary(table, "big", 1.0)
-    c_mean, c_sd, c_low, c_high, _ = hand_summary(table, "c1", 1.0)  # c1 has the larger control gap
-    half = Z95 * math.sqrt(g_sd ** 2 / k + c_sd ** 2 / k)
-    assert sentence.startswith("At the strongest correlation level, 1 (n = 128, mean over 3 targets, 95% "
+    c_mean, c_sd, c_low, c_high, _ = hand_summary(table, "c1", 1.0)
+    half = welch_half(g_sd, c_sd, k)  # no rows_digest in this table: Welch's unpaired interval
+    assert sentence.startswith("At the strongest correlation level, 1 (n = 128, mean over 3 targets, 95% t "
                                "intervals over 4 seeds)")
-    assert f"{g_mean:.3f} [{g_low:.3f}, {g_high:.3f}] vs {c_mean:.3f} [{c_low:.3f}, {c_high:.3f}] for c1" in sentence
+    assert (f"{g_mean:.3f} [{g_low:.3f}, {g_high:.3f}] vs {c_mean:.3f} [{c_low:.3f}, {c_high:.3f}] for the control "
+            "base c1") in sentence
     d = g_mean - c_mean
-    assert f"difference is {d:.3f} [{d - half:.3f}, {d + half:.3f}] and its interval excludes zero" in sentence
-    assert "show the biased base transferring more bias than that control" in sentence
+    assert f"difference is {d:.3f} [{d - half:.3f}, {d + half:.3f}] (95% Welch t interval (unpaired)" in sentence
+    assert "and its interval excludes zero" in sentence
+    assert "show the biased base transferring more bias than that control base" in sentence
+    # every control is compared, not only the one with the largest gap
+    assert any("for the control base c2" in f for f in findings)
 
 
 def test_targets_of_opposite_natural_direction_pool_on_the_stereotype_level():
@@ -69,7 +85,7 @@ def test_targets_of_opposite_natural_direction_pool_on_the_stereotype_level():
     table["over_represented_group"] = np.where(flipped, 0.0, 1.0)
     table["stereotype_level"] = table["level"]
     table.loc[flipped, "level"] = 1.0 - table.loc[flipped, "level"]
-    sentence = correlation_findings(table, metric="fpr_gap_stereotype")[0]
+    sentence = correlation_findings(table, metric="fpr_gap_stereotype")[1]
     assert sentence.startswith("At the strongest stereotype-consistent correlation level P(stereotypical group | y=1), "
                                "1 (n = 128, mean over 2 targets")
     g_mean, _, g_low, g_high, _ = hand_summary(table.assign(level=table["stereotype_level"]), "big", 1.0)
@@ -84,18 +100,18 @@ def test_fall_toward_balance_and_auc_cost_are_stated_with_intervals():
     assert len(falls) == 3 and "big (biased): the fpr_gap_stereotype falls from" in falls[0]
     top, mid = hand_summary(table, "big", 1.0), hand_summary(table, "big", 0.5)
     assert f"falls from {top[0]:.3f} [{top[2]:.3f}, {top[3]:.3f}] at level 1 to {mid[0]:.3f} " in falls[0]
-    assert "at level 0.5" in falls[0] and "its interval excludes zero" in falls[0]
+    assert "at level 0.5" in falls[0] and "its interval excludes zero" in falls[0] and "Welch t" in falls[0]
     assert any(f.startswith("Test auc across the same move: big: auc") for f in findings)
-    assert all(INTERVAL.search(f) for f in findings)
+    assert all(INTERVAL.search(f) for f in findings if not f.startswith("Headline setting"))
 
 
 def test_no_difference_claimed_when_the_interval_includes_zero():
     table = sweep(biased_slope=0.3, control_slope=0.3, noise=0.05, seeds=3)
     same = table.loc[table["backbone"] == "c1", "fpr_gap_stereotype"].to_numpy()
     table.loc[table["backbone"] == "big", "fpr_gap_stereotype"] = same  # identical to the top control
-    first = correlation_findings(table, metric="fpr_gap_stereotype")[0]
+    first = correlation_findings(table, metric="fpr_gap_stereotype")[1]
     assert "the difference is 0.000 [-" in first
-    assert first.endswith("its interval includes zero, so these data do not show a difference.")
+    assert first.endswith("and its interval includes zero, so these data do not show a difference.")
     assert "transferring more bias" not in first
     flat = sweep(biased_slope=0.0, control_slope=0.0, noise=0.05, seeds=3, random_state=1)
     flat_falls = [f for f in correlation_findings(flat, metric="fpr_gap_stereotype") if "Toward balance" in f]
@@ -107,11 +123,13 @@ def test_no_difference_claimed_when_the_interval_includes_zero():
 
 def test_natural_level_finding_uses_the_natural_cells():
     table = synthetic_results(n_targets=3, seeds=3, sizes=(1024,))
-    sentence = natural_findings(table, metric="fpr_gap_stereotype")[0]
+    found = natural_findings(table, metric="fpr_gap_stereotype")
+    assert found[0].startswith("Headline setting of the natural cells: n = 1024")
+    sentence = found[1]
     cells = table[table["spec_kind"] == "natural"]
     g = cells[cells["backbone"] == "biased_net"].groupby("seed")["fpr_gap_stereotype"].mean()
     assert sentence.startswith("At the natural level")
-    assert f"biased_net has a fpr_gap_stereotype of {g.mean():.3f} [" in sentence and "for ctrl_a" in sentence
+    assert f"biased_net has a fpr_gap_stereotype of {g.mean():.3f} [" in sentence and "base ctrl_a" in sentence
 
 
 def test_pooled_summary_against_pandas_and_difference_interval():
@@ -125,7 +143,7 @@ def test_pooled_summary_against_pandas_and_difference_interval():
     a = pd.Series({"mean": 1.0, "sd": 0.2, "k": 4})
     b = pd.Series({"mean": 0.5, "sd": 0.4, "k": 4})
     d, lo, hi = difference(a, b)
-    assert d == 0.5 and hi - d == pytest.approx(Z95 * math.sqrt(0.04 / 4 + 0.16 / 4))
+    assert d == 0.5 and hi - d == pytest.approx(welch_half(0.2, 0.4, 4))
     assert d - lo == pytest.approx(hi - d)
     single = pd.Series({"mean": 0.5, "sd": np.nan, "k": 1})
     assert difference(a, single)[0] == 0.5 and math.isnan(difference(a, single)[1])
@@ -134,6 +152,8 @@ def test_pooled_summary_against_pandas_and_difference_interval():
 def test_interval_wording_helpers():
     assert with_interval(0.1234, 0.1, 0.15) == "0.123 [0.100, 0.150]"
     assert "no interval" in with_interval(0.1, math.nan, math.nan)
+    assert with_interval(0.1, math.nan, math.nan, k=1) == "0.100 (no interval: 1 replicate)"
+    assert with_interval(0.1, math.nan, math.nan, k=5) == "0.100 (no interval)"  # never "fewer than 2" with 5
     assert zero_verdict(-0.1, 0.2) == "its interval includes zero"
     assert zero_verdict(0.01, 0.2) == "its interval excludes zero"
     assert strongest_and_balanced([0.0, 0.3, 0.5, 1.0]) == (1.0, 0.5)

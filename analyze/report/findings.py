@@ -1,12 +1,31 @@
 """Plain-language findings, with numbers and 95% intervals, computed from a collected table.
 
-Every number here is a mean over replicates (seeds) with the interval
-``mean ± 1.96 · sd / sqrt(k)`` (:func:`analyze.metrics.intervals.replicate_summary`). When a
-table holds several targets, each seed's value is first averaged over the targets (the same
-targets for every base), so that k counts seeds, not seeds x targets; the sentences say so.
-A difference between two bases (or two runners) gets the unpaired interval
-``d ± 1.96 · sqrt(sd_a² / k_a + sd_b² / k_b)``; every sentence about a difference says whether
-that interval includes zero, and none claims a difference whose interval does.
+Rules (``docs/science.md`` sections 7 to 9):
+
+- **Intervals.** Every number is a mean over replicates (seeds) with the t interval
+  ``mean ± t(0.975, k-1) · sd / sqrt(k)`` (``method="normal"`` for 1.96;
+  :func:`analyze.metrics.intervals.replicate_summary`). When a table holds several targets,
+  each seed's value is first averaged over the targets (the same targets for every base), so
+  that k counts seeds, not seeds x targets. A difference between two bases (or runners) is
+  **paired by seed** when, for every seed, both sides were fitted on the same rows (equal
+  ``rows_digest`` per target: same spec, seed and row indices), giving the interval of the
+  per-seed differences; otherwise it gets Welch's unpaired interval. Each sentence names the
+  method of its intervals, says whether a difference's interval includes zero, and claims no
+  difference whose interval does.
+- **Clean cells.** :func:`clean_cells` leaves out the cells the diagnosis flagged
+  ``degenerate``, ``c_at_edge``, ``lr_at_edge``, ``epochs_at_edge`` or ``not_converged``
+  (``include_flagged`` keeps them) and says how many and why. ``weak_task`` cells stay (on a
+  hard task they would be all of them); every finding whose runs have a mean test AUC below
+  the floor says "the model did not learn the target (AUC x)". No comparison is stated from
+  fewer than :data:`MIN_CLEAN_REPLICATES` clean replicates per side.
+- **Comparisons.** The biased base is compared with every control and with the scratch and
+  ImageNet bases; when it does not exceed scratch, the sentence says that the bias then comes
+  from the cue being readable from any features, not from pretraining.
+- **Headline setting** (:func:`headline_size`): the natural level and the strongest stereotype
+  level, at the training size where every target is feasible and the cells are not at a
+  ceiling (every base's mean gap within :data:`CEILING_MARGIN` of the largest possible, 1, or
+  every interval of zero width); among those, the size nearest 1024 (the larger on a tie).
+  ``n`` and ``level`` override it; a per-n table (:func:`per_size_table`) follows.
 
 Sign convention: the bias metric (default ``fpr_gap_stereotype``) is positive when the model's
 false positives fall more on the group over-represented among the positives of the dataset's
@@ -22,17 +41,65 @@ associated with, 0.5 = balance, 0 = the counter-stereotypical extreme), and
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+from analyze.metrics.diagnosis import DEFAULT_AUC_FLOOR, FLAGS
 from analyze.effects.format import format_number, format_p
 from analyze.effects.models import DEFAULT_N
-from analyze.metrics.intervals import difference_from_summaries, replicate_summary
+from analyze.metrics.intervals import (
+    DEFAULT_METHOD,
+    ConfidenceInterval,
+    METHODS,
+    difference_ci,
+    difference_from_summaries,
+    interval_label,
+    replicate_summary,
+    welch_df,
+)
 from extract.errors import UserError
 
 BALANCE = 0.5
+MIN_CLEAN_REPLICATES = 3
+CEILING_MARGIN = 0.05
+MAX_GAP = 1.0  # the largest possible FPR gap
+EXCLUDING_FLAGS = ("degenerate", "c_at_edge", "lr_at_edge", "epochs_at_edge", "not_converged")
+COMPARED_KINDS = ("control", "scratch", "imagenet")
+
+
+@dataclass(frozen=True)
+class FindingOptions:
+    """How findings are computed and stated (module docstring).
+
+    Parameters
+    ----------
+    method : {"t", "normal"}
+        Replicate intervals: Student's t with k - 1 df, or the normal 1.96.
+    auc_floor : float
+        Findings whose runs have a mean test AUC below it are marked.
+    include_flagged : bool
+        Keep the cells the diagnosis flagged (default: leave them out).
+    n : int, optional
+        Training size of the headline findings (default: :func:`headline_size`).
+    level : float, optional
+        Stereotype level of the headline correlation findings (default: the strongest run).
+    """
+
+    method: str = DEFAULT_METHOD
+    auc_floor: float = DEFAULT_AUC_FLOOR
+    include_flagged: bool = False
+    n: int | None = None
+    level: float | None = None
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise UserError(f"unknown interval method {self.method!r}; choose one of {', '.join(METHODS)}.")
+
+
+DEFAULT_OPTIONS = FindingOptions()
 
 
 def fmt(value: float) -> str:
@@ -40,10 +107,12 @@ def fmt(value: float) -> str:
     return "nan" if value is None or not math.isfinite(float(value)) else f"{float(value):.3f}"
 
 
-def with_interval(mean: float, low: float, high: float) -> str:
-    """``mean [low, high]``, or a note that one replicate gives no interval."""
+def with_interval(mean: float, low: float, high: float, *, k=None) -> str:
+    """``mean [low, high]``; without finite bounds, says why (``k`` replicates, when given)."""
     if not (math.isfinite(float(low)) and math.isfinite(float(high))):
-        return f"{fmt(mean)} (no interval: fewer than 2 replicates)"
+        if k is not None and math.isfinite(float(k)) and int(k) < 2:
+            return f"{fmt(mean)} (no interval: {int(k)} replicate{'s' * (int(k) != 1)})"
+        return f"{fmt(mean)} (no interval)"
     return f"{fmt(mean)} [{fmt(low)}, {fmt(high)}]"
 
 
@@ -54,41 +123,37 @@ def zero_verdict(low: float, high: float) -> str:
     return "its interval includes zero" if low <= 0.0 <= high else "its interval excludes zero"
 
 
-def choose_size(rows: pd.DataFrame) -> int | None:
-    """The training size findings are reported at: 1024 when present, else the largest."""
-    sizes = sorted(pd.to_numeric(rows["n"], errors="coerce").dropna().unique()) if "n" in rows.columns else []
-    if not sizes:
-        return None
-    return int(DEFAULT_N if DEFAULT_N in sizes else sizes[-1])
+# -- cells ---------------------------------------------------------------------------------
 
 
-def pooled_summary(rows: pd.DataFrame, *, by: list[str], value: str) -> pd.DataFrame:
-    """Per ``by`` group: each seed's mean over targets, then the replicate interval over seeds.
+def clean_cells(rows: pd.DataFrame, *, include_flagged: bool = False) -> tuple[pd.DataFrame, str | None]:
+    """The rows findings use and a sentence on what was left out (module docstring).
 
     Returns
     -------
-    DataFrame with ``by`` and ``mean, sd, k, ci_low, ci_high, n_targets`` (k = seeds).
+    (rows, note)
+        ``note`` is None when nothing was flagged.
     """
-    for column in (*by, "seed", value):
-        if column not in rows.columns:
-            raise UserError(f"the table has no {column!r} column, which the report's summaries need; "
-                            "pass the table `biastransfer collect` wrote.")
-    rows = rows[np.isfinite(pd.to_numeric(rows[value], errors="coerce"))]
-    targets = rows["target"] if "target" in rows.columns else pd.Series("all", index=rows.index)
-    per_seed = (rows.assign(_target=targets).groupby([*by, "seed"], sort=True, dropna=False)
-                .agg(value=(value, "mean"), n_targets=("_target", "nunique")).reset_index())
-    summary = replicate_summary(per_seed, by, "value")
-    n_targets = per_seed.groupby(by, sort=True, dropna=False)["n_targets"].max().reset_index(drop=True)
-    return summary.assign(n_targets=n_targets.to_numpy())
-
-
-def difference(a: pd.Series, b: pd.Series) -> tuple[float, float, float]:
-    """``a.mean - b.mean`` with the unpaired interval (module docstring); NaN bounds when k < 2."""
-    return difference_from_summaries(a["mean"], a["sd"], a["k"], b["mean"], b["sd"], b["k"])
-
-
-def _interval(row: pd.Series) -> str:
-    return with_interval(row["mean"], row["ci_low"], row["ci_high"])
+    columns = [f"flag_{name}" for name in FLAGS]
+    if not all(c in rows.columns for c in columns):
+        return rows, ("The table has no diagnosis columns (collected before the diagnosis existed), so no cell "
+                      "could be checked; collect it again to leave out degenerate and grid-edge cells.")
+    flags = rows[columns].fillna(False).astype(bool)
+    flags.columns = list(FLAGS)
+    excluding = flags[list(EXCLUDING_FLAGS)].any(axis=1)
+    counts = {name: int(flags.loc[excluding, name].sum()) for name in EXCLUDING_FLAGS if flags.loc[excluding, name].any()}
+    weak = int(flags["weak_task"].sum())
+    weak_text = (f" {weak} cell{'s' * (weak != 1)} below the AUC floor (weak_task) stay in, and their findings say "
+                 "so." if weak else "")
+    if not excluding.any():
+        return rows, (f"No cell was flagged degenerate, at a grid edge or unconverged.{weak_text}".strip()
+                      if weak else None)
+    why = ", ".join(f"{name} {count}" for name, count in counts.items())
+    if include_flagged:
+        return rows, (f"{int(excluding.sum())} of {len(rows)} cells are flagged by the diagnosis ({why}; a cell can "
+                      f"carry several flags) and are kept because --include-flagged was given.{weak_text}")
+    return rows[~excluding], (f"Left out {int(excluding.sum())} of {len(rows)} cells flagged by the diagnosis ({why}; "
+                              f"a cell can carry several flags); --include-flagged keeps them.{weak_text}")
 
 
 def correlation_cells(rows: pd.DataFrame) -> pd.DataFrame:
@@ -123,34 +188,215 @@ def level_name(cells: pd.DataFrame) -> str:
             else "correlation level")
 
 
-def _context(summary: pd.DataFrame, n: int | None) -> str:
-    seeds, targets = int(summary["k"].max()), int(summary["n_targets"].max())
+# -- summaries and differences ----------------------------------------------------------------
+
+
+def pooled_summary(rows: pd.DataFrame, *, by: list[str], value: str, method: str = DEFAULT_METHOD) -> pd.DataFrame:
+    """Per ``by`` group: each seed's mean over targets, then the replicate interval over seeds.
+
+    Returns
+    -------
+    DataFrame with ``by`` and ``mean, sd, k, ci_low, ci_high, n_targets`` (k = seeds), plus
+    ``per_seed`` ({seed: value}) and ``rows_key`` ({seed: the sorted (target, rows_digest)
+    pairs}, or None without digests) for :func:`difference`'s pairing.
+    """
+    for column in (*by, "seed", value):
+        if column not in rows.columns:
+            raise UserError(f"the table has no {column!r} column, which the report's summaries need; "
+                            "pass the table `biastransfer collect` wrote.")
+    rows = rows[np.isfinite(pd.to_numeric(rows[value], errors="coerce"))]
+    targets = rows["target"] if "target" in rows.columns else pd.Series("all", index=rows.index)
+    digests = (rows["rows_digest"].astype(object).where(rows["rows_digest"].notna(), None)
+               if "rows_digest" in rows.columns else pd.Series(None, index=rows.index, dtype=object))
+    work = rows.assign(_target=targets.astype(str), _digest=digests)
+    grouped = work.groupby([*by, "seed"], sort=True, dropna=False)
+    per_seed = grouped.agg(value=(value, "mean"), n_targets=("_target", "nunique")).reset_index()
+    per_seed["rows_key"] = [None if g["_digest"].isna().any() else tuple(sorted(zip(g["_target"], g["_digest"].astype(str))))
+                            for _, g in grouped]
+    summary = replicate_summary(per_seed, by, "value", method=method)
+    groups = [g for _, g in per_seed.groupby(by, sort=True, dropna=False)]
+    return summary.assign(n_targets=[int(g["n_targets"].max()) for g in groups],
+                          per_seed=[dict(zip(g["seed"], g["value"])) for g in groups],
+                          rows_key=[dict(zip(g["seed"], g["rows_key"])) for g in groups])
+
+
+def is_paired(a: pd.Series, b: pd.Series) -> bool:
+    """Whether two summaries share every seed with the same rows (equal ``rows_key`` per seed)."""
+    keys_a, keys_b = a.get("rows_key"), b.get("rows_key")
+    if not isinstance(keys_a, dict) or not isinstance(keys_b, dict) or set(keys_a) != set(keys_b) or len(keys_a) < 2:
+        return False
+    return all(keys_a[s] is not None and keys_a[s] == keys_b[s] for s in keys_a)
+
+
+def difference_interval(a: pd.Series, b: pd.Series, *, method: str = DEFAULT_METHOD):
+    """``a.mean - b.mean`` as a :class:`~analyze.metrics.intervals.ConfidenceInterval` (paired or Welch)."""
+    if is_paired(a, b):
+        seeds = sorted(a["per_seed"])
+        return difference_ci([a["per_seed"][s] for s in seeds], [b["per_seed"][s] for s in seeds], paired=True,
+                             method=method)
+    d, low, high = difference_from_summaries(a["mean"], a["sd"], a["k"], b["mean"], b["sd"], b["k"], method=method)
+    df = welch_df(a["sd"], a["k"], b["sd"], b["k"]) if a["k"] >= 2 and b["k"] >= 2 else None
+    return ConfidenceInterval(d, low, high, interval_label(method, paired=False, df=df))
+
+
+def difference(a: pd.Series, b: pd.Series, *, method: str = DEFAULT_METHOD) -> tuple[float, float, float]:
+    """``a.mean - b.mean`` with its interval (paired by seed or Welch, module docstring); NaN bounds when k < 2."""
+    ci = difference_interval(a, b, method=method)
+    return float(ci.estimate), float(ci.low), float(ci.high)
+
+
+def _interval(row: pd.Series) -> str:
+    return with_interval(row["mean"], row["ci_low"], row["ci_high"], k=row.get("k"))
+
+
+def _method_words(summary: pd.DataFrame, method: str) -> str:
+    seeds = int(summary["k"].max()) if len(summary) else 0
+    return f"95% {'t' if method == 't' else 'normal'} intervals over {seeds} seeds"
+
+
+def _context(summary: pd.DataFrame, n: int | None, method: str = DEFAULT_METHOD) -> str:
+    targets = int(summary["n_targets"].max())
     where = f"n = {n}, " if n is not None else ""
-    return f"{where}mean over {targets} target{'s' * (targets != 1)}, 95% intervals over {seeds} seeds"
+    return f"{where}mean over {targets} target{'s' * (targets != 1)}, {_method_words(summary, method)}"
+
+
+# -- the headline setting ------------------------------------------------------------------------
+
+
+def choose_size(rows: pd.DataFrame) -> int | None:
+    """The training size used when no rule applies: 1024 when present, else the largest."""
+    sizes = sorted(pd.to_numeric(rows["n"], errors="coerce").dropna().unique()) if "n" in rows.columns else []
+    if not sizes:
+        return None
+    return int(DEFAULT_N if DEFAULT_N in sizes else sizes[-1])
+
+
+def at_ceiling(summary: pd.DataFrame) -> bool:
+    """Every base's mean within :data:`CEILING_MARGIN` of the largest possible gap, or every interval of zero width."""
+    if summary.empty:
+        return False
+    near_max = (summary["mean"].abs() >= MAX_GAP - CEILING_MARGIN).all()
+    zero_width = ((summary["ci_high"] - summary["ci_low"]).abs() < 1e-12).all()
+    return bool(near_max or zero_width)
+
+
+def headline_size(cells: pd.DataFrame, *, metric: str, level: float | None = None,
+                  options: FindingOptions = DEFAULT_OPTIONS) -> tuple[int | None, str]:
+    """The training size of the headline findings and the reason, in words (module docstring)."""
+    sizes = sorted(int(v) for v in pd.to_numeric(cells["n"], errors="coerce").dropna().unique()) \
+        if "n" in cells.columns else []
+    if not sizes:
+        return None, ""
+    if options.n is not None:
+        if options.n not in sizes:
+            raise UserError(f"--n {options.n} was not run for these cells; choose one of {sizes}.")
+        return options.n, f"n = {options.n} was chosen with --n."
+    targets = set(cells["target"].astype(str)) if "target" in cells.columns else {"all"}
+    feasible, ceiling = [], []
+    for n in sizes:
+        part = cells[pd.to_numeric(cells["n"], errors="coerce") == n]
+        if "target" in part.columns and any(set(g["target"].astype(str)) != targets
+                                            for _, g in part.groupby("backbone")):
+            continue
+        feasible.append(n)
+        at = part if level is None or "level" not in part.columns else part[part["level"] == level]
+        summary = pooled_summary(at, by=["backbone"], value=metric, method=options.method) if len(at) else at
+        if at_ceiling(summary):
+            ceiling.append(n)
+    good = [n for n in feasible if n not in ceiling]
+    nearest = lambda values: min(values, key=lambda n: (abs(math.log2(n / DEFAULT_N)), -n))  # noqa: E731
+    if good:
+        n = nearest(good)
+        skipped = f" ({', '.join(map(str, ceiling))} at a ceiling)" if ceiling else ""
+        return n, (f"n = {n}: the size nearest {DEFAULT_N} where every target is feasible and the cells are not at a "
+                   f"ceiling{skipped}; --n overrides.")
+    if feasible:
+        n = max(feasible)
+        return n, (f"n = {n}: every size where every target is feasible is at a ceiling (every base's gap within "
+                   f"{CEILING_MARGIN} of {MAX_GAP:g} or zero-width intervals), so differences there mean little; --n "
+                   "overrides.")
+    n = choose_size(cells)
+    return n, f"n = {n}: no size has every target for every base; --n overrides."
+
+
+# -- sentences ---------------------------------------------------------------------------------
+
+
+def _auc_note(auc: pd.DataFrame | None, backbones, floor: float) -> str:
+    """``" — the model did not learn the target (AUC x)"`` for the bases below the floor."""
+    if auc is None or auc.empty:
+        return ""
+    weak = []
+    for backbone in backbones:
+        rows = auc[auc["backbone"] == backbone]
+        if len(rows) and math.isfinite(float(rows["mean"].mean())) and float(rows["mean"].mean()) < floor:
+            weak.append((backbone, float(rows["mean"].mean())))
+    if not weak:
+        return ""
+    if len(weak) == 1:
+        return f"; for {weak[0][0]} the model did not learn the target (AUC {weak[0][1]:.3f})"
+    return "; the models did not learn the target (" + ", ".join(f"AUC {v:.3f} for {b}" for b, v in weak) + ")"
+
+
+def _too_few(row: pd.Series, other: pd.Series) -> str | None:
+    short = [(r["backbone"], int(r["k"])) for r in (row, other) if r["k"] < MIN_CLEAN_REPLICATES]
+    if not short:
+        return None
+    names = " and ".join(f"{b} ({k})" for b, k in short)
+    return (f"not stated: {names} {'has' if len(short) == 1 else 'have'} fewer than {MIN_CLEAN_REPLICATES} clean "
+            "replicates here")
+
+
+def _kind_of(row: pd.Series) -> str:
+    return str(row["base_kind"]) if "base_kind" in row.index and isinstance(row["base_kind"], str) else ""
+
+
+def compare_biased_with_bases(summary: pd.DataFrame, *, condition: str, metric: str, context: str,
+                              auc: pd.DataFrame | None = None,
+                              options: FindingOptions = DEFAULT_OPTIONS) -> list[str]:
+    """Per biased base: its bias vs every control, scratch and ImageNet base, each difference with its interval.
+
+    Says in words when the biased base does not exceed scratch (module docstring).
+    """
+    if "base_kind" not in summary.columns:
+        return []
+    biased = summary[summary["base_kind"] == "biased"]
+    others = summary[summary["base_kind"].isin(COMPARED_KINDS)]
+    if biased.empty or others.empty:
+        return []
+    order = {kind: i for i, kind in enumerate(COMPARED_KINDS)}
+    others = others.assign(_order=others["base_kind"].map(order)).sort_values(["_order", "backbone"])
+    sentences = []
+    for _, row in biased.iterrows():
+        for _, other in others.iterrows():
+            kind = _kind_of(other)
+            note = _auc_note(auc, [row["backbone"], other["backbone"]], options.auc_floor)
+            head = (f"{condition} ({context}), the biased base {row['backbone']} has a {metric} of {_interval(row)} vs "
+                    f"{_interval(other)} for the {kind} base {other['backbone']}")
+            refused = _too_few(row, other)
+            if refused:
+                sentences.append(f"{head}; the difference is {refused}{note}.")
+                continue
+            ci = difference_interval(row, other, method=options.method)
+            d, low, high = float(ci.estimate), float(ci.low), float(ci.high)
+            if math.isfinite(low) and low > 0:
+                shows = f", so these data show the biased base transferring more bias than that {kind} base"
+            elif math.isfinite(high) and high < 0:
+                shows = f", so these data show the biased base transferring less bias than that {kind} base"
+            else:
+                shows = ", so these data do not show a difference" if math.isfinite(low) else ""
+            sentence = (f"{head}; the difference is {with_interval(d, low, high)} ({ci.method}) and "
+                        f"{zero_verdict(low, high)}{shows}{note}.")
+            if kind == "scratch" and not (math.isfinite(low) and low > 0):
+                sentence += (" The biased base does not exceed the scratch base: the bias comes from the cue being "
+                             "readable from any features, not from pretraining.")
+            sentences.append(sentence)
+    return sentences
 
 
 def compare_biased_with_controls(summary: pd.DataFrame, *, condition: str, metric: str, context: str) -> list[str]:
-    """One sentence per biased base: its bias vs the control with the largest bias, and the difference."""
-    if "base_kind" not in summary.columns:
-        return []
-    biased, controls = summary[summary["base_kind"] == "biased"], summary[summary["base_kind"] == "control"]
-    if biased.empty or controls.empty:
-        return []
-    top = controls.loc[controls["mean"].idxmax()]
-    sentences = []
-    for _, row in biased.iterrows():
-        d, low, high = difference(row, top)
-        if math.isfinite(low) and low > 0:
-            shows = ", so these data show the biased base transferring more bias than that control"
-        elif math.isfinite(high) and high < 0:
-            shows = ", so these data show the biased base transferring less bias than that control"
-        else:
-            shows = ", so these data do not show a difference" if math.isfinite(low) else ""
-        sentences.append(
-            f"{condition} ({context}), the biased base {row['backbone']} has a {metric} of {_interval(row)} vs "
-            f"{_interval(top)} for {top['backbone']}, the control base with the largest mean; the difference is "
-            f"{with_interval(d, low, high)} and {zero_verdict(low, high)}{shows}.")
-    return sentences
+    """Backward-compatible name of :func:`compare_biased_with_bases`."""
+    return compare_biased_with_bases(summary, condition=condition, metric=metric, context=context)
 
 
 def _base_order(summary: pd.DataFrame) -> list[str]:
@@ -161,7 +407,8 @@ def _base_order(summary: pd.DataFrame) -> list[str]:
     return sorted(kinds.index, key=lambda b: (rank.get(kinds.loc[b, "base_kind"], 2), str(b)))
 
 
-def fall_toward_balance(summary: pd.DataFrame, *, strongest: float, balanced: float, metric: str) -> list[str]:
+def fall_toward_balance(summary: pd.DataFrame, *, strongest: float, balanced: float, metric: str,
+                        options: FindingOptions = DEFAULT_OPTIONS) -> list[str]:
     """Per base: the bias at the strongest level vs at the level nearest balance, and the change."""
     sentences = []
     for backbone in _base_order(summary):
@@ -169,73 +416,115 @@ def fall_toward_balance(summary: pd.DataFrame, *, strongest: float, balanced: fl
         if strongest not in part.index or balanced not in part.index:
             continue
         high, low_level = part.loc[strongest], part.loc[balanced]
-        change, lo, hi = difference(low_level, high)
+        ci = difference_interval(low_level, high, method=options.method)
+        change, lo, hi = float(ci.estimate), float(ci.low), float(ci.high)
         verb = ("falls" if math.isfinite(hi) and hi < 0 else "rises" if math.isfinite(lo) and lo > 0
                 else "does not change detectably")
         kind = f" ({high['base_kind']})" if "base_kind" in part.columns else ""
         sentences.append(f"{backbone}{kind}: the {metric} {verb} from {_interval(high)} at level {strongest:g} to "
-                         f"{_interval(low_level)} at level {balanced:g} (change {with_interval(change, lo, hi)}; "
-                         f"{zero_verdict(lo, hi)}).")
+                         f"{_interval(low_level)} at level {balanced:g} (change {with_interval(change, lo, hi)}, "
+                         f"{ci.method}; {zero_verdict(lo, hi)}).")
     return sentences
 
 
-def correlation_findings(rows: pd.DataFrame, *, metric: str, performance: str = "auc") -> list[str]:
-    """Findings from the correlation grid of one runner (rows of one runner only)."""
+def correlation_findings(rows: pd.DataFrame, *, metric: str, performance: str = "auc",
+                         options: FindingOptions = DEFAULT_OPTIONS) -> list[str]:
+    """Findings from the correlation grid of one runner (rows of one runner only, already cleaned)."""
     cells = correlation_cells(rows)
     if cells.empty:
         return []
-    n = choose_size(cells)
+    levels = sorted(cells["level"].dropna().unique())
+    strongest, balanced = strongest_and_balanced(levels)
+    if options.level is not None:
+        if not any(math.isclose(options.level, v) for v in levels):
+            raise UserError(f"--level {options.level} was not run for these cells; choose one of "
+                            f"{[float(v) for v in levels]}.")
+        strongest = next(float(v) for v in levels if math.isclose(options.level, v))
+    n, rule = headline_size(cells, metric=metric, level=strongest, options=options)
     if n is not None:
         cells = cells[pd.to_numeric(cells["n"], errors="coerce") == n]
     by = ["backbone", "base_kind", "level"] if "base_kind" in cells.columns else ["backbone", "level"]
-    summary = pooled_summary(cells, by=by, value=metric)
+    summary = pooled_summary(cells, by=by, value=metric, method=options.method)
     if summary.empty:
         return [f"No correlation cell has a finite {metric}, so nothing is said about correlation."]
-    strongest, balanced = strongest_and_balanced(summary["level"].unique())
-    context = _context(summary, n)
-    found = compare_biased_with_controls(summary[summary["level"] == strongest], metric=metric, context=context,
-                                         condition=f"At the strongest {level_name(cells)}, {strongest:g}")
+    levels = sorted(summary["level"].unique())
+    if strongest not in levels:
+        strongest, balanced = strongest_and_balanced(levels)
+    context = _context(summary, n, options.method)
+    auc = (pooled_summary(cells, by=by, value=performance, method=options.method)
+           if performance in cells.columns else None)
+    found = [f"Headline setting: {rule}"] if rule else []
+    found += compare_biased_with_bases(summary[summary["level"] == strongest], metric=metric, context=context,
+                                       condition=f"At the strongest {level_name(cells)}, {strongest:g}",
+                                       auc=None if auc is None else auc[auc["level"] == strongest], options=options)
     if strongest != balanced:
-        falls = fall_toward_balance(summary, strongest=strongest, balanced=balanced, metric=metric)
+        falls = fall_toward_balance(summary, strongest=strongest, balanced=balanced, metric=metric, options=options)
         if falls:
             found += [f"Toward balance ({context}): {falls[0]}"] + [f"Toward balance: {s}" for s in falls[1:]]
-        if performance in cells.columns:
-            found += _auc_cost(cells, by, strongest=strongest, balanced=balanced, performance=performance)
-    elif not found:
+        if auc is not None:
+            found += _auc_cost(auc, strongest=strongest, balanced=balanced, performance=performance, options=options)
+    elif len(found) <= 1:
         found.append(f"Only level {strongest:g} was run, so nothing can be said about the trend with correlation.")
     return found
 
 
-def _auc_cost(cells, by, *, strongest: float, balanced: float, performance: str) -> list[str]:
-    auc = pooled_summary(cells, by=by, value=performance)
+def _auc_cost(auc: pd.DataFrame, *, strongest: float, balanced: float, performance: str,
+              options: FindingOptions = DEFAULT_OPTIONS) -> list[str]:
     if "base_kind" in auc.columns and (auc["base_kind"] == "biased").any():
         auc = auc[auc["base_kind"] == "biased"]
     sentences = []
     for backbone, part in auc.groupby("backbone", sort=True):
         part = part.set_index("level")
         if strongest in part.index and balanced in part.index:
-            d, lo, hi = difference(part.loc[balanced], part.loc[strongest])
+            ci = difference_interval(part.loc[balanced], part.loc[strongest], method=options.method)
+            d, lo, hi = float(ci.estimate), float(ci.low), float(ci.high)
             sentences.append(f"{backbone}: {performance} {_interval(part.loc[strongest])} at level {strongest:g} vs "
                              f"{_interval(part.loc[balanced])} at level {balanced:g} (change "
-                             f"{with_interval(d, lo, hi)}; {zero_verdict(lo, hi)}).")
+                             f"{with_interval(d, lo, hi)}, {ci.method}; {zero_verdict(lo, hi)}).")
     return [f"Test {performance} across the same move: " + " ".join(sentences)] if sentences else []
 
 
-def natural_findings(rows: pd.DataFrame, *, metric: str) -> list[str]:
-    """The biased base vs the controls on the natural finetuning distribution (``spec_kind`` natural)."""
+def natural_findings(rows: pd.DataFrame, *, metric: str, performance: str = "auc",
+                     options: FindingOptions = DEFAULT_OPTIONS) -> list[str]:
+    """The biased base vs the other bases on the natural finetuning distribution (``spec_kind`` natural)."""
     if "spec_kind" not in rows.columns or "base_kind" not in rows.columns:
         return []
     cells = rows[rows["spec_kind"] == "natural"]
     if cells.empty:
         return []
-    n = choose_size(cells)
+    n, rule = headline_size(cells, metric=metric, options=options)
     if n is not None:
         cells = cells[pd.to_numeric(cells["n"], errors="coerce") == n]
-    summary = pooled_summary(cells, by=["backbone", "base_kind"], value=metric)
+    summary = pooled_summary(cells, by=["backbone", "base_kind"], value=metric, method=options.method)
     if summary.empty:
         return []
-    return compare_biased_with_controls(summary, metric=metric, context=_context(summary, n),
-                                        condition="At the natural level (finetuning sets drawn as the data come)")
+    auc = (pooled_summary(cells, by=["backbone", "base_kind"], value=performance, method=options.method)
+           if performance in cells.columns else None)
+    found = compare_biased_with_bases(summary, metric=metric, context=_context(summary, n, options.method),
+                                      condition="At the natural level (finetuning sets drawn as the data come)",
+                                      auc=auc, options=options)
+    return ([f"Headline setting of the natural cells: {rule}"] if rule and found else []) + found
+
+
+def per_size_table_rows(cells: pd.DataFrame, *, metric: str, level: float | None,
+                        options: FindingOptions = DEFAULT_OPTIONS) -> tuple[tuple, list[tuple]]:
+    """Header and rows of the per-n table: bias [interval] per base at ``level`` (all levels when None)."""
+    part = cells if level is None or "level" not in cells.columns else cells[cells["level"] == level]
+    summary = pooled_summary(part, by=["n", "backbone"], value=metric, method=options.method)
+    backbones = sorted(summary["backbone"].astype(str).unique())
+    targets = set(part["target"].astype(str)) if "target" in part.columns else set()
+    rows = []
+    for n, group in summary.groupby("n", sort=True):
+        by_base = {str(r["backbone"]): _interval(r) for _, r in group.iterrows()}
+        here = part[pd.to_numeric(part["n"], errors="coerce") == n]
+        n_targets = here["target"].nunique() if "target" in here.columns else 1
+        notes = []
+        if targets and n_targets < len(targets):
+            notes.append(f"{n_targets} of {len(targets)} targets feasible")
+        if at_ceiling(group):
+            notes.append("at a ceiling")
+        rows.append((f"{int(n)}", *[by_base.get(b, "not run") for b in backbones], "; ".join(notes)))
+    return ("n", *backbones, "note"), rows
 
 
 def p_words(pvalue: float) -> str:
