@@ -474,3 +474,17 @@ def test_extract_cli_on_avatars_records_the_timm_config(avatar_cache, tmp_path):
     assert config["timm"]["timm_version"] == timm.__version__ and config["weights_sha256"]
     features = store.features_float32()
     assert np.isfinite(features).all() and features.std(0).mean() > 0
+
+
+def test_gelu_variant_of_a_quickgelu_clip_warns(tmp_path):
+    """timm's vit_base_patch32_clip_224.openai uses GELU (its config notes QuickGELU): a file load warns
+    and names the QuickGELU variant; the variant itself loads silently. Shrunk as the CLIP tests."""
+    small = dict(embed_dim=64, depth=2, num_heads=2)
+    path = tmp_path / "clip.safetensors"
+    save_file(dict(timm.create_model("vit_base_patch32_clip_224.openai", **small).state_dict()), str(path))
+    with pytest.warns(UserWarning, match=r"use timm/vit_base_patch32_clip_quickgelu_224\.openai"):
+        timm_bridge.build(timm_bridge.TimmSpec("vit_base_patch32_clip_224.openai", model_kwargs=small), weights=path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        timm_bridge.build(timm_bridge.TimmSpec("vit_base_patch32_clip_quickgelu_224.openai", model_kwargs=small),
+                          weights=path)

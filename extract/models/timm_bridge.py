@@ -30,6 +30,10 @@ Features (``@<pool>``, default ``default``):
 * ``proj`` -- CLIP's projected image embedding (512-d for ViT-B/32), as Ranjit et al.
   (2023) use; CLIP models only (timm names containing ``clip``).
 
+OpenAI's CLIP models were trained with QuickGELU; timm's ``*_clip_*`` models use GELU and
+its ``*_clip_quickgelu_*`` variants QuickGELU. Loading a file into the GELU variant when timm's
+config notes QuickGELU warns and names the variant (the features differ).
+
 Preprocessing comes from timm's resolved data config of the model: centre crop of
 ``input_size``, shorter side resized to ``floor(input_size / crop_pct)`` with the config's
 interpolation, then its mean and std (timm's own evaluation transform). Only square inputs
@@ -41,6 +45,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -361,6 +366,8 @@ def build(spec: TimmSpec, *, weights: str | Path | None, seed: int = 0) -> Built
                         "(nothing is downloaded).")
     config = data_config(spec)
     fields = preprocess_fields(config)
+    if path is not None:
+        _warn_gelu_variant(timm, spec)
     fmt = SCRATCH
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
         torch.manual_seed(seed)
@@ -400,6 +407,18 @@ def with_image_size(spec: TimmSpec, side: int) -> TimmSpec:
         return spec
     return TimmSpec(model=spec.model, pool=spec.pool, model_kwargs={**spec.model_kwargs, "img_size": int(side)},
                     crop_pct=spec.crop_pct)
+
+
+def _warn_gelu_variant(timm, spec: TimmSpec) -> None:
+    """Warn when timm's config says the weights were trained with QuickGELU but the model uses GELU."""
+    notes = " ".join(_pretrained_cfg(timm, spec.model).get("notes") or ())
+    arch, _, tag = spec.model.partition(".")
+    if "QuickGELU" not in notes or "quickgelu" in arch:
+        return
+    variant = arch.replace("_clip_", "_clip_quickgelu_", 1) + (f".{tag}" if tag else "")
+    hint = f"; use timm/{variant}" if variant in timm.list_pretrained(variant) else ""
+    warnings.warn(f"timm model {spec.model} uses GELU but its weights were trained with QuickGELU, so its features "
+                  f"differ from the original model's{hint}.", UserWarning, stacklevel=3)
 
 
 def build_random(spec: TimmSpec) -> TimmFeatures:
