@@ -7,6 +7,8 @@ figures under ``figures/`` and the effect tables under ``effects/`` as Markdown,
 The page holds:
 
 - a summary of the sweep (cells, runners, bases and their kinds, targets, levels, sizes, seeds);
+- the diagnosis of its cells: counts per flag and runner, and which were left out of the findings
+  (:func:`analyze.report.findings.clean_cells`);
 - plain-language findings with numbers and 95% intervals, computed from the data
   (:mod:`analyze.report.findings`), labelled by runner;
 - when both runners are present, probes beside full finetuning (:mod:`analyze.report.compare`);
@@ -18,7 +20,8 @@ The page holds:
 The HTML page needs nothing else to open: figures are inline base64 PNGs, the CSS is inline,
 there is no script and no network reference (:mod:`analyze.report.document`). Both files are
 written atomically. Bias is ``fpr_gap_stereotype`` unless ``metric`` says otherwise; positive
-means stereotype-consistent.
+means stereotype-consistent. Every definition the page uses is in ``docs/science.md``, which the
+page links.
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ from analyze.report.document import (
     to_html,
     to_markdown,
 )
-from analyze.report.findings import salience_findings, with_interval
+from analyze.metrics.diagnosis import FLAGS
+from analyze.report.findings import DEFAULT_OPTIONS, FindingOptions, clean_cells, salience_findings, with_interval
 from analyze.report.plots import TRUTH_COLUMNS, plot_salience
 from analyze.report.sections import runner_label, runner_section
 from analyze.results.tables import read_table
@@ -53,7 +57,9 @@ log = logging.getLogger(__name__)
 DEFAULT_TITLE = "biastransfer report"
 MAX_LISTED = 12
 MAX_PLAN_ROWS = 60
-SALIENCE_COLUMNS = ("target", "sensitive", "salience", "ci_low", "ci_high", "A_y", "A_s", "n_models", *TRUTH_COLUMNS)
+SALIENCE_COLUMNS = ("target", "sensitive", "salience", "ci_low", "ci_high", "A_y", "A_s", "n_models", *TRUTH_COLUMNS,
+                    "diagnosis")
+SCIENCE_DOC = "docs/science.md"  # the definitions, in the project
 __all__ = ["build_report", "plan_table", "sweep_summary"]
 
 
@@ -103,7 +109,7 @@ def _salience_blocks(salience: pd.DataFrame, out_dir: Path) -> tuple[list[str], 
     truth = next((c for c in TRUTH_COLUMNS if c in salience.columns and salience[c].notna().any()), None)
     blocks = [Heading("Salience", 2),
               Paragraph("Salience measures how much more easily a model picks up the sensitive attribute than the "
-                        "target; higher salience predicts more bias transfer (SCIENCE.md)."),
+                        f"target; higher salience predicts more bias transfer (definitions: {SCIENCE_DOC} section 4)."),
               table_from_frame(salience[[c for c in SALIENCE_COLUMNS if c in salience.columns]],
                                caption="Salience per target with its 95% interval")]
     if truth is not None and salience[truth].notna().sum() >= 3:
@@ -116,14 +122,24 @@ def _salience_blocks(salience: pd.DataFrame, out_dir: Path) -> tuple[list[str], 
     return salience_findings(salience, truth=truth), blocks
 
 
+def _bounds_text(value, low, high) -> str:
+    """``v [lo, hi]`` with ``?`` for an undefined bound (e.g. a gap that does not halve in some resamples)."""
+    if pd.isna(value):
+        return ""
+    if pd.notna(low) and pd.notna(high):
+        return with_interval(value, low, high)
+    show = lambda v: "?" if pd.isna(v) else f"{float(v):.3f}"  # noqa: E731
+    return f"{float(value):.3f} [{show(low)}, {show(high)}]"
+
+
 def plan_table(plan: pd.DataFrame) -> pd.DataFrame:
-    """The plan with every ``X``, ``X_low``, ``X_high`` triple shown as one ``X [95% CI]`` text column."""
+    """The plan with every ``X``, ``X_low``, ``X_high`` triple shown as one ``X [95% CI]`` text column
+    (``?`` marks a bound the plan could not give, never a missing replicate)."""
     shown = plan.copy()
     for column in list(plan.columns):
         low, high = f"{column}_low", f"{column}_high"
         if low in plan.columns and high in plan.columns and pd.api.types.is_numeric_dtype(plan[column]):
-            text = [with_interval(v, lo, hi) if pd.notna(v) else "" for v, lo, hi in
-                    zip(plan[column], plan[low], plan[high])]
+            text = [_bounds_text(v, lo, hi) for v, lo, hi in zip(plan[column], plan[low], plan[high])]
             shown = shown.drop(columns=[low, high]).assign(**{column: text})
             shown = shown.rename(columns={column: f"{column} [95% CI]"})
     return shown
@@ -137,7 +153,8 @@ def _plan_blocks(plan: pd.DataFrame) -> tuple[list[str], list]:
     if "status" in plan.columns:
         answered = int((plan["status"] == "ok").sum())
         findings.append(f"The curation plan finds a move that halves the gap for {answered} of {len(plan)} "
-                        "(base, target) rows; its status column says why the others have none.")
+                        "(base, target) rows; its status column says why the others have none (it plans only "
+                        "where the natural gap's interval excludes 0).")
     return findings, [Heading("Curation plan", 2),
                       Paragraph("For each base and target: the smallest move of the finetuning correlation level away "
                                 "from the natural level that halves the stereotype-direction FPR gap, with its "
@@ -160,8 +177,37 @@ def _runners(table: pd.DataFrame, runners) -> tuple[pd.DataFrame, list[str]]:
     return table[table["runner"].astype(str).isin(order)], order
 
 
+def diagnosis_table(table: pd.DataFrame) -> Table | None:
+    """Cells per diagnosis flag and runner (None when the table has no diagnosis columns)."""
+    columns = [f"flag_{name}" for name in FLAGS]
+    if not all(c in table.columns for c in columns):
+        return None
+    rows = []
+    for runner, part in table.groupby("runner", sort=True):
+        flags = part[columns].fillna(False).astype(bool)
+        rows.append((runner_label(runner), str(len(part)), *[str(int(flags[c].sum())) for c in columns],
+                     str(int(flags.any(axis=1).sum()))))
+    return Table(("runner", "cells", *FLAGS, "flagged"), tuple(rows),
+                 caption=f"Diagnosis of every cell (rules: {SCIENCE_DOC} section 8)")
+
+
+def _diagnosis_blocks(table: pd.DataFrame, order: list[str], options: FindingOptions) -> list:
+    blocks = [Heading("Diagnosis of the cells", 2)]
+    counts = diagnosis_table(table)
+    if counts is None:
+        return blocks + [Paragraph("The table has no diagnosis columns (collected before the diagnosis existed); "
+                                   "collect it again to see which cells are degenerate, at a grid edge, unconverged "
+                                   "or below the AUC floor.", note=True)]
+    blocks.append(counts)
+    for runner in order:
+        _, note = clean_cells(table[table["runner"] == runner], include_flagged=options.include_flagged)
+        if note:
+            blocks.append(Paragraph(f"{runner_label(runner)[:1].upper()}{runner_label(runner)[1:]}: {note}", note=True))
+    return blocks
+
+
 def build_report(table, *, out_dir, salience=None, plan=None, title: str = DEFAULT_TITLE, runners=None,
-                 metric: str = DEFAULT_METRIC) -> tuple[Path, Path]:
+                 metric: str = DEFAULT_METRIC, options: FindingOptions = DEFAULT_OPTIONS) -> tuple[Path, Path]:
     """Write ``report.md`` and a self-contained ``report.html`` into ``out_dir`` (module docstring).
 
     Parameters
@@ -178,6 +224,9 @@ def build_report(table, *, out_dir, salience=None, plan=None, title: str = DEFAU
         Keep these runners (``probe``, ``finetune``); default all in the table.
     metric : str
         The bias column, positive = stereotype-consistent.
+    options : FindingOptions
+        Interval method, AUC floor, whether flagged cells are kept, and the headline ``n``
+        and ``level`` overrides (:class:`analyze.report.findings.FindingOptions`).
 
     Returns
     -------
@@ -193,24 +242,29 @@ def build_report(table, *, out_dir, salience=None, plan=None, title: str = DEFAU
     table, order = _runners(table, runners)
     plan = None if plan is None else _as_table(plan, what="curation plan")
     out_dir = Path(out_dir)
-    findings, body = _sections(table, order, salience=salience, plan=plan, metric=metric, out_dir=out_dir)
-    blocks = [Heading(title, 1), Paragraph(_intro(metric, order), note=True),
-              Heading("The sweep", 2), sweep_summary(table), *_findings_blocks(findings), *body]
+    findings, body = _sections(table, order, salience=salience, plan=plan, metric=metric, out_dir=out_dir,
+                               options=options)
+    blocks = [Heading(title, 1), Paragraph(_intro(metric, order, options), note=True),
+              Heading("The sweep", 2), sweep_summary(table), *_diagnosis_blocks(table, order, options),
+              *_findings_blocks(findings), *body]
     out_dir.mkdir(parents=True, exist_ok=True)
     md_path = write_text_atomic(out_dir / "report.md", to_markdown(blocks, relative_to=out_dir))
     html_path = write_text_atomic(out_dir / "report.html", to_html(blocks, title=title))
     return md_path, html_path
 
 
-def _sections(table, order, *, salience, plan, metric: str, out_dir: Path) -> tuple[dict, list]:
+def _sections(table, order, *, salience, plan, metric: str, out_dir: Path,
+              options: FindingOptions = DEFAULT_OPTIONS) -> tuple[dict, list]:
     """Findings per part ({name: sentences}) and the blocks of every section after the summary."""
     findings, body = {}, []
     for runner in order:
         findings[runner], blocks = runner_section(table[table["runner"] == runner], runner=runner, metric=metric,
-                                                  out_dir=out_dir)
+                                                  out_dir=out_dir, options=options)
         body += blocks
     if set(RUNNERS) <= set(order):
-        findings["linear probes beside full finetuning"], blocks = comparison_section(table, metric=metric)
+        clean = pd.concat([clean_cells(table[table["runner"] == r], include_flagged=options.include_flagged)[0]
+                           for r in order])
+        findings["linear probes beside full finetuning"], blocks = comparison_section(clean, metric=metric)
         body = blocks + body
     if salience is not None:
         findings["salience"], blocks = _salience_blocks(salience, out_dir)
@@ -221,12 +275,17 @@ def _sections(table, order, *, salience, plan, metric: str, out_dir: Path) -> tu
     return findings, body
 
 
-def _intro(metric: str, runners: list[str]) -> str:
+def _intro(metric: str, runners: list[str], options: FindingOptions = DEFAULT_OPTIONS) -> str:
+    interval = ("Student's t intervals, mean ± t(0.975, k-1) · sd / √k over k replicate seeds" if options.method == "t"
+                else "normal intervals, mean ± 1.96 · sd / √k over k replicate seeds (--ci normal)")
     return (f"Written by biastransfer {__version__}. Bias is {metric}: positive when the false positives fall "
             "more on the group the target is naturally associated with (over-represented among the dataset's "
             "training positives: stereotype-consistent). The finetuning correlation is read as the stereotype level, "
             "the share of positives in that group (1: all of them, 0.5: balance). "
-            "Intervals are 95%: mean ± 1.96 · sd / √k over k replicate seeds. Runners: "
+            f"Intervals are 95% {interval}; differences between bases are paired by seed when both were fitted on "
+            "the same rows, Welch's otherwise, and each says which. Findings leave out cells the diagnosis flagged"
+            f"{' (kept here: --include-flagged)' if options.include_flagged else ''} and mark models below the AUC "
+            f"floor {options.auc_floor:g}. Definitions: {SCIENCE_DOC}. Runners: "
             + ", ".join(runner_label(r) for r in runners) + ".")
 
 

@@ -1,6 +1,6 @@
 """One runner's part of the report: bias per level, figures, effect tables and findings.
 
-Probe and full-finetune results answer different questions (SCIENCE.md §7), so each runner
+Probe and full-finetune results answer different questions (docs/science.md section 10), so each runner
 gets its own section, tables, figures and fits; nothing here pools the two.
 
 Effect models: the paper's (``Value ~ Saliency + Skew``, mixed by attribute) when the rows
@@ -11,6 +11,10 @@ fitted; the moderation model (``bias ~ base * correlation_strength +
 correlation_strength:salience``, :mod:`analyze.effects.models`) when targets differ in salience; and,
 when the table has no salience, the general model without salience, labelled so.
 A model that cannot be fitted on these rows is named with its reason instead of a table.
+
+The section works on the runner's clean cells (:func:`analyze.report.findings.clean_cells`):
+the cells the diagnosis flagged are left out of its findings, tables, figures and fits unless
+``options.include_flagged``, and its first paragraph says how many and why.
 """
 
 from __future__ import annotations
@@ -26,13 +30,18 @@ from analyze.effects.format import fit_summary, format_number, format_p, write_t
 from analyze.effects.models import run_effects, with_derived_columns
 from analyze.report.document import Figure, Heading, Paragraph, Table, slug
 from analyze.report.findings import (
-    choose_size,
+    DEFAULT_OPTIONS,
+    FindingOptions,
+    clean_cells,
     correlation_cells,
     correlation_findings,
     effect_findings,
     level_name,
+    headline_size,
     natural_findings,
+    per_size_table_rows,
     pooled_summary,
+    strongest_and_balanced,
     with_interval,
 )
 from analyze.report.plots import (
@@ -136,15 +145,24 @@ def coefficient_blocks(result: ModelResult) -> list:
     return blocks
 
 
-def bias_by_level_table(rows: pd.DataFrame, *, metric: str) -> Table | None:
-    """Mean bias [95% CI] per correlation level (rows) and base (columns), at the reported n."""
+def _headline_level(cells: pd.DataFrame, options: FindingOptions) -> float | None:
+    if cells.empty:
+        return None
+    levels = sorted(cells["level"].dropna().unique())
+    if options.level is not None:
+        return next((float(v) for v in levels if abs(float(v) - options.level) < 1e-9), None)
+    return strongest_and_balanced(levels)[0]
+
+
+def bias_by_level_table(rows: pd.DataFrame, *, metric: str, options: FindingOptions = DEFAULT_OPTIONS) -> Table | None:
+    """Mean bias [95% interval] per correlation level (rows) and base (columns), at the headline n."""
     cells = correlation_cells(rows)
     if cells.empty:
         return None
-    n = choose_size(cells)
+    n, _ = headline_size(cells, metric=metric, level=_headline_level(cells, options), options=options)
     if n is not None:
         cells = cells[pd.to_numeric(cells["n"], errors="coerce") == n]
-    summary = pooled_summary(cells, by=["backbone", "level"], value=metric)
+    summary = pooled_summary(cells, by=["backbone", "level"], value=metric, method=options.method)
     if summary.empty:
         return None
     backbones = sorted(summary["backbone"].astype(str).unique())
@@ -154,12 +172,31 @@ def bias_by_level_table(rows: pd.DataFrame, *, metric: str) -> Table | None:
               *[f"{b} ({kinds[b]})" if b in kinds else b for b in backbones])
     table_rows = []
     for level, part in summary.groupby("level", sort=True):
-        by_base = {str(r["backbone"]): with_interval(r["mean"], r["ci_low"], r["ci_high"]) for _, r in part.iterrows()}
+        by_base = {str(r["backbone"]): with_interval(r["mean"], r["ci_low"], r["ci_high"], k=r["k"])
+                   for _, r in part.iterrows()}
         table_rows.append((f"{level:g}", *[by_base.get(b, "not run") for b in backbones]))
     targets, seeds = int(summary["n_targets"].max()), int(summary["k"].max())
-    caption = (f"{metric} per {level_name(cells)}, mean [95% CI] over {seeds} seeds"
+    kind = "t" if options.method == "t" else "normal"
+    caption = (f"{metric} per {level_name(cells)}, mean [95% {kind} interval] over up to {seeds} seeds"
                f"{f' at n = {n}' if n is not None else ''}, each seed averaged over {targets} target(s)")
     return Table(header, tuple(table_rows), caption=caption)
+
+
+def per_size_table(rows: pd.DataFrame, *, metric: str, options: FindingOptions = DEFAULT_OPTIONS) -> Table | None:
+    """Bias [95% interval] per training size n (rows) and base (columns) at the headline level, when several n ran."""
+    cells = correlation_cells(rows)
+    what = "correlation"
+    level = _headline_level(cells, options)
+    if cells.empty and "spec_kind" in rows.columns:
+        cells, what, level = rows[rows["spec_kind"] == "natural"], "natural", None
+    if cells.empty or "n" not in cells.columns or cells["n"].nunique() < 2:
+        return None
+    header, table_rows = per_size_table_rows(cells, metric=metric, level=level, options=options)
+    where = f"at {level_name(cells)} {level:g}" if level is not None else "on the natural cells"
+    kind = "t" if options.method == "t" else "normal"
+    return Table(header, tuple(table_rows),
+                 caption=f"{metric} per training size n {where} ({what} grid), mean [95% {kind} interval] over "
+                         "seeds, each seed averaged over the targets feasible at that n")
 
 
 def mean_over_targets(rows: pd.DataFrame, values: list[str]) -> pd.DataFrame:
@@ -203,15 +240,28 @@ def figure_blocks(rows: pd.DataFrame, *, runner: str, metric: str, figures: Path
     return blocks
 
 
-def runner_section(rows: pd.DataFrame, *, runner: str, metric: str, out_dir: Path) -> tuple[list[str], list]:
-    """Findings (sentences) and blocks for one runner; writes its figures and effect tables under ``out_dir``."""
+def runner_section(rows: pd.DataFrame, *, runner: str, metric: str, out_dir: Path,
+                   options: FindingOptions = DEFAULT_OPTIONS) -> tuple[list[str], list]:
+    """Findings (sentences) and blocks for one runner; writes its figures and effect tables under ``out_dir``.
+
+    ``rows`` are all the runner's cells; flagged ones are left out here (module docstring).
+    """
     label = runner_label(runner)
     log.info("report: %s (%d cells)", label, len(rows))
-    findings = correlation_findings(rows, metric=metric) + natural_findings(rows, metric=metric)
+    rows, left_out = clean_cells(rows, include_flagged=options.include_flagged)
+    findings = [left_out] if left_out else []
+    if rows.empty:
+        return findings + ["Every cell of this runner is flagged, so no finding is stated."], \
+            [Heading(f"Results: {label}", 2), Paragraph(left_out or "", note=True)]
+    findings += (correlation_findings(rows, metric=metric, options=options)
+                 + natural_findings(rows, metric=metric, options=options))
     blocks = [Heading(f"Results: {label}", 2)]
     blocks += [Paragraph(RUNNER_NOTES[str(runner)], note=True)] if str(runner) in RUNNER_NOTES else []
-    table = bias_by_level_table(rows, metric=metric)
+    blocks += [Paragraph(left_out, note=True)] if left_out else []
+    table = bias_by_level_table(rows, metric=metric, options=options)
     blocks += [Heading("Bias per correlation level", 3), table] if table is not None else []
+    sizes = per_size_table(rows, metric=metric, options=options)
+    blocks += [Heading("Bias per training size", 3), sizes] if sizes is not None else []
     figures = figure_blocks(rows, runner=runner, metric=metric, figures=out_dir / "figures")
     blocks += [Heading("Figures", 3)] + (figures or [Paragraph("No correlation grid and no range of n: no figure "
                                                                "of bias against them applies.", note=True)])
