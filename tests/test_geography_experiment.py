@@ -6,6 +6,7 @@ import pytest
 
 from analyze.cli import main
 from analyze.geography.experiment import finding_sentence, share_to_match, summarize, summary_markdown
+from analyze.results import collect
 from extract.errors import UserError
 from tests.test_probe_multilabel import CLASSES, domain_data, write_store
 
@@ -56,7 +57,7 @@ def test_geography_verb_on_stores(tmp_path, capsys):
             paths[base, source] = write_store(tmp_path / f"{base}-{source}.h5", x, meta, dataset=source).path
     out = tmp_path / "results"
     argv = ["geography", "--sources", "street,coco", "--classes", ",".join(CLASSES), "--shares", "0,0.1,0.5,0.9,1",
-            "--n", "40", "--seeds", "0,1", "--k", "2", "--Cs", "0.1,1", "--out", str(out)]
+            "--n", "40", "--size", "60", "--seeds", "0,1", "--k", "2", "--Cs", "0.1,1", "--out", str(out)]
     for base in ("near", "far"):
         argv += ["--base", base, f"street={paths[base, 'street']}", f"coco={paths[base, 'coco']}"]
     assert main(argv) == 0
@@ -68,6 +69,8 @@ def test_geography_verb_on_stores(tmp_path, capsys):
     assert {"top2_accuracy_street_income_bucket_1", "macro_ap_coco"} <= set(summary["metric"])
     assert (summary["seeds"] == 2).all()
     assert len(list(out.glob("*.json"))) == 20
+    table = collect(out)
+    assert (table["n_val"] == 12).all()  # 60 rows: 48 for training (40 kept), 12 for validation
     findings = pd.read_csv(out / "findings.csv")
     assert list(findings["metric"]) == ["top2_accuracy_street", "macro_ap_coco"]
     assert (out / "summary.md").read_text().startswith("# Geographic representation")

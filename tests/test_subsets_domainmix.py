@@ -83,6 +83,21 @@ def test_infeasible_names_the_limiting_source(metas):
     assert sum(c["train"] for c in DomainMix(("dollarstreet", "coco"), 0.9, n=n_max).counts(metas).values()) == n_max
 
 
+def test_papers_set_size(metas):
+    # W&R: int(128 / 0.8) + 5 = 165 rows, 132 of them for training, 128 kept
+    spec = DomainMix(("dollarstreet", "coco"), 0.3, n=128, size=165, seed=2)
+    parts = spec.split_indices(metas)
+    assert {s: len(p.train) for s, p in parts.items()} == {"dollarstreet": 38, "coco": 90}
+    assert sum(len(p.val) for p in parts.values()) == 33
+    # the set is 50 + 115 rows; its training part 40 + 92, of which 38 + 90 are kept
+    assert {s: len(p.val) for s, p in parts.items()} == {"dollarstreet": 10, "coco": 23}
+    with pytest.raises(UserError, match=r"n=140 is infeasible: size=165 makes the set 165 rows, .* the largest "
+                                        r"feasible n is 132"):
+        DomainMix(("dollarstreet", "coco"), 0.3, n=140, size=165).split_indices(metas)
+    with pytest.raises(UserError, match=r"size=5000 is infeasible: source 'coco' has \d+ train-pool rows"):
+        DomainMix(("dollarstreet", "coco"), 0.3, size=5000).split_indices(metas)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"sources": ("coco", "coco"), "share": 0.5}, "two different sources"),
     ({"sources": ("coco",), "share": 0.5}, "two different sources"),

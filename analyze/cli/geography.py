@@ -29,6 +29,8 @@ def register(subparsers) -> None:
     p.add_argument("--shares", type=floats, default=[round(0.1 * i, 1) for i in range(11)],
                    help="shares of the first source (default 0,0.1,...,1)")
     p.add_argument("--n", type=int, default=128, help="training rows per cell (default 128)")
+    p.add_argument("--size", type=int, default=None,
+                   help="rows of each whole set before n are kept (the paper's 165); default the largest set")
     p.add_argument("--seeds", type=ints, default=list(range(5)), help="replicate seeds (default 0,1,2,3,4)")
     p.add_argument("--k", type=int, default=5, help="top-k accuracy's k (default 5)")
     p.add_argument("--groups", default="income_bucket_,region_",
@@ -102,7 +104,7 @@ def cmd_geography(args) -> int:
     stores = {name: {s: FeatureStore.open(p) for s, p in paths.items()} for name, paths in bases.items()}
     groups = tuple(g for g in args.groups.split(",") if g.strip())
     table = run_cells(stores, sources=sources, classes=classes, shares=args.shares, n=args.n, seeds=args.seeds,
-                      k=args.k, out=out, group_prefixes=groups, Cs=args.Cs or DEFAULT_CS, device=args.device)
+                      k=args.k, out=out, size=args.size, group_prefixes=groups, Cs=args.Cs or DEFAULT_CS, device=args.device)
     table = table[(table["n"] == args.n) & table["backbone"].isin(list(bases))]
     summary = summarize(table)
     findings = []

@@ -39,7 +39,7 @@ DEFAULT_SHARES = tuple(round(0.1 * i, 1) for i in range(11))
 
 def run_cells(stores: Mapping[str, Mapping], *, sources: tuple[str, str], classes: Sequence[str],
               shares: Sequence[float] = DEFAULT_SHARES, n: int = 128, seeds: Sequence[int] = range(5), k: int = 5,
-              out: str | Path, group_prefixes: Sequence[str] = DEFAULT_GROUP_PREFIXES, Cs=DEFAULT_CS,
+              out: str | Path, size: int | None = None, group_prefixes: Sequence[str] = DEFAULT_GROUP_PREFIXES, Cs=DEFAULT_CS,
               device: str = "cpu", n_jobs: int = 1) -> pd.DataFrame:
     """Run every (base, share, seed) cell and return the collected table of ``out``.
 
@@ -55,6 +55,9 @@ def run_cells(stores: Mapping[str, Mapping], *, sources: tuple[str, str], classe
         The grid: shares of ``sources[0]``, training rows, replicate seeds, top-k's k.
     out : path
         Results folder (one JSON record per cell; cells already there are kept).
+    size : int, optional
+        Rows of each whole set before ``n`` training rows are kept (W&R: 165); default the
+        largest set the pools support (see :class:`analyze.subsets.DomainMix`).
     group_prefixes, Cs, device, n_jobs
         As in :func:`analyze.probe.multilabel.run_domain_mix_cells`.
 
@@ -68,8 +71,8 @@ def run_cells(stores: Mapping[str, Mapping], *, sources: tuple[str, str], classe
     out = Path(out)
     for base, by_source in stores.items():
         for share in shares:  # one engine call per share: the test scores of its seeds stay small
-            specs = [DomainMix(tuple(sources), float(share), n=n, seed=int(seed), targets=tuple(classes))
-                     for seed in seeds]
+            specs = [DomainMix(tuple(sources), float(share), n=n, seed=int(seed), targets=tuple(classes),
+                               size=size) for seed in seeds]
             run_domain_mix_cells(by_source, specs, classes=classes, k=k, group_prefixes=group_prefixes, out=out,
                                  Cs=Cs, device=device, n_jobs=n_jobs, backbone=base)
     return collect(out)

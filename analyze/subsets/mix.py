@@ -36,6 +36,7 @@ from analyze.subsets.core import (
     SpecBase,
     SubsetSplit,
     binding_cell,
+    check_count,
     check_unit,
     exact,
     largest_total,
@@ -64,6 +65,9 @@ class DomainMix(SpecBase):
         Share of the set held out for validation.
     targets : tuple of str, default ()
         Label columns; rows with an unknown (-1) value in any of them are left out.
+    size : int >= 2, optional
+        Rows of the whole set (training and validation) before ``n`` is kept; default the
+        largest set the pools support.
     """
 
     sources: tuple[str, str]
@@ -74,6 +78,7 @@ class DomainMix(SpecBase):
     pool: str = "train"
     val_fraction: float = 0.2
     targets: tuple[str, ...] = ()
+    size: int | None = None
     kind: ClassVar[str] = "domain_mix"
     stream: ClassVar[str] = "domain_mix"
 
@@ -85,6 +90,7 @@ class DomainMix(SpecBase):
         object.__setattr__(self, "sources", sources)
         object.__setattr__(self, "targets", tuple(self.targets))
         object.__setattr__(self, "share", check_unit("share", self.share))
+        object.__setattr__(self, "size", check_count("size", self.size, minimum=2))
         self._check_common()
 
     # -- composition ------------------------------------------------------------------------
@@ -116,18 +122,28 @@ class DomainMix(SpecBase):
         pools = self.pools(metas)
         caps = {s: len(p) for s, p in pools.items()}
         total = largest_total(self.demand, caps)
+        if self.size is not None:
+            if self.size > total:
+                limiting = binding_cell(self.demand, total, caps)
+                raise UserError(f"size={self.size} is infeasible: source {limiting!r} has {caps[limiting]} "
+                                f"{self.pool}-pool rows, which caps a set with share {self.share} of "
+                                f"{self.sources[0]!r} at {total} rows; the largest feasible size is {total}.")
+            total = self.size
         if total == 0:
             empty = [s for s in self.sources if self.demand(1)[s] > caps[s] or caps[s] == 0]
             raise UserError(f"the domain mix at share {self.share} is empty: source {empty[0]!r} has no "
                             f"{self.pool}-pool rows; choose another pool or share.")
         train_total = training_total(total, self.val_fraction)
         if self.n is not None and self.n > train_total:
-            limiting = binding_cell(self.demand, total, caps)
             pct = round(100 * (1 - self.val_fraction))
-            raise UserError(
-                f"n={self.n} is infeasible: source {limiting!r} has {caps[limiting]} {self.pool}-pool rows, which "
-                f"caps a set with share {self.share} of {self.sources[0]!r} at {total} rows, and its {pct}% training "
-                f"part has {train_total} rows; the largest feasible n is {train_total}.")
+            if self.size is not None:
+                limit = f"size={self.size} makes the set {total} rows"
+            else:
+                limiting = binding_cell(self.demand, total, caps)
+                limit = (f"source {limiting!r} has {caps[limiting]} {self.pool}-pool rows, which caps a set with share "
+                         f"{self.share} of {self.sources[0]!r} at {total} rows")
+            raise UserError(f"n={self.n} is infeasible: {limit}, and its {pct}% training part has {train_total} rows; "
+                            f"the largest feasible n is {train_total}.")
         train_counts = self.demand(train_total)
         kept = train_counts if self.n is None else self.demand(self.n)
         set_counts = self.demand(total)
