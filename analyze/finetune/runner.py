@@ -93,7 +93,8 @@ def finetune_cells(specs: Sequence, *, adapter, base: str | Path, weights: str |
                    config: FinetuneConfig = FinetuneConfig(), sensitive: str | None = None, test=None,
                    policy: str = "top_p", image_size: int | None = None, device: str = "auto",
                    search: str = "condition", save_backbones: str | Path | None = None, overwrite: bool = False,
-                   progress: bool = True, auc_floor: float = DEFAULT_AUC_FLOOR) -> pd.DataFrame:
+                   progress: bool = True, auc_floor: float = DEFAULT_AUC_FLOOR,
+                   num_workers: int | None = None) -> pd.DataFrame:
     """Finetune ``base`` on every cell of ``specs`` and write one record per cell.
 
     Parameters
@@ -134,6 +135,9 @@ def finetune_cells(specs: Sequence, *, adapter, base: str | Path, weights: str |
     auc_floor : float
         Test AUC below which a cell is diagnosed ``weak_task`` (every record carries its
         ``diagnosis``, :func:`analyze.metrics.diagnosis.diagnose_record`).
+    num_workers : int, optional
+        DataLoader processes that decode the images of a file dataset (default: all cores
+        but one; 0 decodes in this process, as sweep workers do).
 
     Returns
     -------
@@ -159,7 +163,7 @@ def finetune_cells(specs: Sequence, *, adapter, base: str | Path, weights: str |
         return pd.DataFrame(summary)
     plans = [_plan_condition(members, meta, sensitive, test) for members in todo]
     rows = np.concatenate([p["rows"] for p in plans])
-    bank = ImageBank.from_adapter(adapter, base_backbone.preprocess, rows, progress=progress)
+    bank = ImageBank.from_adapter(adapter, base_backbone.preprocess, rows, num_workers=num_workers, progress=progress)
     if dev.type == "cuda":
         bank.to(dev)
         torch.backends.cudnn.benchmark = True

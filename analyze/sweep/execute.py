@@ -12,6 +12,11 @@ Backends (no home-made cluster code): joblib's loky processes with
 ``as_completed`` (a ``Client`` to a running scheduler, or a ``LocalCluster`` with one
 thread per worker). Work units and records cross process boundaries through the engines'
 own serialisation (plain dicts, strings and numbers only).
+
+Inside a pool worker (loky or Dask) a finetune unit decodes its images in the worker itself
+(``num_workers=0``): a worker process cannot start DataLoader processes of its own, and one
+thread per unit is the design anyway. Loky workers exit as soon as the sweep process that
+started them dies (:func:`exit_with_parent`), so a killed sweep leaves no worker behind.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import contextlib
 import functools
 import os
 import tempfile
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -36,13 +43,39 @@ def _open_store(path: str, stamp: int):
     return FeatureStore.open(path)
 
 
-def run_unit(unit) -> list[dict]:
-    """Run one work unit (one thread) and return its records, in the unit's cell order."""
+PARENT_POLL_SECONDS = 0.5
+
+
+def exit_with_parent(*, interval: float = PARENT_POLL_SECONDS) -> None:
+    """Worker initializer: end this process as soon as the process that started it is gone.
+
+    A thread polls the parent's pid; when the parent dies the worker is re-parented (its
+    parent pid changes) and exits at once with ``os._exit``, even while a unit is running or
+    a result is blocked on a full pipe. Without it, loky workers of a killed sweep lived on
+    for minutes (until their idle timeout), holding their memory.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="biastransfer-parent-watch", daemon=True).start()
+
+
+def run_unit(unit, *, in_pool: bool = False) -> list[dict]:
+    """Run one work unit (one thread) and return its records, in the unit's cell order.
+
+    ``in_pool``: the unit runs in a pool worker (loky, Dask), so finetune units decode their
+    images in this process instead of starting DataLoader worker processes.
+    """
     from analyze.probe.checks import limited_threads
     from analyze.sweep.units import ProbeUnit
 
     with limited_threads(1):
-        records = _run_probe(unit) if isinstance(unit, ProbeUnit) else _run_finetune(unit)
+        records = (_run_probe(unit) if isinstance(unit, ProbeUnit)
+                   else _run_finetune(unit, num_workers=0 if in_pool else None))
     by_id = {r["cell_id"]: r for r in records}
     missing = [c for c in unit.cell_ids if c not in by_id]
     if missing:
@@ -59,7 +92,7 @@ def _run_probe(unit) -> list[dict]:
     return run_probe_cells(store, specs, out=None, n_jobs=1, skip_existing=False, progress=False, **unit.options)
 
 
-def _run_finetune(unit) -> list[dict]:
+def _run_finetune(unit, *, num_workers: int | None = None) -> list[dict]:
     from analyze.finetune.runner import finetune_cells
     from analyze.finetune.search import FinetuneConfig
     from analyze.results.records import read_record
@@ -75,12 +108,12 @@ def _run_finetune(unit) -> list[dict]:
     adapter = get_adapter(unit.dataset, unit.root, **unit.adapter_options)
     with tempfile.TemporaryDirectory(prefix="biastransfer-finetune-") as tmp:
         finetune_cells(specs, adapter=adapter, base=unit.base, weights=unit.weights, out=tmp, config=config,
-                       test=test, overwrite=True, progress=False, **options)
+                       test=test, overwrite=True, progress=False, num_workers=num_workers, **options)
         return [read_record(path) for path in sorted(Path(tmp).glob("*.json"))]
 
 
 def _tagged(index: int, unit) -> tuple[int, list[dict]]:
-    return index, run_unit(unit)
+    return index, run_unit(unit, in_pool=True)
 
 
 def execute(units: Sequence, *, n_jobs: int = 1, client=None) -> Iterator[tuple[object, list[dict]]]:
@@ -92,7 +125,7 @@ def execute(units: Sequence, *, n_jobs: int = 1, client=None) -> Iterator[tuple[
     if client is not None:
         from dask.distributed import as_completed
 
-        futures = client.map(run_unit, list(units), pure=False)
+        futures = client.map(functools.partial(run_unit, in_pool=True), list(units), pure=False)
         owner = {future.key: unit for future, unit in zip(futures, units)}
         for future, records in as_completed(futures, with_results=True):
             yield owner[future.key], records
@@ -103,7 +136,7 @@ def execute(units: Sequence, *, n_jobs: int = 1, client=None) -> Iterator[tuple[
         return
     from joblib import Parallel, delayed, parallel_config
 
-    with parallel_config(backend="loky", inner_max_num_threads=1):
+    with parallel_config(backend="loky", inner_max_num_threads=1, initializer=exit_with_parent):
         results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
             delayed(_tagged)(i, unit) for i, unit in enumerate(units))
         for index, records in results:

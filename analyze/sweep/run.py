@@ -12,7 +12,9 @@ backbones x subset specs x runners x seeds. The sweep
 3. runs the units in this process, in ``n_jobs`` local processes (joblib/loky) or on a
    Dask cluster, ONE torch/BLAS thread per worker (:mod:`analyze.sweep.execute`);
 4. adds the ``sweep`` annotation (grid, backbone label, ``base_kind``, training-set
-   composition and ``skew``) to each record and writes it atomically as its unit finishes.
+   composition and ``skew``) to each record and writes it atomically as its unit finishes;
+   temporary files that a killed sweep left in ``out`` are removed when the next one starts
+   (:func:`extract.io.remove_stale_temporaries`; those of a sweep still running are kept).
 
 The resolved grid is written to ``<out>/_grids/<name>-<hash>.json`` (provenance).
 ``biastransfer collect <out>`` then folds the records into one table.
@@ -37,7 +39,7 @@ from analyze.sweep.execute import dask_client, execute
 from analyze.sweep.grid import Grid, load_grid
 from analyze.sweep.units import SweepPlan, pending_part, plan_sweep
 from extract.errors import UserError
-from extract.io import write_text
+from extract.io import remove_stale_temporaries, write_text
 from extract.paths import work_dir
 
 __all__ = ["sweep"]
@@ -88,6 +90,8 @@ def sweep(grid: Grid | str | Path, *, out: str | Path | None = None, overrides=(
     if dry_run:
         return _summary(plan, pending, "to run")
     _write_manifest(out, grid)
+    for folder in (out, out / "_grids"):  # temporary files of an earlier sweep that was killed mid-write
+        remove_stale_temporaries(folder)
     if not todo:
         return _summary(plan, pending, "written")
     total = sum(len(u.cell_ids) for u in todo)
