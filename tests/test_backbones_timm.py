@@ -488,3 +488,11 @@ def test_gelu_variant_of_a_quickgelu_clip_warns(tmp_path):
         warnings.simplefilter("error", UserWarning)
         timm_bridge.build(timm_bridge.TimmSpec("vit_base_patch32_clip_quickgelu_224.openai", model_kwargs=small),
                           weights=path)
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    """A .pth holding a pickled object (not tensors) is refused by weights_only=True, in one sentence."""
+    path = tmp_path / "evil.pth"
+    torch.save({"model": nn.Linear(2, 2)}, path)  # a module object, not a state dict
+    with pytest.raises(UserError, match=r"cannot be loaded safely .*weights_only=True"):
+        create_backbone(TINY_VIT, weights=path)
