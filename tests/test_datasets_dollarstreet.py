@@ -48,7 +48,7 @@ def test_class_map_is_the_papers():
 
 def test_income_bucket_rule():
     incomes = [27, 147.0, 890.5, 2500, 6000, 1.0, 0, -3, float("nan")]
-    expected = [round(math.log(x) / 3) if x == x and x > 0 else -1 for x in incomes]
+    expected = [round(math.log(x) / 3) if not math.isnan(x) and x > 0 else -1 for x in incomes]
     assert income_bucket(incomes).tolist() == expected == [1, 2, 2, 3, 3, 0, -1, -1, -1]
 
 

@@ -7,8 +7,7 @@ import pytest
 from sklearn.metrics import average_precision_score, top_k_accuracy_score
 
 from analyze.metrics.base import UndefinedMetricWarning
-from analyze.metrics.multilabel import (average_precision, by_group, macro_average_precision, top_k_accuracy,
-                                        top_k_hits)
+from analyze.metrics.multilabel import average_precision, by_group, macro_average_precision, top_k_accuracy, top_k_hits
 from extract.errors import UserError
 
 

@@ -6,8 +6,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from analyze.metrics.intervals import replicate_ci
-from analyze.probe.multilabel import (fit_multilabel_probes, one_hot_groups, run_domain_mix_cells,
-                                      summarize_over_seeds)
+from analyze.probe.multilabel import fit_multilabel_probes, one_hot_groups, run_domain_mix_cells, summarize_over_seeds
 from analyze.results import collect
 from analyze.results.records import read_record
 from analyze.subsets import DomainMix

@@ -133,4 +133,4 @@ def run_avatar_experiment(work_dir: str | Path, config: AvatarGeographyConfig = 
     return {"table": table, "summary": summary, "findings": findings, "paths": paths, "config": asdict(config)}
 
 
-__all__ = ["AvatarGeographyConfig", "SOURCES", "run_avatar_experiment"]
+__all__ = ["SOURCES", "AvatarGeographyConfig", "run_avatar_experiment"]

@@ -152,11 +152,12 @@ def render_domain_avatar(domain: str, draw: np.ndarray, *, size: int) -> np.ndar
         raise RuntimeError("python_avatars returned an SVG with an unexpected canvas; pin python-avatars 1.4.")
     x0 = WINDOW_ORIGIN[0] + JITTER * (2 * d["shift_x"] - 1)
     y0 = WINDOW_ORIGIN[1] + JITTER * (2 * d["shift_y"] - 1)
-    svg = svg.replace(_SVG_ROOT, f'width="{WINDOW}px" height="{WINDOW}px" viewBox="{x0:.3f} {y0:.3f} {WINDOW} {WINDOW}"', 1)
+    window = f'width="{WINDOW}px" height="{WINDOW}px" viewBox="{x0:.3f} {y0:.3f} {WINDOW} {WINDOW}"'
+    svg = svg.replace(_SVG_ROOT, window, 1)
     low, high = style.hue_range
     rgb = colorsys.hsv_to_rgb(low + (high - low) * d["bg_hue"], 0.25 + 0.4 * d["bg_saturation"],
                               0.6 + 0.35 * d["bg_value"])
-    background = "#{:02X}{:02X}{:02X}".format(*(int(round(255 * c)) for c in rgb))
+    background = "#{:02X}{:02X}{:02X}".format(*(round(255 * c) for c in rgb))
     png = resvg_py.svg_to_bytes(svg_string=svg, width=size, height=size, background=background,
                                 skip_system_fonts=True)
     with Image.open(io.BytesIO(png)) as img:
