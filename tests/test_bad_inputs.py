@@ -97,6 +97,7 @@ def tree(tmp_path_factory):
     }
     for name, lines in manifests.items():
         (root / name).write_text("\n".join(["path,split,y", *lines]) + "\n")
+    (root / "twin.csv").write_text("path,split,y,y2\n" + "".join(f"imgs/{i}.png,train,{i % 2},{i % 2}\n" for i in range(6)))
     (root / "nonbinary.csv").write_text("path,split,age\n" + "".join(f"imgs/{i}.png,train,{20 + i}\n" for i in range(6)))
     return root
 
@@ -287,6 +288,12 @@ CLI_CASES = [
      r"the table has no 'target' column, which joining salience needs"),
     ("collect with a bad result file", ["collect", "{tmp}/bad_results", "--out", "{tmp}/table.csv"],
      r"result file \S*zz_bad\.json is unreadable or truncated \(JSONDecodeError\); .*or pass --skip-bad"),
+    ("recipe with controls but no sensitive attribute", ["pretrain", "--recipe", "{tmp}/no_sensitive.toml",
+                                                         "--out-dir", "{tmp}/bases"],
+     r"no_sensitive\.toml has control bases but no sensitive attribute; set \[data\] sensitive"),
+    ("recipe whose control follows the sensitive attribute", ["pretrain", "--recipe", "{tmp}/correlated.toml",
+                                                              "--out-dir", "{tmp}/bases"],
+     r"control attribute 'y' has phi 1\.000 with the sensitive attribute 'y2' in the pretraining data \(limit 0\.1\)"),
     ("salience without inputs", ["salience", "--targets", "hat", "--sensitive", "dark_skin", "--method", "probe"],
      r"pass --dataset and --root .* or --store"),
 ]
@@ -300,6 +307,10 @@ def test_cli_bad_input(argv, pattern, capsys, monkeypatch, tree, files, stores, 
     (tmp_path / "grid.toml").write_text(GRID.format(store=stores["ok"]))
     (tmp_path / "no_target.csv").write_text("backbone,base_kind,level,fpr_gap_stereotype\nb,biased,0.5,0.1\n")
     (tmp_path / "salience.csv").write_text("target,salience\nhat,0.2\n")
+    recipe = ('[data]\ndataset = "manifest"\nroot = "{root}"\noptions = {{ manifest = "{manifest}" }}\n{extra}'
+              '[[bases]]\nname = "c"\nrole = "control"\nattributes = ["y"]\n')
+    (tmp_path / "no_sensitive.toml").write_text(recipe.format(root=tree, manifest="manifest.csv", extra=""))
+    (tmp_path / "correlated.toml").write_text(recipe.format(root=tree, manifest="twin.csv", extra='sensitive = "y2"\n'))
     (tmp_path / "bad_results").mkdir()
     (tmp_path / "bad_results" / "zz_bad.json").write_text('{"schema": "biastransfer-result-v1", "cell')
     paths = _paths(tree, files, stores, tmp_path, avatar_cache)

@@ -3,8 +3,11 @@ architecture and training recipe and differ only in the pretraining label.
 
 The recipe is TOML (see ``data/recipes/avatars-bases.toml``)::
 
-    [data]    dataset, cache (file name inside cache_dir), n, size, seed, preset,
-              signal_sample, disjoint_from (globs inside cache_dir of caches that must share no image)
+    [data]    dataset, and either root (the dataset folder, or an avatar cache file; any dataset)
+              or cache (avatars: file name inside cache_dir, rendered when missing), options
+              (adapter options, e.g. { manifest = "labels.csv" }), sensitive (the sensitive
+              attribute; avatar caches name their own), n, size, seed, preset, signal_sample,
+              disjoint_from (globs inside cache_dir of caches that must share no image)
     [model]   arch, arch_kwargs, image_size
     [train]   epochs, batch_size, lr, weight_decay, schedule, val_fraction, seed,
               max_control_phi (largest |phi| allowed between a control label and the
@@ -17,6 +20,11 @@ before training, checks with :func:`shared_images` that no image of it occurs in
 matched by ``disjoint_from`` (by default every ``avatars-*.h5``, the names
 ``biastransfer avatars render`` gives finetuning caches). Every checkpoint records the
 pretraining cache's manifest hash, the sha256 of its rows and the result of that check.
+
+Roles are checked for every dataset before any base is trained: a biased base must pretrain
+on the sensitive attribute, and each control label must be nearly independent of it
+(``|phi| <= max_control_phi`` over the pretraining rows where both are known); the measured
+phi of each control is recorded in its checkpoint (``control_phi``).
 
 Bases whose checkpoint exists are skipped (resume-friendly) when the checkpoint was made
 from the same recipe entry; a checkpoint from a different entry is an error unless
@@ -47,7 +55,8 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 
 ROLES = ("biased", "control", "scratch")
 SECTIONS = {
-    "data": {"dataset", "cache", "n", "size", "seed", "preset", "signal_sample", "disjoint_from"},
+    "data": {"dataset", "cache", "root", "options", "sensitive", "n", "size", "seed", "preset", "signal_sample",
+             "disjoint_from"},
     "model": {"arch", "arch_kwargs", "image_size"},
     "train": {"epochs", "batch_size", "lr", "weight_decay", "schedule", "val_fraction", "seed", "max_control_phi"},
 }
@@ -82,9 +91,21 @@ def check_recipe(recipe: dict, *, source: str = "the recipe") -> dict:
         extra = sorted(set(recipe.get(section, {})) - keys)
         if extra:
             raise UserError(f"{source} [{section}] has unknown key(s) {extra}; allowed: {sorted(keys)}.")
-    for key in ("dataset", "cache"):
-        if key not in recipe.get("data", {}):
-            raise UserError(f"{source} [data] lacks {key!r}; name the dataset and the pretraining cache file.")
+    data = recipe.get("data", {})
+    if "dataset" not in data:
+        raise UserError(f"{source} [data] lacks 'dataset'; name the dataset adapter, e.g. dataset = \"manifest\".")
+    if "root" in data and "cache" in data:
+        raise UserError(f"{source} [data] sets both 'root' and 'cache'; keep root (the dataset folder or cache file) "
+                        "or cache (an avatar cache rendered into the cache folder).")
+    if "root" not in data and "cache" not in data:
+        raise UserError(f"{source} [data] lacks 'root' (the dataset folder) or 'cache' (an avatar cache file name); "
+                        "name the pretraining data.")
+    if "sensitive" in data and not (isinstance(data["sensitive"], str) and data["sensitive"].strip()):
+        raise UserError(f"{source} [data] sensitive = {data['sensitive']!r} must be one attribute name, "
+                        "e.g. sensitive = \"Male\".")
+    if not isinstance(data.get("options", {}), dict):
+        raise UserError(f"{source} [data] options must be a table of adapter options, e.g. "
+                        "options = { manifest = \"labels.csv\" }.")
     bases = recipe.get("bases") or []
     if not bases:
         raise UserError(f"{source} defines no [[bases]]; add at least one base with name, role and attributes.")
@@ -160,11 +181,13 @@ def check_disjoint(adapter, patterns: list[str], *, cache_dir: Path) -> list[dic
 
 
 def ensure_cache(data: dict, *, cache_dir: Path, workers, progress: bool) -> Path:
-    """The pretraining cache: rendered when missing, else checked against the recipe."""
-    if data["dataset"] != "avatars":
-        path = Path(data["cache"]).expanduser()
+    """The pretraining data: ``root`` as given, or the avatar ``cache`` (rendered when missing,
+    else checked against the recipe)."""
+    if "root" in data or data["dataset"] != "avatars":
+        path = Path(data.get("root", data.get("cache"))).expanduser()
         if not path.exists():
-            raise UserError(f"the pretraining data {path} does not exist; only avatar caches are rendered by a recipe.")
+            raise UserError(f"the pretraining data {path} does not exist; point [data] root at a local copy "
+                            "(only avatar caches named by cache are rendered by a recipe).")
         return path
     from extract.datasets.avatars import render_dataset
 
@@ -213,10 +236,12 @@ def run_recipe(recipe_path: str | Path | dict, *, out_dir: str | Path, cache_dir
     cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else work_dir() / "avatars"
     data, model, train = recipe["data"], recipe.get("model", {}), dict(recipe.get("train", {}))
     cache = ensure_cache(data, cache_dir=cache_dir, workers=workers, progress=progress)
-    adapter = get_adapter(data["dataset"], cache)
+    adapter = get_adapter(data["dataset"], cache, **dict(data.get("options", {})))
+    max_phi = float(train.pop("max_control_phi", 0.1))
+    phis = check_roles(adapter, recipe["bases"], sensitive=data.get("sensitive"), max_phi=max_phi,
+                       source=source["path"] or "the recipe")
     disjoint = check_disjoint(adapter, list(data.get("disjoint_from", [])), cache_dir=cache_dir) \
         if data["dataset"] == "avatars" else []
-    max_phi = float(train.pop("max_control_phi", 0.1))
     common = {"recipe": source,
               "pretraining_cache": {"path": str(cache), "manifest_hash": adapter.manifest_hash()},
               "disjoint_from": disjoint}
@@ -224,12 +249,12 @@ def run_recipe(recipe_path: str | Path | dict, *, out_dir: str | Path, cache_dir
     for base in recipe["bases"]:
         path = out_dir / f"{base['name']}.pt"
         meta = {**common, "role": base["role"], "recipe_entry_sha256": entry_fingerprint(recipe, base),
-                "description": base.get("description", "")}
+                "description": base.get("description", ""),
+                **({"control_phi": phis[base["name"]]} if base["name"] in phis else {})}
         t0 = time.perf_counter()
         skipped = not overwrite and _existing_matches(path, meta["recipe_entry_sha256"])
         if not skipped:
-            _build_base(adapter, base, path, meta=meta, model=model, train=train, max_phi=max_phi, device=device,
-                        progress=progress)
+            _build_base(adapter, base, path, meta=meta, model=model, train=train, device=device, progress=progress)
         results[base["name"]] = path
         summary.append(_summarise(path, base, skipped=skipped, seconds=time.perf_counter() - t0))
     _write_summary(out_dir / SUMMARY_FILE, source, summary, seconds=time.perf_counter() - started)
@@ -248,39 +273,70 @@ def _existing_matches(path: Path, fingerprint: str) -> bool:
     return True
 
 
-def _build_base(adapter, base, path, *, meta, model, train, max_phi, device, progress) -> None:
+def _build_base(adapter, base, path, *, meta, model, train, device, progress) -> None:
     arch, arch_kwargs = model.get("arch", "smallcnn"), model.get("arch_kwargs")
     if base["role"] == "scratch":
-        image_size = model.get("image_size") or int(min(adapter.read_images([0]).shape[1:3]))
+        image_size = model.get("image_size") or int(min(adapter.open_image(0).size))
         write_scratch_base(path, arch=arch, arch_kwargs=arch_kwargs, image_size=image_size,
                            seed=train.get("seed", 0), name=base["name"], meta=meta)
         return
-    _check_roles(adapter, base, max_phi)
     backbone, history = pretrain_base(adapter, attributes=base["attributes"], arch=arch, arch_kwargs=arch_kwargs,
                                       image_size=model.get("image_size"), device=device, progress=progress, **train)
     write_base(path, backbone, history=history, name=base["name"], meta=meta)
 
 
-def _check_roles(adapter, base: dict, max_phi: float) -> None:
-    """A biased base learns the sensitive attribute; a control's labels are nearly
-    uncorrelated with it (|phi| <= max_phi over the pretraining rows)."""
-    sensitive = getattr(adapter, "sensitive_attribute", None)
+def check_roles(adapter, bases: list[dict], *, sensitive: str | None = None, max_phi: float = 0.1,
+                source: str = "the recipe") -> dict[str, dict[str, float]]:
+    """Check every base's role against the sensitive attribute, before any base is trained.
+
+    A biased base must pretrain on the sensitive attribute; a control must not, and each of
+    its labels must have ``|phi| <= max_phi`` with it over the pretraining rows where both
+    are known. ``sensitive`` defaults to the one an avatar cache names. Returns the measured
+    phi of every control label, ``{base name: {attribute: phi}}``.
+    """
+    sensitive = sensitive or getattr(adapter, "sensitive_attribute", None)
+    trained = [b for b in bases if b["role"] in ("biased", "control")]
     if sensitive is None:
-        return
-    if base["role"] == "biased" and sensitive not in base["attributes"]:
-        raise UserError(f"biased base {base['name']!r} does not pretrain on the sensitive attribute {sensitive!r}; add it.")
-    if base["role"] != "control":
-        return
-    if sensitive in base["attributes"]:
-        raise UserError(f"control base {base['name']!r} pretrains on the sensitive attribute {sensitive!r}; remove it.")
+        if trained:
+            kind = "control" if any(b["role"] == "control" for b in trained) else "biased"
+            raise UserError(f"{source} has {kind} bases but no sensitive attribute; set [data] sensitive = \"NAME\" "
+                            "(the attribute a biased base learns and controls must be independent of).")
+        return {}
     meta = adapter.metadata()
-    for name in base["attributes"]:
-        if name not in meta.columns:
-            continue  # pretrain_base reports unknown attributes
-        phi = np.corrcoef(meta[name].to_numpy(float), meta[sensitive].to_numpy(float))[0, 1]
-        if np.isfinite(phi) and abs(phi) > max_phi:
-            raise UserError(f"control attribute {name!r} has phi {phi:.3f} with {sensitive!r} in the pretraining data "
-                            f"(limit {max_phi}); render the cache with the 'independent' preset or pick another attribute.")
+    if sensitive not in meta.columns:
+        columns = [c for c in meta.columns if c not in ("image_id", "path", "split")]
+        raise UserError(f"the sensitive attribute {sensitive!r} is not a column of the {adapter.name} dataset; "
+                        f"choose one of {columns}.")
+    phis = {}
+    for base in trained:
+        if base["role"] == "biased":
+            if sensitive not in base["attributes"]:
+                raise UserError(f"biased base {base['name']!r} does not pretrain on the sensitive attribute "
+                                f"{sensitive!r}; add it.")
+            continue
+        if sensitive in base["attributes"]:
+            raise UserError(f"control base {base['name']!r} pretrains on the sensitive attribute {sensitive!r}; "
+                            "remove it.")
+        phis[base["name"]] = {}
+        for name in base["attributes"]:
+            if name not in meta.columns:
+                continue  # pretrain_base reports unknown attributes
+            phi = _phi(meta[name].to_numpy(), meta[sensitive].to_numpy())
+            phis[base["name"]][name] = phi
+            if np.isfinite(phi) and abs(phi) > max_phi:
+                raise UserError(f"control attribute {name!r} has phi {phi:.3f} with the sensitive attribute "
+                                f"{sensitive!r} in the pretraining data (limit {max_phi}); pick another control "
+                                "attribute (for avatars, render the cache with the 'independent' preset).")
+    return phis
+
+
+def _phi(a: np.ndarray, b: np.ndarray) -> float:
+    """Phi (Pearson) correlation of two binary columns over the rows where both are known (not -1)."""
+    known = (a >= 0) & (b >= 0)
+    a, b = a[known].astype(float), b[known].astype(float)
+    if len(a) < 2 or a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return round(float(np.corrcoef(a, b)[0, 1]), 6)
 
 
 def _summarise(path: Path, base: dict, *, skipped: bool, seconds: float) -> dict:
@@ -297,5 +353,5 @@ def _write_summary(path: Path, source: dict, bases: list[dict], *, seconds: floa
     tmp.replace(path)
 
 
-__all__ = ["check_disjoint", "check_recipe", "ensure_cache", "entry_fingerprint", "image_digests", "load_recipe",
+__all__ = ["check_disjoint", "check_recipe", "check_roles", "ensure_cache", "entry_fingerprint", "image_digests", "load_recipe",
            "run_recipe", "shared_images"]
