@@ -9,8 +9,11 @@ runner, base, target and training size ``n``:
    ``fpr_gap`` = FPR(s=1) - FPR(s=0)) signed so that positive means more false positives
    for the group over-represented among the *natural* positives (``+`` when ``c0 > 0.5``,
    ``-`` when ``c0 < 0.5``; the probe runner's ``fpr_gap_stereotype``). ``g`` is linear
-   between the swept levels; ``g0 = g(c0)`` is interpolated, with the replicate interval
-   ``g0 +- 1.96 se`` (se from the seeds' sd / sqrt(k) of the two levels around ``c0``);
+   between the swept levels; ``g0 = g(c0)`` is interpolated, with its replicate t interval
+   ``g0 +- t(0.975, df) se`` (se from the seeds' sd / sqrt(k) of the two levels around ``c0``,
+   weighted as the interpolation; Welch-Satterthwaite df, k - 1 at a swept level; ``method``
+   ``"normal"`` for 1.96). **Only a gap whose interval excludes 0 is planned**: a gap the data
+   cannot tell from none has nothing to halve, and the row's ``status`` says so;
 3. the **halving level** ``c*``: the first level reached when moving from ``c0`` toward
    0.5 (and beyond, if needed) where ``g(c*) <= g0 / 2``; the **move** ``|c* - c0|``;
 4. the **AUC cost** ``AUC(c*) - AUC(c0)`` (negative = AUC lost), AUC also interpolated.
@@ -21,6 +24,10 @@ run's gap and AUC stay paired). Runs whose metric or AUC is NaN are left out.
 A resample whose gap never halves within the swept levels counts as an infinite move, so
 the upper bound is missing (NaN) when more than ``(1 - confidence) / 2`` of them do not;
 ``reached_share`` says how many did. ``status`` explains rows without an answer.
+
+Cells the diagnosis flagged degenerate, at a grid edge or unconverged are left out
+(``include_flagged`` keeps them; ``excluded`` counts them per row), as in the report's findings
+(``docs/science.md`` sections 8 and 9).
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analyze.metrics.intervals import critical_value
+from analyze.metrics.diagnosis import excluded_cells
+from analyze.metrics.intervals import DEFAULT_METHOD, critical_value
 from extract.errors import UserError
 
 RESIGNED_METRICS = ("fpr_gap", "tpr_gap")
@@ -36,7 +44,8 @@ GROUP_KEYS = ("runner", "backbone", "base_name", "base_kind", "dataset", "target
 
 
 def plan_curation(table: pd.DataFrame, *, metric: str = "fpr_gap", runner: str | None = None, n: int | None = None,
-                  n_boot: int = 2000, confidence: float = 0.95, random_state: int = 0) -> pd.DataFrame:
+                  n_boot: int = 2000, confidence: float = 0.95, random_state: int = 0,
+                  method: str = DEFAULT_METHOD, include_flagged: bool = False) -> pd.DataFrame:
     """The curation plan, one row per (runner, base, target, n) of the correlation cells.
 
     Parameters
@@ -54,6 +63,10 @@ def plan_curation(table: pd.DataFrame, *, metric: str = "fpr_gap", runner: str |
         Coverage of the intervals.
     random_state : int
         Seeds the bootstrap.
+    method : {"t", "normal"}
+        The natural gap's replicate interval.
+    include_flagged : bool
+        Keep the cells the diagnosis flagged (module docstring).
 
     Returns
     -------
@@ -73,21 +86,30 @@ def plan_curation(table: pd.DataFrame, *, metric: str = "fpr_gap", runner: str |
         raise UserError("the table has no correlation cells (for that runner / n); run a correlation grid such as "
                         "wr-correlation or demo.")
     keys = [k for k in GROUP_KEYS if k in cells.columns]
+    cells = cells.reset_index(drop=True)  # a concatenated table may repeat index labels
+    excluded = excluded_cells(cells)
+    if excluded is None or include_flagged:
+        excluded = pd.Series(False, index=cells.index)
     rng = np.random.default_rng(random_state)
-    rows = [{**dict(zip(keys, key)), **plan_one(group, metric=metric, n_boot=n_boot, confidence=confidence, rng=rng)}
-            for key, group in cells.groupby(keys, sort=True, dropna=False)]
+    rows = []
+    for key, group in cells.groupby(keys, sort=True, dropna=False):
+        left_out = excluded.loc[group.index].to_numpy()
+        plan = plan_one(group[~left_out], metric=metric, n_boot=n_boot, confidence=confidence, rng=rng, method=method,
+                        natural=float(group["natural_level"].median()))
+        rows.append({**dict(zip(keys, key)), **plan, "excluded": int(left_out.sum())})
     return pd.DataFrame(rows, columns=keys + PLAN_COLUMNS)
 
 
 PLAN_COLUMNS = ["natural_level", "direction", "levels", "seeds", "gap_natural", "gap_natural_low", "gap_natural_high",
                 "halving_level", "halving_level_low", "halving_level_high", "move", "move_low", "move_high",
                 "auc_natural", "auc_at_halving", "auc_cost", "auc_cost_low", "auc_cost_high", "reached_share",
-                "status"]
+                "excluded", "status"]
 
 
-def plan_one(group: pd.DataFrame, *, metric: str, n_boot: int, confidence: float, rng) -> dict:
-    """The plan of one (runner, base, target, n) group of correlation cells."""
-    c0 = float(group["natural_level"].median())
+def plan_one(group: pd.DataFrame, *, metric: str, n_boot: int, confidence: float, rng, method: str = DEFAULT_METHOD,
+             natural: float | None = None) -> dict:
+    """The plan of one (runner, base, target, n) group of correlation cells (``natural``: its natural level)."""
+    c0 = float(group["natural_level"].median()) if natural is None else natural
     usable = group[np.isfinite(group[metric].to_numpy(float)) & np.isfinite(group["auc"].to_numpy(float))]
     by_level = {float(lv): rows for lv, rows in usable.groupby("level", sort=True)}
     if not by_level:
@@ -108,11 +130,17 @@ def plan_one(group: pd.DataFrame, *, metric: str, n_boot: int, confidence: float
     if len(path["x"]) == 1:
         return {**out, "status": "no swept level lies beyond the natural level toward 0.5"}
     point = _halving(path, np.array([[g.mean() for g in gaps]]), np.array([[a.mean() for a in aucs]]))
-    low, high = _interval(levels, c0, gaps)
+    low, high = _interval(levels, c0, gaps, confidence=confidence, method=method)
     out.update(direction="up" if sign < 0 else "down", gap_natural=point["gap0"][0], gap_natural_low=low,
                gap_natural_high=high, auc_natural=point["auc0"][0])
     if not point["gap0"][0] > 0:
         return {**out, "status": "no stereotype-direction gap at the natural level"}
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return {**out, "status": "the natural gap has no interval (fewer than 2 seeds at a level around it), so "
+                                 "nothing is planned"}
+    if low <= 0:
+        return {**out, "status": f"the natural gap's interval [{low:.3f}, {high:.3f}] includes 0, so there is no "
+                                 "gap to halve"}
     if point["reached"][0]:
         out.update(halving_level=point["level"][0], move=abs(point["level"][0] - c0), auc_at_halving=point["auc"][0],
                    auc_cost=point["auc"][0] - point["auc0"][0])
@@ -159,15 +187,26 @@ def _halving(path, gap_means: np.ndarray, auc_means: np.ndarray) -> dict:
             "auc": np.where(reached, auc, nan)}
 
 
-def _interval(levels: np.ndarray, c0: float, gaps: list[np.ndarray]) -> tuple[float, float]:
-    """Replicate interval of the interpolated gap at ``c0``: mean +- 1.96 se."""
+def _interval(levels: np.ndarray, c0: float, gaps: list[np.ndarray], *, confidence: float = 0.95,
+              method: str = DEFAULT_METHOD) -> tuple[float, float]:
+    """Replicate interval of the interpolated gap at ``c0``: mean +- t(df) se (module docstring)."""
     path = _path(levels, c0, toward=1.0)
     w, lo, hi = path["w"], path["lower"], path["upper"]
     parts = [(1 - w, gaps[lo])] + ([(w, gaps[hi])] if hi != lo else [])
+    parts = [(weight, g) for weight, g in parts if weight > 0] or parts
     mean = sum(weight * g.mean() for weight, g in parts)
-    var = sum(weight ** 2 * (g.var(ddof=1) / len(g) if len(g) > 1 else np.nan) for weight, g in parts)
-    z = critical_value()
-    return mean - z * np.sqrt(var), mean + z * np.sqrt(var)
+    terms = [weight ** 2 * (g.var(ddof=1) / len(g) if len(g) > 1 else np.nan) for weight, g in parts]
+    var = sum(terms)
+    if method == "t":
+        dof = [len(g) - 1 for _, g in parts]
+        denominator = sum(t ** 2 / d for t, d in zip(terms, dof) if d > 0)
+        df = var ** 2 / denominator if denominator > 0 else (min(dof) if min(dof) > 0 else np.nan)
+        if var == 0:
+            df = min(dof) if min(dof) > 0 else np.nan
+        c = critical_value(confidence, df=df, method="t")
+    else:
+        c = critical_value(confidence)
+    return mean - c * np.sqrt(var), mean + c * np.sqrt(var)
 
 
 def _bootstrap(path, gaps, aucs, c0, *, n_boot: int, confidence: float, rng) -> dict:
@@ -209,7 +248,8 @@ def plan_markdown(plan: pd.DataFrame, *, metric: str = "fpr_gap") -> str:
     lines = ["## Curation plan", "",
              f"Smallest move of the finetuning correlation level from the natural level toward balance that halves "
              f"the stereotype-direction {metric.replace('_', ' ')} (95% intervals: replicate CI for the gap, "
-             "bootstrap over seeds for the rest; AUC cost = AUC at the new level minus AUC at the natural level).", "",
+             "bootstrap over seeds for the rest; AUC cost = AUC at the new level minus AUC at the natural level; planned "
+             "only where the natural gap's interval excludes 0; flagged cells left out).", "",
              "| runner | base | target | n | natural level | gap at natural | halving level | move | AUC cost | note |",
              "|---|---|---|---:|---:|---|---|---|---|---|"]
     for _, r in plan.iterrows():
@@ -217,6 +257,8 @@ def plan_markdown(plan: pd.DataFrame, *, metric: str = "fpr_gap") -> str:
         kind = f" ({r['base_kind']})" if isinstance(r.get("base_kind"), str) else ""
         n = "" if pd.isna(r.get("n")) else int(r["n"])
         note = "" if r["status"] == "ok" else r["status"]
+        if r.get("excluded", 0):
+            note = "; ".join(filter(None, [note, f"{int(r['excluded'])} flagged cell(s) left out"]))
         lines.append(f"| {r.get('runner', '')} | {base}{kind} | {r['target']} | {n} | {_fmt(r['natural_level'])} | "
                      f"{_fmt(r['gap_natural'], r['gap_natural_low'], r['gap_natural_high'])} | "
                      f"{_fmt(r['halving_level'], r['halving_level_low'], r['halving_level_high'])} | "

@@ -20,6 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, default=None, help="only this training size")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples over seeds (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p.add_argument("--ci", choices=("t", "normal"), default="t",
+                   help="the natural gap's replicate interval: Student's t (default) or the normal 1.96")
+    p.add_argument("--include-flagged", action="store_true",
+                   help="keep cells the diagnosis flagged (degenerate, grid edge, unconverged)")
     p.set_defaults(func=cmd_plan)
 
 
@@ -30,7 +34,8 @@ def cmd_plan(args) -> int:
     if args.bootstrap < 0:
         raise UserError(f"--bootstrap must be >= 0, got {args.bootstrap}.")
     plan = plan_curation(read_table(args.table), metric=args.metric, runner=args.runner, n=args.n,
-                         n_boot=args.bootstrap, random_state=args.seed)
+                         n_boot=args.bootstrap, random_state=args.seed, method=args.ci,
+                         include_flagged=args.include_flagged)
     prefix = args.out or args.table.with_name(f"{args.table.stem}-plan")
     prefix.parent.mkdir(parents=True, exist_ok=True)
     text = plan_markdown(plan, metric=args.metric)

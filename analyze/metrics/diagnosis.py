@@ -46,6 +46,8 @@ FLAG_COLUMNS = tuple(f"flag_{name}" for name in FLAGS)
 DEFAULT_AUC_FLOOR = 0.65
 # A cut-off may leave one row to the tie break (two rows tied across it) without a flag.
 MAX_THRESHOLD_MISS = 1
+# Flags that leave a cell out of findings and plans (weak_task cells stay in and are marked instead).
+EXCLUDING_FLAGS = ("degenerate", "c_at_edge", "lr_at_edge", "epochs_at_edge", "not_converged")
 
 
 @dataclass(frozen=True)
@@ -232,6 +234,14 @@ def diagnose_salience(a_y, a_s, details: Mapping, *, Cs: Sequence[float] | None 
     return Diagnosis(flags=flags, reasons=tuple(reasons), auc_floor=floor)
 
 
+def excluded_cells(table: pd.DataFrame) -> pd.Series | None:
+    """Per row, whether a flag of :data:`EXCLUDING_FLAGS` is set; None when the table has no flag columns."""
+    columns = [f"flag_{name}" for name in EXCLUDING_FLAGS]
+    if not all(c in table.columns for c in columns):
+        return None
+    return table[columns].fillna(False).astype(bool).any(axis=1)
+
+
 def flag_counts(source) -> dict[str, int]:
     """Cells per flag (and ``flagged``, ``cells``) of a table with the flag columns, or of diagnoses/records."""
     if isinstance(source, pd.DataFrame):
@@ -266,5 +276,5 @@ def describe_flags(diagnoses: Iterable) -> str:
     return format_counts(flag_counts(diagnoses))
 
 
-__all__ = ["DEFAULT_AUC_FLOOR", "Diagnosis", "FLAGS", "FLAG_COLUMNS", "at_edge", "check_floor", "degenerate_reasons",
-           "describe_flags", "diagnose_record", "diagnose_salience", "flag_counts", "format_counts", "weak_reason"]
+__all__ = ["DEFAULT_AUC_FLOOR", "Diagnosis", "EXCLUDING_FLAGS", "FLAGS", "FLAG_COLUMNS", "at_edge", "check_floor", "degenerate_reasons",
+           "describe_flags", "diagnose_record", "diagnose_salience", "excluded_cells", "flag_counts", "format_counts", "weak_reason"]

@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from analyze.metrics.diagnosis import DEFAULT_AUC_FLOOR, FLAGS
+from analyze.metrics.diagnosis import DEFAULT_AUC_FLOOR, EXCLUDING_FLAGS, FLAGS
 from analyze.effects.format import format_number, format_p
 from analyze.effects.models import DEFAULT_N
 from analyze.metrics.intervals import (
@@ -66,7 +66,6 @@ BALANCE = 0.5
 MIN_CLEAN_REPLICATES = 3
 CEILING_MARGIN = 0.05
 MAX_GAP = 1.0  # the largest possible FPR gap
-EXCLUDING_FLAGS = ("degenerate", "c_at_edge", "lr_at_edge", "epochs_at_edge", "not_converged")
 COMPARED_KINDS = ("control", "scratch", "imagenet")
 
 
