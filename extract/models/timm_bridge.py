@@ -45,6 +45,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -278,6 +279,11 @@ def _mismatch(exc: Exception, path: Path, spec: TimmSpec) -> UserError:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     detail = next((ln for ln in lines if not ln.startswith("Error(s) in loading")), lines[0] if lines else type(exc).__name__)
     detail = detail.split(". ")[0]  # the library's first sentence keeps ours one sentence
+    listed = re.match(r"^((?:Missing|Unexpected) key\(s\) in state_dict): (.*)$", detail)
+    if listed:
+        keys = re.findall(r'"([^"]+)"', listed.group(2))
+        more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+        detail = f"{listed.group(1)}: {', '.join(keys[:3])}{more}"
     if len(detail) > 240:
         detail = detail[:240] + "..."
     detail = detail.rstrip(".")
