@@ -18,7 +18,7 @@ Entries (see :func:`describe_backbones`): ``smallcnn[_w32].scratch``, ``resnet{1
 entries ``clip_vit_b32.openai``, ``bit_m_r50x1.in21k``, ``dinov2_vits14.lvd142m``,
 ``vit_b16.augreg_in21k`` and ``convnext_tiny.fb_in22k`` (local files). Each uses
 its source's own evaluation preprocessing; the W&R paper instead fed ImageNet mean/std to
-every base (SCIENCE.md section 2), which differs for ``simclr`` and ``efficientnet_lite0``.
+every base (docs/science.md section 2), which differs for ``simclr`` and ``efficientnet_lite0``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The paper's first finding on the embedded avatar dataset, end to end (W&R, SCIENCE.md §1a).
+"""The paper's first finding on the embedded avatar dataset, end to end (W&R; docs/science.md section 1, finding a).
 
 A base pretrained to see the sensitive attribute (``dark_skin``) passes more bias into the
 models finetuned from it than control bases pretrained on the same images, architecture and

@@ -1,8 +1,8 @@
 """Embedding association measures before and after finetuning (Ranjit et al. 2023) [R].
 
 How much closer the embeddings of a concept lie to one group than to another, measured with
-cosine similarity on a backbone's penultimate features (SCIENCE.md section 8,
-research/ranjit2023.md sections 3 and 7). Pure numpy over embedding arrays, one image per
+cosine similarity on a backbone's penultimate features (docs/science.md section
+11). Pure numpy over embedding arrays, one image per
 row, float16 / float32 accepted, computed in float64. Sign convention everywhere: positive
 means "closer to ``A``".
 
@@ -234,7 +234,7 @@ def pair_association(object_only, object_with_a, object_with_b, *, n_permutation
     """The paper's concept-pair measure: is an object closer to its images with group ``a``?
 
     ``mean_cosine(object_with_a, object_only) - mean_cosine(object_with_b, object_only)``,
-    e.g. ``M(car+man, car) - M(car+woman, car)`` (``pair_gap`` in research/ranjit2023.md). The
+    e.g. ``M(car+man, car) - M(car+woman, car)`` (``pair_gap``, docs/science.md section 11). The
     original code compares the block means side by side ("o+man vs o", "o+woman vs o", each
     estimated by resampling whose expectation is this block mean); we take the intended
     difference against the *same* object set (the released Open Images config compared the

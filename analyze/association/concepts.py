@@ -4,7 +4,7 @@ A :class:`ConceptSets` maps a concept name (``"hat"``, ``"dark"``, ``"car+man"``
 image array of shape ``(k, H, W, 3)`` and the ids of those ``k`` images. Two sources:
 
 * :func:`load_concept_folders` — a folder per concept, ``<root>/<concept>/*.png|jpg|jpeg``
-  (like the canonical sets of Ranjit et al., research/ranjit2023.md section 1). Files are read
+  (like the canonical sets of Ranjit et al. 2023, docs/science.md section 11). Files are read
   in sorted order, never downloaded, and must stay inside ``root``.
 * :func:`avatar_concept_sets` — sets drawn from the embedded avatar dataset, so everything runs
   offline. Names follow one vocabulary (``t`` is an accessory / target such as ``hat``; the

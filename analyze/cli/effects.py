@@ -6,6 +6,7 @@ import argparse
 import warnings
 from pathlib import Path
 
+from analyze.cli.options import SCIENCE_DOC
 from analyze.effects.format import to_markdown, write_tables
 from analyze.effects.models import (
     DEFAULT_METRIC,
@@ -34,7 +35,11 @@ def _base_kinds(pairs: list[str]) -> dict[str, str]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``effects`` verb."""
-    p = sub.add_parser("effects", help="effect-size regressions on a collected results table")
+    p = sub.add_parser("effects", help="effect-size regressions on a collected results table",
+                       description="Effect sizes of Wang & Russakovsky (ICCV 2023) and robust alternatives: the "
+                                   "paper's Value ~ Saliency + Skew, difference, log-ratio, general, moderation and "
+                                   "any formula. Definitions of Value, Skew, salience (A_y, A_s), stereotype_level "
+                                   f"and correlation_strength: {SCIENCE_DOC} sections 3, 4 and 6.")
     p.add_argument("table", type=Path, help="the tidy results table (CSV or Parquet) from `biastransfer collect`")
     p.add_argument("--model", choices=MODELS, default="paper")
     p.add_argument("--formula", default=None,

@@ -39,7 +39,7 @@ Input: the table ``biastransfer collect`` writes, one row per cell (``runner``, 
     Any statsmodels formula on the table (plus the derived ``base``, ``correlation_level``,
     ``correlation_strength``, ``log2_n``), OLS and/or mixed, optional ``groups``.
 
-Probe and full-finetune results answer different questions (SCIENCE.md §7): a table that
+Probe and full-finetune results answer different questions (docs/science.md section 10): a table that
 holds both must be narrowed with ``runner`` for every model but ``formula``.
 """
 

@@ -3,7 +3,7 @@
 The paper's claim that finetuning *overwrites* pretrained bias is about full finetuning,
 which changes the features (docs/science.md section 10); a linear probe cannot show it. This runner
 finetunes every layer of a base (a registered name or a toolkit checkpoint) with a new
-head on each cell's subset, following wang2023 sec. 7 (see :mod:`analyze.finetune.train`
+head on each cell's subset, following the paper's protocol (docs/science.md section 10; see :mod:`analyze.finetune.train`
 and :mod:`analyze.finetune.search`), and writes one result record per cell, the same
 records as the probe runner with ``runner = "finetune"``.
 

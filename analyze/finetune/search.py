@@ -4,7 +4,7 @@ A *condition* is a set of replicate cells: subset specs that differ only in thei
 (e.g. ``Correlation("hat", "dark_skin", 0.8, n=256, seed=s)`` for s = 0..4). Every grid
 setting is trained on every replicate (the replicate's own training rows, seed and
 validation rows), each run keeping its best epoch. The chosen setting is the one with the
-**lowest mean best-epoch validation loss over the replicates** (wang2023 sec. 7: the
+**lowest mean best-epoch validation loss over the replicates** (docs/science.md section 10: the
 released code's "duplicate-robustness" rule inverted this); a setting where any replicate
 diverged is invalid. The chosen setting's runs *are* the condition's replicates: no run
 is repeated after the search.
@@ -33,7 +33,7 @@ from analyze.subsets.core import SubsetSplit
 from extract.backbones import Backbone
 from extract.errors import UserError
 
-DEFAULT_LRS = (0.01, 0.003)  # a small CPU-sized grid; the paper searched 5 x 4 (wang2023 sec. 7)
+DEFAULT_LRS = (0.01, 0.003)  # a small CPU-sized grid; the paper searched 5 x 4 (docs/science.md section 10)
 DEFAULT_WEIGHT_DECAYS = (1e-4, 1e-3)
 
 

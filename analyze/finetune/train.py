@@ -1,6 +1,6 @@
 """One finetuning run: a base plus a new linear head, trained with SGD on uint8 images.
 
-The paper's protocol (wang2023 sec. 7): all layers trained (unless the first stages are
+The paper's protocol (docs/science.md section 10): all layers trained (unless the first stages are
 frozen), a new head ``Linear(feature_dim, 1)`` with BCE on its logit, SGD with momentum
 0.9, batch 64, horizontal flips as the only augmentation, constant learning rate. Unlike
 the released code, the epoch count is chosen *within* the run: validation loss is measured

@@ -15,12 +15,13 @@ This matches the authors' reference implementation (``princetonvisualai/directio
 ``directional_biasamp.py``): the sign indicator (so independent pairs contribute 0 but
 still count in the mean), the indicator computed over the rows that carry at least one
 task or attribute label, conditional probabilities over all evaluation rows, and a
-``nanmean`` over pairs (a pair whose conditioning set is empty drops out). Two deliberate
-differences, both documented: the indicator is computed in exact integer arithmetic (the
-reference's float products can miss exact independence by one ulp), and the released
-code's row filter tests the task labels twice (so it keeps rows with at least one *task*
-label); ``indicator_rows="task_label"`` reproduces that and ``"all"`` reproduces the first
-release, which used every row.
+``nanmean`` over pairs (a pair whose conditioning set is empty drops out); with the default
+``indicator_rows="any_label"`` it matches the current reference to 1e-16. One deliberate
+difference: the indicator is computed in exact integer arithmetic (the reference's float
+products can miss exact independence by one ulp). The other row filters are not the
+current reference's: ``"task_label"`` keeps only rows with at least one *task* label (a
+stricter filter; it does not reproduce the reference, which keeps rows with a task **or** an
+attribute label) and ``"all"`` uses every row. Definitions: ``docs/science.md`` section 5.
 """
 
 from __future__ import annotations

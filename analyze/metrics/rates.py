@@ -229,8 +229,10 @@ def fpr_gap(y_true, y_pred, group, *, mask=None):
 def equalized_odds_difference(y_true, y_pred, group, *, mask=None):
     """``max(|TPR(1) - TPR(0)|, |FPR(1) - FPR(0)|)`` per run (fairlearn's ``worst_case``).
 
-    NaN propagates: if either rate is undefined for a group, the difference is NaN
-    (fairlearn would silently use the other gap).
+    NaN propagates: if either rate is undefined for a group (no positives or no negatives
+    in it), the difference is NaN. fairlearn differs there: it treats an undefined rate as
+    0, so it can return e.g. 1.0 where this returns NaN; on groups with both classes the two
+    agree.
     """
     counts = confusion_by_group(y_true, y_pred, group, mask=mask)
     tpr, fpr = counts.tpr, counts.fpr

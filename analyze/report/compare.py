@@ -1,6 +1,6 @@
 """Linear probes beside full finetuning: one table with a labelled column per runner.
 
-The two runners answer different questions (SCIENCE.md §7): a probe re-weights frozen
+The two runners answer different questions (docs/science.md section 10): a probe re-weights frozen
 features, full finetuning changes them. The section sets their numbers side by side on the
 cells both ran (same bases, targets, sizes and correlation levels) and never merges them into
 one estimate; the difference between runners is given with its interval as a comparison,
@@ -26,10 +26,10 @@ from analyze.report.sections import runner_label
 RUNNERS = ("probe", "finetune")
 DISCLAIMER = ("Probe results are not a reproduction of full-finetuning numbers: a linear probe on frozen "
               "features can only re-weight them, so it tends to show more persistent inheritance of the base's "
-              "bias than full finetuning, which changes the features (SCIENCE.md §7). Read each column on its own "
+              "bias than full finetuning, which changes the features (docs/science.md section 10). Read each column on its own "
               "terms.")
 SHORT_DISCLAIMER = ("Probe and full-finetune numbers are set side by side, not pooled; probe results are not a "
-                    "reproduction of full-finetuning numbers (SCIENCE.md §7).")
+                    "reproduction of full-finetuning numbers (docs/science.md section 10).")
 
 
 def shared_cells(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:

@@ -19,7 +19,7 @@ Same spec, same rows (each cell is drawn by ``np.random.default_rng`` seeded fro
 Sign convention for ``target`` = y and ``sensitive`` = s: a correlation **level** ``c`` is
 ``P(s=1 | y=1) = P(s=0 | y=0)``; ``c = 0`` means ``y <=> s=0``, ``0.5`` independence,
 ``1`` means ``y <=> s=1``. With s = Male this is the paper's "share of positives that are
-male" (SCIENCE.md sec. 3: cells F+ and M- take (1-c)L rows, F- and M+ take cL).
+male" (docs/science.md section 3: cells F+ and M- take (1-c)L rows, F- and M+ take cL).
 
 Kinds: :class:`Correlation`, :class:`SubSelection`, :class:`Skew`, :class:`Natural`
 (the sample-size grid), :class:`Underrepresentation`, :class:`SalienceSets`,

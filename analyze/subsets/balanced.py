@@ -1,6 +1,6 @@
 """Label- and group-balanced subset kinds: correlation levels, sub-selection, test resampling.
 
-Sign convention (SCIENCE.md sec. 3, with ``y`` = target, ``s`` = sensitive, both 0/1):
+Sign convention (docs/science.md section 3, with ``y`` = target, ``s`` = sensitive, both 0/1):
 the **level** ``c`` is ``P(s=1 | y=1) = P(s=0 | y=0)``. The "stereotypical" cells are
 ``(y=1, s=0)`` and ``(y=0, s=1)`` (``F+`` and ``M-`` when ``s`` = Male), the "counter" cells
 are ``(y=0, s=0)`` and ``(y=1, s=1)``. So ``c = 0``: ``y <=> s = 0``; ``c = 0.5``: ``y`` and
@@ -258,7 +258,7 @@ class SubSelection(SpecBase):
 
 @dataclass(frozen=True)
 class TestResample(SpecBase):
-    """The largest balanced test set at a given correlation level (wang2023 sec. 3.11).
+    """The largest balanced test set at a given correlation level (docs/science.md section 3).
 
     50% positives and 50% per group, ``P(s=1 | y=1) = P(s=0 | y=0) = level`` within
     rounding (module docstring), drawn from ``pool`` (default the test split). With

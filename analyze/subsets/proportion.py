@@ -164,7 +164,7 @@ class Skew(SpecBase):
 
 @dataclass(frozen=True)
 class Underrepresentation(SpecBase):
-    """Label = ``attr_a`` or ``attr_b``; rows with both are excluded (wang2023 sec. 3.6).
+    """Label = ``attr_a`` or ``attr_b``; rows with both are excluded (docs/science.md section 3).
 
     Cells: A-only ``(a=1, b=0)``, B-only ``(a=0, b=1)``, neither ``(0, 0)`` (negatives).
     A set of ``t`` rows has ``round(pos_prop * t)`` positives (at least one of each class

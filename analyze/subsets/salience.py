@@ -1,4 +1,4 @@
-"""The three sets of the salience measure (SCIENCE.md sec. 4, wang2023 sec. 4).
+"""The three sets of the salience measure (docs/science.md section 4).
 
 - **aligned**: rows with ``y == s`` (cells ``(y=1, s=1)`` and ``(y=0, s=0)``), label ``y``,
   50% positives (the larger cell subsampled to the smaller);

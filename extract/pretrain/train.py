@@ -1,6 +1,6 @@
 """Pretraining bases from scratch: a backbone plus one linear head per attribute.
 
-The W&R paper's central comparison (SCIENCE.md section 2) needs bases that share data,
+The W&R paper's central comparison (docs/science.md section 2) needs bases that share data,
 architecture and recipe and differ only in the pretraining label: a *biased* base taught
 the sensitive attribute ("Gendered" in the paper), *control* bases taught attributes
 unrelated to it, and a *scratch* base (random init, no training). This module trains one
