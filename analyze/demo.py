@@ -215,6 +215,10 @@ def _collect(out: Path, results: Path, salience: Path, kinds: dict[str, str]) ->
     table = attach_salience(table, pd.read_csv(salience))
     table.to_csv(out / "table.csv", index=False)
     print(f"  table {out / 'table.csv'}: {len(table)} cells ({', '.join(sorted(table['runner'].unique()))})")
+    from analyze.metrics.diagnosis import flag_counts, format_counts
+
+    for runner, part in table.groupby("runner", sort=True):
+        print(f"  {runner}: {format_counts(flag_counts(part))}")
     return table
 
 
