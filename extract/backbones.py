@@ -418,7 +418,10 @@ def load_checkpoint(path: str | Path) -> Backbone:
     if arch not in ARCHITECTURES:
         raise UserError(f"checkpoint {path} names an unknown architecture {arch!r}; it was written by another version of biastransfer.")
     model = ARCHITECTURES[arch](**json.loads(payload["arch_kwargs_json"]))
-    load_weights(model, payload["state_dict"], source=str(path))
+    state = payload["state_dict"]
+    if arch == "efficientnet_lite0":  # checkpoints of the former hand-written architecture load too
+        state = remaps.remap_lite0_checkpoint(state)
+    load_weights(model, state, source=str(path))
     model.eval()  # like create_backbone: features come from eval-mode batch norm
     meta = json.loads(payload["meta_json"])
     return Backbone(

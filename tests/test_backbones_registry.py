@@ -1,5 +1,6 @@
 """Registry behaviour: hub-cache lookup, no downloads, clear errors, safe loading, checkpoints."""
 
+import json
 import importlib.util
 import socket
 import urllib.request
@@ -181,3 +182,33 @@ def test_describe_backbones_declares_true_feature_dims(tmp_path, monkeypatch):
         assert row["feature_dim"] == built[spec.arch], row["name"]
         assert row["available"] == (spec.weights == "none" or (spec.weights == "package" and has_lite0)), row["name"]
         assert row["description"] and row["crop"] <= row["resize"]
+
+
+def test_lite0_checkpoint_of_the_former_architecture_loads(tmp_path):
+    """A finetuned EfficientNet-Lite0 saved before the architecture became timm's (stem/stages/head
+    names) loads into timm's tf_efficientnet_lite0 with the same tensors."""
+    model = backbones.ARCHITECTURES["efficientnet_lite0"](num_classes=0).eval()
+    top = {"net.conv_stem.": "stem.conv.", "net.bn1.": "stem.bn.", "net.conv_head.": "head.conv.", "net.bn2.": "head.bn."}
+    first = {"conv_dw.": "depthwise.conv.", "bn1.": "depthwise.bn.", "conv_pw.": "project.conv.", "bn2.": "project.bn."}
+    rest = {"conv_pw.": "expand.conv.", "bn1.": "expand.bn.", "conv_dw.": "depthwise.conv.", "bn2.": "depthwise.bn.",
+            "conv_pwl.": "project.conv.", "bn3.": "project.bn."}
+    old = {}
+    for key, value in model.state_dict().items():
+        if key.startswith("net.blocks."):
+            stage, pos, rest_key = key.split(".", 4)[2:5]
+            table = first if stage == "0" else rest
+            sub = next(k for k in table if rest_key.startswith(k))
+            key = f"stages.{stage}.{pos}.{table[sub]}{rest_key[len(sub):]}"
+        else:
+            sub = next(k for k in top if key.startswith(k))
+            key = top[sub] + key[len(sub):]
+        old[key] = value.clone()
+    assert "stages.1.0.expand.conv.weight" in old and "stem.conv.weight" in old
+    prep = backbones.Preprocess(resize=64, crop=64)
+    payload = {"format": backbones.CHECKPOINT_FORMAT, "arch": "efficientnet_lite0",
+               "arch_kwargs_json": json.dumps({"num_classes": 0}), "preprocess_json": json.dumps(prep.to_dict()),
+               "meta_json": "{}", "state_dict": old}
+    torch.save(payload, tmp_path / "old_lite.pt")
+    loaded = load_checkpoint(tmp_path / "old_lite.pt")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(X), model(X), rtol=0, atol=0)

@@ -140,3 +140,15 @@ def test_lite0_remap_names():
         "net.blocks.6.0.conv_pwl.weight", "net.conv_head.weight", "net.bn2.weight", "net.classifier.bias",
         "_blocks.0._se_reduce.weight",  # SE layers (EfficientNet-B0 files) are not Lite: left to fail the load
     }
+
+
+def test_lite0_toolkit_checkpoint_of_the_former_layout_is_renamed():
+    old = {"stem.conv.weight": T, "stem.bn.running_mean": T, "stages.0.0.depthwise.conv.weight": T,
+           "stages.0.0.project.bn.bias": T, "stages.3.2.expand.bn.weight": T, "stages.3.2.depthwise.bn.weight": T,
+           "stages.5.3.project.conv.weight": T, "head.conv.weight": T, "head.bn.weight": T, "classifier.bias": T}
+    assert set(remaps.remap_lite0_checkpoint(old)) == {
+        "net.conv_stem.weight", "net.bn1.running_mean", "net.blocks.0.0.conv_dw.weight", "net.blocks.0.0.bn2.bias",
+        "net.blocks.3.2.bn1.weight", "net.blocks.3.2.bn2.weight", "net.blocks.5.3.conv_pwl.weight",
+        "net.conv_head.weight", "net.bn2.weight", "net.classifier.bias"}
+    current = {"net.conv_stem.weight": T, "net.blocks.0.0.conv_dw.weight": T}
+    assert remaps.remap_lite0_checkpoint(current) == current

@@ -119,3 +119,39 @@ def remap_lukemelas_efficientnet_lite0(obj: dict) -> dict:
         else:
             out[key] = value
     return out
+
+
+# EfficientNet-Lite0 toolkit checkpoints written while the toolkit had its own architecture
+# (module names stem/stages/head/classifier): the same tensors under timm's names.
+_OLD_LITE_TOP = {"stem.conv.": "conv_stem.", "stem.bn.": "bn1.", "head.conv.": "conv_head.", "head.bn.": "bn2.",
+                 "classifier.": "classifier."}
+_OLD_LITE_FIRST = {"depthwise.conv.": "conv_dw.", "depthwise.bn.": "bn1.", "project.conv.": "conv_pw.",
+                   "project.bn.": "bn2."}
+_OLD_LITE_BLOCK = {"expand.conv.": "conv_pw.", "expand.bn.": "bn1.", "depthwise.conv.": "conv_dw.",
+                   "depthwise.bn.": "bn2.", "project.conv.": "conv_pwl.", "project.bn.": "bn3."}
+_OLD_STAGE_KEY = re.compile(r"^stages\.(\d+)\.(\d+)\.(\w+\.\w+\.)(.+)$")
+
+
+def remap_lite0_checkpoint(state: dict) -> dict:
+    """An ``efficientnet_lite0`` toolkit checkpoint's state dict in the layout ``build_lite0`` loads.
+
+    Checkpoints written before EfficientNet-Lite0 became timm's ``tf_efficientnet_lite0``
+    (keys ``stem.conv.weight``, ``stages.S.J.expand.conv.weight`` ...) are renamed; current
+    ones (keys under ``net.``) pass through unchanged.
+    """
+    if not any(k.startswith(("stem.", "stages.")) for k in state):
+        return state
+    out = {}
+    for key, value in state.items():
+        match = _OLD_STAGE_KEY.match(key)
+        table = (_OLD_LITE_FIRST if match and match.group(1) == "0" else _OLD_LITE_BLOCK) if match else {}
+        if match and match.group(3) in table:
+            out[f"net.blocks.{match.group(1)}.{match.group(2)}.{table[match.group(3)]}{match.group(4)}"] = value
+            continue
+        for old, new in _OLD_LITE_TOP.items():
+            if key.startswith(old):
+                out["net." + new + key[len(old):]] = value
+                break
+        else:
+            out[key] = value
+    return out
