@@ -14,8 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``finetune`` verb."""
     p = sub.add_parser("finetune", help="fully finetune a base on correlation-level subsets; one JSON record per cell")
     add_dataset_arguments(p)
-    p.add_argument("--base", required=True, help="registered arch.tag or a toolkit checkpoint path")
-    p.add_argument("--weights", type=Path, default=None, help="local weights file of a registered base")
+    p.add_argument("--base", required=True, help="registered arch.tag, timm/<model>, or a toolkit checkpoint path")
+    p.add_argument("--weights", type=Path, default=None, help="local weights file of a registered or timm base (scratch: random init)")
     p.add_argument("--target", required=True, help="target attribute y")
     p.add_argument("--sensitive", required=True, help="sensitive attribute s (the metrics' groups)")
     p.add_argument("--levels", default="0.0,0.5,1.0", help="correlation levels P(s=1|y=1), comma-separated")

@@ -29,8 +29,9 @@ def add_extract_arguments(p: argparse.ArgumentParser, *, out_help: str, batch_he
     """The options ``extract`` and ``extract-shard`` share: dataset, backbone, output and loop settings."""
     add_dataset_arguments(p)
     p.add_argument("--backbone", required=True,
-                   help="arch.tag name (see `biastransfer backbones`) or a toolkit checkpoint path")
-    p.add_argument("--weights", type=Path, default=None, help="local weights file (nothing is ever downloaded)")
+                   help="arch.tag name (see `biastransfer backbones`), timm/<model>[@pool], or a toolkit checkpoint path")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="local weights file, or scratch for a timm model's random init (nothing is ever downloaded)")
     p.add_argument("--seed", type=int, default=0, help="seed of random-init backbones (default 0)")
     p.add_argument("--image-size", type=int, default=None,
                    help="override the backbone's resize/crop (e.g. 64 for small images)")
