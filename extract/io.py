@@ -21,7 +21,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from extract.errors import UserError
+from extract.errors import OutputError
 
 TEMP_SUFFIX = ".tmp"
 # .<name>.<pid>@<host>.<random>.tmp ; the random part comes from tempfile (letters, digits, _)
@@ -47,11 +47,11 @@ def _fsync(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _failure(path: Path, exc: OSError, hint: str) -> UserError:
-    if exc.errno == errno.ENOSPC:
-        return UserError(f"cannot write {path}: no space left on device; free some space or choose another "
+def _failure(path: Path, exc: OSError, hint: str) -> OutputError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OutputError(f"cannot write {path}: no space left on device; free some space or choose another "
                          "location, then run the command again.")
-    return UserError(f"cannot write {path} ({exc.strerror or exc}); {hint}.")
+    return OutputError(f"cannot write {path} ({exc.strerror or exc}); {hint}.")
 
 
 def replace_file(src: str | Path, dst: str | Path) -> Path:
@@ -69,7 +69,8 @@ def atomic_write(path: str | Path, *, hint: str = "choose a writable output path
     The caller writes the whole file to the yielded path (by name: ``to_csv``, ``savefig``,
     ``h5py.File``, ``torch.save`` ...). If the block raises, the temporary file is removed and
     ``path`` is left as it was. An ``OSError`` (unwritable folder, full disk) becomes one
-    :class:`~extract.errors.UserError` sentence ending in ``hint``.
+    :class:`~extract.errors.OutputError` sentence (a :class:`~extract.errors.UserError`)
+    ending in ``hint``.
 
     Example
     -------

@@ -50,7 +50,7 @@ from analyze.report.plots import TRUTH_COLUMNS, plot_salience
 from analyze.report.sections import runner_label, runner_section
 from analyze.results.tables import read_table
 from extract import __version__
-from extract.errors import UserError
+from extract.errors import OutputError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +111,15 @@ def _salience_blocks(salience: pd.DataFrame, out_dir: Path) -> tuple[list[str], 
               Paragraph("Salience measures how much more easily a model picks up the sensitive attribute than the "
                         f"target; higher salience predicts more bias transfer (definitions: {SCIENCE_DOC} section 4)."),
               table_from_frame(salience[[c for c in SALIENCE_COLUMNS if c in salience.columns]],
-                               caption="Salience per target with its 95% interval")]
+                               caption="Salience per target with its 95% t interval over the models (aligned and "
+                                       "inverted), and its diagnosis")]
     if truth is not None and salience[truth].notna().sum() >= 3:
         try:
             png = next(p for p in plot_salience(salience, out_dir / "figures" / "salience", truth=truth)
                        if p.suffix == ".png")
             blocks.append(Figure(png, f"Estimated salience (95% CI) vs the generator's {truth}."))
+        except OutputError:
+            raise  # a full disk or unwritable folder stops the report: nothing may read as complete
         except UserError as exc:
             blocks.append(Paragraph(f"Figure not drawn (salience): {exc}", note=True))
     return salience_findings(salience, truth=truth), blocks
@@ -158,7 +161,11 @@ def _plan_blocks(plan: pd.DataFrame) -> tuple[list[str], list]:
     return findings, [Heading("Curation plan", 2),
                       Paragraph("For each base and target: the smallest move of the finetuning correlation level away "
                                 "from the natural level that halves the stereotype-direction FPR gap, with its "
-                                "interval and AUC cost, as computed by `biastransfer plan`."),
+                                "interval and AUC cost, as computed by `biastransfer plan`. Intervals: the natural "
+                                "gap's is a replicate t interval over seeds; the halving level's, the move's and the "
+                                "AUC cost's are percentile bootstrap intervals over seeds (? = a bound the resamples "
+                                "cannot give, e.g. when the gap does not halve in some of them). Only a natural gap "
+                                "whose interval excludes 0 is planned."),
                       table_from_frame(shown, caption=caption)]
 
 
@@ -249,7 +256,11 @@ def build_report(table, *, out_dir, salience=None, plan=None, title: str = DEFAU
               *_findings_blocks(findings), *body]
     out_dir.mkdir(parents=True, exist_ok=True)
     md_path = write_text_atomic(out_dir / "report.md", to_markdown(blocks, relative_to=out_dir))
-    html_path = write_text_atomic(out_dir / "report.html", to_html(blocks, title=title))
+    try:
+        html_path = write_text_atomic(out_dir / "report.html", to_html(blocks, title=title))
+    except OutputError:
+        md_path.unlink(missing_ok=True)  # never one of the pair without the other
+        raise
     return md_path, html_path
 
 

@@ -24,7 +24,7 @@ from scipy.stats import spearmanr  # noqa: E402
 
 from analyze.effects.models import require_columns  # noqa: E402
 from analyze.metrics.intervals import replicate_summary
-from extract.errors import UserError  # noqa: E402
+from extract.errors import OutputError, UserError  # noqa: E402
 from extract.io import atomic_write
 
 KINDS = ("correlation", "size", "tradeoff", "coef", "salience")
@@ -48,7 +48,7 @@ def save_figure(figure, out_prefix: str | Path) -> list[Path]:
                                metadata={"Date": None} if suffix == ".svg" else None)
             paths.append(path)
     except OSError as exc:
-        raise UserError(f"cannot write the figure {out_prefix} ({exc.strerror}); choose a writable --out.") from None
+        raise OutputError(f"cannot write the figure {out_prefix} ({exc.strerror}); choose a writable --out.") from None
     finally:
         plt.close(figure)
     return paths

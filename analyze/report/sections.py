@@ -50,7 +50,7 @@ from analyze.report.plots import (
     plot_size,
     plot_tradeoff,
 )
-from extract.errors import UserError
+from extract.errors import OutputError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +210,8 @@ def mean_over_targets(rows: pd.DataFrame, values: list[str]) -> pd.DataFrame:
 def _figure(draw, path_prefix: Path, caption: str) -> list:
     try:
         png = next(p for p in draw(path_prefix) if p.suffix == ".png")
+    except OutputError:
+        raise  # a full disk or unwritable folder stops the report: nothing may read as complete
     except UserError as exc:
         return [Paragraph(f"Figure not drawn ({caption.split(':')[0]}): {exc}", note=True)]
     return [Figure(png, caption)]
