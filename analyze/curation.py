@@ -247,8 +247,8 @@ def plan_markdown(plan: pd.DataFrame, *, metric: str = "fpr_gap") -> str:
     """The plan as a Markdown section (one table row per plan row)."""
     lines = ["## Curation plan", "",
              f"Smallest move of the finetuning correlation level from the natural level toward balance that halves "
-             f"the stereotype-direction {metric.replace('_', ' ')} (95% intervals: replicate CI for the gap, "
-             "bootstrap over seeds for the rest; AUC cost = AUC at the new level minus AUC at the natural level; planned "
+             f"the stereotype-direction {metric.replace('_', ' ')} (95% intervals: replicate t interval for the gap, "
+             "percentile bootstrap over seeds for the rest; AUC cost = AUC at the new level minus AUC at the natural level; planned "
              "only where the natural gap's interval excludes 0; flagged cells left out).", "",
              "| runner | base | target | n | natural level | gap at natural | halving level | move | AUC cost | note |",
              "|---|---|---|---:|---:|---|---|---|---|---|"]

@@ -15,7 +15,7 @@ from analyze.report.document import Heading, Paragraph, Table
 from analyze.report.findings import (
     choose_size,
     correlation_cells,
-    difference,
+    difference_interval,
     pooled_summary,
     strongest_and_balanced,
     with_interval,
@@ -69,7 +69,7 @@ def comparison_table(cells: pd.DataFrame, *, metric: str) -> tuple[Table, dict]:
     kinds = (cells.drop_duplicates("backbone").set_index("backbone")["base_kind"].astype(str).to_dict()
              if "base_kind" in cells.columns else {})
     columns = [(r, v) for r in RUNNERS for v in (metric, "auc") if (r, v) in summaries]
-    header = ("base", "base kind", "level", *[f"{runner_label(r)}: {v} [95% CI]" for r, v in columns])
+    header = ("base", "base kind", "level", *[f"{runner_label(r)}: {v} [95% t interval]" for r, v in columns])
     rows = []
     for backbone, level in sorted(index, key=lambda k: (str(k[0]), k[1])):
         values = []
@@ -80,7 +80,7 @@ def comparison_table(cells: pd.DataFrame, *, metric: str) -> tuple[Table, dict]:
         rows.append((str(backbone), kinds.get(backbone, ""), f"{level:g}", *values))
     n = choose_size(cells)
     seeds = int(max([s["k"].max() for s in summaries.values() if not s.empty], default=0))
-    caption = (f"Cells both runners ran{f' (n = {n})' if cells['n'].nunique() == 1 else ''}: mean [95% CI] over up "
+    caption = (f"Cells both runners ran{f' (n = {n})' if cells['n'].nunique() == 1 else ''}: mean [95% t interval] over up "
                f"to {seeds} seeds, each seed averaged over the shared targets. Separate columns, never pooled.")
     return Table(header, tuple(rows), caption=caption), summaries
 
@@ -95,12 +95,13 @@ def runner_gap_sentences(summaries: dict, *, metric: str) -> list[str]:
     sentences = []
     for backbone in sorted({b for b, lv in probe.index if lv == strongest and (b, lv) in finetune.index}, key=str):
         p, f = probe.loc[(backbone, strongest)], finetune.loc[(backbone, strongest)]
-        d, lo, hi = difference(p, f)
+        ci = difference_interval(p, f)
+        d, lo, hi = float(ci.estimate), float(ci.low), float(ci.high)
         probe_text = with_interval(p["mean"], p["ci_low"], p["ci_high"])
         finetune_text = with_interval(f["mean"], f["ci_low"], f["ci_high"])
         sentences.append(f"At level {strongest:g}, {backbone}: {metric} {probe_text} with a linear probe vs "
                          f"{finetune_text} with full finetuning; probe minus finetune {with_interval(d, lo, hi)} "
-                         f"({zero_verdict(lo, hi)}).")
+                         f"({ci.method}; {zero_verdict(lo, hi)}).")
     return sentences
 
 
