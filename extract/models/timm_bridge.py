@@ -1,7 +1,7 @@
 """Any `timm <https://github.com/huggingface/pytorch-image-models>`_ model as a backbone, from a local file.
 
 A backbone name ``timm/<model_name>[.<tag>][@<pool>]`` (for example
-``timm/vit_base_patch32_clip_224.openai@proj``) builds ``<model_name>.<tag>`` with
+``timm/vit_base_patch32_clip_quickgelu_224.openai@proj``) builds ``<model_name>.<tag>`` with
 ``timm.create_model(pretrained=False)`` and loads weights **only** from a local file; timm
 never downloads anything here (the Hugging Face hub is switched to offline mode before
 timm is imported, and every load passes the weights in memory or as a local path).
@@ -18,6 +18,10 @@ Weight files (``--weights PATH``):
 * ``.npz`` -- an original JAX/Flax release (BiT ``BiT-M-R50x1.npz``, the ViT AugReg
   ``*.npz`` files), read by the model's ``load_pretrained`` with ``allow_pickle=False``;
 * ``scratch`` -- random initialisation from the seed (the null baseline).
+
+Where no ``--weights`` option fits (several backbones in ``associate``, a finetune base
+rebuilt per seed), the name carries it: ``timm/<model>=PATH`` or ``timm/<model>=scratch``
+(:func:`extract.backbones.split_weights`).
 
 Features (``@<pool>``, default ``default``):
 
@@ -59,9 +63,7 @@ from extract.errors import UserError
 PREFIX = "timm/"
 POOLS = ("default", "token", "avg", "proj")
 SCRATCH = "scratch"
-STATE_DICT_SUFFIXES = (".bin", ".pth", ".pt", ".tar", ".ckpt")
-# Keys a pooled-feature ViT exposes; ``token`` and ``avg`` need them.
-_VIT_POOLS = ("token", "avg")
+_VIT_POOLS = ("token", "avg")  # poolings that read a ViT's token sequence
 
 
 def _import_timm():
