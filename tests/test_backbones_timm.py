@@ -6,7 +6,8 @@ a DINOv2 ``.pth``, a ViT AugReg ``.npz``, a facebookresearch ConvNeXt ``.pth``, 
 safetensors); the file is loaded through the registry (``create_backbone``) and must give
 the features of the model it came from. What each test shrinks to stay fast on a CPU is
 said in its docstring; the code path (file reading, timm's converter, pooling) is the one
-the full-size entry takes. A socket guard fails any test that tries to reach the network.
+the full-size entry takes; CLIP ViT-B/32 is also checked at its real size against OpenAI's
+architecture. A socket guard fails any test that tries to reach the network.
 """
 
 import math
@@ -496,3 +497,18 @@ def test_pickled_objects_are_refused(tmp_path):
     torch.save({"model": nn.Linear(2, 2)}, path)  # a module object, not a state dict
     with pytest.raises(UserError, match=r"cannot be loaded safely .*weights_only=True"):
         create_backbone(TINY_VIT, weights=path)
+
+
+def test_clip_vit_b32_full_size_from_openai_state_dict(tmp_path):
+    """clip_vit_b32.openai at its real size (width 768, 12 layers, 12 heads, 512-d projection):
+    an OpenAI-layout state dict of OpenAI's architecture gives OpenAI's embedding through the registry."""
+    ref = _randomise_openai(OpenAIVisionTransformer(224, 32, 768, 12, 12, 512), seed=11)
+    path = tmp_path / "ViT-B-32.state_dict.pt"
+    torch.save(_openai_state(ref), path)
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(11))
+    with torch.no_grad():
+        want = ref(x)
+    del ref
+    backbone = create_backbone("clip_vit_b32.openai", weights=path)
+    assert backbone.feature_dim == 512
+    torch.testing.assert_close(_features(backbone, x), want, rtol=0, atol=1e-4)
