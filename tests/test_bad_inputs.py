@@ -233,6 +233,8 @@ CLI_CASES = [
     # run options and outputs
     ("unwritable output folder", _extract("--out", "{files}/a_file/out.h5"), r"cannot write to the output folder \S*a_file"),
     ("output is a folder", _extract("--out", "{tmp}"), r"is a folder; pass a file path"),
+    ("too little free space for a store", _extract("--out", "{tmp}/tiny_disk/out.h5"),
+     r"the feature store \S*out\.h5 needs about [\d.]+ kB more but \S*tiny_disk has 0\.1 kB free"),
     ("bad --device", _extract("--device", "tpu"), r"unknown device 'tpu'"),
     ("device decode of an in-memory dataset", ["extract", "--dataset", "avatars", "--root", "{cache}", "--backbone",
                                                "smallcnn.scratch", "--decode", "device", "--out", "{tmp}/out.h5"],
@@ -313,6 +315,10 @@ def test_cli_bad_input(argv, pattern, capsys, monkeypatch, tree, files, stores, 
     (tmp_path / "correlated.toml").write_text(recipe.format(root=tree, manifest="twin.csv", extra='sensitive = "y2"\n'))
     (tmp_path / "bad_results").mkdir()
     (tmp_path / "bad_results" / "zz_bad.json").write_text('{"schema": "biastransfer-result-v1", "cell')
+    usage = shutil.disk_usage(tmp_path)
+    real_usage = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage",  # a folder named tiny_disk has 100 bytes free
+                        lambda p: usage._replace(free=100) if "tiny_disk" in str(p) else real_usage(p))
     paths = _paths(tree, files, stores, tmp_path, avatar_cache)
     cli_error(capsys, [arg.format(**paths) for arg in argv], pattern)
     assert not (tmp_path / "out.h5").exists()  # nothing reads as a finished store

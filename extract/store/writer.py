@@ -4,14 +4,25 @@ Writing happens at ``<out>.partial``; only :meth:`StoreWriter.finalize` (every r
 ``complete`` set) renames the file to ``<out>``, so a killed run never leaves a file under
 the final name. Rows are written in order and ``rows_written`` is updated only after the
 rows themselves reach the file, so a resumed run continues from ``rows_written``.
+
+The ``/features`` block is allocated when the store is created (contiguous, not filled), and
+rows are written into it with ``os.pwrite`` at its file offset, not through HDF5. A failed
+row write (a full disk) is therefore an ordinary ``OSError`` that leaves HDF5's own state
+untouched: the writer raises one :class:`~extract.errors.OutputError` sentence, the file
+closes cleanly and stays resumable. (A write that fails inside HDF5 leaves metadata that can
+neither be flushed nor closed, and the process crashed with a segmentation fault at exit.)
+Before a store is created or resumed, the free space of its folder is compared with the
+bytes still to write.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import platform
+import shutil
 import tempfile
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
@@ -21,7 +32,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from extract.errors import UserError
+from extract.errors import OutputError, UserError
 from extract.io import replace_file
 from extract.store.format import (
     LOCKING,
@@ -130,6 +141,12 @@ class StoreWriter:
         self.rows_written = int(h5.attrs["rows_written"])
         # Extraction settings of the interrupted run this writer resumes (None when fresh).
         self.resumed_settings = resumed_settings
+        # rows go straight into the allocated /features block (module docstring)
+        self._fd: int | None = None
+        self._offset = self._features.id.get_offset()
+        if self._offset is None:
+            raise ValueError(f"{self.partial} has no allocated /features block")
+        self._fd = os.open(self.partial, os.O_WRONLY)
 
     @classmethod
     def start(cls, out: str | Path, *, metadata: pd.DataFrame, attributes: list[str], provenance: dict,
@@ -160,6 +177,7 @@ class StoreWriter:
             if writer is not None:
                 return writer
             partial.unlink()
+        _check_free_space(out, int(provenance["n_rows"]) * int(provenance["feature_dim"]) * 2 + len(metadata) * 64)
         try:  # exclusive create: never truncate a file that another run has just created
             h5 = h5py.File(partial, "w-", locking=LOCKING)
         except OSError as exc:
@@ -192,6 +210,16 @@ class StoreWriter:
             h5.close()
             raise UserError(f"the partial store {partial} was started with {difference}; delete it to start over "
                             "or choose another output path.")
+        if h5["features"].id.get_offset() is None:  # made by an earlier version and no row written yet
+            h5.close()
+            log.warning("the partial store %s holds no rows yet; starting the extraction over", partial)
+            return None
+        remaining = (int(found["n_rows"]) - int(found["rows_written"])) * int(found["feature_dim"]) * 2
+        try:
+            _check_free_space(out, remaining)
+        except OutputError:
+            h5.close()
+            raise
         writer = cls(out, h5, np.asarray(image_ids, dtype=object), resumed_settings=found["extraction"])
         log.info("resuming %s from row %d of %d", partial, writer.rows_written, writer.n_rows)
         return writer
@@ -220,12 +248,24 @@ class StoreWriter:
             raise UserError(f"the backbone produced NaN or infinite features for image {self._image_ids[row]!r} "
                             f"(row {row}; float16 holds at most 65504), so check the weights file and the images.")
         stop = start + len(features)
-        self._features[start:stop] = features
-        # Rows reach the file before the counter that vouches for them (kill safety).
-        self._h5.flush()
+        data = memoryview(np.ascontiguousarray(features, dtype="<f2").tobytes())
+        position = self._offset + start * self.feature_dim * 2
+        try:  # rows reach the file before the counter that vouches for them (kill safety)
+            while data:
+                written = os.pwrite(self._fd, data, position)
+                data, position = data[written:], position + written
+        except OSError as exc:
+            raise self._write_error(start, exc) from None
         self._h5.attrs.modify("rows_written", np.int64(stop))
         self._h5.flush()
         self.rows_written = stop
+
+    def _write_error(self, start: int, exc: OSError) -> OutputError:
+        reason = ("no space left on device" if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                  else (exc.strerror or exc.__class__.__name__).lower())
+        return OutputError(f"cannot write rows {start}.. of the feature store {self.partial}: {reason}; free some "
+                           f"space or choose another --out, then rerun the same command to resume from row "
+                           f"{self.rows_written}.")
 
     def finalize(self) -> Path:
         """Mark the store complete, close it and rename it to its final path."""
@@ -233,13 +273,17 @@ class StoreWriter:
             raise ValueError(f"cannot finalize {self.partial}: {self.rows_written} of {self.n_rows} rows written")
         self._h5.attrs.modify("complete", np.True_)
         self._h5.flush()
-        os.fsync(self._h5.id.get_vfd_handle())  # durable before it becomes visible
-        self._h5.close()
+        os.fsync(self._fd)  # the rows and the metadata are durable before the store becomes visible
+        os.fsync(self._h5.id.get_vfd_handle())
+        self.close()
         replace_file(self.partial, self.out)
         return self.out
 
     def close(self) -> None:
         """Close the partial file without finalising (it stays resumable)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         if self._h5.id.valid:
             self._h5.close()
 
@@ -248,6 +292,22 @@ class StoreWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _check_free_space(out: Path, needed: int) -> None:
+    """Refuse to start when the folder of ``out`` has fewer than ``needed`` bytes free."""
+    try:
+        free = shutil.disk_usage(out.parent).free
+    except OSError:
+        return  # unknown: the writes themselves will tell
+    if free < needed:
+        raise OutputError(f"the feature store {out} needs about {_size(needed)} more but {out.parent} has "
+                          f"{_size(free)} free; free some space or choose another --out (a rerun resumes from "
+                          "the rows already written).")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.1f} kB"
 
 
 def _refuse_if_in_use(partial: Path) -> None:
@@ -272,8 +332,11 @@ def _initialise(h5: h5py.File, *, metadata: pd.DataFrame, attributes: list[str],
     group = h5.create_group("attributes")
     for name in attributes:
         group.create_dataset(name, data=metadata[name].to_numpy(dtype=np.int8))
-    # Contiguous and uncompressed: full reads at disk speed, no chunk decompression.
-    h5.create_dataset("features", shape=(n, d), dtype=np.float16)
+    # Contiguous and uncompressed: full reads at disk speed, no chunk decompression. Allocated
+    # now (at a fixed offset, so rows are written there with os.pwrite) but never filled.
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    h5.create_dataset("features", shape=(n, d), dtype="<f2", dcpl=dcpl, fill_time="never")
     for key, value in provenance.items():
         h5.attrs[key] = _encode_attr(key, value)
     h5.attrs["attribute_names"] = json.dumps(list(attributes))
