@@ -35,7 +35,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from analyze.results.records import record_exists, write_record
-from analyze.sweep.execute import dask_client, execute
+from analyze.sweep.execute import check_memory, dask_client, execute
 from analyze.sweep.grid import Grid, load_grid
 from analyze.sweep.units import SweepPlan, pending_part, plan_sweep
 from extract.errors import UserError
@@ -61,7 +61,10 @@ def sweep(grid: Grid | str | Path, *, out: str | Path | None = None, overrides=(
     skip_existing : bool
         Skip work units whose records all exist and read back whole.
     n_jobs : int
-        Local worker processes (joblib loky), one thread each.
+        Local worker processes (joblib loky), one thread each. They share each store
+        (memory-mapped); a local sweep whose stores plus working sets would not fit in the
+        available memory is refused before anything runs
+        (:func:`~analyze.sweep.execute.check_memory`).
     scheduler : str, optional
         ``tcp://HOST:PORT`` of a Dask scheduler; ``local_cluster``: start a Dask
         ``LocalCluster`` with this many single-thread workers; ``client``: an existing
@@ -87,6 +90,8 @@ def sweep(grid: Grid | str | Path, *, out: str | Path | None = None, overrides=(
     todo = [pending_part(u, [skip_existing and record_exists(out, c) for c in u.cell_ids]) for u in plan.units]
     todo = [u for u in todo if u is not None]
     pending = {c for u in todo for c in u.cell_ids}
+    if client is None and scheduler is None:  # a remote cluster's memory is its own
+        check_memory(todo, workers=local_cluster or n_jobs)
     if dry_run:
         return _summary(plan, pending, "to run")
     _write_manifest(out, grid)
