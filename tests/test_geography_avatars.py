@@ -70,3 +70,16 @@ def test_config_checks():
         AvatarGeographyConfig(k=8)
     with pytest.raises(UserError, match="must both be among the shares"):
         AvatarGeographyConfig(shares=(0.0, 0.1, 1.0))
+
+
+def test_geography_avatars_verb(tmp_path, capsys):
+    from analyze.cli import main
+
+    argv = ["geography-avatars", "--work", str(tmp_path), "--n-pretrain", "48", "--n-eval", "80", "--epochs", "1",
+            "--shares", "0,0.1,0.9,1", "--n", "16", "--seeds", "0,1", "--k", "3", "--no-progress"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "top3_accuracy_a: base-a with a share of 0.10 reaches" in printed
+    assert (tmp_path / "results" / "n16-k3" / "summary.md").is_file()
+    assert main(argv[:-3] + ["--k", "8"]) == 2
+    assert "k=8 must be from 1 to 7" in capsys.readouterr().err
