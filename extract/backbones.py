@@ -87,8 +87,10 @@ class Preprocess:
 class BackboneSpec:
     """One registry entry.
 
-    ``build`` returns the architecture whose ``forward`` gives pooled penultimate features
-    (classifier heads removed). ``weights`` is ``"none"`` (random init from the seed),
+    ``build`` is ``(arch, arch_kwargs)``: ``ARCHITECTURES[arch](**arch_kwargs)`` is the
+    architecture whose ``forward`` gives pooled penultimate features (classifier heads
+    removed); the built :class:`Backbone` carries both, so a finetuned copy can be saved
+    and rebuilt (as timm's ``pretrained_cfg`` does). ``weights`` is ``"none"`` (random init from the seed),
     ``"file"`` (a local weight file is required) or ``"package"`` (weights ship in an
     installed Python package; ``locate`` finds the file). ``remap`` turns the source's
     state dict into the architecture's keys.
@@ -96,7 +98,7 @@ class BackboneSpec:
 
     arch: str
     tag: str
-    build: Callable[[], nn.Module]
+    build: tuple[str, dict]
     preprocess: Preprocess
     weights: str = "none"
     default_filename: str | None = None
@@ -111,6 +113,11 @@ class BackboneSpec:
     def name(self) -> str:
         return f"{self.arch}.{self.tag}"
 
+    def build_model(self) -> nn.Module:
+        """The architecture at random initialisation (under the caller's RNG)."""
+        arch, kwargs = self.build
+        return ARCHITECTURES[arch](**kwargs)
+
 
 @dataclass
 class Backbone:
@@ -124,6 +131,8 @@ class Backbone:
     weights_sha256: str | None = None
     seed: int | None = None
     extra: dict = field(default_factory=dict)
+    arch: str | None = None  # ARCHITECTURES key that rebuilds ``model`` (None: not rebuildable)
+    arch_kwargs: dict = field(default_factory=dict)
 
     def config(self) -> dict:
         """JSON-serialisable provenance recorded in stores and results."""
@@ -153,7 +162,7 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def register(spec: BackboneSpec) -> BackboneSpec:
+def register_backbone(spec: BackboneSpec) -> BackboneSpec:
     """Add ``spec`` to the registry under ``arch.tag``."""
     REGISTRY[spec.name] = spec
     return spec
@@ -347,6 +356,8 @@ def _create_timm(name: str, *, weights, seed: int, image_size: int | None) -> Ba
         weights_sha256=sha256_file(path) if path else None,
         seed=seed,
         extra=built.config,
+        arch="timm",
+        arch_kwargs=tspec.to_dict(),
     )
 
 
@@ -367,7 +378,7 @@ def _create_registered(name: str, *, weights, seed: int) -> Backbone:
             state = spec.remap(state)
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
         torch.manual_seed(seed)
-        model = spec.build()
+        model = spec.build_model()
     if state is not None:
         load_weights(model, state, source=str(path))
         sha = sha256_file(path)
@@ -379,6 +390,8 @@ def _create_registered(name: str, *, weights, seed: int) -> Backbone:
         weights_path=str(path) if path else None,
         weights_sha256=sha,
         seed=seed,
+        arch=spec.build[0],
+        arch_kwargs=dict(spec.build[1]),
     )
 
 
@@ -433,14 +446,16 @@ def load_checkpoint(path: str | Path) -> Backbone:
         weights_sha256=sha256_file(path),
         seed=meta.get("seed"),
         extra={"checkpoint_meta": meta},
+        arch=str(payload["arch"]),
+        arch_kwargs=json.loads(payload["arch_kwargs_json"]),
     )
 
 
 # -- entries ------------------------------------------------------------------------------
 _SMALL = Preprocess(resize=64, crop=64, mean=HALF_MEAN_STD, std=HALF_MEAN_STD)
-register(BackboneSpec("smallcnn", "scratch", lambda: SmallCNN(width=16), _SMALL, feature_dim=128,
+register_backbone(BackboneSpec("smallcnn", "scratch", ("smallcnn", {"width": 16}), _SMALL, feature_dim=128,
                       description="Small residual CNN (128-d features), random init from the seed; for 32-128 px images on CPU."))
-register(BackboneSpec("smallcnn_w32", "scratch", lambda: SmallCNN(width=32), _SMALL, feature_dim=256,
+register_backbone(BackboneSpec("smallcnn_w32", "scratch", ("smallcnn", {"width": 32}), _SMALL, feature_dim=256,
                       description="Wider small residual CNN (256-d features), random init from the seed."))
 
 # torchvision eval transforms: V1 weights resize 256 / crop 224, V2 weights resize 232 / crop 224
@@ -449,33 +464,33 @@ _TV1 = Preprocess(resize=256, crop=224)
 _TV2 = Preprocess(resize=232, crop=224)
 _SCRATCH_224 = Preprocess(resize=224, crop=224)
 for _depth, _dim in ((18, 512), (50, 2048)):
-    register(BackboneSpec(f"resnet{_depth}", "scratch", partial(ResNetFeatures, _depth), _SCRATCH_224, feature_dim=_dim,
+    register_backbone(BackboneSpec(f"resnet{_depth}", "scratch", (f"resnet{_depth}", {}), _SCRATCH_224, feature_dim=_dim,
                           remap=remaps.remap_torchvision_resnet,
                           description=f"torchvision ResNet-{_depth} ({_dim}-d), random init from the seed."))
-register(BackboneSpec("resnet18", "tv_in1k", partial(ResNetFeatures, 18), _TV1, "file", "resnet18-f37072fd.pth",
+register_backbone(BackboneSpec("resnet18", "tv_in1k", ("resnet18", {}), _TV1, "file", "resnet18-f37072fd.pth",
                       remaps.remap_torchvision_resnet, feature_dim=512,
                       description="ResNet-18, torchvision ImageNet-1k V1 weights (supervised)."))
-register(BackboneSpec("resnet50", "tv_in1k", partial(ResNetFeatures, 50), _TV1, "file", "resnet50-0676ba61.pth",
+register_backbone(BackboneSpec("resnet50", "tv_in1k", ("resnet50", {}), _TV1, "file", "resnet50-0676ba61.pth",
                       remaps.remap_torchvision_resnet, feature_dim=2048,
                       description="ResNet-50, torchvision ImageNet-1k V1 weights (supervised, 76.1% top-1)."))
-register(BackboneSpec("resnet50", "tv2_in1k", partial(ResNetFeatures, 50), _TV2, "file", "resnet50-11ad3fa6.pth",
+register_backbone(BackboneSpec("resnet50", "tv2_in1k", ("resnet50", {}), _TV2, "file", "resnet50-11ad3fa6.pth",
                       remaps.remap_torchvision_resnet, feature_dim=2048,
                       description="ResNet-50, torchvision ImageNet-1k V2 weights (supervised, 80.9% top-1); the paper's 'TorchVision' base."))
 # MoCo v3 main_lincls and CSAILVision run_placesCNN both evaluate at 256 -> 224 with ImageNet mean/std.
-register(BackboneSpec("resnet50", "moco_v3", partial(ResNetFeatures, 50), _TV1, "file", "r-50-1000ep.pth.tar",
+register_backbone(BackboneSpec("resnet50", "moco_v3", ("resnet50", {}), _TV1, "file", "r-50-1000ep.pth.tar",
                       remaps.remap_moco_v3, feature_dim=2048,
                       description="ResNet-50, MoCo v3 self-supervised on ImageNet (facebookresearch/moco-v3 checkpoint; base encoder only)."))
 # Spijkervet SimCLR feeds [0, 1] pixels without normalisation (its test transform: Resize, ToTensor).
-register(BackboneSpec("resnet50", "simclr", partial(ResNetFeatures, 50),
+register_backbone(BackboneSpec("resnet50", "simclr", ("resnet50", {}),
                       Preprocess(resize=224, crop=224, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)), "file", "checkpoint_100.tar",
                       remaps.remap_simclr, feature_dim=2048,
                       description="ResNet-50, SimCLR self-supervised (Spijkervet/SimCLR PyTorch layout; encoder only, unnormalised input)."))
-register(BackboneSpec("resnet50", "places365", partial(ResNetFeatures, 50), _TV1, "file", "resnet50_places365.pth.tar",
+register_backbone(BackboneSpec("resnet50", "places365", ("resnet50", {}), _TV1, "file", "resnet50_places365.pth.tar",
                       remaps.remap_places365, feature_dim=2048,
                       description="ResNet-50, supervised on Places365 scenes (CSAILVision checkpoint)."))
 # TF reference eval: centre crop 224/(224+32) of the shorter side, bicubic resize to 224,
 # (x - 127) / 128; resize 256 then crop 224 is the same crop.
-register(BackboneSpec("efficientnet_lite0", "imagenet", build_lite0,
+register_backbone(BackboneSpec("efficientnet_lite0", "imagenet", ("efficientnet_lite0", {}),
                       Preprocess(resize=256, crop=224, mean=LITE_MEAN, std=LITE_STD, interpolation="bicubic"),
                       "package", LITE0_FILENAME, remaps.remap_lukemelas_efficientnet_lite0, locate=locate_lite0_weights,
                       feature_dim=1280,
@@ -521,6 +536,6 @@ _TIMM_ENTRIES = (
      "ConvNeXt-T, supervised on ImageNet-22k (facebookresearch); pooled, normalised 768-d features."),
 )
 for _arch, _tag, _tspec, _prep, _dim, _file, _source, _text in _TIMM_ENTRIES:
-    register(BackboneSpec(_arch, _tag, partial(timm_bridge.build_random, _tspec), _prep, "file", _file, feature_dim=_dim,
+    register_backbone(BackboneSpec(_arch, _tag, ("timm", _tspec.to_dict()), _prep, "file", _file, feature_dim=_dim,
                           timm=_tspec, source=_source,
                           description=f"{_text} timm model {_tspec.model}; weights file {_file}: {_source}."))

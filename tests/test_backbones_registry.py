@@ -178,7 +178,7 @@ def test_describe_backbones_declares_true_feature_dims(tmp_path, monkeypatch):
     for row in rows:
         spec = REGISTRY[row["name"]]
         if spec.arch not in built:  # build each architecture once
-            built[spec.arch] = spec.build().feature_dim
+            built[spec.arch] = spec.build_model().feature_dim
         assert row["feature_dim"] == built[spec.arch], row["name"]
         assert row["available"] == (spec.weights == "none" or (spec.weights == "package" and has_lite0)), row["name"]
         assert row["description"] and row["crop"] <= row["resize"]

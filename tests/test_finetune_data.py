@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from analyze.finetune.data import ImageBank, architecture_of, load_base
+from analyze.finetune.data import ImageBank, load_base
 from extract.backbones import Preprocess, create_backbone
 from extract.datasets.avatars import AvatarAdapter, render_dataset
 from extract.errors import UserError
@@ -55,7 +55,8 @@ def test_take_gathers_by_dataset_position(adapter):
 def test_load_base_sizes_and_architecture(adapter, tmp_path):
     scratch = load_base("smallcnn.scratch", native_size=32)
     assert scratch.preprocess.crop == 32  # a random-init base adopts the dataset's size
-    assert architecture_of(scratch) == ("smallcnn", {"width": 16})
-    assert architecture_of(create_backbone("smallcnn_w32.scratch")) == ("smallcnn", {"width": 32})
-    assert architecture_of(create_backbone("resnet18.scratch")) == ("resnet18", {})
+    assert (scratch.arch, scratch.arch_kwargs) == ("smallcnn", {"width": 16})
+    wide, resnet = create_backbone("smallcnn_w32.scratch"), create_backbone("resnet18.scratch")
+    assert (wide.arch, wide.arch_kwargs) == ("smallcnn", {"width": 32})
+    assert (resnet.arch, resnet.arch_kwargs) == ("resnet18", {})
     assert load_base("smallcnn.scratch", image_size=24, native_size=32).preprocess.crop == 24

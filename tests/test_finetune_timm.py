@@ -10,7 +10,6 @@ timm = pytest.importorskip("timm")
 from safetensors.torch import save_file  # noqa: E402
 
 from analyze import cli  # noqa: E402
-from analyze.finetune.data import architecture_of  # noqa: E402
 from analyze.finetune.runner import FinetuneConfig, finetune_cells  # noqa: E402
 from analyze.subsets import Correlation  # noqa: E402
 from extract.backbones import create_backbone, load_checkpoint  # noqa: E402
@@ -66,7 +65,7 @@ def test_vit_finetunes_at_224_and_the_saved_backbone_rebuilds(workspace, finetun
     assert rebuilt.model.timm_spec.model_kwargs == {"img_size": 224}  # what the rebuild needs
     assert rebuilt.extra["checkpoint_meta"]["base"] == TINY_VIT
     base = create_backbone(TINY_VIT, weights=weights, image_size=224)
-    assert architecture_of(base) == ("timm", base.model.timm_spec.to_dict())
+    assert (base.arch, base.arch_kwargs) == ("timm", base.model.timm_spec.to_dict())
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         moved = (rebuilt.model(x) - base.model(x)).abs().max()

@@ -42,16 +42,14 @@ from torchvision.transforms import InterpolationMode
 
 from extract.backbones import (
     ARCHITECTURES,
-    CHECKPOINT_FORMAT,
     REGISTRY,
     Backbone,
     create_backbone,
-    load_state_file,
     split_weights,
 )
 from extract.devices import resolve_device
 from extract.errors import UserError
-from extract.models.timm_bridge import TimmFeatures, build_random, is_timm_name
+from extract.models.timm_bridge import is_timm_name
 
 DEFAULT_BATCH_SIZE = 64
 
@@ -115,17 +113,6 @@ class ModelInfo:
     build_random: Callable[[], nn.Module] | None = None
 
 
-def _checkpoint_architecture(path: str) -> tuple[str, Callable[[], nn.Module]]:
-    """(architecture name, builder) of a toolkit checkpoint, read from the file."""
-    payload = load_state_file(path)
-    if payload.get("format") != CHECKPOINT_FORMAT or payload.get("arch") not in ARCHITECTURES:
-        raise UserError(f"{path} is not a biastransfer checkpoint with a known architecture; "
-                        "pass a checkpoint written by biastransfer.")
-    kwargs = json.loads(payload.get("arch_kwargs_json", "{}"))
-    arch = payload["arch"]
-    return arch, lambda: ARCHITECTURES[arch](**kwargs)
-
-
 def _layout(network: nn.Module) -> str:
     """Short fingerprint of a network's class and tensor names and shapes (not its values)."""
     layout = [type(network).__qualname__, *(f"{name}:{tuple(tensor.shape)}"
@@ -143,16 +130,14 @@ def _architecture(given: str, backbone: Backbone, null_arch: str | None):
         if null_arch not in REGISTRY:
             raise UserError(f"null architecture {null_arch!r} is not a registered backbone; run "
                             "`biastransfer backbones` to list the names.")
-        return (REGISTRY[null_arch].arch, f"registry {null_arch}"), REGISTRY[null_arch].build
-    spec = getattr(backbone.model, "timm_spec", None)
-    if isinstance(backbone.model, TimmFeatures) and spec is not None:
-        # Keyed by the timm model, so a base and its finetuned checkpoints share one null.
-        return (f"timm:{spec.model}", _layout(backbone.model)), partial(build_random, spec)
-    arch = REGISTRY[given].arch if given in REGISTRY else None
-    build = REGISTRY[given].build if given in REGISTRY else None
-    if build is None:
-        arch, build = _checkpoint_architecture(backbone.weights_path or given)
-    return (arch, _layout(backbone.model)), build
+        return (REGISTRY[null_arch].arch, f"registry {null_arch}"), REGISTRY[null_arch].build_model
+    if backbone.arch is None:
+        raise UserError(f"{given} records no architecture, so its random-init null cannot be built; pass "
+                        "--null-arch with a registered name of the same architecture.")
+    arch, kwargs = backbone.arch, backbone.arch_kwargs
+    # timm models are keyed by the model name, so a base and its finetuned checkpoints share one null
+    key = f"timm:{kwargs['model']}" if arch == "timm" else arch
+    return (key, _layout(backbone.model)), partial(ARCHITECTURES[arch], **kwargs)
 
 
 def describe_model(name: str | Path, *, image_size: int | None = None,

@@ -7,14 +7,13 @@ run); here the rows that any cell needs are decoded once into one uint8 tensor
 base's input), which can live on the GPU, and each cell gathers its rows from it.
 
 Bases: :func:`load_base` builds a registered name or a toolkit checkpoint and checks that
-its input size suits the dataset; :func:`architecture_of` recovers the ``arch`` and
+its input size suits the dataset; the built base carries the ``arch`` and
 ``arch_kwargs`` needed to save a finetuned copy with
 :func:`extract.backbones.save_checkpoint`.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,18 +24,13 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from extract.backbones import (
-    REGISTRY,
     Backbone,
     Preprocess,
     create_backbone,
-    load_state_file,
 )
 from extract.datasets.base import Adapter
 from extract.errors import UserError
 from extract.extraction import default_num_workers, prepare_uint8
-from extract.models.timm_bridge import TimmFeatures
-from extract.models.resnet import ResNetFeatures
-from extract.models.smallcnn import SmallCNN
 
 DECODE_BATCH = 256  # rows per decode task: amortises worker IPC, keeps peak memory small
 
@@ -190,22 +184,3 @@ def check_forward(backbone: Backbone) -> None:
     if tuple(features.shape) != (2, backbone.feature_dim):
         raise UserError(f"base {backbone.name} returned features of shape {tuple(features.shape)} instead of "
                         f"(2, {backbone.feature_dim}); it is not a pooled-feature backbone.")
-
-
-def architecture_of(backbone: Backbone) -> tuple[str, dict]:
-    """``(arch, arch_kwargs)`` that rebuild ``backbone.model`` (for ``save_checkpoint``)."""
-    if backbone.weights_path is not None and backbone.extra.get("checkpoint_meta") is not None:
-        payload = load_state_file(backbone.weights_path)  # a toolkit checkpoint records both exactly
-        return str(payload["arch"]), json.loads(payload["arch_kwargs_json"])
-    model = backbone.model
-    if isinstance(model, SmallCNN):
-        return "smallcnn", {"width": int(model.width)}
-    if isinstance(model, ResNetFeatures) and f"resnet{model.depth}" in ("resnet18", "resnet50"):
-        return f"resnet{model.depth}", {}
-    if isinstance(model, TimmFeatures) and model.timm_spec is not None:
-        # timm models (EfficientNet-Lite0 included): model, pooling and build options
-        # (e.g. a ViT's img_size) rebuild the architecture; see extract.models.timm_bridge.
-        return "timm", model.timm_spec.to_dict()
-    known = sorted({spec.arch for spec in REGISTRY.values()})
-    raise UserError(f"cannot save a finetuned {type(model).__name__}: its architecture is not one a checkpoint can "
-                    f"record ({known}); drop --save-backbones.")

@@ -34,7 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from analyze.metrics.diagnosis import DEFAULT_AUC_FLOOR, check_floor, diagnose_record
-from analyze.finetune.data import ImageBank, architecture_of, is_random_init, load_base
+from analyze.finetune.data import ImageBank, is_random_init, load_base
 from analyze.finetune.evaluate import (
     evaluate_run,
     evaluation_rows,
@@ -291,11 +291,13 @@ def _save_backbone(net, cid: str, spec: dict, hyper: dict, ctx) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create {folder} ({exc.strerror}); choose a writable --save-backbones folder.") from None
-    arch, arch_kwargs = architecture_of(ctx["base"])
+    base = ctx["base"]
+    if base.arch is None:
+        raise UserError(f"cannot save a finetuned {base.name}: its architecture is not recorded; drop --save-backbones.")
     meta = {"name": cid, "base": ctx["base_name"], "condition": spec, "seed": spec.get("seed"),
             "hyperparameters": {k: hyper[k] for k in ("lr", "weight_decay", "best_epoch", "epochs", "freeze")},
             "runner": "finetune", "dataset": ctx["adapter"].name}
-    return save_checkpoint(folder / f"{cid}.pt", net.backbone, arch=arch, arch_kwargs=arch_kwargs,
+    return save_checkpoint(folder / f"{cid}.pt", net.backbone, arch=base.arch, arch_kwargs=base.arch_kwargs,
                            preprocess=ctx["base"].preprocess, meta=meta)
 
 
