@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from analyze.cli import main
 from extract.store.reader import FeatureStore
@@ -66,4 +67,28 @@ def test_too_little_free_space_is_refused_before_any_work(avatar_cache, tmp_path
     err = capsys.readouterr().err.strip()
     assert re.search(r"the feature store \S+store\.h5 needs about 187\.5 kB more but \S+ has 4\.0 kB free; free some "
                      r"space or choose another --out", err), err
+    assert not list(tmp_path.iterdir())
+
+
+# A file size limit below the store's size makes HDF5's own metadata writes fail, as a disk
+# that fills up while the store is created does; before the fix this ended in a segfault.
+LIMITED = textwrap.dedent("""
+    import resource, signal, sys
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (120000, 120000))
+    from analyze.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses RLIMIT_FSIZE and SIGXFSZ")
+def test_a_store_that_cannot_be_created_is_one_sentence(avatar_cache, tmp_path):
+    out = tmp_path / "store.h5"
+    child = subprocess.run([sys.executable, "-c", LIMITED, *_argv(avatar_cache, out)], cwd=REPO, capture_output=True,
+                           text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    lines = [seg for seg in re.split(r"[\r\n]", child.stderr) if seg.strip() and not PROGRESS.search(seg)]
+    assert child.returncode == 2 and len(lines) == 1, child.stderr[-3000:]
+    assert re.fullmatch(r"biastransfer extract: error: cannot create the feature store \S+store\.h5\.partial "
+                        r"\(.*File too large.*\); free some space or choose another --out, then run the command "
+                        r"again\.", lines[0]), lines[0]
     assert not list(tmp_path.iterdir())

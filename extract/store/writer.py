@@ -183,7 +183,12 @@ class StoreWriter:
         except OSError as exc:
             raise UserError(f"cannot create the feature store {partial} ({exc.__class__.__name__}); "
                             "check that no other run writes it and that the folder is writable.") from None
-        _initialise(h5, metadata=metadata, attributes=attributes, provenance=provenance)
+        try:
+            _initialise(h5, metadata=metadata, attributes=attributes, provenance=provenance)
+        except (OSError, RuntimeError) as exc:  # HDF5 could not write its metadata (full disk, file size limit)
+            _abandon(h5, partial)
+            raise OutputError(f"cannot create the feature store {partial} ({_h5_reason(exc)}); free some space or "
+                              "choose another --out, then run the command again.") from None
         return cls(out, h5, metadata["image_id"].to_numpy(dtype=object))
 
     @classmethod
@@ -292,6 +297,29 @@ class StoreWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _abandon(h5: h5py.File, partial: Path) -> None:
+    """Close a file whose metadata HDF5 could not write, and delete it (it holds no row).
+
+    HDF5 reports the same write error again from every handle it releases; those reports
+    (printed by Python as ignored exceptions) say nothing new, so they are silenced here.
+    """
+    import gc
+    import sys
+
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: None
+    try:
+        try:
+            h5.close()
+        except (OSError, RuntimeError, ValueError):
+            pass
+        del h5
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+    partial.unlink(missing_ok=True)
 
 
 def _check_free_space(out: Path, needed: int) -> None:
