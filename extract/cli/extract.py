@@ -35,9 +35,9 @@ def _register_extract(sub) -> None:
 def cmd_datasets(args) -> int:
     from extract.datasets import ADAPTERS, adapter_class
 
+    width = max(map(len, ADAPTERS)) + 1
     for name in ADAPTERS:
-        cls = adapter_class(name)
-        print(f"{name:<11} {cls.EXPECTED_LAYOUT}")
+        print(f"{name:<{width}} {adapter_class(name).EXPECTED_LAYOUT}")
     return 0
 
 
