@@ -162,7 +162,7 @@ def extract_features(adapter: Adapter, backbone: Backbone, out: str | Path, *, b
     provenance = make_provenance(dataset_name=adapter.name, manifest_hash=adapter.manifest_hash(), n_rows=len(meta),
                                  backbone_config=backbone.config(), extraction=settings)
     if out.exists() and not overwrite and existing_store_matches(out, provenance):
-        log.info("%s is already a complete store of %s with %s; skipping (pass overwrite=True to redo it)",
+        log.info("%s is already a complete store of %s with %s; skipping (pass --overwrite to redo it)",
                  out, adapter.name, backbone.name)
         return out
     attributes = [c for c in meta.columns if c not in BASE_COLUMNS]
