@@ -15,7 +15,11 @@ How (see PERFORMANCE.md and ``probe_solver``):
 * probes that are done leave the batch (the slowest probe no longer gates the others);
 * a spectral preconditioner estimated once from the rows of all probes cuts iterations
   2-4x on CNN features without changing the solutions;
-* CPU batches are sized to stay in cache; CUDA batches to a share of free memory.
+* CPU batches are sized to stay in cache (rows plus solver state, so batches of small
+  training sets hold more probes); CUDA batches to a share of free memory;
+* each distinct set of test rows (e.g. a store's test split, shared by every cell) is
+  gathered and converted chunk by chunk once per call and scored for all its probes with
+  one matrix product per chunk: memory does not grow with probes x test rows.
 
 Features are used as given (no standardisation), as scikit-learn does, so coefficients and
 C values are directly comparable with ``LogisticRegression`` fitted on the same matrix.
@@ -43,7 +47,7 @@ from analyze.probe.solver import HISTORY_SIZE, SolverResult, solve_logistic
 DEFAULT_CS = tuple(float(c) for c in np.logspace(-4, 2, 7))
 SELECTION_RULES = ("val_loss", "auc")
 PATHS = ("warm", "joint")
-# Gathered rows per CPU batch: 64 MB keeps a batch's rows in the last-level cache.
+# Gathered rows and solver state per CPU batch: 64 MB keeps a batch in the last-level cache.
 CPU_BATCH_BYTES = 64 * 2**20
 # Share of free GPU memory a batch's gathered rows may use (the rest: iterates, history).
 GPU_BATCH_SHARE = 0.25
