@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("table", type=Path, help="the tidy results table (CSV or Parquet) from `biastransfer collect`")
     p.add_argument("--salience", type=Path, default=None, help="salience table from `biastransfer salience`")
     p.add_argument("--plan", type=Path, default=None, help="curation plan table from `biastransfer plan`")
+    p.add_argument("--findings", type=Path, default=None,
+                   help="findings table (findings.csv) from `biastransfer reproduce`; the report leads with it")
     p.add_argument("--out", type=Path, default=None, help="output folder (default work/report)")
     p.add_argument("--title", default=DEFAULT_TITLE, help="page title")
     p.add_argument("--runner", action="append", default=None, help="keep this runner (repeatable; default all)")
@@ -44,6 +46,7 @@ def cmd_report(args) -> int:
     options = FindingOptions(method=args.ci, auc_floor=args.auc_floor, include_flagged=args.include_flagged, n=args.n,
                              level=args.level)
     md_path, html_path = build_report(args.table, out_dir=out, salience=args.salience, plan=args.plan,
+                                      findings=args.findings,
                                       title=args.title, runners=args.runner, metric=args.metric, options=options)
     print(f"wrote {md_path} and {html_path}")
     return 0

@@ -213,8 +213,9 @@ def _diagnosis_blocks(table: pd.DataFrame, order: list[str], options: FindingOpt
     return blocks
 
 
-def build_report(table, *, out_dir, salience=None, plan=None, title: str = DEFAULT_TITLE, runners=None,
-                 metric: str = DEFAULT_METRIC, options: FindingOptions = DEFAULT_OPTIONS) -> tuple[Path, Path]:
+def build_report(table, *, out_dir, salience=None, plan=None, findings=None, title: str = DEFAULT_TITLE,
+                 runners=None, metric: str = DEFAULT_METRIC,
+                 options: FindingOptions = DEFAULT_OPTIONS) -> tuple[Path, Path]:
     """Write ``report.md`` and a self-contained ``report.html`` into ``out_dir`` (module docstring).
 
     Parameters
@@ -225,6 +226,9 @@ def build_report(table, *, out_dir, salience=None, plan=None, title: str = DEFAU
         Folder for ``report.md``, ``report.html``, ``figures/`` and ``effects/``.
     salience, plan : DataFrame or path, optional
         A salience table (joined onto the results on ``target``) and a curation plan.
+    findings : DataFrame or path, optional
+        A findings table of ``biastransfer reproduce`` (:mod:`analyze.reproduce.findings`);
+        when given, the page leads with it.
     title : str
         The page title.
     runners : sequence of str, optional
@@ -248,10 +252,11 @@ def build_report(table, *, out_dir, salience=None, plan=None, title: str = DEFAU
         table = attach_salience(table, salience)
     table, order = _runners(table, runners)
     plan = None if plan is None else _as_table(plan, what="curation plan")
+    lead = [] if findings is None else _reproduce_blocks(_as_table(findings, what="findings table"))
     out_dir = Path(out_dir)
     findings, body = _sections(table, order, salience=salience, plan=plan, metric=metric, out_dir=out_dir,
                                options=options)
-    blocks = [Heading(title, 1), Paragraph(_intro(metric, order, options), note=True),
+    blocks = [Heading(title, 1), *lead, Paragraph(_intro(metric, order, options), note=True),
               Heading("The sweep", 2), sweep_summary(table), *_diagnosis_blocks(table, order, options),
               *_findings_blocks(findings), *body]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -262,6 +267,32 @@ def build_report(table, *, out_dir, salience=None, plan=None, title: str = DEFAU
         md_path.unlink(missing_ok=True)  # never one of the pair without the other
         raise
     return md_path, html_path
+
+
+def _reproduce_blocks(findings: pd.DataFrame) -> list:
+    """The findings table of ``biastransfer reproduce``, first on the page, and a line per verdict."""
+    require_columns(findings, ["id", "finding", "number", "ci_low", "ci_high", "rule", "verdict", "reason"],
+                    purpose="the report's findings table", what="the findings table")
+    rows = []
+    for r in findings.itertuples(index=False):
+        number = "" if pd.isna(r.number) else _bounds_text(r.number, r.ci_low, r.ci_high)
+        rows.append((str(r.id), str(r.finding), str(getattr(r, "setting", "") if pd.notna(getattr(r, "setting", ""))
+                                                    else ""), number, str(r.rule), str(r.verdict),
+                     "" if pd.isna(r.reason) else str(r.reason)))
+    counts = findings["verdict"].value_counts()
+    failed = findings[findings["verdict"] == "not reproduced"]
+    words = (f"{len(findings)} findings: {counts.get('reproduced', 0)} reproduced, "
+             f"{counts.get('not reproduced', 0)} not reproduced, {counts.get('inconclusive', 0)} inconclusive. "
+             "Each verdict is computed from the number and its 95% interval by the rule beside it; inconclusive "
+             "means the data needed are missing, too few, flagged by the diagnosis or from models below the AUC "
+             f"floor (definitions: {SCIENCE_DOC}).")
+    blocks = [Heading("The papers' findings", 2), Paragraph(words),
+              Table(("#", "finding", "setting", "number [95% CI]", "rule", "verdict", "reason"), tuple(rows),
+                    caption="Findings table of `biastransfer reproduce`")]
+    if len(failed):
+        blocks.append(Bullets(tuple(f"Not reproduced: {r.finding} ({r.id}): {r.reason}"
+                                    for r in failed.itertuples(index=False))))
+    return blocks
 
 
 def _sections(table, order, *, salience, plan, metric: str, out_dir: Path,

@@ -1,0 +1,352 @@
+"""``biastransfer reproduce``: run the grids the papers' findings need on the avatars, then the findings table.
+
+Stages (each reuses what exists under ``out``, so a rerun only does what is missing):
+
+1. **avatars**: render the finetuning dataset (``celeba-like`` preset);
+2. **bases**: the biased base, the control bases and scratch from ``data/recipes/avatars-bases.toml``
+   (:func:`extract.pretrain.run_recipe`; existing checkpoints are kept);
+3. **stores**: features of every base (and of the ImageNet EfficientNet-Lite0 when asked and installed);
+4. **salience**: estimates per target and their check against the generator's truth;
+5. **probes**: per target and seed, the correlation grid (stereotype levels), the natural set
+   over an n-sweep, the skewed set (80% stereotypical) and the curation sub-selection sets;
+6. **finetunes**: full finetuning at the natural level and the strongest stereotype level,
+   biased base and every control;
+7. **pairs**: W&R's underrepresentation experiment with probes: label "A or B", the share of
+   A-only positives falling, on the base pretrained on A and on the one pretrained on B;
+   scored by the AUC on A-positives (A-only test positives against the test negatives);
+8. **findings and report**: collect, the findings table (:mod:`analyze.reproduce.findings`),
+   and the report, which leads with it.
+
+:class:`ReproduceConfig` sets every size; :data:`PRESETS` holds ``full`` (the default) and
+``tiny`` (the end-to-end test's sizes, 32 px).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analyze.demo import IMAGENET, RECIPE, SENSITIVE, Stage, base_kinds, render_avatars
+from extract.errors import UserError
+
+STEREOTYPE_LEVELS = (0.0, 0.25, 0.5, 0.7, 0.8, 1.0)  # 0.8 and 0.7: the curation pair (20% -> 30% counter)
+
+
+@dataclass(frozen=True)
+class ReproduceConfig:
+    """Sizes of every grid of ``biastransfer reproduce`` (keyword-only; see :data:`PRESETS`).
+
+    Parameters
+    ----------
+    n, size, seed : int
+        Avatars rendered for finetuning and testing, their side in pixels, the render seed.
+    pretrain_n, pretrain_epochs : int, optional
+        Override the recipe's pretraining images and epochs (None: the recipe's).
+    targets : tuple of str
+        Finetuning targets (each with the sensitive attribute ``dark_skin``).
+    levels : tuple of float
+        Stereotype levels P(stereotypical group | y=1) of the correlation grid.
+    probe_n : int
+        Training rows of the correlation, natural and skewed probe cells.
+    sizes : tuple of int
+        The natural n-sweep (finding 3).
+    subselection_n : int
+        Training rows of the sub-selection base set (20% counter-stereotypical positives).
+    seeds : tuple of int
+        Replicate seeds of the probe cells.
+    finetune_target, finetune_n, finetune_seeds, finetune_epochs
+        The full-finetuning cells.
+    pair : (str, str)
+        Attributes A and B of the pairs experiment; each must be a control base's label.
+    pair_shares, pair_n : tuple of float, int
+        Shares of A-only positives and training rows of the pairs experiment.
+    imagenet : bool
+        Also extract and probe the ImageNet EfficientNet-Lite0 (when its weights are installed).
+    workers : int, optional
+        Rendering processes (default all cores).
+    """
+
+    n: int = 6000
+    size: int = 64
+    seed: int = 0
+    pretrain_n: int | None = None
+    pretrain_epochs: int | None = None
+    targets: tuple = ("long_hair", "eyewear", "facial_hair", "raised_eyebrows", "smiling", "closed_eyes")
+    levels: tuple = STEREOTYPE_LEVELS
+    probe_n: int = 128
+    sizes: tuple = (64, 128, 256, 512, 1024, 2048)
+    subselection_n: int = 1024
+    seeds: tuple = (0, 1, 2, 3, 4)
+    finetune_target: str = "long_hair"
+    finetune_n: int = 512
+    finetune_seeds: tuple = (0, 1, 2, 3, 4)
+    finetune_epochs: int = 5
+    pair: tuple = ("hat", "blazer")
+    pair_shares: tuple = (1.0, 0.5, 0.2, 0.1)
+    pair_n: int = 256
+    imagenet: bool = True
+    workers: int | None = None
+
+
+PRESETS = {
+    "full": ReproduceConfig(),
+    "tiny": ReproduceConfig(n=700, size=32, pretrain_n=300, pretrain_epochs=1, targets=("eyewear", "long_hair",
+                            "facial_hair", "smiling"), levels=(0.5, 0.7, 0.8, 1.0), probe_n=48, sizes=(32, 64),
+                            subselection_n=64, seeds=(0, 1, 2), finetune_target="eyewear", finetune_n=48,
+                            finetune_seeds=(0, 1, 2), finetune_epochs=1, pair_shares=(1.0, 0.2), pair_n=48,
+                            imagenet=False, workers=1),
+}
+
+
+def pretrain_bases(out: Path, config: ReproduceConfig) -> tuple[dict[str, Path], dict[str, str]]:
+    """Build (or reuse) the recipe's bases at the config's size; return paths and each base's role."""
+    from extract.pretrain import load_recipe, run_recipe
+
+    recipe = load_recipe(RECIPE)
+    data = recipe["data"]
+    data["size"] = recipe["model"]["image_size"] = config.size
+    if config.pretrain_n is not None:
+        data["n"] = config.pretrain_n
+    if config.pretrain_epochs is not None:
+        recipe["train"]["epochs"] = config.pretrain_epochs
+    data["cache"] = f"pretrain-avatars-{data['n']}-{config.size}px-seed{data['seed']}.h5"
+    roles = {b["name"]: b["role"] for b in recipe["bases"]}
+    labels = {a: b["name"] for b in recipe["bases"] if b["role"] == "control" for a in b.get("attributes", ())}
+    missing = [a for a in config.pair if a not in labels]
+    if missing:
+        raise UserError(f"the pairs experiment needs a control base pretrained on {missing[0]!r}, and the recipe "
+                        f"{RECIPE.name} has controls on {sorted(labels)}; choose a pair among those.")
+    bases = run_recipe(recipe, out_dir=out / "bases", cache_dir=out / "avatars", workers=config.workers,
+                       progress=False)
+    return bases, roles
+
+
+def extract_stores(out: Path, cache: Path, bases: dict[str, Path], config: ReproduceConfig) -> dict[str, Path]:
+    """A feature store per base (reused when it matches), plus ImageNet when asked and installed."""
+    from extract.backbones import create_backbone
+    from extract.datasets.avatars import AvatarAdapter
+    from extract.extraction import extract_features
+
+    adapter = AvatarAdapter(cache)
+    stores = {}
+    for name, checkpoint in bases.items():
+        stores[name] = extract_features(adapter, create_backbone(checkpoint), out / "stores" / f"avatars__{name}.h5",
+                                        device="cpu", progress=False)
+    if config.imagenet:
+        try:
+            backbone = create_backbone(IMAGENET, image_size=max(config.size, 96))
+        except UserError as exc:
+            print(f"  skipping {IMAGENET}: {exc}")
+        else:
+            stores[IMAGENET] = extract_features(adapter, backbone, out / "stores" / f"avatars__{IMAGENET}.h5",
+                                                device="cpu", progress=False)
+    return stores
+
+
+def estimate_salience(out: Path, cache: Path, config: ReproduceConfig) -> Path:
+    """Salience per target checked against the generator (``salience.csv``, reused when present)."""
+    from analyze.salience.estimate import validate_salience
+    from analyze.salience.table import salience_table
+    from extract.datasets.avatars import AvatarAdapter
+    from extract.io import write_text
+
+    path = out / "salience.csv"
+    if not path.exists():
+        adapter = AvatarAdapter(cache)
+        table = salience_table(list(config.targets), SENSITIVE, adapter=adapter, method="probe", replicates=3,
+                               seed=config.seed)
+        table = validate_salience(table, adapter.signal_strength, sensitive=SENSITIVE).table
+        write_text(path, table.to_csv(index=False))
+    return path
+
+
+def probe_specs(meta: pd.DataFrame, config: ReproduceConfig) -> list:
+    """Every probe cell of the findings (module docstring, stage 5)."""
+    from analyze.subsets import Correlation, Natural, Skew, SubSelection, level_toward_stereotype
+
+    specs = []
+    for t in config.targets:
+        toward = {lvl: level_toward_stereotype(meta, t, SENSITIVE, lvl) for lvl in (*config.levels, 0.8, 0.7)}
+        for s in config.seeds:
+            specs += [Correlation(t, SENSITIVE, toward[lvl], n=config.probe_n, seed=s) for lvl in config.levels]
+            specs += [Natural(t, SENSITIVE, n=n, seed=s) for n in sorted({*config.sizes, config.probe_n})]
+            specs.append(Skew(t, SENSITIVE, toward[0.8], n=config.probe_n, seed=s))
+            specs += [SubSelection(t, SENSITIVE, toward[lvl], base_n=config.subselection_n, base_level=toward[0.8],
+                                   seed=s) for lvl in (0.8, 0.7)]
+    return specs
+
+
+def run_probes(out: Path, stores: dict[str, Path], config: ReproduceConfig) -> Path:
+    """Fit (or reuse) every probe cell on every store; records under ``out/results``."""
+    from analyze.probe.cells import run_probe_cells
+    from extract.store.reader import FeatureStore
+
+    results = out / "results"
+    for name, path in stores.items():
+        store = FeatureStore.open(path)
+        specs = probe_specs(store.metadata, config)
+        began = time.perf_counter()
+        records = run_probe_cells(store, specs, out=results, progress=False)
+        print(f"  {name}: {len(records)} probe cells fitted, {len(specs) - len(records)} reused "
+              f"({time.perf_counter() - began:.1f} s)", flush=True)
+    return results
+
+
+def run_finetunes(out: Path, cache: Path, bases: dict[str, Path], roles: dict[str, str],
+                  config: ReproduceConfig) -> Path:
+    """Full finetunes at the natural and the strongest stereotype level, biased base and every control."""
+    from analyze.finetune.runner import FinetuneConfig, finetune_cells
+    from analyze.subsets import Correlation, Natural, level_toward_stereotype
+    from extract.datasets.avatars import AvatarAdapter
+
+    results = out / "results"
+    adapter = AvatarAdapter(cache)
+    meta = adapter.metadata()
+    t = config.finetune_target
+    strongest = level_toward_stereotype(meta, t, SENSITIVE, 1.0)
+    specs = [Natural(t, SENSITIVE, n=config.finetune_n, seed=s) for s in config.finetune_seeds]
+    specs += [Correlation(t, SENSITIVE, strongest, n=config.finetune_n, seed=s) for s in config.finetune_seeds]
+    finetune = FinetuneConfig(lrs=(0.01,), weight_decays=(1e-4,), epochs=config.finetune_epochs)
+    for name, path in bases.items():
+        if roles.get(name) not in ("biased", "control"):
+            continue
+        began = time.perf_counter()
+        finetune_cells(specs, adapter=adapter, base=str(path), out=results, config=finetune, device="cpu",
+                       progress=False)
+        print(f"  {name}: {len(specs)} finetune cells ({time.perf_counter() - began:.1f} s)", flush=True)
+    return results
+
+
+def _digest(*arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a, dtype=np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def underrep_table(stores: dict[str, Path], bases_on: dict[str, str], config: ReproduceConfig) -> pd.DataFrame:
+    """The pairs experiment with probes: one row per (base role, share of A-only positives, seed).
+
+    Parameters
+    ----------
+    stores : {base name: store path}
+    bases_on : {"A": base name, "B": base name}
+        The base pretrained on A and the one pretrained on B.
+    config : ReproduceConfig
+        ``pair``, ``pair_shares``, ``pair_n`` and ``seeds``.
+
+    Returns
+    -------
+    DataFrame with ``role, backbone, attr_a, attr_b, share_a, n, seed, auc_a, auc, rows_digest``:
+    ``auc_a`` is the AUC of the "A or B" probe on the test rows that are A-only positives or
+    negatives (neither A nor B); ``auc`` on every test row with a defined label.
+    """
+    from analyze.metrics import roc_auc
+    from analyze.probe import ProbeTask, fit_probes
+    from analyze.subsets import Underrepresentation
+    from extract.store.reader import FeatureStore
+
+    a, b = config.pair
+    rows = []
+    for role, name in bases_on.items():
+        store = FeatureStore.open(stores[name])
+        meta = store.metadata
+        test = np.flatnonzero(meta["split"].astype(str).to_numpy() == "test")
+        specs = [Underrepresentation(a, b, share, n=config.pair_n, seed=s)
+                 for share in config.pair_shares for s in config.seeds]
+        labels = specs[0].labels(meta)
+        test = test[labels[test] >= 0]
+        in_a = (meta[a].to_numpy()[test] == 1) & (meta[b].to_numpy()[test] == 0)
+        negative = labels[test] == 0
+        tasks, digests = [], []
+        for spec in specs:
+            split = spec.split_indices(meta)
+            tasks.append(ProbeTask(train=split.train, val=split.val))
+            digests.append(_digest(split.train, split.val))
+        fitted = fit_probes(store.features, tasks, labels=np.where(labels < 0, 0, labels), test=test)
+        for spec, scores, digest in zip(specs, fitted.test_scores, digests):
+            keep = in_a | negative
+            rows.append({"role": role, "backbone": name, "attr_a": a, "attr_b": b, "share_a": spec.share_a,
+                         "n": spec.n, "seed": spec.seed,
+                         "auc_a": float(roc_auc(in_a[keep].astype(int), np.asarray(scores)[keep])),
+                         "auc": float(roc_auc(labels[test].astype(int), np.asarray(scores))), "rows_digest": digest})
+    return pd.DataFrame(rows)
+
+
+def run_pairs(out: Path, stores: dict[str, Path], bases: dict[str, Path], config: ReproduceConfig) -> Path:
+    """Write (or reuse) ``underrep.csv``, the pairs experiment on the bases pretrained on A and on B."""
+    from extract.io import write_text
+    from extract.pretrain import load_recipe
+
+    path = out / "underrep.csv"
+    if path.exists():
+        print(f"  reused {path}")
+        return path
+    recipe = load_recipe(RECIPE)
+    on = {a: b["name"] for b in recipe["bases"] if b["role"] == "control" for a in b.get("attributes", ())}
+    table = underrep_table(stores, {"A": on[config.pair[0]], "B": on[config.pair[1]]}, config)
+    write_text(path, table.to_csv(index=False))
+    return path
+
+
+def collect_table(out: Path, results: Path, salience: Path, bases: dict[str, Path]) -> pd.DataFrame:
+    """Collect the records with base kinds and salience; write ``table.csv``."""
+    from analyze.effects.models import attach_salience, with_base_kind
+    from analyze.results.collect import collect
+    from extract.io import write_text
+
+    table = collect(results)
+    kinds = base_kinds(bases)
+    table = with_base_kind(table, {k: v for k, v in kinds.items() if k in set(table["backbone"])})
+    table = attach_salience(table, pd.read_csv(salience))
+    write_text(out / "table.csv", table.to_csv(index=False))
+    return table
+
+
+def run_reproduce(*, out, config: ReproduceConfig = PRESETS["full"], geography=None, report: bool = True) -> Path:
+    """Run (or resume) every stage under ``out``; return the findings CSV's path."""
+    from analyze.reproduce.findings import build_findings, findings_markdown, write_findings
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    total = 8
+    with Stage(1, total, "render the avatar dataset"):
+        cache = render_avatars(out, n=config.n, size=config.size, seed=config.seed, workers=config.workers)
+    with Stage(2, total, "pretrain the biased, control and scratch bases"):
+        bases, roles = pretrain_bases(out, config)
+    with Stage(3, total, "extract features of every base"):
+        stores = extract_stores(out, cache, bases, config)
+    with Stage(4, total, "estimate salience and check it against the generator"):
+        salience = estimate_salience(out, cache, config)
+    with Stage(5, total, "linear probes: correlation grid, n-sweep, skewed and curation sets"):
+        results = run_probes(out, stores, config)
+    with Stage(6, total, "full finetuning at the natural and the strongest stereotype level"):
+        run_finetunes(out, cache, bases, roles, config)
+    with Stage(7, total, "pairs experiment (underrepresentation) with probes"):
+        underrep = run_pairs(out, stores, bases, config)
+    with Stage(8, total, "collect, findings table and report"):
+        table = collect_table(out, results, salience, bases)
+        findings = build_findings(table, salience=pd.read_csv(salience), underrep=pd.read_csv(underrep),
+                                  geography=geography,
+                                  n={"probe": config.probe_n, "finetune": config.finetune_n})
+        csv, md = write_findings(findings, out / "findings")
+        print(findings_markdown(findings))
+        print(f"  findings {csv}\n  findings {md}")
+        if report:
+            from analyze.report.build import build_report
+
+            md_path, html = build_report(out / "table.csv", out_dir=out / "report", salience=salience,
+                                         findings=findings, title="biastransfer reproduce: the papers' findings "
+                                                                  "on procedural avatars")
+            print(f"  report {md_path}\n  report {html}")
+    print(f"reproduce finished in {time.perf_counter() - began:.0f} s; outputs under {out}")
+    return csv
+
+
+__all__ = ["PRESETS", "ReproduceConfig", "probe_specs", "run_reproduce", "underrep_table"]

@@ -1,0 +1,213 @@
+"""Verdict rules of `biastransfer reproduce` on constructed tables: reproduced, not reproduced, inconclusive."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analyze.metrics.diagnosis import FLAGS
+from analyze.reproduce.findings import (
+    build_findings,
+    curation_findings,
+    findings_markdown,
+    geography_finding,
+    salience_finding,
+    size_finding,
+    spearman_interval,
+    transfer_findings,
+    underrep_finding,
+    write_findings,
+)
+from analyze.reproduce.verdicts import (
+    INCONCLUSIVE,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    all_above_zero,
+    at_least,
+    includes_zero,
+    reduction_rule,
+    sign_rule,
+)
+
+SEEDS = (0, 1, 2, 3, 4)
+TARGETS = ("eyewear", "long_hair")
+NOISE = np.array([0.01, -0.01, 0.005, -0.005, 0.0])
+
+
+def cells(gaps: dict, *, runner="probe", spec_kind="natural", n=128, level=np.nan, auc=0.9, flag=None):
+    """Cells of several bases: ``gaps`` maps backbone -> (kind, mean gap); per-seed noise, same rows per seed."""
+    rows = []
+    for backbone, (kind, gap) in gaps.items():
+        for t in TARGETS:
+            for s, e in zip(SEEDS, NOISE):
+                row = {"runner": runner, "backbone": backbone, "base_kind": kind, "spec_kind": spec_kind,
+                       "target": t, "n": n, "seed": s, "level": level, "stereotype_level": level, "auc": auc,
+                       "fpr_gap_stereotype": gap + e, "rows_digest": f"{spec_kind}-{t}-{n}-{level}-{s}"}
+                row.update({f"flag_{f}": False for f in FLAGS})
+                if flag:
+                    row[f"flag_{flag}"] = True
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def bases(biased, *controls):
+    return {"biased": ("biased", biased), **{f"control-{i}": ("control", g) for i, g in enumerate(controls)}}
+
+
+# -- the rules on numbers ----------------------------------------------------------------------
+
+
+def test_all_above_zero_rule():
+    assert all_above_zero([("a", 0.2, 0.1, 0.3), ("b", 0.1, 0.02, 0.2)]).verdict == REPRODUCED
+    assert all_above_zero([("a", 0.2, 0.1, 0.3), ("b", 0.05, -0.01, 0.1)]).verdict == NOT_REPRODUCED
+    assert all_above_zero([("a", 0.2, np.nan, np.nan)]).verdict == INCONCLUSIVE
+    assert all_above_zero([]).verdict == INCONCLUSIVE
+
+
+def test_sign_rule():
+    assert sign_rule(0.3, 0.1, 0.5, expected=1, term="x").verdict == REPRODUCED
+    assert sign_rule(-0.3, -0.5, -0.1, expected=-1, term="x").verdict == REPRODUCED
+    assert sign_rule(0.3, -0.1, 0.7, expected=1, term="x").verdict == NOT_REPRODUCED
+    assert sign_rule(-0.3, -0.5, -0.1, expected=1, term="x").verdict == NOT_REPRODUCED
+    assert sign_rule(np.nan, np.nan, np.nan, expected=1, term="x").verdict == INCONCLUSIVE
+
+
+def test_includes_zero_rule():
+    assert includes_zero(0.01, -0.02, 0.04, what="d").verdict == REPRODUCED
+    assert includes_zero(0.1, 0.05, 0.15, what="d").verdict == NOT_REPRODUCED
+    assert includes_zero(0.1, np.nan, np.nan, what="d").verdict == INCONCLUSIVE
+
+
+def test_reduction_rule():
+    gap = (0.2, 0.15, 0.25)
+    assert reduction_rule(gap, (0.1, 0.05, 0.15), (0.005, -0.01, 0.02)).verdict == REPRODUCED
+    assert reduction_rule(gap, (0.1, 0.05, 0.15), (0.012, 0.005, 0.018)).verdict == REPRODUCED  # under 0.02
+    assert reduction_rule(gap, (0.04, 0.0, 0.08), (0.0, -0.01, 0.01)).verdict == NOT_REPRODUCED  # 20% cut
+    assert reduction_rule(gap, (0.1, 0.05, 0.15), (0.05, 0.03, 0.07)).verdict == NOT_REPRODUCED  # costly
+    assert reduction_rule((0.02, -0.01, 0.05), (0.01, 0, 0.02), (0, -0.01, 0.01)).verdict == INCONCLUSIVE
+    assert reduction_rule(gap, (0.1, np.nan, np.nan), (0, -0.01, 0.01)).verdict == INCONCLUSIVE
+
+
+def test_at_least_rule():
+    assert at_least(0.95, 0.6, 0.99, floor=0.9, what="rho").verdict == REPRODUCED
+    assert at_least(0.6, -0.2, 0.9, floor=0.9, what="rho").verdict == NOT_REPRODUCED
+    assert at_least(0.95, np.nan, np.nan, floor=0.9, what="rho").verdict == INCONCLUSIVE
+
+
+# -- the findings on constructed tables --------------------------------------------------------
+
+
+def _finding(rows, fid):
+    return next(r for r in rows if r["id"] == fid)
+
+
+def test_finding_1_on_tables():
+    reproduced = transfer_findings(cells(bases(0.3, 0.1, 0.12)), metric="fpr_gap_stereotype", method="t",
+                                   auc_floor=0.65)
+    row = _finding(reproduced, "1a")
+    assert row["verdict"] == REPRODUCED
+    assert row["number"] == pytest.approx(0.18) and row["ci_low"] > 0  # the smallest difference, paired by seed
+    assert "paired" in row["interval"]
+    # one control as biased as the biased base: not reproduced
+    row = _finding(transfer_findings(cells(bases(0.3, 0.1, 0.3)), metric="fpr_gap_stereotype", method="t",
+                                     auc_floor=0.65), "1a")
+    assert row["verdict"] == NOT_REPRODUCED and "control-1" in row["reason"]
+    # models below the AUC floor, flagged cells, and a missing runner: inconclusive, with the reason
+    row = _finding(transfer_findings(cells(bases(0.3, 0.1), auc=0.55), metric="fpr_gap_stereotype", method="t",
+                                     auc_floor=0.65), "1a")
+    assert row["verdict"] == INCONCLUSIVE and "did not learn" in row["reason"]
+    row = _finding(transfer_findings(cells(bases(0.3, 0.1), flag="degenerate"), metric="fpr_gap_stereotype",
+                                     method="t", auc_floor=0.65), "1a")
+    assert row["verdict"] == INCONCLUSIVE and "diagnosis" in row["reason"]
+    assert _finding(reproduced, "1c")["verdict"] == INCONCLUSIVE  # no finetune cells
+
+
+def test_finding_1_strongest_level():
+    table = pd.concat([cells(bases(0.05, 0.04), spec_kind="correlation", level=0.5),
+                       cells(bases(0.4, 0.1), spec_kind="correlation", level=1.0)])
+    row = _finding(transfer_findings(table, metric="fpr_gap_stereotype", method="t", auc_floor=0.65), "1b")
+    assert row["verdict"] == REPRODUCED and "level 1" in row["setting"]
+
+
+def test_finding_3_on_tables():
+    def sweep(large_gap):
+        return pd.concat([cells(bases(0.3, 0.1), n=64), cells(bases(large_gap, 0.1), n=1024)])
+
+    kw = dict(metric="fpr_gap_stereotype", method="t", auc_floor=0.65)
+    table = sweep(0.1)
+    table.loc[(table["n"] == 1024) & (table["base_kind"] == "biased"), "fpr_gap_stereotype"] += \
+        np.tile([0.03, -0.03, 0.0, 0.01, -0.01], 2)  # the difference then varies around 0
+    assert size_finding(table, **kw)["verdict"] == REPRODUCED
+    row = size_finding(sweep(0.3), **kw)
+    assert row["verdict"] == NOT_REPRODUCED and "n = 1024" in row["setting"]
+    assert size_finding(cells(bases(0.3, 0.1), n=64), **kw)["verdict"] == INCONCLUSIVE  # no sweep
+
+
+def test_finding_4_on_tables():
+    kw = dict(metric="fpr_gap_stereotype", method="t", auc_floor=0.65)
+
+    def curation(before, after, auc_after=0.9):
+        a = cells({"biased": ("biased", before)}, spec_kind="correlation", level=0.8)
+        b = cells({"biased": ("biased", after)}, spec_kind="correlation", level=0.7, auc=auc_after)
+        return pd.concat([a, b])
+
+    assert _finding(curation_findings(curation(0.3, 0.1), **kw), "4a")["verdict"] == REPRODUCED
+    row = _finding(curation_findings(curation(0.3, 0.25), **kw), "4a")
+    assert row["verdict"] == NOT_REPRODUCED and row["number"] == pytest.approx(1 / 6)
+    assert _finding(curation_findings(curation(0.3, 0.1, auc_after=0.8), **kw), "4a")["verdict"] == NOT_REPRODUCED
+    assert _finding(curation_findings(curation(0.0, 0.0), **kw), "4a")["verdict"] == INCONCLUSIVE  # no gap
+    assert _finding(curation_findings(curation(0.3, 0.1), **kw), "4b")["verdict"] == INCONCLUSIVE  # no sub-selection
+
+
+def _pairs(delta, auc_full=0.9):
+    rows = []
+    for role, shift in (("A", delta), ("B", 0.0)):
+        for share, base in ((1.0, auc_full), (0.1, 0.7)):
+            for s, e in zip(SEEDS, NOISE):
+                rows.append({"role": role, "backbone": f"on-{role}", "attr_a": "hat", "attr_b": "blazer",
+                             "share_a": share, "n": 64, "seed": s, "auc_a": base + (shift + e if share < 1 else 0),
+                             "auc": 0.8, "rows_digest": f"{share}-{s}"})
+    return pd.DataFrame(rows)
+
+
+def test_finding_5_on_tables():
+    row = underrep_finding(_pairs(0.1), method="t", auc_floor=0.65)
+    assert row["verdict"] == REPRODUCED and "paired" in row["interval"] and row["number"] == pytest.approx(0.1)
+    assert underrep_finding(_pairs(0.0), method="t", auc_floor=0.65)["verdict"] == NOT_REPRODUCED
+    assert underrep_finding(_pairs(0.1, auc_full=0.55), method="t", auc_floor=0.65)["verdict"] == INCONCLUSIVE
+    assert underrep_finding(None, method="t", auc_floor=0.65)["verdict"] == INCONCLUSIVE
+
+
+def test_finding_6_on_tables():
+    truth = np.arange(8, dtype=float)
+    table = pd.DataFrame({"target": list("abcdefgh"), "salience": truth + 0.1, "true_log_ratio": truth})
+    assert salience_finding(table)["verdict"] == REPRODUCED
+    shuffled = table.assign(salience=[3, 1, 7, 0, 5, 2, 6, 4])
+    assert salience_finding(shuffled)["verdict"] == NOT_REPRODUCED
+    assert salience_finding(table.head(3))["verdict"] == INCONCLUSIVE
+    rho, low, high = spearman_interval(truth, truth[::-1])
+    assert rho == pytest.approx(-1) and low < high < 0
+
+
+def test_geography_finding(tmp_path):
+    assert geography_finding(None)["verdict"] == INCONCLUSIVE
+    assert geography_finding(tmp_path)["verdict"] == INCONCLUSIVE
+    row = {"metric": "top5", "base": "diverse", "other": "imagenet", "at_share": 0.1, "reference": 0.8,
+           "reference_low": 0.75, "reference_high": 0.85, "other_at_same_share": 0.6, "other_low": 0.55,
+           "other_high": 0.65, "share_needed": 0.5, "status": "holds"}
+    pd.DataFrame([row]).to_csv(tmp_path / "findings.csv", index=False)
+    assert geography_finding(tmp_path)["verdict"] == REPRODUCED
+    pd.DataFrame([{**row, "status": "does not hold"}]).to_csv(tmp_path / "findings.csv", index=False)
+    assert geography_finding(tmp_path)["verdict"] == NOT_REPRODUCED
+
+
+def test_whole_table_and_outputs(tmp_path):
+    table = pd.concat([cells(bases(0.3, 0.1, 0.12)), cells(bases(0.3, 0.1, 0.12), runner="finetune", n=512)])
+    findings = build_findings(table, underrep=_pairs(0.1))
+    assert list(findings["id"]) == ["1a", "1b", "1c", "1d", "2a", "2b", "2c", "2d", "2e", "3", "4a", "4b", "5", "6",
+                                    "7"]
+    assert set(findings["verdict"]) <= {REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE}
+    assert findings.set_index("id").loc[["1a", "1c", "5"], "verdict"].tolist() == [REPRODUCED] * 3
+    assert findings.set_index("id").loc["2a", "verdict"] == INCONCLUSIVE  # no salience attached
+    csv, md = write_findings(findings, tmp_path)
+    assert pd.read_csv(csv)["verdict"].tolist() == findings["verdict"].tolist()
+    assert "| 1a |" in md.read_text() and "**reproduced**" in findings_markdown(findings)
