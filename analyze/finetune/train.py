@@ -109,6 +109,7 @@ class RunSettings:
     batch_size: int = 64
     momentum: float = 0.9
     flip: bool = True
+    patience: int = 0  # stop after this many epochs without a better validation loss (0: never stop early)
 
 
 @dataclass
@@ -185,6 +186,9 @@ def train_run(net: FinetuneNet, train_images: torch.Tensor, train_labels: torch.
               keep_state: bool = True) -> RunResult:
     """Train ``net`` for ``settings.epochs`` epochs, keeping the best validation epoch.
 
+    With ``settings.patience`` > 0 training stops once that many epochs in a row bring no
+    lower validation loss (the best epoch's weights are kept either way).
+
     Parameters
     ----------
     net : FinetuneNet
@@ -220,6 +224,8 @@ def train_run(net: FinetuneNet, train_images: torch.Tensor, train_labels: torch.
             best.val_scores = logits.numpy().astype(np.float64)
             if keep_state:
                 best.state = copy.deepcopy(net.state_dict())
+        elif settings.patience and epoch - best.best_epoch >= settings.patience:
+            break
     if best.best_epoch == 0:
         best.state, best.val_scores = None, None
     best.seconds = time.perf_counter() - began

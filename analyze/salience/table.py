@@ -43,8 +43,14 @@ def salience_table(targets: Sequence[str], sensitive: str, *, adapter=None, stor
         is re-initialised per replicate, from ``seed + r``).
     replicates, seed, n
         Models per arrangement, first seed, training rows per model (None: all).
+    image_size : int, optional
+        Resize images to this side. Default: an avatar cache's own size; for image files the
+        base's size, except that ``"scratch"`` trains at
+        :data:`analyze.salience.fit.SCRATCH_IMAGE_SIZE` px (32), which keeps it to about a
+        minute per target on a 1,800-image dataset on CPU.
     config : FinetuneConfig, optional
-        Training protocol of ``"scratch"`` (default :data:`analyze.salience.fit.SCRATCH_CONFIG`).
+        Training protocol of ``"scratch"`` (default :data:`analyze.salience.fit.SCRATCH_CONFIG`:
+        lr 0.05, at most 6 epochs, stopping after 2 without a lower validation loss).
     Cs : sequence of float, optional
         Probe regularisation grid (default :data:`analyze.salience.fit.DEFAULT_CS`).
     auc_floor : float, optional
@@ -87,7 +93,7 @@ def _scorer(method, meta, rows, sensitive, *, replicates, adapter, store, base, 
     """``scorer(target, replicates=, seed=, n=)``, closing over rows decoded (or embedded) once."""
     from analyze.finetune.data import ImageBank, is_random_init, load_base
     from analyze.finetune.runner import base_factory
-    from analyze.salience.fit import embed, probe_scores, scratch_scores
+    from analyze.salience.fit import SCRATCH_IMAGE_SIZE, embed, probe_scores, scratch_scores
     from extract.devices import resolve_device
 
     dev = resolve_device(device)
@@ -96,6 +102,8 @@ def _scorer(method, meta, rows, sensitive, *, replicates, adapter, store, base, 
             return probe_scores(lambda pos, r: store.rows(pos, dtype=np.float32), meta, target, sensitive, Cs=Cs, **kw)
         return store_scorer
     native = getattr(adapter, "image_shape", (None,))[0]
+    if method == "scratch" and image_size is None and native is None:
+        image_size = SCRATCH_IMAGE_SIZE  # files of any size: train at a size the work fits (fit.py)
     backbone = load_base(base, seed=seed, image_size=image_size, native_size=native)
     bank = ImageBank.from_adapter(adapter, backbone.preprocess, rows)
     if dev.type == "cuda":
