@@ -68,6 +68,7 @@ CURATION_AFTER = 0.7   # 30%
 CURATION_MIN_CUT = 0.4
 CURATION_MAX_COST = 0.02
 SALIENCE_FLOOR = 0.9
+COMPARED = ("biased", "control")  # the base kinds the findings compare
 INTERACTIONS = (("correlation_strength", 1, "grows with the finetuning correlation strength"),
                 ("salience", 1, "grows with salience"),
                 ("log2_n", -1, "shrinks as n grows"))
@@ -96,6 +97,8 @@ def _prepare(rows: pd.DataFrame, *, metric: str, auc_floor: float) -> tuple[pd.D
     if rows.empty:
         return rows, f"every cell was left out by the diagnosis ({note})"
     rows = rows[np.isfinite(pd.to_numeric(rows[metric], errors="coerce"))]
+    if "base_kind" in rows.columns and rows["base_kind"].isin(COMPARED).any():
+        rows = rows[rows["base_kind"].isin(COMPARED)]  # scratch and ImageNet are not part of these rules
     seeds = rows.groupby("backbone")["seed"].nunique()
     if seeds.empty or seeds.min() < MIN_CLEAN_REPLICATES:
         return rows, (f"fewer than {MIN_CLEAN_REPLICATES} clean seeds per base "
@@ -399,8 +402,9 @@ def salience_finding(salience: pd.DataFrame | None, *, truth: str = "true_log_ra
     if truth not in salience.columns or salience[truth].notna().sum() < 4:
         return _row("6", name, inconclusive(rule, f"fewer than four targets with the generator's {truth}"))
     rows, left = salience, ""
-    if "diagnosis" in salience.columns:
-        flagged = salience["diagnosis"].fillna("").astype(str).str.len() > 0
+    if "flagged" in salience.columns or "diagnosis" in salience.columns:
+        flagged = (salience["flagged"].fillna(False).astype(bool) if "flagged" in salience.columns
+                   else salience["diagnosis"].fillna("").astype(str).str.len() > 0)
         rows = salience[~flagged]
         if flagged.any():
             left = f"left out {int(flagged.sum())} flagged target(s): " + ", ".join(salience.loc[flagged, "target"])

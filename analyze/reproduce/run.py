@@ -61,10 +61,17 @@ class ReproduceConfig:
         Replicate seeds of the probe cells.
     finetune_target, finetune_n, finetune_seeds, finetune_epochs
         The full-finetuning cells.
+    controls : tuple of str, optional
+        The recipe's control bases to build and compare (names; None: every control). The
+        pair's two controls are always kept.
+    finetune_bases : tuple of str, optional
+        Bases to finetune (names; None: the biased base and every control).
     pair : (str, str)
         Attributes A and B of the pairs experiment; each must be a control base's label.
     pair_shares, pair_n : tuple of float, int
         Shares of A-only positives and training rows of the pairs experiment.
+    salience_replicates : int
+        Models per arrangement of the salience estimate.
     imagenet : bool
         Also extract and probe the ImageNet EfficientNet-Lite0 (when its weights are installed).
     workers : int, optional
@@ -86,9 +93,12 @@ class ReproduceConfig:
     finetune_n: int = 512
     finetune_seeds: tuple = (0, 1, 2, 3, 4)
     finetune_epochs: int = 5
+    controls: tuple | None = None
+    finetune_bases: tuple | None = None
     pair: tuple = ("hat", "blazer")
     pair_shares: tuple = (1.0, 0.5, 0.2, 0.1)
     pair_n: int = 256
+    salience_replicates: int = 3
     imagenet: bool = True
     workers: int | None = None
 
@@ -97,7 +107,7 @@ PRESETS = {
     "full": ReproduceConfig(),
     "tiny": ReproduceConfig(n=700, size=32, pretrain_n=300, pretrain_epochs=1, targets=("eyewear", "long_hair",
                             "facial_hair", "smiling"), levels=(0.5, 0.7, 0.8, 1.0), probe_n=48, sizes=(32, 64),
-                            subselection_n=64, seeds=(0, 1, 2), finetune_target="eyewear", finetune_n=48,
+                            subselection_n=40, seeds=(0, 1, 2), finetune_target="eyewear", finetune_n=48,
                             finetune_seeds=(0, 1, 2), finetune_epochs=1, pair_shares=(1.0, 0.2), pair_n=48,
                             imagenet=False, workers=1),
 }
@@ -121,6 +131,13 @@ def pretrain_bases(out: Path, config: ReproduceConfig) -> tuple[dict[str, Path],
     if missing:
         raise UserError(f"the pairs experiment needs a control base pretrained on {missing[0]!r}, and the recipe "
                         f"{RECIPE.name} has controls on {sorted(labels)}; choose a pair among those.")
+    if config.controls is not None:
+        keep = {*config.controls, *(labels[a] for a in config.pair)}
+        unknown = sorted(set(config.controls) - set(roles))
+        if unknown:
+            raise UserError(f"control {unknown[0]!r} is not a base of {RECIPE.name}; choose among "
+                            f"{sorted(n for n, r in roles.items() if r == 'control')}.")
+        recipe["bases"] = [b for b in recipe["bases"] if b["role"] != "control" or b["name"] in keep]
     bases = run_recipe(recipe, out_dir=out / "bases", cache_dir=out / "avatars", workers=config.workers,
                        progress=False)
     return bases, roles
@@ -158,7 +175,8 @@ def estimate_salience(out: Path, cache: Path, config: ReproduceConfig) -> Path:
     path = out / "salience.csv"
     if not path.exists():
         adapter = AvatarAdapter(cache)
-        table = salience_table(list(config.targets), SENSITIVE, adapter=adapter, method="probe", replicates=3,
+        table = salience_table(list(config.targets), SENSITIVE, adapter=adapter, method="probe",
+                               replicates=config.salience_replicates,
                                seed=config.seed)
         table = validate_salience(table, adapter.signal_strength, sensitive=SENSITIVE).table
         write_text(path, table.to_csv(index=False))
@@ -181,6 +199,21 @@ def probe_specs(meta: pd.DataFrame, config: ReproduceConfig) -> list:
     return specs
 
 
+def feasible(specs, meta: pd.DataFrame) -> tuple[list, list[str]]:
+    """The specs whose rows can be drawn from ``meta``, and one line per kind left out (with the first reason)."""
+    kept, dropped = [], {}
+    for spec in specs:
+        try:
+            spec.split_indices(meta)
+        except UserError as exc:
+            count, reason = dropped.get(spec.kind, (0, str(exc)))
+            dropped[spec.kind] = (count + 1, reason)
+        else:
+            kept.append(spec)
+    return kept, [f"{kind}: {count} cell(s) left out as infeasible, e.g. {reason}"
+                  for kind, (count, reason) in dropped.items()]
+
+
 def run_probes(out: Path, stores: dict[str, Path], config: ReproduceConfig) -> Path:
     """Fit (or reuse) every probe cell on every store; records under ``out/results``."""
     from analyze.probe.cells import run_probe_cells
@@ -189,7 +222,9 @@ def run_probes(out: Path, stores: dict[str, Path], config: ReproduceConfig) -> P
     results = out / "results"
     for name, path in stores.items():
         store = FeatureStore.open(path)
-        specs = probe_specs(store.metadata, config)
+        specs, notes = feasible(probe_specs(store.metadata, config), store.metadata)
+        for note in notes if name == next(iter(stores)) else ():
+            print(f"  {note}")
         began = time.perf_counter()
         records = run_probe_cells(store, specs, out=results, progress=False)
         print(f"  {name}: {len(records)} probe cells fitted, {len(specs) - len(records)} reused "
@@ -211,9 +246,14 @@ def run_finetunes(out: Path, cache: Path, bases: dict[str, Path], roles: dict[st
     strongest = level_toward_stereotype(meta, t, SENSITIVE, 1.0)
     specs = [Natural(t, SENSITIVE, n=config.finetune_n, seed=s) for s in config.finetune_seeds]
     specs += [Correlation(t, SENSITIVE, strongest, n=config.finetune_n, seed=s) for s in config.finetune_seeds]
+    specs, notes = feasible(specs, meta)
+    for note in notes:
+        print(f"  {note}")
     finetune = FinetuneConfig(lrs=(0.01,), weight_decays=(1e-4,), epochs=config.finetune_epochs)
     for name, path in bases.items():
-        if roles.get(name) not in ("biased", "control"):
+        chosen = name in config.finetune_bases if config.finetune_bases is not None else \
+            roles.get(name) in ("biased", "control")
+        if not chosen:
             continue
         began = time.perf_counter()
         finetune_cells(specs, adapter=adapter, base=str(path), out=results, config=finetune, device="cpu",
