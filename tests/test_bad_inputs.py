@@ -94,7 +94,10 @@ def tree(tmp_path_factory):
         "missing.csv": rows[:2] + ["imgs/nope.png,train,1"],
         "escape.csv": rows[:2] + ["../outside.png,train,1"],
         "empty.csv": [],
+        "empty_path.csv": rows[:2] + [",train,1"],
+        "link.csv": rows[:2] + ["imgs/link.png,train,1"],
     }
+    (root / "imgs" / "link.png").symlink_to(root.parent / "outside.png")
     for name, lines in manifests.items():
         (root / name).write_text("\n".join(["path,split,y", *lines]) + "\n")
     (root / "twin.csv").write_text("path,split,y,y2\n" + "".join(f"imgs/{i}.png,train,{i % 2},{i % 2}\n" for i in range(6)))
@@ -212,6 +215,10 @@ CLI_CASES = [
     ("non-binary attribute column", _extract(manifest="nonbinary.csv"), r"attribute column 'age' of manifest is not binary"),
     ("manifest path escapes root", _extract(manifest="escape.csv"), r"'\.\./outside\.png' escapes the dataset root \S*tree"),
     ("empty dataset", _extract(manifest="empty.csv"), r"the manifest dataset has no images"),
+    ("empty path cell in a manifest", _extract(manifest="empty_path.csv"),
+     r"the manifest \S*empty_path\.csv has an empty 'path' cell in row 3 after the header; fill in the image path"),
+    ("symbolic link out of the root", _extract(manifest="link.csv"),
+     r"image path 'imgs/link\.png' leads outside the dataset root \S*tree\d* through a symbolic link"),
     ("unknown dataset", ["extract", "--dataset", "imagenet", "--root", "{tree}", "--backbone", "smallcnn.scratch"],
      r"unknown dataset 'imagenet'; choose one of"),
     ("missing dataset root", ["extract", "--dataset", "manifest", "--root", "{tmp}/nowhere", "--backbone", "smallcnn.scratch"],
