@@ -45,7 +45,7 @@ def _argv(cache, out):
 def test_full_disk_stops_extract_cleanly_and_the_rerun_resumes(avatar_cache, avatar_store, tmp_path):
     out = tmp_path / "store.h5"
     child = subprocess.run([sys.executable, "-c", CHILD, *_argv(avatar_cache, out)], cwd=REPO, capture_output=True,
-                           text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+                           text=True, timeout=300, check=False, env={**os.environ, "PYTHONPATH": str(REPO)})
     lines = [seg for seg in re.split(r"[\r\n]", child.stderr) if seg.strip() and not PROGRESS.search(seg)]
     assert child.returncode == 2, child.stderr[-3000:]  # not 139 (a segmentation fault at exit)
     assert len(lines) == 1, child.stderr[-3000:]
@@ -85,7 +85,7 @@ LIMITED = textwrap.dedent("""
 def test_a_store_that_cannot_be_created_is_one_sentence(avatar_cache, tmp_path):
     out = tmp_path / "store.h5"
     child = subprocess.run([sys.executable, "-c", LIMITED, *_argv(avatar_cache, out)], cwd=REPO, capture_output=True,
-                           text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+                           text=True, timeout=300, check=False, env={**os.environ, "PYTHONPATH": str(REPO)})
     lines = [seg for seg in re.split(r"[\r\n]", child.stderr) if seg.strip() and not PROGRESS.search(seg)]
     assert child.returncode == 2 and len(lines) == 1, child.stderr[-3000:]
     assert re.fullmatch(r"biastransfer extract: error: cannot create the feature store \S+store\.h5\.partial "

@@ -9,12 +9,14 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 
 from analyze.results.records import make_record, write_record
 from analyze.results.tables import write_table
-from analyze.sweep.run import sweep
 from analyze.sweep.grid import build_grid
+from analyze.sweep.run import sweep
+from extract.datasets.avatars import render_dataset
 from extract.io import UNOWNED_STALE_SECONDS, atomic_write, is_stale_temporary, remove_stale_temporaries
 
 HOST = socket.gethostname()
@@ -83,11 +85,7 @@ def test_outputs_get_umask_modes(tmp_path, umask):
     try:
         record = write_record(tmp_path, make_record(runner="probe", backbone="b", spec={"kind": "natural", "seed": 0},
                                                     metrics={"auc": 0.5}, hyperparameters={}))
-        import pandas as pd
-
         table = write_table(pd.DataFrame({"a": [1]}), tmp_path / "t.csv")
-        from extract.datasets.avatars import render_dataset
-
         cache = render_dataset(tmp_path / "cache.h5", n=4, size=32, seed=0, workers=1, progress=False,
                                signal_sample=1)
     finally:
