@@ -11,7 +11,10 @@ The recipe is TOML (see ``data/recipes/avatars-bases.toml``)::
     [model]   arch, arch_kwargs, image_size
     [train]   epochs, batch_size, lr, weight_decay, schedule, val_fraction, seed,
               max_control_phi (largest |phi| allowed between a control label and the
-              sensitive attribute in the pretraining rows)
+              sensitive attribute in the pretraining rows), factors and factor_weight (avatars:
+              a shared generalist task of nuisance factors, see extract.datasets.avatars.factors),
+              max_factor_dependence (largest bias-corrected Cramer's V allowed between a
+              factor label and any attribute of the pretraining rows)
     [[bases]] name, role ("biased" | "control" | "scratch"), attributes (not for scratch)
 
 Keeping pretraining images apart: :func:`run_recipe` renders the pretraining cache itself
@@ -24,7 +27,12 @@ pretraining cache's manifest hash, the sha256 of its rows and the result of that
 Roles are checked for every dataset before any base is trained: a biased base must pretrain
 on the sensitive attribute, and each control label must be nearly independent of it
 (``|phi| <= max_control_phi`` over the pretraining rows where both are known); the measured
-phi of each control is recorded in its checkpoint (``control_phi``).
+phi of each control is recorded in its checkpoint (``control_phi``). With generalist
+``factors``, every base (biased and controls alike) also learns the same many-class factor
+task; before training, :func:`check_factors` measures each factor label's dependence on
+every attribute of the pretraining rows (independent by construction; a larger value than
+``max_factor_dependence`` is an error) and each checkpoint records it (``factor_dependence``),
+so no pretraining label can determine a finetuning target.
 
 Bases whose checkpoint exists are skipped (resume-friendly) when the checkpoint was made
 from the same recipe entry; a checkpoint from a different entry is an error unless
@@ -58,11 +66,13 @@ SECTIONS = {
     "data": {"dataset", "cache", "root", "options", "sensitive", "n", "size", "seed", "preset", "signal_sample",
              "disjoint_from"},
     "model": {"arch", "arch_kwargs", "image_size"},
-    "train": {"epochs", "batch_size", "lr", "weight_decay", "schedule", "val_fraction", "seed", "max_control_phi"},
+    "train": {"epochs", "batch_size", "lr", "weight_decay", "schedule", "val_fraction", "seed", "max_control_phi",
+              "factors", "factor_weight", "max_factor_dependence"},
 }
 BASE_KEYS = {"name", "role", "attributes", "description"}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 SUMMARY_FILE = "bases.json"
+MAX_FACTOR_DEPENDENCE = 0.1  # default limit of a generalist factor's Cramer's V with any attribute
 
 
 # -- the recipe file --------------------------------------------------------------------------
@@ -240,11 +250,14 @@ def run_recipe(recipe_path: str | Path | dict, *, out_dir: str | Path, cache_dir
     max_phi = float(train.pop("max_control_phi", 0.1))
     phis = check_roles(adapter, recipe["bases"], sensitive=data.get("sensitive"), max_phi=max_phi,
                        source=source["path"] or "the recipe")
+    max_dependence = float(train.pop("max_factor_dependence", MAX_FACTOR_DEPENDENCE))
+    dependence = check_factors(adapter, train.get("factors"), max_dependence=max_dependence) \
+        if train.get("factors") else {}
     disjoint = check_disjoint(adapter, list(data.get("disjoint_from", [])), cache_dir=cache_dir) \
         if data["dataset"] == "avatars" else []
     common = {"recipe": source,
               "pretraining_cache": {"path": str(cache), "manifest_hash": adapter.manifest_hash()},
-              "disjoint_from": disjoint}
+              "disjoint_from": disjoint, **({"factor_dependence": dependence} if dependence else {})}
     results, summary = {}, []
     for base in recipe["bases"]:
         path = out_dir / f"{base['name']}.pt"
@@ -330,6 +343,38 @@ def check_roles(adapter, bases: list[dict], *, sensitive: str | None = None, max
     return phis
 
 
+def check_factors(adapter, factors, *, max_dependence: float = MAX_FACTOR_DEPENDENCE) -> dict[str, dict[str, float]]:
+    """Dependence of each generalist factor label on each binary attribute of the pretraining rows.
+
+    The factor labels are functions of the renderer's nuisance draws, which never depend
+    on the attributes, so each bias-corrected Cramér's V is near 0 up to sampling noise
+    (at most 0.08 over 17 factors x 10 attributes on 3,000 avatars), while a label that
+    determines an attribute gives 1. A pair is an error when its V exceeds
+    ``max_dependence`` *and* the chi-square test rejects independence at 0.001 / pairs
+    (Bonferroni), so sampling noise in a small cache never stops a run. Returns
+    ``{factor: {attribute: V}}``.
+    """
+    from extract.datasets.avatars.factors import dependence, factor_labels, independence_p, resolve_factors
+
+    spec = resolve_factors(factors)
+    labels = factor_labels(adapter, spec)
+    meta = adapter.metadata()
+    attributes = [a for a in adapter.attributes if a in meta.columns]
+    alpha = 0.001 / max(1, len(spec) * len(attributes))
+    out = {}
+    for j, (name, bins) in enumerate(spec.items()):
+        out[name] = {}
+        for attribute in attributes:
+            values = meta[attribute].to_numpy()
+            known = values >= 0
+            v = round(dependence(labels[known, j], values[known], bins=bins), 6)
+            out[name][attribute] = v
+            if v > max_dependence and independence_p(labels[known, j], values[known], bins=bins) < alpha:
+                raise UserError(f"the generalist factor {name!r} depends on the attribute {attribute!r} in the pretraining "
+                                f"data (Cramer's V {v:.3f} > {max_dependence}); drop the factor from [train] factors.")
+    return out
+
+
 def _phi(a: np.ndarray, b: np.ndarray) -> float:
     """Phi (Pearson) correlation of two binary columns over the rows where both are known (not -1)."""
     known = (a >= 0) & (b >= 0)
@@ -353,5 +398,5 @@ def _write_summary(path: Path, source: dict, bases: list[dict], *, seconds: floa
     tmp.replace(path)
 
 
-__all__ = ["check_disjoint", "check_recipe", "check_roles", "ensure_cache", "entry_fingerprint", "image_digests", "load_recipe",
+__all__ = ["check_disjoint", "check_factors", "check_recipe", "check_roles", "ensure_cache", "entry_fingerprint", "image_digests", "load_recipe",
            "run_recipe", "shared_images"]

@@ -14,6 +14,12 @@ Recipe of one run (:func:`pretrain_base`):
   scratch base of that seed (``create_backbone("smallcnn.scratch", seed=s)`` for width 16);
 - multi-label binary cross-entropy on logits (``BCEWithLogitsLoss``, the stable form of
   the paper's sigmoid + ``BCELoss``), mean over images and attributes;
+- optionally a shared *generalist* task (``factors``): many-class heads for the avatar
+  renderer's nuisance factors (part within class, colours, background, position; see
+  :mod:`extract.datasets.avatars.factors`), independent of every attribute by construction,
+  whose mean cross-entropy (each divided by ``log(bins)``) is added with ``factor_weight``.
+  It gives every base general features while the bases still differ only in their one
+  attribute;
 - SGD with momentum 0.9 and weight decay on all parameters, as in the paper's
   ``classifier.py``; the learning rate follows a per-step cosine decay to 0 (``schedule=
   "cosine"``, default: a few epochs from scratch converge better than with the paper's
@@ -195,8 +201,10 @@ class _Run:
     generator: torch.Generator
     batch_size: int
     device: torch.device
+    factor_bins: tuple[int, ...] = ()
+    factor_weight: float = 1.0
 
-    def train_epoch(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+    def train_epoch(self, images: torch.Tensor, labels: torch.Tensor, factors: torch.Tensor) -> float:
         """One pass over shuffled, randomly flipped batches; the mean training loss."""
         self.backbone.train()
         self.head.train()
@@ -208,7 +216,7 @@ class _Run:
             x = self.normalise(torch.where(flip, x.flip(-1), x))
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
                 logits = self.head(self.backbone(x)).float()
-            loss = nn.functional.binary_cross_entropy_with_logits(logits, labels[idx])
+            loss = training_loss(logits, labels[idx], factors[idx], bins=self.factor_bins, weight=self.factor_weight)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -218,39 +226,83 @@ class _Run:
         return total / max(count, 1)
 
 
+def training_loss(logits: torch.Tensor, labels: torch.Tensor, factors: torch.Tensor, *, bins: tuple[int, ...],
+                  weight: float) -> torch.Tensor:
+    """Mean binary cross-entropy over the attribute logits, plus ``weight`` times the mean
+    over generalist factors of their cross-entropy divided by ``log(bins)`` (1 at chance,
+    so every factor counts alike whatever its number of classes).
+
+    ``logits`` holds the attribute logits first (``labels.shape[1]`` of them), then each
+    factor's ``bins[j]`` class logits in turn; ``factors`` holds the class of each factor.
+    """
+    n_attributes = labels.shape[1]
+    loss = nn.functional.binary_cross_entropy_with_logits(logits[:, :n_attributes], labels)
+    if bins:
+        offset, terms = n_attributes, []
+        for j, k in enumerate(bins):
+            terms.append(nn.functional.cross_entropy(logits[:, offset:offset + k], factors[:, j]) / math.log(k))
+            offset += k
+        loss = loss + weight * torch.stack(terms).mean()
+    return loss
+
+
 @torch.no_grad()
-def evaluate(backbone, head, images, labels, normalise, *, attributes, batch_size=256) -> dict:
-    """Eval-mode loss and accuracy (logit > 0) per attribute.
+def evaluate(backbone, head, images, labels, normalise, *, attributes, factors=None, factor_labels=None,
+             batch_size=256) -> dict:
+    """Eval-mode loss and accuracy (logit > 0) per attribute, and accuracy per generalist factor.
+
+    Parameters
+    ----------
+    factors : dict, optional
+        ``{factor: bins}`` of the generalist head (its logits follow the attributes').
+    factor_labels : tensor of shape (n, len(factors)), optional
+        The factor classes of ``images``.
 
     Returns
     -------
     dict
-        ``{"loss": mean over attributes, "per_attribute": {name: {"loss", "accuracy"}}}``.
+        ``{"loss": mean over attributes, "per_attribute": {name: {"loss", "accuracy"}}}``
+        and, with factors, ``"per_factor": {name: {"accuracy", "chance"}}`` (chance: the
+        share of the most frequent class).
     """
     backbone.eval()
     head.eval()
     device = labels.device
+    factors = dict(factors or {})
     losses = torch.zeros(len(attributes), dtype=torch.float64, device=device)
     correct = torch.zeros(len(attributes), dtype=torch.float64, device=device)
+    factor_correct = torch.zeros(len(factors), dtype=torch.float64, device=device)
     for start in range(0, len(images), batch_size):
         x = normalise(images[start:start + batch_size])
         y = labels[start:start + batch_size]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = head(backbone(x)).float()
-        losses += nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none").sum(0).double()
-        correct += ((logits > 0).float() == y).sum(0).double()
+        attribute_logits = logits[:, :len(attributes)]
+        losses += nn.functional.binary_cross_entropy_with_logits(attribute_logits, y, reduction="none").sum(0).double()
+        correct += ((attribute_logits > 0).float() == y).sum(0).double()
+        offset = len(attributes)
+        for j, k in enumerate(factors.values()):
+            predicted = logits[:, offset:offset + k].argmax(1)
+            factor_correct[j] += (predicted == factor_labels[start:start + batch_size, j]).sum().double()
+            offset += k
     n = max(len(images), 1)
     per = {a: {"loss": float(losses[j] / n), "accuracy": float(correct[j] / n)} for j, a in enumerate(attributes)}
-    return {"loss": float(losses.sum() / n / len(attributes)), "per_attribute": per}
+    out = {"loss": float(losses.sum() / n / len(attributes)), "per_attribute": per}
+    if factors:
+        out["per_factor"] = {
+            name: {"accuracy": float(factor_correct[j] / n),
+                   "chance": float(torch.bincount(factor_labels[:, j], minlength=k).max() / n) if len(images) else 0.0}
+            for j, (name, k) in enumerate(factors.items())}
+    return out
 
 
 def pretrain_base(
     adapter: Adapter, *, attributes: list[str], arch: str = "smallcnn", arch_kwargs: dict | None = None,
     image_size: int | None = None, epochs: int = 4, batch_size: int = 64, lr: float = 0.05,
     weight_decay: float = 5e-4, schedule: str = "cosine", seed: int = 0, rows=None, val_fraction: float = 0.2,
-    device: str = "auto", progress: bool = True,
+    factors=None, factor_weight: float = 1.0, device: str = "auto", progress: bool = True,
 ) -> tuple[nn.Module, dict]:
-    """Train ``arch`` from scratch to predict ``attributes`` on ``adapter``'s images.
+    """Train ``arch`` from scratch to predict ``attributes`` (and generalist factors) on ``adapter``'s images.
 
     Parameters
     ----------
@@ -271,6 +323,12 @@ def pretrain_base(
         Row positions used for pretraining (train and val); default every row.
     val_fraction : float
         Share of ``rows`` held out (seeded) for validation; 0 for none.
+    factors : list of str or dict, optional
+        Generalist factors of an avatar cache (:mod:`extract.datasets.avatars.factors`):
+        a shared many-class task, independent of every attribute, that teaches general
+        features; each factor gets ``bins`` class logits after the attribute logits.
+    factor_weight : float
+        Weight of the factors' mean normalised cross-entropy beside the attributes' BCE.
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``, ...
 
@@ -294,6 +352,9 @@ def pretrain_base(
         image_size = _check_positive("image_size", image_size, integer=True)
     device = resolve_device(device)
     positions, labels = select_rows(adapter, rows, attributes)
+    factors, factor_classes = _factor_classes(adapter, factors, positions)
+    config.update(factors=factors, factor_weight=_check_positive("factor_weight", factor_weight, integer=False,
+                                                                  allow_zero=True))
     train_pos, val_pos = split_train_val(len(positions), val_fraction=config["val_fraction"], seed=config["seed"])
     images = load_images(adapter, positions, image_size)
     preprocess = base_preprocess(arch, int(images.shape[-1]))
@@ -301,11 +362,15 @@ def pretrain_base(
                   preprocess=preprocess.to_dict(), attributes=attributes)
     history = {"config": config, "data": describe_data(adapter, positions, labels, attributes, len(train_pos), len(val_pos)),
                "epochs": []}
+    if factors:
+        history["data"]["factor_labels_sha256"] = hashlib.sha256(np.ascontiguousarray(factor_classes, "<i8").tobytes()).hexdigest()
     # Subsets are copied once to the device; the labels follow the same positions.
-    splits = {name: (images[pos].to(device), torch.from_numpy(labels[pos]).to(device))
+    splits = {name: (images[pos].to(device), torch.from_numpy(labels[pos]).to(device),
+                     torch.from_numpy(factor_classes[pos]).to(device))
               for name, pos in (("train", train_pos), ("val", val_pos)) if len(pos)}
     del images
-    backbone, head = build_model(arch, arch_kwargs, seed=config["seed"], n_heads=len(attributes))
+    backbone, head = build_model(arch, arch_kwargs, seed=config["seed"], n_heads=len(attributes) + sum(factors.values()))
+    scores = {"attributes": attributes, "factors": factors}
     with _deterministic(device.type == "cpu"):
         run = _start_run(backbone, head, config, preprocess, device, n_train=len(train_pos))
         bar = tqdm(range(config["epochs"]), desc=f"pretrain {'+'.join(attributes)}", unit="epoch",
@@ -314,11 +379,13 @@ def pretrain_base(
             record = {"epoch": epoch + 1, "train_loss": run.train_epoch(*splits["train"]),
                       "lr_end": run.scheduler.get_last_lr()[0]}
             if "val" in splits:
-                record["val"] = evaluate(backbone, head, *splits["val"], run.normalise, attributes=attributes)
+                images_val, labels_val, factors_val = splits["val"]
+                record["val"] = evaluate(backbone, head, images_val, labels_val, run.normalise, factor_labels=factors_val,
+                                         **scores)
             history["epochs"].append(record)
             bar.set_postfix(loss=f"{record['train_loss']:.3f}")
-        history["final"] = {name: evaluate(backbone, head, *xy, run.normalise, attributes=attributes)
-                            for name, xy in splits.items()}
+        history["final"] = {name: evaluate(backbone, head, x, y, run.normalise, factor_labels=f, **scores)
+                            for name, (x, y, f) in splits.items()}
     history["seconds"] = time.perf_counter() - started
     return backbone.to("cpu", memory_format=torch.contiguous_format).eval(), history
 
@@ -337,7 +404,18 @@ def _start_run(backbone, head, config, preprocess, device, *, n_train: int) -> _
     return _Run(backbone=backbone, head=head, optimizer=optimizer,
                 scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, factor),
                 normalise=_Normaliser(preprocess, device), generator=torch.Generator().manual_seed(order_seed),
-                batch_size=config["batch_size"], device=device)
+                batch_size=config["batch_size"], device=device, factor_bins=tuple(config["factors"].values()),
+                factor_weight=config["factor_weight"])
+
+
+def _factor_classes(adapter: Adapter, factors, positions: np.ndarray) -> tuple[dict[str, int], np.ndarray]:
+    """``({factor: bins}, classes (n, k) int64)`` of the generalist factors; ``({}, (n, 0))`` without."""
+    from extract.datasets.avatars.factors import factor_labels, resolve_factors
+
+    spec = resolve_factors(factors)
+    if not spec:
+        return {}, np.zeros((len(positions), 0), dtype=np.int64)
+    return spec, factor_labels(adapter, spec, rows=positions)
 
 
 # -- writing ----------------------------------------------------------------------------------
