@@ -348,6 +348,24 @@ def collect_table(out: Path, results: Path, salience: Path, bases: dict[str, Pat
     return table
 
 
+def auc_table(table: pd.DataFrame, config: ReproduceConfig) -> pd.DataFrame:
+    """Mean test AUC per base and target at the natural level: probes at ``probe_n`` and at the
+    largest n of the sweep, finetunes at ``finetune_n`` (the competence floors are read off it)."""
+    natural = table[table["spec_kind"] == "natural"]
+    n = pd.to_numeric(natural["n"], errors="coerce")
+    parts = {f"probe n={config.probe_n}": natural[(natural["runner"] == "probe") & (n == config.probe_n)],
+             f"probe n={int(n[natural['runner'] == 'probe'].max())}":
+                 natural[(natural["runner"] == "probe") & (n == n[natural["runner"] == "probe"].max())],
+             f"finetune n={config.finetune_n}": natural[(natural["runner"] == "finetune") & (n == config.finetune_n)]}
+    frames = []
+    for label, rows in parts.items():
+        if len(rows):
+            means = rows.pivot_table(index="backbone", columns="target", values="auc", aggfunc="mean")
+            means["mean"] = means.mean(axis=1)
+            frames.append(means.assign(setting=label).reset_index())
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def run_reproduce(*, out, config: ReproduceConfig = PRESETS["full"], geography=None, report: bool = True) -> Path:
     """Run (or resume) every stage under ``out``; return the findings CSV's path."""
     from analyze.reproduce.findings import build_findings, findings_markdown, write_findings
@@ -372,6 +390,15 @@ def run_reproduce(*, out, config: ReproduceConfig = PRESETS["full"], geography=N
         underrep = run_pairs(out, stores, bases, config)
     with Stage(8, total, "collect, findings table and report"):
         table = collect_table(out, results, salience, bases)
+        aucs = auc_table(table, config)
+        if len(aucs):
+            from extract.io import write_text
+
+            write_text(out / "aucs.csv", aucs.to_csv(index=False))
+            for setting, part in aucs.groupby("setting", sort=False):
+                print(f"  mean test AUC per base and target, natural level, {setting}:")
+                print(part.drop(columns="setting").dropna(axis=1, how="all")
+                      .to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         findings = build_findings(table, salience=pd.read_csv(salience), underrep=pd.read_csv(underrep),
                                   geography=geography,
                                   n={"probe": config.probe_n, "finetune": config.finetune_n})
