@@ -211,3 +211,18 @@ def test_whole_table_and_outputs(tmp_path):
     csv, md = write_findings(findings, tmp_path)
     assert pd.read_csv(csv)["verdict"].tolist() == findings["verdict"].tolist()
     assert "| 1a |" in md.read_text() and "**reproduced**" in findings_markdown(findings)
+
+
+def test_report_cli_leads_with_the_findings(tmp_path):
+    from analyze.cli import main
+
+    table = pd.concat([cells(bases(0.3, 0.1, 0.12)), cells(bases(0.3, 0.1, 0.12), runner="finetune", n=512)])
+    table.to_csv(tmp_path / "table.csv", index=False)
+    csv, _ = write_findings(build_findings(table, underrep=_pairs(0.1)), tmp_path / "findings")
+    assert main(["report", str(tmp_path / "table.csv"), "--findings", str(csv), "--out", str(tmp_path / "r")]) == 0
+    page = (tmp_path / "r" / "report.md").read_text()
+    assert page.index("## The papers' findings") < page.index("## The sweep")
+    assert "| 1a | biased base's stereotype-direction FPR gap > every control's | probe |" in page
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    assert main(["report", str(tmp_path / "table.csv"), "--findings", str(tmp_path / "bad.csv"), "--out",
+                 str(tmp_path / "r2")]) != 0

@@ -276,9 +276,10 @@ def _reproduce_blocks(findings: pd.DataFrame) -> list:
     rows = []
     for r in findings.itertuples(index=False):
         number = "" if pd.isna(r.number) else _bounds_text(r.number, r.ci_low, r.ci_high)
-        rows.append((str(r.id), str(r.finding), str(getattr(r, "setting", "") if pd.notna(getattr(r, "setting", ""))
-                                                    else ""), number, str(r.rule), str(r.verdict),
-                     "" if pd.isna(r.reason) else str(r.reason)))
+        text = {k: "" if pd.isna(getattr(r, k, "")) else str(getattr(r, k, "")) for k in ("runner", "setting",
+                                                                                           "reason")}
+        rows.append((str(r.id), str(r.finding), text["runner"], text["setting"], number, str(r.rule), str(r.verdict),
+                     text["reason"]))
     counts = findings["verdict"].value_counts()
     failed = findings[findings["verdict"] == "not reproduced"]
     words = (f"{len(findings)} findings: {counts.get('reproduced', 0)} reproduced, "
@@ -287,7 +288,7 @@ def _reproduce_blocks(findings: pd.DataFrame) -> list:
              "means the data needed are missing, too few, flagged by the diagnosis or from models below the AUC "
              f"floor (definitions: {SCIENCE_DOC}).")
     blocks = [Heading("The papers' findings", 2), Paragraph(words),
-              Table(("#", "finding", "setting", "number [95% CI]", "rule", "verdict", "reason"), tuple(rows),
+              Table(("#", "finding", "runner", "setting", "number [95% CI]", "rule", "verdict", "reason"), tuple(rows),
                     caption="Findings table of `biastransfer reproduce`")]
     if len(failed):
         blocks.append(Bullets(tuple(f"Not reproduced: {r.finding} ({r.id}): {r.reason}"
