@@ -301,6 +301,9 @@ def curation_findings(table: pd.DataFrame, *, metric: str, method: str, auc_floo
             rows = rows[pd.to_numeric(rows["n"], errors="coerce") == chosen]
         parts = {lvl: rows[np.isclose(rows["level"], lvl)] if len(rows) else rows
                  for lvl in (CURATION_BEFORE, CURATION_AFTER)}
+        if all(len(part) for part in parts.values()):  # the same targets on both sides of the move
+            shared = set(parts[CURATION_BEFORE]["target"]) & set(parts[CURATION_AFTER]["target"])
+            parts = {lvl: part[part["target"].isin(shared)] for lvl, part in parts.items()}
         problems = []
         for lvl, part in parts.items():
             part, problem = _prepare(part, metric=metric, auc_floor=auc_floor)

@@ -78,7 +78,7 @@ class ReproduceConfig:
         Rendering processes (default all cores).
     """
 
-    n: int = 6000
+    n: int = 9000  # the natural n = 4096 cell needs 5120 rows of the 60% train split
     size: int = 64
     seed: int = 0
     pretrain_n: int | None = None
@@ -86,8 +86,8 @@ class ReproduceConfig:
     targets: tuple = ("long_hair", "eyewear", "facial_hair", "raised_eyebrows", "smiling", "closed_eyes")
     levels: tuple = STEREOTYPE_LEVELS
     probe_n: int = 128
-    sizes: tuple = (64, 128, 256, 512, 1024, 2048)
-    subselection_n: int = 1024
+    sizes: tuple = (64, 128, 256, 512, 1024, 2048, 4096)
+    subselection_n: int = 512
     seeds: tuple = (0, 1, 2, 3, 4)
     finetune_target: str = "long_hair"
     finetune_n: int = 512
