@@ -52,7 +52,7 @@ def register(subparsers) -> None:
 
 
 def _config_from_args(args) -> ExperimentConfig:
-    from analyze.cli.finetune import parse_list
+    from extract.parsing import parse_list
 
     if args.null_seeds < 2:
         raise UserError(f"--null-seeds {args.null_seeds} is too few; pass at least 2.")
