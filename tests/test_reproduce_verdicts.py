@@ -226,3 +226,14 @@ def test_report_cli_leads_with_the_findings(tmp_path):
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     assert main(["report", str(tmp_path / "table.csv"), "--findings", str(tmp_path / "bad.csv"), "--out",
                  str(tmp_path / "r2")]) != 0
+
+
+def test_geography_needs_every_part(tmp_path):
+    row = {"metric": "top5", "base": "diverse", "other": "imagenet", "at_share": 0.1, "reference": 0.8,
+           "reference_low": 0.75, "reference_high": 0.85, "other_at_same_share": 0.6, "other_low": 0.55,
+           "other_high": 0.65, "share_needed": 0.5, "status": "holds"}
+    pd.DataFrame([row, {**row, "metric": "ap", "status": "holds (overlapping intervals)"}]).to_csv(
+        tmp_path / "findings.csv", index=False)
+    found = geography_finding(tmp_path / "findings.csv")
+    assert found["verdict"] == NOT_REPRODUCED and "overlapping" in found["reason"]
+    assert found["number"] == pytest.approx(0.2)

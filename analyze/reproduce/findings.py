@@ -437,16 +437,18 @@ def geography_finding(geography) -> dict:
     rows = pd.read_csv(path)
     if rows.empty or "status" not in rows.columns:
         return _row("7", name, inconclusive(rule, f"{path} holds no finding"))
-    r = rows.iloc[0]
-    other = _float(r.get("other_at_same_share"))
-    status = str(r["status"])
-    detail = (f"{r['metric']}: {r['base']} at share {r['at_share']:g}: {r['reference']:.3f} "
-              f"[{r['reference_low']:.3f}, {r['reference_high']:.3f}]; {r['other']}: {other:.3f} "
-              f"[{_float(r.get('other_low')):.3f}, {_float(r.get('other_high')):.3f}]")
-    verdict = REPRODUCED if status == "holds" else NOT_REPRODUCED
-    return _row("7", name, Verdict(verdict, rule, detail if verdict != REPRODUCED else ""), runner="probe",
-                setting=detail, number=_float(r["reference"]) - other,
-                interval="difference of the two bases' means (each with a t interval over seeds, in the reason)")
+    details = []
+    for r in rows.itertuples(index=False):
+        details.append(f"{r.metric}: {r.base} at share {r.at_share:g}: {r.reference:.3f} [{r.reference_low:.3f}, "
+                       f"{r.reference_high:.3f}]; {r.other}: {_float(r.other_at_same_share):.3f} "
+                       f"[{_float(r.other_low):.3f}, {_float(r.other_high):.3f}]: {r.status}")
+    held = (rows["status"].astype(str) == "holds").all()  # every part of the finding (e.g. each source)
+    first = rows.iloc[0]
+    return _row("7", name, Verdict(REPRODUCED if held else NOT_REPRODUCED, rule, "; ".join(details)),
+                runner="probe", setting=f"{len(rows)} part(s), first: {first['metric']}",
+                number=_float(first["reference"]) - _float(first.get("other_at_same_share")),
+                interval="difference of the two bases' means at the small share (each mean's t interval over "
+                         "seeds in the reason)")
 
 
 # -- the table ------------------------------------------------------------------------------------
