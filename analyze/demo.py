@@ -32,16 +32,22 @@ log = logging.getLogger(__name__)
 
 RECIPE = Path(__file__).resolve().parent.parent / "data" / "recipes" / "avatars-bases.toml"
 SENSITIVE = "dark_skin"
-# Six targets of graded salience, none a control base's pretraining attribute: four correlated
-# with dark_skin in the celeba-like preset (two each way) and two independent of it by design
-# (their "stereotypical" group is the one the rendered sample happens to lean toward). Six
-# rather than four so that the effect of salience, a per-target predictor, is estimable.
-TARGETS = ("long_hair", "eyewear", "facial_hair", "raised_eyebrows", "smiling", "closed_eyes")
+# Every target a probe can learn, none a control base's pretraining attribute: all four are
+# correlated with dark_skin in the celeba-like preset (two each way) and their salience is graded
+# (signal strength at 64 px: facial_hair 0.009, eyewear 0.015, blond_hair 0.041, long_hair 0.051).
+# smiling, raised_eyebrows and closed_eyes are left out: they change 0.2-0.3% of the pixel
+# intensity, and linear probes on every smallcnn base (trained or random) stay at test AUC
+# 0.47-0.69 on them even at n = 1024, so no bias finding could be read off them.
+# Pixel-level entanglement with skin tone (the logit shift of a mean-colour skin-tone classifier
+# when only the target flips, as a share of the shift when only dark_skin flips): eyewear +0.18,
+# facial_hair +0.16, long_hair +0.51 (long hair darkens the image), blond_hair -0.92 (lightens
+# it); a pixel-level skin-tone classifier moves by at most 3% of a skin flip for any target.
+TARGETS = ("eyewear", "facial_hair", "long_hair", "blond_hair")
 LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
 PROBE_N = 128
 PROBE_SEEDS = (0, 1, 2, 3, 4)
 SKEW_STEREOTYPE = 0.8  # the paper's "skewz": 80% of positives in one group
-FINETUNE_TARGET = TARGETS[0]
+FINETUNE_TARGET = "eyewear"  # the most salient target with little pixel-level entanglement with skin tone
 FINETUNE_SEEDS = (0, 1, 2, 3, 4)
 CONTROLS = ("avatars-control-hat", "avatars-control-blazer")
 IMAGENET = "efficientnet_lite0.imagenet"
