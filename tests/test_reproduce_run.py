@@ -10,7 +10,8 @@ MICRO = ReproduceConfig(n=320, size=32, pretrain_n=300, pretrain_epochs=1,
                         targets=("eyewear", "long_hair", "facial_hair", "smiling"), levels=(0.5, 0.7, 0.8, 1.0),
                         probe_n=32, sizes=(24, 32), subselection_n=24, seeds=(0, 1, 2), finetune_target="eyewear",
                         finetune_n=32, finetune_seeds=(0, 1, 2), finetune_epochs=1, pair_shares=(1.0, 0.2),
-                        pair_n=32, salience_replicates=2, imagenet=False, workers=1, controls=("avatars-control-hat",),
+                        pair_n=32, salience_replicates=2, imagenet=False, workers=1, progress=False,
+                        controls=("avatars-control-hat",),
                         finetune_bases=("avatars-biased-dark_skin", "avatars-control-hat"))
 
 

@@ -132,7 +132,7 @@ def test_finding_3_on_tables():
     def sweep(large_gap):
         return pd.concat([cells(bases(0.3, 0.1), n=64), cells(bases(large_gap, 0.1), n=1024)])
 
-    kw = dict(metric="fpr_gap_stereotype", method="t", auc_floor=0.65)
+    kw = {"metric": "fpr_gap_stereotype", "method": "t", "auc_floor": 0.65}
     table = sweep(0.1)
     table.loc[(table["n"] == 1024) & (table["base_kind"] == "biased"), "fpr_gap_stereotype"] += \
         np.tile([0.03, -0.03, 0.0, 0.01, -0.01], 2)  # the difference then varies around 0
@@ -143,7 +143,7 @@ def test_finding_3_on_tables():
 
 
 def test_finding_4_on_tables():
-    kw = dict(metric="fpr_gap_stereotype", method="t", auc_floor=0.65)
+    kw = {"metric": "fpr_gap_stereotype", "method": "t", "auc_floor": 0.65}
 
     def curation(before, after, auc_after=0.9):
         a = cells({"biased": ("biased", before)}, spec_kind="correlation", level=0.8)

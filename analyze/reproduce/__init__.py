@@ -5,8 +5,19 @@ inconclusive), :mod:`~analyze.reproduce.findings` builds the findings table from
 results, and :mod:`~analyze.reproduce.run` runs the grids (``biastransfer reproduce``).
 """
 
-from analyze.reproduce.findings import COLUMNS, build_findings, findings_markdown, write_findings
-from analyze.reproduce.verdicts import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, VERDICTS, Verdict
+from analyze.reproduce.findings import (
+    COLUMNS,
+    build_findings,
+    findings_markdown,
+    write_findings,
+)
+from analyze.reproduce.verdicts import (
+    INCONCLUSIVE,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    VERDICTS,
+    Verdict,
+)
 
 __all__ = ["COLUMNS", "INCONCLUSIVE", "NOT_REPRODUCED", "REPRODUCED", "VERDICTS", "Verdict", "build_findings",
            "findings_markdown", "write_findings"]

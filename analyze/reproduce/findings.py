@@ -35,10 +35,17 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analyze.effects.models import DEFAULT_METRIC, fit_general, paper_rows, fit_paper
 from analyze.effects.fit import coefficient_table
+from analyze.effects.models import DEFAULT_METRIC, fit_general, fit_paper, paper_rows
 from analyze.metrics.diagnosis import DEFAULT_AUC_FLOOR
-from analyze.metrics.intervals import DEFAULT_METHOD, difference_ci, replicate_ci
+from analyze.metrics.intervals import DEFAULT_METHOD, difference_ci
+from analyze.report.findings import (
+    MIN_CLEAN_REPLICATES,
+    clean_cells,
+    correlation_cells,
+    difference_interval,
+    pooled_summary,
+)
 from analyze.reproduce.verdicts import (
     INCONCLUSIVE,
     NOT_REPRODUCED,
@@ -46,17 +53,10 @@ from analyze.reproduce.verdicts import (
     Verdict,
     all_above_zero,
     at_least,
-    inconclusive,
     includes_zero,
+    inconclusive,
     reduction_rule,
     sign_rule,
-)
-from analyze.report.findings import (
-    MIN_CLEAN_REPLICATES,
-    clean_cells,
-    correlation_cells,
-    difference_interval,
-    pooled_summary,
 )
 from extract.errors import UserError
 from extract.io import write_text
@@ -188,7 +188,7 @@ def effect_findings(table: pd.DataFrame, *, metric: str, auc_floor: float, n=Non
     found = []
     rows = table[(table["runner"] == "probe") & table["base_kind"].isin(["biased", "control"])] \
         if {"runner", "base_kind"} <= set(table.columns) else table.iloc[0:0]
-    rows, note = clean_cells(rows) if len(rows) else (rows, None)
+    rows, _note = clean_cells(rows) if len(rows) else (rows, None)
     problem = None
     if rows.empty:
         problem = "no clean probe cells of the biased and control bases"

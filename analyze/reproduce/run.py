@@ -76,6 +76,8 @@ class ReproduceConfig:
         Also extract and probe the ImageNet EfficientNet-Lite0 (when its weights are installed).
     workers : int, optional
         Rendering processes (default all cores).
+    progress : bool
+        Progress bars (stderr) inside the stages; each stage prints its time either way.
     """
 
     n: int = 9000  # the natural n = 4096 cell needs 5120 rows of the 60% train split
@@ -101,6 +103,7 @@ class ReproduceConfig:
     salience_replicates: int = 3
     imagenet: bool = True
     workers: int | None = None
+    progress: bool = True
 
 
 PRESETS = {
@@ -109,7 +112,7 @@ PRESETS = {
                             "facial_hair", "smiling"), levels=(0.5, 0.7, 0.8, 1.0), probe_n=48, sizes=(32, 64),
                             subselection_n=40, seeds=(0, 1, 2), finetune_target="eyewear", finetune_n=48,
                             finetune_seeds=(0, 1, 2), finetune_epochs=1, pair_shares=(1.0, 0.2), pair_n=48,
-                            imagenet=False, workers=1),
+                            imagenet=False, workers=1, progress=False),
 }
 
 
@@ -139,7 +142,7 @@ def pretrain_bases(out: Path, config: ReproduceConfig) -> tuple[dict[str, Path],
                             f"{sorted(n for n, r in roles.items() if r == 'control')}.")
         recipe["bases"] = [b for b in recipe["bases"] if b["role"] != "control" or b["name"] in keep]
     bases = run_recipe(recipe, out_dir=out / "bases", cache_dir=out / "avatars", workers=config.workers,
-                       progress=False)
+                       progress=config.progress)
     return bases, roles
 
 
@@ -153,7 +156,7 @@ def extract_stores(out: Path, cache: Path, bases: dict[str, Path], config: Repro
     stores = {}
     for name, checkpoint in bases.items():
         stores[name] = extract_features(adapter, create_backbone(checkpoint), out / "stores" / f"avatars__{name}.h5",
-                                        device="cpu", progress=False)
+                                        device="cpu", progress=config.progress)
     if config.imagenet:
         try:
             backbone = create_backbone(IMAGENET, image_size=max(config.size, 96))
@@ -161,7 +164,7 @@ def extract_stores(out: Path, cache: Path, bases: dict[str, Path], config: Repro
             print(f"  skipping {IMAGENET}: {exc}")
         else:
             stores[IMAGENET] = extract_features(adapter, backbone, out / "stores" / f"avatars__{IMAGENET}.h5",
-                                                device="cpu", progress=False)
+                                                device="cpu", progress=config.progress)
     return stores
 
 
@@ -177,7 +180,7 @@ def estimate_salience(out: Path, cache: Path, config: ReproduceConfig) -> Path:
         adapter = AvatarAdapter(cache)
         table = salience_table(list(config.targets), SENSITIVE, adapter=adapter, method="probe",
                                replicates=config.salience_replicates,
-                               seed=config.seed)
+                               seed=config.seed, progress=config.progress)
         table = validate_salience(table, adapter.signal_strength, sensitive=SENSITIVE).table
         write_text(path, table.to_csv(index=False))
     return path
@@ -185,7 +188,13 @@ def estimate_salience(out: Path, cache: Path, config: ReproduceConfig) -> Path:
 
 def probe_specs(meta: pd.DataFrame, config: ReproduceConfig) -> list:
     """Every probe cell of the findings (module docstring, stage 5)."""
-    from analyze.subsets import Correlation, Natural, Skew, SubSelection, level_toward_stereotype
+    from analyze.subsets import (
+        Correlation,
+        Natural,
+        Skew,
+        SubSelection,
+        level_toward_stereotype,
+    )
 
     specs = []
     for t in config.targets:
@@ -226,7 +235,7 @@ def run_probes(out: Path, stores: dict[str, Path], config: ReproduceConfig) -> P
         for note in notes if name == next(iter(stores)) else ():
             print(f"  {note}")
         began = time.perf_counter()
-        records = run_probe_cells(store, specs, out=results, progress=False)
+        records = run_probe_cells(store, specs, out=results, progress=config.progress)
         print(f"  {name}: {len(records)} probe cells fitted, {len(specs) - len(records)} reused "
               f"({time.perf_counter() - began:.1f} s)", flush=True)
     return results
@@ -257,7 +266,7 @@ def run_finetunes(out: Path, cache: Path, bases: dict[str, Path], roles: dict[st
             continue
         began = time.perf_counter()
         finetune_cells(specs, adapter=adapter, base=str(path), out=results, config=finetune, device="cpu",
-                       progress=False)
+                       progress=config.progress)
         print(f"  {name}: {len(specs)} finetune cells ({time.perf_counter() - began:.1f} s)", flush=True)
     return results
 
@@ -368,7 +377,11 @@ def auc_table(table: pd.DataFrame, config: ReproduceConfig) -> pd.DataFrame:
 
 def run_reproduce(*, out, config: ReproduceConfig = PRESETS["full"], geography=None, report: bool = True) -> Path:
     """Run (or resume) every stage under ``out``; return the findings CSV's path."""
-    from analyze.reproduce.findings import build_findings, findings_markdown, write_findings
+    from analyze.reproduce.findings import (
+        build_findings,
+        findings_markdown,
+        write_findings,
+    )
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

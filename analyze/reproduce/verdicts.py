@@ -33,8 +33,20 @@ NOT_REPRODUCED = "not reproduced"
 INCONCLUSIVE = "inconclusive"
 VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
 
-__all__ = ["INCONCLUSIVE", "NOT_REPRODUCED", "REPRODUCED", "VERDICTS", "Verdict", "all_above_zero", "at_least",
-           "finite", "inconclusive", "includes_zero", "reduction_rule", "sign_rule"]
+__all__ = [
+    "INCONCLUSIVE",
+    "NOT_REPRODUCED",
+    "REPRODUCED",
+    "VERDICTS",
+    "Verdict",
+    "all_above_zero",
+    "at_least",
+    "finite",
+    "includes_zero",
+    "inconclusive",
+    "reduction_rule",
+    "sign_rule",
+]
 
 
 @dataclass(frozen=True)
