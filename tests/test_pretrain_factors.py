@@ -104,3 +104,4 @@ def test_pretraining_with_factors_learns_them_and_records_them(adapter):
     assert not all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(UserError, match="teach every base the sensitive attribute"):
         pretrain_base(adapter, factors=["skin"], **options)
+
