@@ -119,3 +119,16 @@ def _units(grid_file):
     from analyze.sweep.units import plan_sweep
 
     return plan_sweep(load_grid(grid_file)).units
+
+
+def test_workers_are_not_replaced_for_the_pages_of_mapped_stores():
+    """Loky's leak check counts mapped store pages as growth; sweep workers turn it off."""
+    from joblib import Parallel, delayed, parallel_config
+
+    def leak_check_on():
+        from joblib.externals.loky import process_executor
+
+        return process_executor._USE_PSUTIL
+
+    with parallel_config(backend="loky", initializer=execute.setup_worker):
+        assert Parallel(n_jobs=2)(delayed(leak_check_on)() for _ in range(2)) == [False, False]

@@ -116,6 +116,21 @@ def exit_with_parent(*, interval: float = PARENT_POLL_SECONDS) -> None:
     threading.Thread(target=watch, name="biastransfer-parent-watch", daemon=True).start()
 
 
+def setup_worker() -> None:
+    """Loky worker initializer: :func:`exit_with_parent`, and no replacement for mapped stores.
+
+    Loky replaces a worker whose resident size grew by 300 MB after its first task, taking
+    it for a leak. Pages of a memory-mapped store count as resident, so every worker that
+    moved on to its next store was replaced (re-importing, re-mapping). A worker's growth
+    is bounded here (the maps of the two stores it keeps open, shared with the other
+    workers), so that check is turned off; loky's periodic garbage collection stays.
+    """
+    exit_with_parent()
+    from joblib.externals.loky import process_executor
+
+    process_executor._USE_PSUTIL = False
+
+
 def run_unit(unit, *, in_pool: bool = False) -> list[dict]:
     """Run one work unit (one thread) and return its records, in the unit's cell order.
 
@@ -188,7 +203,7 @@ def execute(units: Sequence, *, n_jobs: int = 1, client=None) -> Iterator[tuple[
         return
     from joblib import Parallel, delayed, parallel_config
 
-    with parallel_config(backend="loky", inner_max_num_threads=1, initializer=exit_with_parent):
+    with parallel_config(backend="loky", inner_max_num_threads=1, initializer=setup_worker):
         results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
             delayed(_tagged)(i, unit) for i, unit in enumerate(units))
         for index, records in results:
