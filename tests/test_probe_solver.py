@@ -58,7 +58,9 @@ def test_compaction_keeps_every_probe_right(data):
     for k, C in enumerate(Cs[:, 0].tolist()):
         alone = solve_logistic(rows[None], labels[None], torch.ones(1, len(labels)), torch.tensor([[C]]))
         np.testing.assert_allclose(batch.coef[k, 0], alone.coef[0, 0], atol=1e-4 * float(alone.coef.abs().max()))
-        assert int(batch.n_iter[k, 0]) == int(alone.n_iter[0, 0])
+        # the batched and the single solve sum in different orders (BLAS kernels differ by batch
+        # shape and torch build), so the stopping test may trip one iteration apart
+        assert abs(int(batch.n_iter[k, 0]) - int(alone.n_iter[0, 0])) <= 1
 
 
 def test_warm_start_at_the_solution_stops_at_once(data):
