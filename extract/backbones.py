@@ -37,6 +37,7 @@ from torch import nn
 from extract.errors import UserError
 from extract.io import atomic_write
 from extract.models import remaps, timm_bridge
+from extract.models.weights import load_state_file
 from extract.models.efficientnet_lite import (  # noqa: F401 (re-exported)
     LITE0_FILENAME,
     LITE0_PACKAGE,
@@ -218,23 +219,6 @@ def sha256_file(path: str | Path) -> str:
 def torch_hub_checkpoint_dir() -> Path:
     """torchvision's cache folder for weight files (``$TORCH_HOME/hub/checkpoints``)."""
     return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def load_state_file(path: str | Path) -> dict:
-    """Read a weight file with ``weights_only=True``; errors become one sentence."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"weights file {path} does not exist; pass --weights with the path of a local file (nothing is downloaded).")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError ...
-        raise UserError(
-            f"weights file {path} cannot be loaded safely ({exc.__class__.__name__}): it is truncated, corrupt or "
-            "holds objects other than tensors, and only plain tensor checkpoints are accepted (torch.load weights_only=True)."
-        ) from None
-    if not isinstance(obj, dict):
-        raise UserError(f"weights file {path} holds a {type(obj).__name__}, not a state dict; save model.state_dict() instead.")
-    return obj
 
 
 def load_weights(model: nn.Module, state: dict, *, source: str) -> None:

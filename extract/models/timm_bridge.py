@@ -59,6 +59,7 @@ import torch
 from torch import nn
 
 from extract.errors import UserError
+from extract.models.weights import load_state_file
 
 PREFIX = "timm/"
 POOLS = ("default", "token", "avg", "proj")
@@ -320,7 +321,7 @@ def read_state_dict(path: Path) -> dict:
                 f"weights file {path} is a TorchScript archive (like OpenAI's released ViT-B-32.pt), which is not read "
                 "here; save its state dict once with torch.save(torch.jit.load(PATH, map_location='cpu').state_dict(), "
                 "'ViT-B-32.state_dict.pt') and pass that file.")
-        state = _torch_state(path)
+        state = load_state_file(path)
     for key in ("state_dict", "model"):
         if isinstance(state.get(key), dict):
             state = state[key]
@@ -335,20 +336,6 @@ def read_state_dict(path: Path) -> dict:
     if not cleaned:
         raise UserError(f"weights file {path} holds no tensors; pass a state dict of the model's weights.")
     return cleaned
-
-
-def _torch_state(path: Path) -> dict:
-    """``torch.load(path, weights_only=True)``; anything but a readable dict of tensors is one sentence."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError ...
-        raise UserError(
-            f"weights file {path} cannot be loaded safely ({exc.__class__.__name__}): it is truncated, corrupt or "
-            "holds objects other than tensors, and only plain tensor checkpoints are accepted (torch.load weights_only=True)."
-        ) from None
-    if not isinstance(obj, dict):
-        raise UserError(f"weights file {path} holds a {type(obj).__name__}, not a state dict; save model.state_dict() instead.")
-    return obj
 
 
 @dataclass
