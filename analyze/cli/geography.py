@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analyze.cli.options import floats, ints, parse_list
+from analyze.cli.options import floats, ints
 from extract.errors import UserError
+from extract.parsing import parse_list, split_list
 
 
 def register(subparsers) -> None:
@@ -102,7 +103,7 @@ def cmd_geography(args) -> int:
         parse_list(args.classes, str, name="--classes"))
     out = check_results_folder(args.out or work_dir() / "results" / "geography")
     stores = {name: {s: FeatureStore.open(p) for s, p in paths.items()} for name, paths in bases.items()}
-    groups = tuple(g for g in args.groups.split(",") if g.strip())
+    groups = tuple(split_list(args.groups))
     table = run_cells(stores, sources=sources, classes=classes, shares=args.shares, n=args.n, seeds=args.seeds,
                       k=args.k, out=out, size=args.size, group_prefixes=groups, Cs=args.Cs or DEFAULT_CS, device=args.device)
     table = table[(table["n"] == args.n) & table["backbone"].isin(list(bases))]
