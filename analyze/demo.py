@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 
 RECIPE = Path(__file__).resolve().parent.parent / "data" / "recipes" / "avatars-bases.toml"
 SENSITIVE = "dark_skin"
-# Every target a probe can learn, none a control base's pretraining attribute: all four are
-# correlated with dark_skin in the celeba-like preset (two each way) and their salience is graded
+# Every target a probe can learn, none a control base's pretraining attribute: all three are
+# correlated with dark_skin in the celeba-like preset and their salience is graded
 # (signal strength at 64 px: facial_hair 0.009, eyewear 0.015, blond_hair 0.041, long_hair 0.051).
 # smiling, raised_eyebrows and closed_eyes are left out: they change 0.2-0.3% of the pixel
 # intensity, and linear probes on every smallcnn base (trained or random) stay at test AUC
@@ -42,7 +42,9 @@ SENSITIVE = "dark_skin"
 # when only the target flips, as a share of the shift when only dark_skin flips): eyewear +0.18,
 # facial_hair +0.16, long_hair +0.51 (long hair darkens the image), blond_hair -0.92 (lightens
 # it); a pixel-level skin-tone classifier moves by at most 3% of a skin flip for any target.
-TARGETS = ("eyewear", "facial_hair", "long_hair", "blond_hair")
+# blond_hair is left out: few avatars are blond and dark-skinned (50 in the demo's train pool),
+# so its correlation sets at n = 128 cannot be drawn.
+TARGETS = ("eyewear", "facial_hair", "long_hair")
 LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
 PROBE_N = 128
 PROBE_SEEDS = (0, 1, 2, 3, 4)
