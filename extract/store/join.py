@@ -136,8 +136,7 @@ def _finish_virtual(out: Path, shards: list[dict], *, n_rows: int, feature_dim: 
         h5.attrs.modify("rows_written", np.int64(n_rows))
         h5.attrs.modify("complete", np.True_)
         h5.flush()
-        os.fsync(h5.id.get_vfd_handle())
-    replace_file(partial, out)
+    replace_file(partial, out)  # fsyncs the file before the rename
     return out
 
 

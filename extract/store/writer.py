@@ -278,10 +278,8 @@ class StoreWriter:
             raise ValueError(f"cannot finalize {self.partial}: {self.rows_written} of {self.n_rows} rows written")
         self._h5.attrs.modify("complete", np.True_)
         self._h5.flush()
-        os.fsync(self._fd)  # the rows and the metadata are durable before the store becomes visible
-        os.fsync(self._h5.id.get_vfd_handle())
         self.close()
-        replace_file(self.partial, self.out)
+        replace_file(self.partial, self.out)  # fsyncs the file (rows and metadata) before the rename
         return self.out
 
     def close(self) -> None:
