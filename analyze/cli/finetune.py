@@ -54,7 +54,7 @@ def cmd_finetune(args) -> int:
     from analyze.finetune.runner import finetune_cells
     from analyze.finetune.search import FinetuneConfig
     from analyze.subsets import Correlation, test_rows_option
-    from extract.cli.options import parse_options
+    from extract.parsing import parse_options
     from extract.datasets import get_adapter
     from extract.paths import work_dir
 

@@ -69,7 +69,7 @@ def _scratch_config(args):
 def cmd_salience(args) -> int:
     from analyze.metrics.diagnosis import flag_counts, format_counts
     from analyze.salience.estimate import validate_salience
-    from extract.cli.options import parse_options
+    from extract.parsing import parse_options
     from extract.datasets import get_adapter
     from extract.parsing import parse_list
     from extract.paths import work_dir

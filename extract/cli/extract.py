@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from extract.cli.options import add_extract_arguments, default_store_path, parse_options
+from extract.cli.options import add_extract_arguments, default_store_path
+from extract.parsing import parse_options
 from extract.errors import UserError
 
 

@@ -1,12 +1,11 @@
-"""Options shared by the extract-stage verbs: adapter options, default store paths, and the
-option groups of ``extract`` and ``extract-shard``."""
+"""Options shared by the extract-stage verbs: default store paths and the option groups of
+``extract`` and ``extract-shard``."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from extract.parsing import parse_list, parse_options, split_list  # noqa: F401 (the verbs' option types)
 from extract.paths import work_dir
 
 

@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_extract_shard(args) -> int:
     from extract.backbones import create_backbone
-    from extract.cli.options import default_store_path, parse_options
+    from extract.cli.options import default_store_path
+    from extract.parsing import parse_options
     from extract.datasets import get_adapter
 
     if args.batch_size < 1:
