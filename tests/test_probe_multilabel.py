@@ -6,7 +6,13 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from analyze.metrics.intervals import replicate_ci
-from analyze.probe.multilabel import fit_multilabel_probes, one_hot_groups, run_domain_mix_cells, summarize_over_seeds
+from analyze.probe.multilabel import (
+    fit_multilabel_probes,
+    one_hot_groups,
+    run_domain_mix_cells,
+    source_metrics,
+    summarize_over_seeds,
+)
 from analyze.results import collect
 from analyze.results.records import read_record
 from analyze.subsets import DomainMix
@@ -118,6 +124,26 @@ def test_domain_mix_cells_records_and_direction(stores, tmp_path):
     assert row["mean"] == pytest.approx(float(ci.estimate)) and row["low"] == pytest.approx(float(ci.low))
     assert row["seeds"] == 3
     assert run_domain_mix_cells(stores, specs, classes=CLASSES, k=2, out=tmp_path) == []  # all recorded
+
+
+def test_masked_metrics_equal_the_metrics_of_each_replicates_rows():
+    """The "unused" test rows: a per-replicate row mask gives what the replicate's own rows give."""
+    rng = np.random.default_rng(4)
+    y = np.zeros((60, 5), np.int8)
+    y[np.arange(60), rng.integers(0, 4, 60)] = 1  # class 4 has no positive
+    scores = rng.normal(size=(3, 60, 5)).astype(np.float32)
+    groups = {"income_bucket_": np.array([None, "1", "2"] * 20, dtype=object)}
+    mask = rng.random((3, 60)) < 0.7
+    masked = source_metrics(y, scores, groups, k=2, name="ds", mask=mask)
+    assert {"top2_accuracy_ds", "macro_ap_ds", "top2_accuracy_ds_income_bucket_1", "macro_ap_ds_income_bucket_2"} <= (
+        set(masked))
+    for r in range(3):
+        alone = source_metrics(y[mask[r]], scores[r:r + 1, mask[r]], {p: g[mask[r]] for p, g in groups.items()},
+                               k=2, name="ds")
+        for name, values in alone.items():
+            np.testing.assert_allclose(masked[name][r], values[0], rtol=1e-6)
+    assert not np.allclose(masked["top2_accuracy_ds"], source_metrics(y, scores, groups, k=2, name="ds")[
+        "top2_accuracy_ds"])
 
 
 def test_group_metrics_add_up_to_the_overall(stores):

@@ -19,7 +19,9 @@ def register(subparsers) -> None:
     """Add the ``geography`` and ``geography-avatars`` verbs."""
     p = subparsers.add_parser(
         "geography", help="bases x domain-mix shares (e.g. Dollar Street + COCO): multi-label probes, top-k "
-        "accuracy by income bucket and macro AP, over seeds")
+        "accuracy by income bucket and macro AP, over seeds",
+        description="Bases x domain-mix shares on feature stores given as options; the paper's grid as a preset: "
+                    "`biastransfer sweep wr-geography` (data/grids/README.md).")
     p.add_argument("--base", nargs="+", action="append", required=True, metavar="ITEM",
                    help="one base: its name, then SOURCE=STORE for each source, e.g. --base geode "
                         "dollarstreet=work/stores/ds__geode.h5 coco=work/stores/coco__geode.h5 (repeat per base)")
@@ -36,6 +38,9 @@ def register(subparsers) -> None:
     p.add_argument("--k", type=int, default=5, help="top-k accuracy's k (default 5)")
     p.add_argument("--groups", default="income_bucket_,region_",
                    help="one-hot prefixes of the grouping columns (default income_bucket_,region_)")
+    p.add_argument("--test", default="split", metavar="MODE|SOURCE=MODE,...",
+                   help="rows each source is scored on: split (its test split, default) or unused (every row the "
+                        "cell did not draw: the paper's Dollar Street test set); one mode, or e.g. dollarstreet=unused")
     p.add_argument("--reference", default=None,
                    help="the base expected to need less of the first source (default: the first --base)")
     p.add_argument("--at-share", type=float, default=0.1, help="share at which the finding compares (default 0.1)")
@@ -80,6 +85,19 @@ def _bases(items: list[list[str]], sources: tuple[str, ...]) -> dict[str, dict[s
     return bases
 
 
+def _test_modes(text: str, sources: tuple[str, ...]):
+    """``--test``: one mode for every source, or SOURCE=MODE pairs (checked by the runner)."""
+    if "=" not in text:
+        return text.strip()
+    modes = {}
+    for pair in split_list(text):
+        source, sep, mode = pair.partition("=")
+        if not sep or not source.strip() or source.strip() in modes:
+            raise UserError(f"--test {text!r} must be one mode or SOURCE=MODE pairs, e.g. dollarstreet=unused.")
+        modes[source.strip()] = mode.strip()
+    return modes
+
+
 def cmd_geography(args) -> int:
     """Run ``biastransfer geography``."""
     from analyze.geography.experiment import (
@@ -105,7 +123,8 @@ def cmd_geography(args) -> int:
     stores = {name: {s: FeatureStore.open(p) for s, p in paths.items()} for name, paths in bases.items()}
     groups = tuple(split_list(args.groups))
     table = run_cells(stores, sources=sources, classes=classes, shares=args.shares, n=args.n, seeds=args.seeds,
-                      k=args.k, out=out, size=args.size, group_prefixes=groups, Cs=args.Cs or DEFAULT_CS, device=args.device)
+                      k=args.k, out=out, size=args.size, group_prefixes=groups, Cs=args.Cs or DEFAULT_CS,
+                      device=args.device, test=_test_modes(args.test, sources))
     table = table[(table["n"] == args.n) & table["backbone"].isin(list(bases))]
     summary = summarize(table)
     findings = []
@@ -125,6 +144,42 @@ def cmd_geography(args) -> int:
         print(finding_sentence(finding))
     for path in paths.values():
         print(f"wrote {path}")
+    return 0
+
+
+def cmd_sweep_geography(args) -> int:
+    """Run ``biastransfer sweep`` on a geography grid (``wr-geography``), with the sweep verb's options."""
+    from analyze.geography.experiment import finding_sentence
+    from analyze.geography.grid import (
+        load_geography_grid,
+        parse_store_flag,
+        run_geography_grid,
+    )
+    from analyze.sweep.grid import parse_value
+
+    for flag, value in (("--targets", args.targets), ("--sensitive", args.sensitive), ("--runners", args.runners),
+                        ("--dataset", args.dataset), ("--root", args.root), ("--base", args.base),
+                        ("--scheduler", args.scheduler), ("--local-cluster", args.local_cluster)):
+        if value:
+            raise UserError(f"{flag} does not apply to the geography grid {args.grid!r} (bases with a store per "
+                            "source, probes only); leave it out or use --set and --store NAME.SOURCE=PATH.")
+    overrides = list(args.overrides) + [parse_store_flag(item) for item in args.store]
+    overrides += [(f"subsets.0.{key}", parse_value(value)) for key, value in (("n", args.n), ("seeds", args.seeds))
+                  if value is not None]
+    grid = load_geography_grid(args.grid, overrides=overrides,
+                               backbones=split_list(args.backbones) if args.backbones else None)
+    result = run_geography_grid(grid, out=args.out, skip_existing=args.skip_existing, n_jobs=args.n_jobs,
+                                dry_run=args.dry_run)
+    out = result["out"]
+    print(f"grid {grid.name}: {result['cells']} cells ({len(grid.backbones)} bases x {len(grid.shares)} shares x "
+          f"{len(grid.seeds)} seeds at n = {grid.n}){' checked, nothing fitted' if args.dry_run else ''} -> {out}")
+    if args.dry_run:
+        return 0
+    for finding in result["findings"]:
+        print(finding_sentence(finding))
+    for path in result["paths"].values():
+        print(f"wrote {path}")
+    print(f"next: biastransfer reproduce --geography {out}")
     return 0
 
 

@@ -66,6 +66,12 @@ def cli_overrides(args) -> list:
 
 
 def cmd_sweep(args) -> int:
+    from analyze.geography.grid import is_geography_grid
+
+    if is_geography_grid(args.grid):  # bases with a store per source (wr-geography): analyze/geography/grid.py
+        from analyze.cli.geography import cmd_sweep_geography
+
+        return cmd_sweep_geography(args)
     only = split_list(args.backbones) if args.backbones else None
     grid = load_grid(args.grid, overrides=cli_overrides(args), backbones=only)
     out = args.out or work_dir() / "results" / grid.name

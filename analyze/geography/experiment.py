@@ -40,7 +40,9 @@ DEFAULT_SHARES = tuple(round(0.1 * i, 1) for i in range(11))
 def run_cells(stores: Mapping[str, Mapping], *, sources: tuple[str, str], classes: Sequence[str],
               shares: Sequence[float] = DEFAULT_SHARES, n: int = 128, seeds: Sequence[int] = range(5), k: int = 5,
               out: str | Path, size: int | None = None, group_prefixes: Sequence[str] = DEFAULT_GROUP_PREFIXES, Cs=DEFAULT_CS,
-              device: str = "cpu", n_jobs: int = 1) -> pd.DataFrame:
+              select: str = "val_loss", device: str = "cpu", n_jobs: int = 1, test="split",
+              annotations: Mapping[str, Mapping] | None = None, skip_existing: bool = True, pool: str = "train",
+              val_fraction: float = 0.2) -> pd.DataFrame:
     """Run every (base, share, seed) cell and return the collected table of ``out``.
 
     Parameters
@@ -58,8 +60,13 @@ def run_cells(stores: Mapping[str, Mapping], *, sources: tuple[str, str], classe
     size : int, optional
         Rows of each whole set before ``n`` training rows are kept (W&R: 165); default the
         largest set the pools support (see :class:`analyze.subsets.DomainMix`).
-    group_prefixes, Cs, device, n_jobs
-        As in :func:`analyze.probe.multilabel.run_domain_mix_cells`.
+    group_prefixes, Cs, select, device, n_jobs, test, skip_existing
+        As in :func:`analyze.probe.multilabel.run_domain_mix_cells` (``test``: which rows of
+        each source are scored, ``"split"`` or ``"unused"``).
+    annotations : mapping of base name -> dict, optional
+        Each base's ``sweep`` annotation (``grid``, ``backbone``, ``base_kind``).
+    pool, val_fraction
+        As in :class:`analyze.subsets.DomainMix`.
 
     Returns
     -------
@@ -72,9 +79,10 @@ def run_cells(stores: Mapping[str, Mapping], *, sources: tuple[str, str], classe
     for base, by_source in stores.items():
         for share in shares:  # one engine call per share: the test scores of its seeds stay small
             specs = [DomainMix(tuple(sources), float(share), n=n, seed=int(seed), targets=tuple(classes),
-                               size=size) for seed in seeds]
+                               size=size, pool=pool, val_fraction=val_fraction) for seed in seeds]
             run_domain_mix_cells(by_source, specs, classes=classes, k=k, group_prefixes=group_prefixes, out=out,
-                                 Cs=Cs, device=device, n_jobs=n_jobs, backbone=base)
+                                 Cs=Cs, select=select, device=device, n_jobs=n_jobs, backbone=base, test=test,
+                                 annotation=(annotations or {}).get(base), skip_existing=skip_existing)
     return collect(out)
 
 

@@ -20,6 +20,17 @@ accuracy and macro average precision on that source's test split, overall and pe
 of each grouping column (one-hot columns such as ``income_bucket_1``, ``income_bucket_2``,
 ...; rows of an unknown group are left out of the groups). :func:`summarize_over_seeds`
 adds the replicate intervals (:func:`analyze.metrics.intervals.replicate_ci`).
+
+Which rows of a source are scored (``test``, per source):
+
+- ``"split"`` (default): the source's test split, shared by every cell. The cells' training
+  and validation rows must lie outside it (they do with ``pool="train"``); a cell that
+  draws a test row is refused.
+- ``"unused"``: every row of the source with known labels that the cell did not draw for
+  training or validation, so each cell has its own test rows. This is Wang & Russakovsky's
+  Dollar Street test set ("all images of the 15 topics not used in train/val"); the rows are
+  scored once for all cells and each cell's metrics leave out its own draws (a per-cell
+  row mask, :mod:`analyze.metrics.multilabel`).
 """
 
 from __future__ import annotations
@@ -37,11 +48,18 @@ from analyze.metrics.base import UndefinedMetricWarning
 from analyze.metrics.intervals import replicate_ci
 from analyze.metrics.multilabel import by_group, macro_average_precision, top_k_accuracy
 from analyze.probe.engine import DEFAULT_CS, ProbeTask, fit_probes
-from analyze.results.records import cell_id, make_record, record_exists, write_record
+from analyze.results.records import (
+    cell_id,
+    make_record,
+    read_record,
+    record_exists,
+    write_record,
+)
 from analyze.subsets.core import SubsetSplit
 from extract.errors import UserError
 
 DEFAULT_GROUP_PREFIXES = ("income_bucket_", "region_")
+TEST_MODES = ("split", "unused")
 
 
 @dataclass(frozen=True)
@@ -141,37 +159,102 @@ def one_hot_groups(meta: pd.DataFrame, prefix: str) -> np.ndarray | None:
 
 
 def source_metrics(y_true: np.ndarray, scores: np.ndarray, groups: Mapping[str, np.ndarray], *, k: int,
-                   name: str) -> dict[str, np.ndarray]:
+                   name: str, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Top-k accuracy and macro AP of R replicates on one source, overall and per group.
 
     ``y_true`` (n, C); ``scores`` (R, n, C); ``groups`` maps a prefix to a per-row group
-    array (None = unknown). Keys: ``top{k}_accuracy_<name>``, ``macro_ap_<name>`` and
+    array (None = unknown); ``mask`` (R, n), optional, the rows each replicate is scored on
+    (default all). Keys: ``top{k}_accuracy_<name>``, ``macro_ap_<name>`` and
     ``..._<name>_<prefix><group>`` per group; values have shape (R,).
     """
     out = {}
+    rows = np.ones(scores.shape[:2], dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)  # NaN is recorded; the reason is structural
-        out[f"top{k}_accuracy_{name}"] = top_k_accuracy(y_true, scores, k=k)
-        out[f"macro_ap_{name}"] = macro_average_precision(y_true, scores)
+        out[f"top{k}_accuracy_{name}"] = top_k_accuracy(y_true, scores, k=k, mask=rows)
+        out[f"macro_ap_{name}"] = macro_average_precision(y_true, scores, mask=rows)
         for prefix, group in groups.items():
             known = np.array([g is not None for g in group])
             labels = np.where(known, group, "").astype(str)
             for metric, key in ((top_k_accuracy, f"top{k}_accuracy"), (macro_average_precision, "macro_ap")):
                 options = {"k": k} if metric is top_k_accuracy else {}
-                for value, result in by_group(metric, y_true, scores, labels, mask=known, **options).items():
+                for value, result in by_group(metric, y_true, scores, labels, mask=known & rows, **options).items():
                     out[f"{key}_{name}_{prefix}{value}"] = result
     return out
 
 
-def _combined_rows(metas, parts, sources, tests):
-    """Per source, the sorted store rows any cell uses (train/val of every spec, and the test split)."""
+def check_test_modes(test, sources: Sequence[str]) -> dict[str, str]:
+    """Per source, which rows are scored: ``"split"`` or ``"unused"`` (module docstring).
+
+    ``test`` is one mode for every source or a mapping source -> mode (sources it leaves
+    out: ``"split"``).
+    """
+    if isinstance(test, str):
+        modes = dict.fromkeys(sources, test)
+    elif isinstance(test, Mapping):
+        unknown = sorted(set(map(str, test)) - set(sources))
+        if unknown:
+            raise UserError(f"test names the source {unknown[0]!r}, which is not one of the sources {list(sources)}.")
+        modes = {s: test.get(s, "split") for s in sources}
+    else:
+        raise UserError(f"test = {test!r} must be 'split', 'unused' or a table source -> mode, e.g. "
+                        '{ dollarstreet = "unused" }.')
+    for source, mode in modes.items():
+        if mode not in TEST_MODES:
+            raise UserError(f"the test rows of source {source!r} are {mode!r}; choose one of {list(TEST_MODES)}.")
+    return modes
+
+
+def _scored_rows(metas, specs, parts, sources, classes, modes):
+    """Per source, the rows scored for every cell, and per cell a mask of those it is scored on.
+
+    ``"split"``: the test split (every cell; a cell drawing a test row is refused);
+    ``"unused"``: every row with known labels, masked per cell to those it did not draw.
+    """
+    tests, masks = {}, {}
+    for source in sources:
+        meta = metas[source]
+        drawn = [np.concatenate([p[source].train, p[source].val]) for p in parts]
+        if modes[source] == "split":
+            tests[source] = np.flatnonzero(meta["split"].to_numpy() == "test").astype(np.int64)
+            for spec, rows in zip(specs, drawn):
+                overlap = np.intersect1d(rows, tests[source])
+                if len(overlap):
+                    raise UserError(f"the cell at share {spec.share}, seed {spec.seed} draws {len(overlap)} rows of "
+                                    f"source {source!r} from its test split (pool={spec.pool!r}); draw from "
+                                    f"pool 'train' or score {source!r} on its unused rows.")
+            masks[source] = None
+        else:
+            tests[source] = np.flatnonzero((meta[list(classes)].to_numpy() >= 0).all(axis=1)).astype(np.int64)
+            masks[source] = np.stack([~np.isin(tests[source], rows) for rows in drawn])
+        if len(tests[source]) == 0 or (masks[source] is not None and not masks[source].any(axis=1).all()):
+            raise UserError(f"source {source!r} has no {'test' if modes[source] == 'split' else 'unused'} rows to "
+                            "score; check its split column (or draw fewer rows).")
+    return tests, masks
+
+
+def _combined_rows(parts, sources, tests):
+    """Per source, the sorted store rows any cell uses (train/val of every spec, and the scored rows)."""
     rows = {}
     for source in sources:
-        if len(tests[source]) == 0:
-            raise UserError(f"source {source!r} has no test rows; check its split column.")
         used = [tests[source]] + [p[source].train for p in parts] + [p[source].val for p in parts]
         rows[source] = np.unique(np.concatenate(used)).astype(np.int64)
     return rows
+
+
+def _check_existing(out, specs, backbone, modes) -> list:
+    """The specs still to run; a record scored on other test rows is an error (it would be kept)."""
+    todo = []
+    for spec in specs:
+        path = Path(out) / f"{cell_id(runner='probe', backbone=backbone, spec=spec.to_dict())}.json"
+        if not record_exists(out, path.stem):
+            todo.append(spec)
+            continue
+        recorded = read_record(path).get("test_rows") or dict.fromkeys(modes, "split")
+        if recorded != modes:
+            raise UserError(f"{path} was scored on other test rows ({recorded}, now {modes}); give another results "
+                            "folder or delete those records.")
+    return todo
 
 
 def _check_stores(stores: Mapping, sources: Sequence[str], classes: Sequence[str]) -> None:
@@ -195,7 +278,8 @@ def _check_stores(stores: Mapping, sources: Sequence[str], classes: Sequence[str
 def run_domain_mix_cells(stores: Mapping, specs, *, classes: Sequence[str], k: int = 5,
                          group_prefixes: Sequence[str] = DEFAULT_GROUP_PREFIXES, out: str | Path | None = None,
                          Cs=DEFAULT_CS, select: str = "val_loss", device: str = "cpu", n_jobs: int = 1,
-                         skip_existing: bool = True, backbone: str | None = None) -> list[dict]:
+                         skip_existing: bool = True, backbone: str | None = None, test="split",
+                         annotation: Mapping | None = None) -> list[dict]:
     """Fit, evaluate and (when ``out`` is given) write one record per :class:`DomainMix` spec.
 
     Parameters
@@ -218,6 +302,11 @@ def run_domain_mix_cells(stores: Mapping, specs, *, classes: Sequence[str], k: i
         Leave out cells whose valid record already exists in ``out``.
     backbone : str, optional
         The records' backbone name; default the stores' ``backbone_name``.
+    test : {"split", "unused"} or mapping of source -> mode, default "split"
+        Which rows of each source are scored (module docstring); recorded as ``test_rows``.
+    annotation : mapping, optional
+        Written as each record's ``sweep`` annotation (``grid``, ``backbone``, ``base_kind``),
+        which the collected table reads.
 
     Returns
     -------
@@ -232,20 +321,20 @@ def run_domain_mix_cells(stores: Mapping, specs, *, classes: Sequence[str], k: i
         raise UserError("the domain-mix specs name different sources; run each pair of sources separately.")
     classes = list(classes)
     _check_stores(stores, sources, classes)
+    modes = check_test_modes(test, sources)
     backbone = backbone or stores[sources[0]].provenance["backbone_name"]
     if out is not None and skip_existing:
-        specs = [s for s in specs if not record_exists(out, cell_id(runner="probe", backbone=backbone,
-                                                                     spec=s.to_dict()))]
+        specs = _check_existing(out, specs, backbone, modes)
     if not specs:
         return []
     metas = {s: stores[s].metadata for s in sources}
     parts = [spec.split_indices(metas) for spec in specs]
-    tests = {s: np.flatnonzero(metas[s]["split"].to_numpy() == "test") for s in sources}
-    rows = _combined_rows(metas, parts, sources, tests)
+    tests, masks = _scored_rows(metas, specs, parts, sources, classes, modes)
+    rows = _combined_rows(parts, sources, tests)
     offsets = dict(zip(sources, np.cumsum([0] + [len(rows[s]) for s in sources])[:-1]))
     features = np.concatenate([stores[s].rows(rows[s], dtype=np.float32) for s in sources])
     labels = np.concatenate([metas[s][classes].to_numpy()[rows[s]] for s in sources]).astype(np.int8)
-    place = lambda s, positions: offsets[s] + np.searchsorted(rows[s], positions)  # noqa: E731
+    place = lambda s, positions: offsets[s] + np.searchsorted(rows[s], positions)
     splits = [SubsetSplit(train=np.concatenate([place(s, p[s].train) for s in sources]),
                           val=np.concatenate([place(s, p[s].val) for s in sources])) for p in parts]
     test = np.concatenate([place(s, tests[s]) for s in sources])
@@ -256,8 +345,10 @@ def run_domain_mix_cells(stores: Mapping, specs, *, classes: Sequence[str], k: i
         stop = start + len(tests[s])
         groups = {p: g[tests[s]] for p in group_prefixes if (g := one_hot_groups(metas[s], p)) is not None}
         metrics |= source_metrics(metas[s][classes].to_numpy()[tests[s]], fit.scores[:, start:stop], groups,
-                                  k=k, name=s)
+                                  k=k, name=s, mask=masks[s])
         start = stop
+    scored = {s: [len(tests[s]) if masks[s] is None else int(masks[s][r].sum()) for r in range(len(specs))]
+              for s in sources}
     records = []
     for r, (spec, part) in enumerate(zip(specs, parts)):
         record = make_record(
@@ -270,11 +361,13 @@ def run_domain_mix_cells(stores: Mapping, specs, *, classes: Sequence[str], k: i
             dataset={"name": "+".join(stores[s].provenance["dataset_name"] for s in sources),
                      "sources": {s: {"name": stores[s].provenance["dataset_name"],
                                      "manifest_hash": stores[s].provenance["manifest_hash"]} for s in sources}},
-            sizes={"n_train": len(splits[r].train), "n_val": len(splits[r].val), "n_test": len(test)},
+            sizes={"n_train": len(splits[r].train), "n_val": len(splits[r].val),
+                   "n_test": sum(scored[s][r] for s in sources)},
             timings={"fit_seconds_batch": fit.seconds, "fit_seconds_per_cell": fit.seconds / len(specs)},
             extra={"stores": {s: str(getattr(stores[s], "path", "")) for s in sources},
-                   "rows": {s: {"train": len(part[s].train), "val": len(part[s].val), "test": len(tests[s])}
-                            for s in sources}},
+                   "rows": {s: {"train": len(part[s].train), "val": len(part[s].val), "test": scored[s][r]}
+                            for s in sources},
+                   "test_rows": modes, **({"sweep": dict(annotation)} if annotation else {})},
         )
         if out is not None:
             write_record(out, record)
@@ -304,5 +397,14 @@ def summarize_over_seeds(table: pd.DataFrame, metrics: Sequence[str], *, by: Seq
     return pd.DataFrame(rows)
 
 
-__all__ = ["DEFAULT_GROUP_PREFIXES", "MultilabelProbes", "fit_multilabel_probes", "one_hot_groups",
-           "run_domain_mix_cells", "source_metrics", "summarize_over_seeds"]
+__all__ = [
+    "DEFAULT_GROUP_PREFIXES",
+    "TEST_MODES",
+    "MultilabelProbes",
+    "check_test_modes",
+    "fit_multilabel_probes",
+    "one_hot_groups",
+    "run_domain_mix_cells",
+    "source_metrics",
+    "summarize_over_seeds",
+]

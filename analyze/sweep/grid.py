@@ -198,6 +198,9 @@ def load_grid(source: str | Path, *, overrides=(), backbones=None) -> Grid:
 
 def build_grid(document: dict, *, source: str = "", only=None) -> Grid:
     """Validate a raw grid document and build the :class:`Grid`."""
+    if isinstance(document.get("grid"), dict) and document["grid"].get("kind") == "geography":
+        raise UserError(f"grid {source or '?'} is a geography grid (a store per source per base); run it with "
+                        "`biastransfer sweep` or analyze.geography.grid.load_geography_grid.")
     _check_keys(document, TOP_LEVEL, "the grid file")
     for section, keys in SECTION_KEYS.items():
         _check_keys(document.get(section, {}), keys, f"[{section}]")
