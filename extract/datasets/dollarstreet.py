@@ -25,8 +25,10 @@ topics -> COCO classes, e.g. ``sofas -> couch``). Columns:
 The non-binary values (topic, country, region, raw ``income`` and the integer
 ``income_bucket``) are in :meth:`DollarStreetAdapter.descriptors`, row-aligned with the
 metadata. Dollar Street has no official split: rows are assigned train/val/test by a seeded
-split stratified by topic (``split_fractions``, ``seed``). An id listed twice keeps its first
-record.
+split stratified by topic (``split_fractions``, ``seed``). The geographic experiment draws its
+finetuning rows from the train part and scores either the test part or, as Wang & Russakovsky
+do, every row a cell did not draw (``test = "unused"``, :mod:`analyze.probe.multilabel`). An id
+listed twice keeps its first record.
 """
 
 from __future__ import annotations
