@@ -5,7 +5,12 @@ import pandas as pd
 import pytest
 
 from analyze.cli import main
-from analyze.geography.experiment import finding_sentence, share_to_match, summarize, summary_markdown
+from analyze.geography.experiment import (
+    finding_sentence,
+    share_to_match,
+    summarize,
+    summary_markdown,
+)
 from analyze.results import collect
 from extract.errors import UserError
 from tests.test_probe_multilabel import CLASSES, domain_data, write_store
@@ -80,6 +85,8 @@ def test_geography_verb_on_stores(tmp_path, capsys):
     (["--base", "near", "street=a.h5"], "needs one store per source ['street', 'coco']"),
     (["--base", "near", "street=a.h5", "mars=b.h5"], "'mars=b.h5' is not SOURCE=STORE"),
     (["--base", "near", "street=a.h5", "coco=b.h5", "--sources", "street"], "must name two different sources"),
+    (["--base", "near", "street=a.h5", "coco=b.h5", "--test", "street=all"], "are 'all'; choose one of"),
+    (["--base", "near", "street=a.h5", "coco=b.h5", "--test", "mars=unused"], "names the source 'mars'"),
 ])
 def test_geography_verb_bad_bases(argv, message, capsys):
     base = ["geography", "--sources", "street,coco"] if "--sources" not in argv else ["geography"]

@@ -99,6 +99,10 @@ def test_preset_runs_end_to_end(store_paths, tmp_path, capsys):
     capsys.readouterr()
     assert main(preset_argv(store_paths, out) + ["--set", 'grid.test="split"']) == 2
     assert "was scored on other test rows" in capsys.readouterr().err
+    # one base: no finding; findings.csv keeps its header and reproduce calls the finding inconclusive
+    assert main(preset_argv(store_paths, out) + ["--backbones", "geode"]) == 0
+    assert pd.read_csv(out / "findings.csv").empty
+    assert geography_finding(out)["verdict"] == "inconclusive"
 
 
 def test_split_test_rows_are_never_drawn(store_paths, tmp_path, capsys):

@@ -108,6 +108,7 @@ def cmd_geography(args) -> int:
         write_summary,
     )
     from analyze.probe.engine import DEFAULT_CS
+    from analyze.probe.multilabel import check_test_modes
     from analyze.results.records import check_results_folder
     from extract.datasets.targets import TARGET_SET_FILES, target_set
     from extract.paths import work_dir
@@ -117,6 +118,7 @@ def cmd_geography(args) -> int:
     if len(sources) != 2 or sources[0] == sources[1]:
         raise UserError(f"--sources {args.sources!r} must name two different sources.")
     bases = _bases(args.base, sources)
+    test = check_test_modes(_test_modes(args.test, sources), sources)
     classes = target_set(args.classes) if args.classes in TARGET_SET_FILES else list(
         parse_list(args.classes, str, name="--classes"))
     out = check_results_folder(args.out or work_dir() / "results" / "geography")
@@ -124,7 +126,7 @@ def cmd_geography(args) -> int:
     groups = tuple(split_list(args.groups))
     table = run_cells(stores, sources=sources, classes=classes, shares=args.shares, n=args.n, seeds=args.seeds,
                       k=args.k, out=out, size=args.size, group_prefixes=groups, Cs=args.Cs or DEFAULT_CS,
-                      device=args.device, test=_test_modes(args.test, sources))
+                      device=args.device, test=test)
     table = table[(table["n"] == args.n) & table["backbone"].isin(list(bases))]
     summary = summarize(table)
     findings = []

@@ -35,6 +35,8 @@ from extract.errors import UserError
 from extract.io import write_text
 
 DEFAULT_SHARES = tuple(round(0.1 * i, 1) for i in range(11))
+FINDING_COLUMNS = ("metric", "base", "other", "at_share", "reference", "reference_low", "reference_high",
+                   "other_at_same_share", "other_low", "other_high", "share_needed", "status")
 
 
 def run_cells(stores: Mapping[str, Mapping], *, sources: tuple[str, str], classes: Sequence[str],
@@ -184,7 +186,8 @@ def write_summary(summary: pd.DataFrame, findings: Sequence[dict], out_dir: str 
     paths = {"summary": out_dir / "summary.csv", "findings": out_dir / "findings.csv",
              "markdown": out_dir / "summary.md"}
     write_text(paths["summary"], summary.to_csv(index=False))
-    write_text(paths["findings"], pd.DataFrame(list(findings)).to_csv(index=False))
+    # with the header even when empty (one base: no finding), so readers see "no finding", not an empty file
+    write_text(paths["findings"], pd.DataFrame(list(findings), columns=list(FINDING_COLUMNS)).to_csv(index=False))
     write_text(paths["markdown"], summary_markdown(summary, findings, metrics=metrics))
     return paths
 
