@@ -8,7 +8,12 @@ import pytest
 
 from analyze.geography.avatars import AvatarGeographyConfig, run_avatar_experiment
 from extract.datasets.avatars import AvatarAdapter
-from extract.datasets.avatars.domains import TOP_COLUMNS, domain_draws, render_domain, top_index
+from extract.datasets.avatars.domains import (
+    TOP_COLUMNS,
+    domain_draws,
+    render_domain,
+    top_index,
+)
 from extract.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -43,7 +43,12 @@ import pandas as pd
 
 from extract.datasets.base import Adapter
 from extract.datasets.fairface import one_hot
-from extract.datasets.manifest import check_split_fractions, column_name, require_dirs, seeded_split
+from extract.datasets.manifest import (
+    check_split_fractions,
+    column_name,
+    require_dirs,
+    seeded_split,
+)
 from extract.datasets.targets import DATA_DIR, TARGET_SET_FILES, read_class_list
 from extract.errors import UserError
 
