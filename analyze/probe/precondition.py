@@ -29,6 +29,10 @@ EXACT_LIMIT = 512
 # Extra directions of the randomized estimate, and its power iterations.
 OVERSAMPLE = 32
 POWER_ITERATIONS = 2
+# Below this ratio of the top eigenvalue to the tail the features are well conditioned and
+# the preconditioner costs more than it saves (isotropic features, d = 2048: ratio 1.7,
+# 8 iterations with it and 7 without; CNN-like features: ratio 72, 2-4x fewer iterations).
+FLAT_SPECTRUM = 10.0
 # Curvature of the logistic loss at a zero margin: sigmoid'(0).
 CURVATURE_AT_ZERO = 0.25
 
@@ -53,7 +57,8 @@ class SpectralPreconditioner:
 
     @classmethod
     def from_rows(cls, rows, *, rank=PRECONDITIONER_RANK):
-        """Estimate from a sample of rows, shape (m, d); None when nothing varies.
+        """Estimate from a sample of rows, shape (m, d); None when nothing varies or the
+        spectrum is nearly flat (top eigenvalue below ``FLAT_SPECTRUM`` times the tail).
 
         Small problems get an exact eigen-decomposition; large ones a seeded randomized
         subspace iteration (Halko, Martinsson & Tropp, 2011), which is GEMMs only.
@@ -69,6 +74,8 @@ class SpectralPreconditioner:
         keep = min(rank, int((values > values[0] * 1e-6).sum()))
         # Directions the sample never saw: assume them like the weakest one it did see.
         tail = float(values[keep] if keep < len(values) else values[keep - 1])
+        if float(values[0]) < FLAT_SPECTRUM * tail:
+            return None
         return cls(vectors[:, :keep].to(rows.dtype).contiguous(), values[:keep].to(rows.dtype), tail)
 
     def scaling(self, penalty):

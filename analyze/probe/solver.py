@@ -132,9 +132,11 @@ class _Memory:
 class _Batch:
     """Data and iterate of the probes still in the batch (leading dimension P)."""
 
-    def __init__(self, features, labels, weights, penalty, coef, intercept, fit_intercept):
+    def __init__(self, features, labels, weights, penalty, coef, intercept, fit_intercept, own_features=False):
         self.origin = torch.arange(features.shape[0], device=features.device)
-        self.features, self.labels, self.weights = features, labels[..., None], weights[..., None]
+        self.own_features = own_features
+        self.features, self.weights = features, weights[..., None]
+        self.labels = labels[..., None] if labels.ndim == 2 else labels  # (P, n, 1) or (P, n, K)
         self.penalty = penalty
         if fit_intercept:
             self.mean = torch.einsum("pn,pnd->pd", weights, features)
@@ -143,11 +145,27 @@ class _Batch:
         self.coef = coef.clone()
         self.shift = intercept + torch.einsum("pd,pkd->pk", self.mean, coef)  # b' = b + mean.w
         self.fit_intercept = fit_intercept
+        self.scaled_grad = None  # gradient in preconditioned coordinates, kept between iterations
 
     def take(self, index):
-        for name in ("origin", "features", "labels", "weights", "penalty", "mean", "coef",
+        """Keep the probes at ``index`` (ascending).
+
+        The rows are copied once (the caller's block is left alone unless it may be
+        overwritten); later compactions move rows down in place instead of allocating.
+        """
+        if self.own_features:
+            kept = index.tolist()
+            for new, old in enumerate(kept):
+                if new != old:  # old > new: a source row is never overwritten before it is read
+                    self.features[new].copy_(self.features[old])
+            self.features = self.features[:len(kept)]
+        else:
+            self.features = self.features[index]
+            self.own_features = True
+        for name in ("origin", "labels", "weights", "penalty", "mean", "coef",
                      "shift", "margins", "probs", "grad", "n_iter", "converged", "stalled"):
             setattr(self, name, getattr(self, name)[index])
+        self.scaled_grad = None  # recomputed at the new batch shape (same numbers as before compaction)
 
     def margins_along(self, coef_dir, shift_dir):
         """(P, n, K) margins of a direction in centred coordinates."""
@@ -203,7 +221,7 @@ def _iterate(batch, memory, active, *, refresh, scale):
     L-BFGS runs in preconditioned coordinates u with w = scale(u); ``scale`` is
     symmetric, so the gradient in u is scale(gradient in w).
     """
-    grad = scale(batch.grad)
+    grad = scale(batch.grad) if batch.scaled_grad is None else batch.scaled_grad
     direction = -memory.apply_inverse_hessian(grad)
     slope = (grad * direction).sum(-1)
     uphill = active & ~(slope < 0)
@@ -225,7 +243,8 @@ def _iterate(batch, memory, active, *, refresh, scale):
         batch.margins = torch.addcmul(batch.margins, margin_dir, step[:, None, :])
     batch.refresh_gradient()
     step_u = direction * step[..., None]
-    grad_change = scale(batch.grad) - grad
+    batch.scaled_grad = scale(batch.grad)  # the next iteration's gradient in u
+    grad_change = batch.scaled_grad - grad
     curvature = (step_u * grad_change).sum(-1)
     eps = torch.finfo(curvature.dtype).eps
     memory.push(step_u, grad_change, active & (curvature > eps * (grad_change * grad_change).sum(-1)))
@@ -238,7 +257,7 @@ def _identity(values):
     return values
 
 
-def _starting_batch(features, labels, weights, C, coef, intercept, fit_intercept):
+def _starting_batch(features, labels, weights, C, coef, intercept, fit_intercept, own_features):
     """Every problem at its starting point (zeros unless warm-started), margins and gradient computed."""
     n_probes, _, width = features.shape
     n_problems = C.shape[1]
@@ -250,7 +269,8 @@ def _starting_batch(features, labels, weights, C, coef, intercept, fit_intercept
         coef = torch.zeros(n_probes, n_problems, width, dtype=dtype, device=device)
     if intercept is None or not fit_intercept:
         intercept = torch.zeros(n_probes, n_problems, dtype=dtype, device=device)
-    batch = _Batch(features, labels, weights / counts[:, None], penalty, coef, intercept, fit_intercept)
+    batch = _Batch(features, labels, weights / counts[:, None], penalty, coef, intercept, fit_intercept,
+                   own_features)
     if cold:  # zero coefficients: margins are the intercept, no pass over the rows
         batch.margins = batch.shift[:, None, :].expand(-1, features.shape[1], -1).clone()
     else:
@@ -263,15 +283,16 @@ def _starting_batch(features, labels, weights, C, coef, intercept, fit_intercept
 
 def solve_logistic(features, labels, weights, C, *, coef=None, intercept=None,
                    fit_intercept=True, tol=1e-6, max_iter=1000, history_size=HISTORY_SIZE,
-                   preconditioner=None):
+                   preconditioner=None, overwrite_features=False):
     """Fit ``P x K`` L2-regularised logistic regressions with batched L-BFGS.
 
     Parameters
     ----------
     features : torch.Tensor of shape (P, n, d)
         Rows of each probe (padding rows allowed, with weight 0); float32 or float64.
-    labels : torch.Tensor of shape (P, n)
-        0/1 labels in the dtype of ``features``.
+    labels : torch.Tensor of shape (P, n) or (P, n, K)
+        0/1 labels in the dtype of ``features``: one per row, or one per row and problem
+        (problems of a probe that share its rows but not its labels).
     weights : torch.Tensor of shape (P, n)
         Sample weights, 1 for a training row and 0 for padding; scikit-learn's
         ``sample_weight`` semantics.
@@ -290,6 +311,9 @@ def solve_logistic(features, labels, weights, C, *, coef=None, intercept=None,
     preconditioner : SpectralPreconditioner, optional
         Change of variables that speeds up ill-conditioned problems; the solution is
         the same with or without it.
+    overwrite_features : bool, default=False
+        The solver may move rows of ``features`` in place when probes finish (saves a copy
+        of the block); the caller must not use ``features`` afterwards.
 
     Returns
     -------
@@ -299,7 +323,7 @@ def solve_logistic(features, labels, weights, C, *, coef=None, intercept=None,
         progress possible in this precision).
     """
     n_probes, _, width = features.shape
-    batch = _starting_batch(features, labels, weights, C, coef, intercept, fit_intercept)
+    batch = _starting_batch(features, labels, weights, C, coef, intercept, fit_intercept, overwrite_features)
     memory = _Memory((n_probes, C.shape[1]), width + 1, history_size, dtype=features.dtype, device=features.device)
     result = SolverResult(
         coef=torch.empty_like(batch.coef),
