@@ -73,11 +73,18 @@ def _target_of(spec) -> str:
 def build_tasks(meta, specs, *, test_resample: bool = False) -> list[ProbeTask]:
     """One :class:`ProbeTask` per spec (training/validation rows, labels, test rows)."""
     tasks = []
+    test_splits = {}  # without resampling, the test rows depend only on (target, sensitive)
     for spec in specs:
         split = spec.split_indices(meta)
         labels = np.asarray(spec.labels(meta), dtype=np.int64)
-        tasks.append(ProbeTask(train=np.asarray(split.train), val=np.asarray(split.val), labels=labels,
-                               test=_test_rows(meta, spec, test_resample=test_resample)))
+        if test_resample:
+            test = _test_rows(meta, spec, test_resample=True)
+        else:
+            key = (_target_of(spec), spec.sensitive)
+            if key not in test_splits:
+                test_splits[key] = _test_rows(meta, spec, test_resample=False)
+            test = test_splits[key]
+        tasks.append(ProbeTask(train=np.asarray(split.train), val=np.asarray(split.val), labels=labels, test=test))
     return tasks
 
 
