@@ -8,7 +8,8 @@ correlation its stereotype-direction FPR gap is larger than every control's (the
 finetuning; and the gap shrinks as the finetuning correlation moves toward balance.
 
 Everything is built here from scratch, small enough for a 2-core CPU (32 px avatars, the
-recipe's small CNN and 3 pretraining epochs): a pretraining cache disjoint from the finetuning
+from-scratch small-CNN recipe ``data/recipes/avatars-bases-smallcnn.toml`` with 3 pretraining
+epochs; the demo's EfficientNet-Lite0 recipe is too slow for a test): a pretraining cache disjoint from the finetuning
 cache, the bases, their feature stores, 5-seed probe cells and 5-seed finetune cells.
 """
 
@@ -42,7 +43,7 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("finding")
     cache = render_dataset(root / "avatars" / "avatars-1500-32px-seed0.h5", n=1500, size=32, seed=0, workers=2,
                            progress=False, signal_sample=4)
-    recipe = load_recipe(RECIPE)
+    recipe = load_recipe(RECIPE.with_name("avatars-bases-smallcnn.toml"))
     recipe["bases"] = [b for b in recipe["bases"] if b["role"] == "biased" or b["name"] in CONTROLS]
     recipe["data"].update(size=32, n=1500, cache="pretrain-avatars-1500-32px-seed1000.h5")
     recipe["model"]["image_size"] = 32

@@ -127,3 +127,15 @@ def test_check_labels():
         check_labels(np.array([], dtype=int), what="training")
     with pytest.raises(UserError, match="unknown"):
         check_labels(np.array([0, 1, -1]), what="training")
+
+
+def test_freeze_bn_keeps_every_batchnorm_statistic_while_weights_train():
+    net = FinetuneNet(_net().backbone, 32, PRE, freeze_bn=True, seed=0)
+    stats = _bn_stats(net.backbone)
+    weight = net.backbone.stem[0].weight.detach().clone()
+    _run(net, epochs=1)
+    assert all(torch.equal(stats[k], v) for k, v in _bn_stats(net.backbone).items())
+    assert not torch.equal(weight, net.backbone.stem[0].weight)  # the convolutions did train
+    net.train()
+    bns = [m for m in net.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and not any(m.training for m in bns) and net.head.training

@@ -231,7 +231,7 @@ def _finish_condition(outcome, plan, config, make_base, ctx) -> list[dict]:
     rows = []
     for rep, run in zip(outcome.replicates, outcome.chosen):
         began = time.perf_counter()
-        net = build_net(make_base, rep.spec.seed, freeze=config.freeze, device=ctx["device"])
+        net = build_net(make_base, rep.spec.seed, freeze=config.freeze, freeze_bn=config.freeze_bn, device=ctx["device"])
         net.load_state_dict(run.state)
         scores = scores_of(net, test_images, device=ctx["device"])
         train, val = rep.rows.train, rep.rows.val
@@ -295,7 +295,7 @@ def _save_backbone(net, cid: str, spec: dict, hyper: dict, ctx) -> Path:
     if base.arch is None:
         raise UserError(f"cannot save a finetuned {base.name}: its architecture is not recorded; drop --save-backbones.")
     meta = {"name": cid, "base": ctx["base_name"], "condition": spec, "seed": spec.get("seed"),
-            "hyperparameters": {k: hyper[k] for k in ("lr", "weight_decay", "best_epoch", "epochs", "freeze")},
+            "hyperparameters": {k: hyper[k] for k in ("lr", "weight_decay", "best_epoch", "epochs", "freeze", "freeze_bn")},
             "runner": "finetune", "dataset": ctx["adapter"].name}
     return save_checkpoint(folder / f"{cid}.pt", net.backbone, arch=base.arch, arch_kwargs=base.arch_kwargs,
                            preprocess=ctx["base"].preprocess, meta=meta)

@@ -64,6 +64,8 @@ class FinetuneConfig:
         SGD batch size, momentum, random horizontal flips during training.
     freeze : int
         Freeze the stem and the first ``freeze`` stages (0 = train everything).
+    freeze_bn : bool
+        Keep the base's BatchNorm statistics (layers in eval mode while training).
     """
 
     lrs: tuple[float, ...] = DEFAULT_LRS
@@ -73,6 +75,7 @@ class FinetuneConfig:
     momentum: float = 0.9
     flip: bool = True
     freeze: int = 0
+    freeze_bn: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "lrs", _positive_floats("learning rate", self.lrs, allow_zero=False))
@@ -81,6 +84,8 @@ class FinetuneConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise UserError(f"{name} must be an integer >= {low}, got {value!r}.")
+        if not isinstance(self.freeze_bn, bool):
+            raise UserError(f"freeze_bn must be true or false, got {self.freeze_bn!r}.")
         if not 0 <= float(self.momentum) < 1:
             raise UserError(f"momentum must lie in [0, 1), got {self.momentum!r}.")
 
@@ -173,10 +178,12 @@ def prepare_replicates(specs: Sequence, meta: pd.DataFrame) -> list[Replicate]:
     return out
 
 
-def build_net(make_base: Callable[[int], Backbone], seed: int, *, freeze: int, device: torch.device) -> FinetuneNet:
+def build_net(make_base: Callable[[int], Backbone], seed: int, *, freeze: int, device: torch.device,
+              freeze_bn: bool = False) -> FinetuneNet:
     """A fresh base (from ``make_base(seed)``) with a new seeded head, on ``device``."""
     backbone = make_base(seed)
-    net = FinetuneNet(backbone.model, backbone.feature_dim, backbone.preprocess, freeze=freeze, seed=seed).to(device)
+    net = FinetuneNet(backbone.model, backbone.feature_dim, backbone.preprocess, freeze=freeze, freeze_bn=freeze_bn,
+                      seed=seed).to(device)
     if device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
     return net
@@ -196,7 +203,7 @@ def run_condition(replicates: list[Replicate], *, bank: ImageBank, make_base: Ca
         runs = []
         for rep in replicates:
             began = time.perf_counter()
-            net = build_net(make_base, rep.spec.seed, freeze=config.freeze, device=device)
+            net = build_net(make_base, rep.spec.seed, freeze=config.freeze, freeze_bn=config.freeze_bn, device=device)
             tensors = _gather(rep, bank)
             setup_seconds += time.perf_counter() - began
             run = train_run(net, *tensors, settings=settings, seed=rep.spec.seed, device=device)

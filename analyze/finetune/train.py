@@ -58,7 +58,9 @@ class FinetuneNet(nn.Module):
 
     Frozen units have ``requires_grad = False`` and stay in eval mode whenever the net is
     put in training mode, so their BatchNorm running statistics never change (the released
-    code froze weights but kept updating those statistics).
+    code froze weights but kept updating those statistics). With ``freeze_bn`` every
+    BatchNorm layer stays in eval mode (the base's running statistics; affine weights still
+    train), the usual way to finetune a pretrained base on a few hundred small images.
 
     Parameters
     ----------
@@ -69,12 +71,16 @@ class FinetuneNet(nn.Module):
         Its mean and std normalise the input.
     freeze : int
         Stem plus the first ``freeze`` stages are frozen (see :func:`frozen_units`).
+    freeze_bn : bool
+        Keep every BatchNorm layer in eval mode while training.
     seed : int
         Seeds the head's initialisation.
     """
 
-    def __init__(self, backbone: nn.Module, feature_dim: int, preprocess: Preprocess, *, freeze: int = 0, seed: int = 0):
+    def __init__(self, backbone: nn.Module, feature_dim: int, preprocess: Preprocess, *, freeze: int = 0,
+                 freeze_bn: bool = False, seed: int = 0):
         super().__init__()
+        self.freeze_bn = bool(freeze_bn)
         self.backbone = backbone
         with torch.random.fork_rng(devices=[]):  # seeded head without touching the caller's RNG
             torch.manual_seed(seed)
@@ -89,6 +95,10 @@ class FinetuneNet(nn.Module):
         super().train(mode)
         for unit in self._frozen:
             unit.eval()
+        if self.freeze_bn:
+            for m in self.backbone.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

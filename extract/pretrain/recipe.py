@@ -8,13 +8,16 @@ The recipe is TOML (see ``data/recipes/avatars-bases.toml``)::
               (adapter options, e.g. { manifest = "labels.csv" }), sensitive (the sensitive
               attribute; avatar caches name their own), n, size, seed, preset, signal_sample,
               disjoint_from (globs inside cache_dir of caches that must share no image)
-    [model]   arch, arch_kwargs, image_size
+    [model]   arch, arch_kwargs, image_size, init (a registry backbone whose local weights every
+              trained base starts from, e.g. "efficientnet_lite0.imagenet"; the scratch base
+              stays a seeded random init of the same architecture)
     [train]   epochs, batch_size, lr, weight_decay, schedule, val_fraction, seed,
               max_control_phi (largest |phi| allowed between a control label and the
               sensitive attribute in the pretraining rows), factors and factor_weight (avatars:
               a shared generalist task of nuisance factors, see extract.datasets.avatars.factors),
               max_factor_dependence (largest bias-corrected Cramer's V allowed between a
-              factor label and any attribute of the pretraining rows)
+              factor label and any attribute of the pretraining rows), freeze_bn (keep
+              BatchNorm statistics fixed while training; see extract.pretrain.train)
     [[bases]] name, role ("biased" | "control" | "scratch"), attributes (not for scratch)
 
 Keeping pretraining images apart: :func:`run_recipe` renders the pretraining cache itself
@@ -65,9 +68,9 @@ ROLES = ("biased", "control", "scratch")
 SECTIONS = {
     "data": {"dataset", "cache", "root", "options", "sensitive", "n", "size", "seed", "preset", "signal_sample",
              "disjoint_from"},
-    "model": {"arch", "arch_kwargs", "image_size"},
+    "model": {"arch", "arch_kwargs", "image_size", "init"},
     "train": {"epochs", "batch_size", "lr", "weight_decay", "schedule", "val_fraction", "seed", "max_control_phi",
-              "factors", "factor_weight", "max_factor_dependence"},
+              "factors", "factor_weight", "max_factor_dependence", "freeze_bn"},
 }
 BASE_KEYS = {"name", "role", "attributes", "description"}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -287,14 +290,15 @@ def _existing_matches(path: Path, fingerprint: str) -> bool:
 
 
 def _build_base(adapter, base, path, *, meta, model, train, device, progress) -> None:
-    arch, arch_kwargs = model.get("arch", "smallcnn"), model.get("arch_kwargs")
+    arch, arch_kwargs, init = model.get("arch", "smallcnn"), model.get("arch_kwargs"), model.get("init")
     if base["role"] == "scratch":
         image_size = model.get("image_size") or int(min(adapter.open_image(0).size))
         write_scratch_base(path, arch=arch, arch_kwargs=arch_kwargs, image_size=image_size,
-                           seed=train.get("seed", 0), name=base["name"], meta=meta)
+                           seed=train.get("seed", 0), name=base["name"], meta=meta, init=init)
         return
     backbone, history = pretrain_base(adapter, attributes=base["attributes"], arch=arch, arch_kwargs=arch_kwargs,
-                                      image_size=model.get("image_size"), device=device, progress=progress, **train)
+                                      image_size=model.get("image_size"), init=init, device=device,
+                                      progress=progress, **train)
     write_base(path, backbone, history=history, name=base["name"], meta=meta)
 
 

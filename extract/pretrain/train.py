@@ -20,6 +20,13 @@ Recipe of one run (:func:`pretrain_base`):
   whose mean cross-entropy (each divided by ``log(bins)``) is added with ``factor_weight``.
   It gives every base general features while the bases still differ only in their one
   attribute;
+- optionally a pretrained starting point (``init``, a registry backbone whose weights are
+  local files, e.g. ``efficientnet_lite0.imagenet``): every base of a recipe then starts
+  from the same general features and learns only its label on top of them; its
+  normalisation becomes the base's, and ``freeze_bn`` keeps the starting point's BatchNorm
+  statistics (the layers run in eval mode while their affine weights train), which at a
+  small learning rate keeps the general features instead of re-estimating them on a few
+  thousand small images;
 - SGD with momentum 0.9 and weight decay on all parameters, as in the paper's
   ``classifier.py``; the learning rate follows a per-step cosine decay to 0 (``schedule=
   "cosine"``, default: a few epochs from scratch converge better than with the paper's
@@ -96,18 +103,50 @@ def resolve_arch(arch: str, arch_kwargs: dict | None) -> tuple[str, dict]:
     return arch, kwargs
 
 
-def base_preprocess(arch: str, image_size: int) -> Preprocess:
+def base_preprocess(arch: str, image_size: int, *, init=None) -> Preprocess:
     """Preprocessing of a base: square ``image_size`` input, the architecture's mean/std.
 
     The mean/std are those of the architecture's ``scratch`` registry entry (0.5/0.5 for
     smallcnn, ImageNet's for the ResNets), so a pretrained base and the random-init entry
-    of the same architecture see identically normalised pixels.
+    of the same architecture see identically normalised pixels. With a starting point
+    ``init`` (a :class:`extract.backbones.Backbone`), its mean/std instead (the bases of a
+    recipe with ``init`` all share them, the scratch base included); interpolation is
+    bilinear as for every base.
     """
+    if init is not None:
+        return Preprocess(resize=image_size, crop=image_size, mean=tuple(init.preprocess.mean),
+                          std=tuple(init.preprocess.std))
     entry = REGISTRY.get(f"{arch}.scratch")
     if entry is not None:
         return replace(entry.preprocess, resize=image_size, crop=image_size)
     mean, std = (HALF_MEAN_STD, HALF_MEAN_STD) if arch == "smallcnn" else (IMAGENET_MEAN, IMAGENET_STD)
     return Preprocess(resize=image_size, crop=image_size, mean=mean, std=std)
+
+
+def init_backbone(init: str, *, arch: str, arch_kwargs: dict, image_size: int):
+    """The starting point ``init`` (a registry name with local weights), checked against ``arch``.
+
+    Returns the built :class:`extract.backbones.Backbone`; its preprocessing is resized to
+    ``image_size``.
+    """
+    from extract.backbones import create_backbone
+
+    if not isinstance(init, str) or not init.strip():
+        raise UserError(f"init = {init!r} must name a registry backbone with local weights, "
+                        "e.g. init = \"efficientnet_lite0.imagenet\".")
+    start = create_backbone(init, image_size=image_size)
+    if start.arch != arch or dict(start.arch_kwargs) != dict(arch_kwargs):
+        raise UserError(f"init {init!r} is a {start.arch} with options {start.arch_kwargs}, but the recipe's model is "
+                        f"{arch} with {arch_kwargs}; set [model] arch = \"{start.arch}\" (and its arch_kwargs) "
+                        "or drop init.")
+    return start
+
+
+def freeze_batchnorm(module: nn.Module) -> None:
+    """Put every BatchNorm layer of ``module`` in eval mode (running statistics stay fixed)."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
 
 
 def build_model(arch: str, arch_kwargs: dict, *, seed: int, n_heads: int = 0) -> tuple[nn.Module, nn.Module | None]:
@@ -203,10 +242,13 @@ class _Run:
     device: torch.device
     factor_bins: tuple[int, ...] = ()
     factor_weight: float = 1.0
+    freeze_bn: bool = False
 
     def train_epoch(self, images: torch.Tensor, labels: torch.Tensor, factors: torch.Tensor) -> float:
         """One pass over shuffled, randomly flipped batches; the mean training loss."""
         self.backbone.train()
+        if self.freeze_bn:
+            freeze_batchnorm(self.backbone)
         self.head.train()
         total, count = 0.0, 0
         for idx in _batches(len(images), self.batch_size, self.generator):
@@ -300,9 +342,10 @@ def pretrain_base(
     adapter: Adapter, *, attributes: list[str], arch: str = "smallcnn", arch_kwargs: dict | None = None,
     image_size: int | None = None, epochs: int = 4, batch_size: int = 64, lr: float = 0.05,
     weight_decay: float = 5e-4, schedule: str = "cosine", seed: int = 0, rows=None, val_fraction: float = 0.2,
-    factors=None, factor_weight: float = 1.0, device: str = "auto", progress: bool = True,
+    factors=None, factor_weight: float = 1.0, init: str | None = None, freeze_bn: bool = False,
+    device: str = "auto", progress: bool = True,
 ) -> tuple[nn.Module, dict]:
-    """Train ``arch`` from scratch to predict ``attributes`` (and generalist factors) on ``adapter``'s images.
+    """Train ``arch`` (from scratch, or from ``init``) to predict ``attributes`` (and generalist factors) on ``adapter``'s images.
 
     Parameters
     ----------
@@ -329,6 +372,13 @@ def pretrain_base(
         features; each factor gets ``bins`` class logits after the attribute logits.
     factor_weight : float
         Weight of the factors' mean normalised cross-entropy beside the attributes' BCE.
+    init : str, optional
+        Start from this registry backbone's weights (local files only, e.g.
+        ``"efficientnet_lite0.imagenet"``) instead of a seeded random init; its architecture
+        must be ``arch``, and its normalisation becomes the base's.
+    freeze_bn : bool
+        Keep the BatchNorm layers in eval mode while training (their running statistics
+        stay those of the starting point; their affine weights still train).
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``, ...
 
@@ -357,9 +407,12 @@ def pretrain_base(
                                                                   allow_zero=True))
     train_pos, val_pos = split_train_val(len(positions), val_fraction=config["val_fraction"], seed=config["seed"])
     images = load_images(adapter, positions, image_size)
-    preprocess = base_preprocess(arch, int(images.shape[-1]))
+    start = init_backbone(init, arch=arch, arch_kwargs=arch_kwargs, image_size=int(images.shape[-1])) \
+        if init is not None else None
+    preprocess = base_preprocess(arch, int(images.shape[-1]), init=start)
     config.update(arch=arch, arch_kwargs=arch_kwargs, image_size=int(images.shape[-1]),
-                  preprocess=preprocess.to_dict(), attributes=attributes)
+                  preprocess=preprocess.to_dict(), attributes=attributes, freeze_bn=bool(freeze_bn),
+                  init=None if start is None else {"name": init, "weights_sha256": start.weights_sha256})
     history = {"config": config, "data": describe_data(adapter, positions, labels, attributes, len(train_pos), len(val_pos)),
                "epochs": []}
     if factors:
@@ -370,6 +423,9 @@ def pretrain_base(
               for name, pos in (("train", train_pos), ("val", val_pos)) if len(pos)}
     del images
     backbone, head = build_model(arch, arch_kwargs, seed=config["seed"], n_heads=len(attributes) + sum(factors.values()))
+    if start is not None:
+        backbone.load_state_dict(start.model.state_dict())
+        del start
     scores = {"attributes": attributes, "factors": factors}
     with _deterministic(device.type == "cpu"):
         run = _start_run(backbone, head, config, preprocess, device, n_train=len(train_pos))
@@ -405,7 +461,7 @@ def _start_run(backbone, head, config, preprocess, device, *, n_train: int) -> _
                 scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, factor),
                 normalise=_Normaliser(preprocess, device), generator=torch.Generator().manual_seed(order_seed),
                 batch_size=config["batch_size"], device=device, factor_bins=tuple(config["factors"].values()),
-                factor_weight=config["factor_weight"])
+                factor_weight=config["factor_weight"], freeze_bn=config.get("freeze_bn", False))
 
 
 def _factor_classes(adapter: Adapter, factors, positions: np.ndarray) -> tuple[dict[str, int], np.ndarray]:
@@ -444,25 +500,28 @@ def write_base(out: str | Path, model: nn.Module, *, history: dict, name: str, m
 
 
 def write_scratch_base(out: str | Path, *, arch: str = "smallcnn", arch_kwargs: dict | None = None, image_size: int,
-                       seed: int = 0, name: str = "scratch", meta: dict | None = None) -> Path:
+                       seed: int = 0, name: str = "scratch", meta: dict | None = None, init: str | None = None) -> Path:
     """Save a seeded random-init backbone (no training) as a checkpoint.
 
     Its weights equal the starting weights of :func:`pretrain_base` with the same
-    architecture and seed. Meta: ``name``, ``kind`` ("scratch"), ``attributes`` ([]),
-    ``seed``, ``config``; ``meta`` adds entries.
+    architecture and seed (without ``init``); with ``init`` (the recipe's starting point) it
+    takes that starting point's normalisation, so it sees the same pixels as the other
+    bases, while its weights stay random. Meta: ``name``, ``kind`` ("scratch"),
+    ``attributes`` ([]), ``seed``, ``config``; ``meta`` adds entries.
     """
     out = check_output_writable(out)
     arch, arch_kwargs = resolve_arch(arch, arch_kwargs)
     image_size = _check_positive("image_size", image_size, integer=True)
     seed = _check_positive("seed", seed, integer=True, allow_zero=True)
     backbone, _ = build_model(arch, arch_kwargs, seed=seed)
-    preprocess = base_preprocess(arch, image_size)
+    start = init_backbone(init, arch=arch, arch_kwargs=arch_kwargs, image_size=image_size) if init is not None else None
+    preprocess = base_preprocess(arch, image_size, init=start)
     config = {"arch": arch, "arch_kwargs": arch_kwargs, "image_size": image_size, "preprocess": preprocess.to_dict(),
-              "seed": seed, "attributes": []}
+              "seed": seed, "attributes": [], "init_normalisation": init}
     record = {"name": name, "kind": "scratch", "attributes": [], "seed": seed, "config": config,
               "versions": {"torch": torch.__version__}, **(meta or {})}
     return save_checkpoint(out, backbone.eval(), arch=arch, arch_kwargs=arch_kwargs, preprocess=preprocess, meta=record)
 
 
 
-__all__ = ["base_preprocess", "build_model", "evaluate", "pretrain_base", "resolve_arch", "write_base", "write_scratch_base"]
+__all__ = ["base_preprocess", "build_model", "evaluate", "freeze_batchnorm", "init_backbone", "pretrain_base", "resolve_arch", "write_base", "write_scratch_base"]
