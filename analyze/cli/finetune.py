@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-decays", default=",".join(map(str, _defaults()[1])), help="weight-decay grid")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--freeze", type=int, default=0, help="freeze the stem and the first k stages (default 0)")
+    p.add_argument("--freeze-bn", action="store_true",
+                   help="keep the base's BatchNorm statistics (layers in eval mode while training; for pretrained "
+                        "bases finetuned on a few hundred images)")
     p.add_argument("--search", default="condition", choices=("condition", "first"),
                    help="grid search per condition, or once on the first and reused")
     p.add_argument("--test", default="split",
@@ -62,7 +65,8 @@ def cmd_finetune(args) -> int:
     seeds = parse_list(args.seeds, int, name="--seeds")
     config = FinetuneConfig(lrs=parse_list(args.lrs, float, name="--lrs"),
                             weight_decays=parse_list(args.weight_decays, float, name="--weight-decays"),
-                            epochs=args.epochs, batch_size=args.batch_size, freeze=args.freeze)
+                            epochs=args.epochs, batch_size=args.batch_size, freeze=args.freeze,
+                            freeze_bn=args.freeze_bn)
     adapter = get_adapter(args.dataset, args.root, **parse_options(args.option))
     specs = [Correlation(args.target, args.sensitive, level, n=args.n, seed=seed) for level in levels for seed in seeds]
     out = args.out or work_dir() / "results" / "finetune"

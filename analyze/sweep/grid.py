@@ -38,7 +38,8 @@ SECTION_KEYS = {
     "grid": {"name", "description", "targets", "sensitive", "runners", "chunk_size"},
     "data": {"dataset", "root", "options"},
     "probe": {"Cs", "select", "policy", "test_resample", "device"},
-    "finetune": {"lrs", "weight_decays", "epochs", "batch_size", "momentum", "flip", "freeze", "search", "policy",
+    "finetune": {"lrs", "weight_decays", "epochs", "batch_size", "momentum", "flip", "freeze", "freeze_bn", "search",
+                 "policy",
                  "image_size", "device", "test", "save_backbones", "sensitive", "conditions_per_task"},
 }
 TOP_LEVEL = set(SECTION_KEYS) | {"backbones", "subsets"}
