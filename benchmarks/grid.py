@@ -37,10 +37,11 @@ chosen by the lowest validation log-loss, scored on the same test rows, with the
 store. The CSV gives both rates, their ratio and the largest |AUC difference| between
 the sweep's records and the baseline on the sampled cells.
 
-Memory is sampled every 0.5 s over this process and its children (loky workers): the
-peak of the summed proportional set size (PSS: a page shared by k processes counts 1/k
-in each, so a shared store counts once), the part of it that is store pages mapped from
-the store files, and the difference, ``beyond_stores_gb``.
+Memory is sampled over this process and its children (loky workers): every 5 s the peak
+of the summed proportional set size (PSS: a page shared by k processes counts 1/k in each,
+so a shared store counts once), the part of it that is store pages mapped from the store
+files, and the difference; every 0.5 s the summed anonymous resident memory (never store
+pages). ``beyond_stores_gb`` is the larger of the two peaks (:class:`MemorySampler`).
 
     python benchmarks/grid.py --n-rows 20000 --stores 1           # a quick run
     python benchmarks/grid.py                                     # 5 CelebA-size stores, 2,200 cells
@@ -81,9 +82,10 @@ LATENT_RANK, NOISE, OFFSET, CHANNEL_SPREAD = 64, 0.5, 0.2, 0.5
 BLOCK_ROWS = 8192
 GRID_BACKBONES = ("scratch", "tv2_in1k", "moco_v3", "simclr", "places365")  # the preset's names
 SAMPLE_EVERY_S = 0.5
+SMAPS_EVERY = 10  # page walks every 5 s (see MemorySampler)
 FIELDS = ["n_rows", "stores", "cells", "n_jobs", "device", "sweep_seconds", "cells_per_s", "store_gb",
-          "peak_pss_gb", "peak_store_pss_gb", "beyond_stores_gb", "peak_rss_sum_gb", "baseline_cells",
-          "baseline_jobs", "baseline_seconds", "baseline_cells_per_s", "ratio_vs_baseline", "max_abs_auc_diff",
+          "peak_pss_gb", "peak_store_pss_gb", "beyond_stores_gb", "peak_anon_sum_gb", "peak_rss_sum_gb",
+          "baseline_cells", "baseline_jobs", "baseline_seconds", "baseline_cells_per_s", "ratio_vs_baseline", "max_abs_auc_diff",
           "median_abs_auc_diff", "n_values", "tol", "max_iter"]
 
 
@@ -194,34 +196,68 @@ def training_sizes(meta):
 
 # -- memory ----------------------------------------------------------------------------------
 class MemorySampler(threading.Thread):
-    """Peak summed PSS (and its store-file part) and summed RSS of this process tree."""
+    """Peak summed PSS (and its store-file part), summed RSS and summed anonymous RSS of this process tree.
+
+    PSS needs a walk of every mapped page (``/proc/PID/smaps``: about 27 ms per process with
+    two CelebA-size stores mapped), which sampled every 0.5 s took 10-15% of one core from
+    the sweep it measures on a 2-core machine. So the page walk runs every
+    ``SMAPS_EVERY`` samples, and every sample (``SAMPLE_EVERY_S``) reads the kernel's
+    counters in ``/proc/PID/status`` (``RssAnon``: memory that is never store pages), whose
+    peak bounds ``beyond_stores`` from below between page walks.
+    """
 
     def __init__(self, store_paths):
         super().__init__(daemon=True)
         self.stores = {str(Path(p).resolve()) for p in store_paths}
-        self.peak_pss = self.peak_store = self.peak_beyond = self.peak_rss = 0
+        self.peak_pss = self.peak_store = self.peak_beyond = self.peak_rss = self.peak_anon = 0
         self._done = threading.Event()
 
     def run(self):
         me = psutil.Process()
+        sample = 0
         while not self._done.is_set():
-            pss = store = rss = 0
-            for proc in [me, *me.children(recursive=True)]:
-                try:
-                    for region in proc.memory_maps(grouped=True):
-                        pss += region.pss
-                        rss += region.rss
-                        if region.path in self.stores:
-                            store += region.pss
-                except (psutil.NoSuchProcess, psutil.AccessDenied, FileNotFoundError, ProcessLookupError):
-                    continue
-            self.peak_pss, self.peak_store = max(self.peak_pss, pss), max(self.peak_store, store)
-            self.peak_beyond, self.peak_rss = max(self.peak_beyond, pss - store), max(self.peak_rss, rss)
+            processes = [me, *me.children(recursive=True)]
+            self.peak_anon = max(self.peak_anon, sum(_anonymous_bytes(proc.pid) for proc in processes))
+            if sample % SMAPS_EVERY == 0:
+                self._walk_pages(processes)
+            sample += 1
             self._done.wait(SAMPLE_EVERY_S)
+        self._walk_pages([me, *me.children(recursive=True)])
+
+    def _walk_pages(self, processes):
+        pss = store = rss = 0
+        for proc in processes:
+            try:
+                for region in proc.memory_maps(grouped=True):
+                    pss += region.pss
+                    rss += region.rss
+                    if region.path in self.stores:
+                        store += region.pss
+            except (psutil.NoSuchProcess, psutil.AccessDenied, FileNotFoundError, ProcessLookupError):
+                continue
+        self.peak_pss, self.peak_store = max(self.peak_pss, pss), max(self.peak_store, store)
+        self.peak_beyond, self.peak_rss = max(self.peak_beyond, pss - store), max(self.peak_rss, rss)
+
+    @property
+    def beyond_stores(self):
+        """Peak memory that is not store pages: page walks, or anonymous memory when higher."""
+        return max(self.peak_beyond, self.peak_anon)
 
     def stop(self):
         self._done.set()
         self.join()
+
+
+def _anonymous_bytes(pid):
+    """``RssAnon`` of a process in bytes (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 # -- scikit-learn baseline ---------------------------------------------------------------------
@@ -334,7 +370,8 @@ def main(argv=None):
            "device": args.device, "sweep_seconds": round(seconds, 2), "cells_per_s": round(len(records) / seconds, 3),
            "store_gb": round(store_bytes / 2**30, 3), "peak_pss_gb": round(sampler.peak_pss / 2**30, 3),
            "peak_store_pss_gb": round(sampler.peak_store / 2**30, 3),
-           "beyond_stores_gb": round(sampler.peak_beyond / 2**30, 3),
+           "beyond_stores_gb": round(sampler.beyond_stores / 2**30, 3),
+           "peak_anon_sum_gb": round(sampler.peak_anon / 2**30, 3),
            "peak_rss_sum_gb": round(sampler.peak_rss / 2**30, 3), "baseline_cells": len(aucs),
            "baseline_jobs": args.n_jobs, "baseline_seconds": round(baseline_seconds, 2),
            "baseline_cells_per_s": round(baseline_rate, 3),
