@@ -237,6 +237,23 @@ def _collect(out: Path, results: Path, salience: Path, kinds: dict[str, str]) ->
     return table
 
 
+def _competence(table: pd.DataFrame) -> None:
+    """Print each base's mean probe test AUC per target on the natural sets, against the floor
+    every pretrained base must reach (0.70 at n = 128; the scratch base is the random reference)."""
+    from analyze.metrics.diagnosis import COMPETENCE_FLOORS as FLOORS
+
+    natural = table[(table["runner"] == "probe") & (table["spec_kind"] == "natural")
+                    & (pd.to_numeric(table["n"], errors="coerce") == PROBE_N)]
+    if not len(natural):
+        return
+    means = natural.pivot_table(index="backbone", columns="target", values="auc", aggfunc="mean")
+    means["mean"] = means.mean(axis=1)
+    floor = FLOORS.get(("probe", PROBE_N))
+    print(f"  mean probe test AUC on the natural sets, n = {PROBE_N}"
+          + (f" (floor {floor:.2f} for every pretrained base; scratch is the random-weight reference):" if floor else ":"))
+    print("    " + means.reset_index().to_string(index=False, float_format=lambda v: f"{v:.3f}").replace("\n", "\n    "))
+
+
 def _effects(out: Path, table: pd.DataFrame) -> pd.DataFrame:
     from analyze.effects.format import write_tables
     from analyze.effects.models import run_effects
@@ -284,6 +301,7 @@ def summarise(out: Path, results: Path, salience: Path, kinds: dict[str, str]) -
     from analyze.report.build import build_report
 
     table = _collect(out, results, salience, kinds)
+    _competence(table)
     coefs = _effects(out, table)
     _figures(out, table, coefs, salience)
     plan = _plan(out, table)

@@ -237,3 +237,29 @@ def test_geography_needs_every_part(tmp_path):
     found = geography_finding(tmp_path / "findings.csv")
     assert found["verdict"] == NOT_REPRODUCED and "overlapping" in found["reason"]
     assert found["number"] == pytest.approx(0.2)
+
+
+def test_auc_table_reads_the_competence_floors_per_base():
+    from analyze.reproduce.run import PRESETS, auc_table
+
+    rows = []
+    for backbone, kind, aucs in (("biased", "biased", (0.72, 0.83, 0.81)), ("control", "control", (0.66, 0.79, 0.9)),
+                                 ("scratch", "scratch", (0.6, 0.7, 0.7))):
+        for target in ("a", "b"):
+            rows += [{"backbone": backbone, "base_kind": kind, "spec_kind": "natural", "runner": "probe", "n": 128,
+                      "target": target, "auc": aucs[0]},
+                     {"backbone": backbone, "base_kind": kind, "spec_kind": "natural", "runner": "probe", "n": 1024,
+                      "target": target, "auc": aucs[1]},
+                     {"backbone": backbone, "base_kind": kind, "spec_kind": "natural", "runner": "finetune", "n": 512,
+                      "target": target, "auc": aucs[2]},
+                     {"backbone": backbone, "base_kind": kind, "spec_kind": "correlation", "runner": "probe", "n": 128,
+                      "target": target, "auc": 0.1}]  # not the natural level: left out
+    table = pd.DataFrame(rows)
+    kinds = dict(zip(table["backbone"], table["base_kind"]))
+    out = auc_table(table, PRESETS["full"], kinds=kinds).set_index(["setting", "backbone"])
+    assert out.loc[("probe n=128", "biased"), "mean"] == pytest.approx(0.72)
+    assert out.loc[("probe n=128", "biased"), "floor"] == 0.70 and out.loc[("probe n=128", "biased"), "meets_floor"]
+    assert not out.loc[("probe n=128", "control"), "meets_floor"]
+    assert not out.loc[("probe n=1024", "control"), "meets_floor"] and out.loc[("probe n=1024", "biased"), "meets_floor"]
+    assert out.loc[("finetune n=512", "control"), "meets_floor"] and out.loc[("finetune n=512", "biased"), "meets_floor"]
+    assert out.loc[("probe n=128", "scratch"), "meets_floor"] is None  # the random reference is not held to it

@@ -44,6 +44,11 @@ from extract.errors import UserError
 FLAGS = ("degenerate", "c_at_edge", "lr_at_edge", "epochs_at_edge", "not_converged", "weak_task")
 FLAG_COLUMNS = tuple(f"flag_{name}" for name in FLAGS)
 DEFAULT_AUC_FLOOR = 0.65
+# Competence floors of a benchmark's bases (docs/science.md section 12): mean test AUC over the
+# targets at the natural level, by (runner, n), that every pretrained base (biased, controls,
+# ImageNet) must reach before its bias numbers mean anything; the scratch base (random weights)
+# is the reference and is not held to them.
+COMPETENCE_FLOORS = {("probe", 128): 0.70, ("probe", 1024): 0.80, ("finetune", 512): 0.80}
 # A cut-off may leave one row to the tie break (two rows tied across it) without a flag.
 MAX_THRESHOLD_MISS = 1
 # Flags that leave a cell out of findings and plans (weak_task cells stay in and are marked instead).

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from analyze.demo import IMAGENET, RECIPE, SENSITIVE, Stage, base_kinds, render_avatars
+from analyze.metrics.diagnosis import COMPETENCE_FLOORS
 from extract.errors import UserError
 
 STEREOTYPE_LEVELS = (0.0, 0.25, 0.5, 0.7, 0.8, 1.0)  # 0.8 and 0.7: the curation pair (20% -> 30% counter)
@@ -382,21 +383,38 @@ def collect_table(out: Path, results: Path, salience: Path, bases: dict[str, Pat
     return table
 
 
-def auc_table(table: pd.DataFrame, config: ReproduceConfig) -> pd.DataFrame:
-    """Mean test AUC per base and target at the natural level: probes at ``probe_n`` and at the
-    largest n of the sweep, finetunes at ``finetune_n`` (the competence floors are read off it)."""
+FLOORS = COMPETENCE_FLOORS
+
+
+def auc_table(table: pd.DataFrame, config: ReproduceConfig, *, kinds: dict[str, str] | None = None) -> pd.DataFrame:
+    """Mean test AUC per base and target at the natural level: probes at ``probe_n``, at
+    n = 1024 and at the largest n of the sweep, finetunes at ``finetune_n``; with the
+    competence floor of each setting (:data:`FLOORS`) and whether the base's mean meets it
+    (``meets_floor``; empty for the scratch base and where no floor is set)."""
     natural = table[table["spec_kind"] == "natural"]
     n = pd.to_numeric(natural["n"], errors="coerce")
-    parts = {f"probe n={config.probe_n}": natural[(natural["runner"] == "probe") & (n == config.probe_n)],
-             f"probe n={int(n[natural['runner'] == 'probe'].max())}":
-                 natural[(natural["runner"] == "probe") & (n == n[natural["runner"] == "probe"].max())],
-             f"finetune n={config.finetune_n}": natural[(natural["runner"] == "finetune") & (n == config.finetune_n)]}
-    frames = []
-    for label, rows in parts.items():
-        if len(rows):
-            means = rows.pivot_table(index="backbone", columns="target", values="auc", aggfunc="mean")
-            means["mean"] = means.mean(axis=1)
-            frames.append(means.assign(setting=label).reset_index())
+    probe = natural["runner"] == "probe"
+    sizes = [("probe", config.probe_n), ("probe", 1024)]
+    if probe.any():
+        sizes.append(("probe", int(n[probe].max())))
+    sizes.append(("finetune", config.finetune_n))
+    frames, seen = [], set()
+    for runner, size in sizes:
+        if (runner, size) in seen:
+            continue
+        seen.add((runner, size))
+        rows = natural[(natural["runner"] == runner) & (n == size)]
+        if not len(rows):
+            continue
+        means = rows.pivot_table(index="backbone", columns="target", values="auc", aggfunc="mean")
+        means["mean"] = means.mean(axis=1)
+        means = means.assign(setting=f"{runner} n={size}").reset_index()
+        floor = FLOORS.get((runner, size))
+        means["floor"] = floor
+        kind = means["backbone"].map(lambda b: (kinds or {}).get(b, ""))
+        means["meets_floor"] = [None if floor is None or k == "scratch" else bool(m >= floor)
+                                for m, k in zip(means["mean"], kind)]
+        frames.append(means)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -428,14 +446,17 @@ def run_reproduce(*, out, config: ReproduceConfig = PRESETS["full"], geography=N
         underrep = run_pairs(out, stores, bases, config)
     with Stage(8, total, "collect, findings table and report"):
         table = collect_table(out, results, salience, bases)
-        aucs = auc_table(table, config)
+        aucs = auc_table(table, config, kinds=dict(zip(table["backbone"], table["base_kind"]))
+                         if "base_kind" in table.columns else None)
         if len(aucs):
             from extract.io import write_text
 
             write_text(out / "aucs.csv", aucs.to_csv(index=False))
             for setting, part in aucs.groupby("setting", sort=False):
-                print(f"  mean test AUC per base and target, natural level, {setting}:")
-                print(part.drop(columns="setting").dropna(axis=1, how="all")
+                floor = part["floor"].iloc[0]
+                print(f"  mean test AUC per base and target, natural level, {setting}"
+                      + (f" (floor {floor:.2f} for every pretrained base):" if pd.notna(floor) else ":"))
+                print(part.drop(columns=["setting", "floor"]).dropna(axis=1, how="all")
                       .to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         findings = build_findings(table, salience=pd.read_csv(salience), underrep=pd.read_csv(underrep),
                                   geography=geography,
