@@ -78,6 +78,11 @@ class ReproduceConfig:
         Attributes A and B of the pairs experiment; each must be a control base's label.
     pair_shares, pair_n : tuple of float, int
         Shares of A-only positives and training rows of the pairs experiment.
+    salience_targets : tuple of str, optional
+        Targets whose salience is estimated and checked against the generator (finding 6;
+        None: ``targets``). Spearman's interval needs at least four; by default the three
+        probe targets plus three faint ones (raised_eyebrows, smiling, closed_eyes), so the
+        ranking is tested over a wide range of signal strengths.
     salience_replicates : int
         Models per arrangement of the salience estimate.
     imagenet : bool
@@ -115,6 +120,8 @@ class ReproduceConfig:
     pair: tuple = ("hat", "blazer")
     pair_shares: tuple = (1.0, 0.5, 0.2, 0.1)
     pair_n: int = 256
+    salience_targets: tuple | None = ("eyewear", "facial_hair", "long_hair", "raised_eyebrows", "smiling",
+                                      "closed_eyes")
     salience_replicates: int = 3
     imagenet: bool = True
     workers: int | None = None
@@ -127,7 +134,7 @@ PRESETS = {
                             targets=("eyewear", "long_hair", "facial_hair", "smiling"), levels=(0.5, 0.7, 0.8, 1.0),
                             probe_n=48, sizes=(32, 64), subselection_n=40, seeds=(0, 1, 2), finetune_target="eyewear",
                             finetune_n=48, finetune_seeds=(0, 1, 2), finetune_epochs=1, finetune_lrs=(0.01,),
-                            finetune_freeze_bn=False, pair_shares=(1.0, 0.2), pair_n=48,
+                            finetune_freeze_bn=False, pair_shares=(1.0, 0.2), pair_n=48, salience_targets=None,
                             imagenet=False, workers=1, progress=False),
 }
 
@@ -203,7 +210,8 @@ def estimate_salience(out: Path, cache: Path, config: ReproduceConfig) -> Path:
     path = out / "salience.csv"
     if not path.exists():
         adapter = AvatarAdapter(cache)
-        table = salience_table(list(config.targets), SENSITIVE, adapter=adapter, method="probe",
+        targets = list(dict.fromkeys([*config.targets, *(config.salience_targets or ())]))
+        table = salience_table(targets, SENSITIVE, adapter=adapter, method="probe",
                                replicates=config.salience_replicates,
                                seed=config.seed, progress=config.progress)
         table = validate_salience(table, adapter.signal_strength, sensitive=SENSITIVE).table
