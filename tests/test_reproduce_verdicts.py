@@ -263,3 +263,12 @@ def test_auc_table_reads_the_competence_floors_per_base():
     assert not out.loc[("probe n=1024", "control"), "meets_floor"] and out.loc[("probe n=1024", "biased"), "meets_floor"]
     assert out.loc[("finetune n=512", "control"), "meets_floor"] and out.loc[("finetune n=512", "biased"), "meets_floor"]
     assert out.loc[("probe n=128", "scratch"), "meets_floor"] is None  # the random reference is not held to it
+
+
+def test_an_empty_geography_findings_file_is_inconclusive(tmp_path):
+    from analyze.reproduce.findings import geography_finding
+
+    (tmp_path / "findings.csv").write_text("")
+    row = geography_finding(tmp_path)
+    assert row["verdict"] == "inconclusive" and "empty" in row["reason"]
+    assert "sweep wr-geography" in geography_finding(tmp_path / "missing")["reason"]

@@ -432,9 +432,13 @@ def geography_finding(geography) -> dict:
         path = path / "findings.csv"
     if path is None or not path.is_file():
         where = "" if path is None else f" ({path} does not exist)"
-        return _row("7", name, inconclusive(rule, "no geography results: run `biastransfer geography-avatars` (or "
-                                                  f"`geography` on Dollar Street and GeoDE) and pass its folder{where}"))
-    rows = pd.read_csv(path)
+        return _row("7", name, inconclusive(rule, "no geography results: run `biastransfer geography-avatars`, or "
+                                                  "`biastransfer sweep wr-geography` on Dollar Street, COCO and GeoDE "
+                                                  f"stores (results in work/results/wr-geography), and pass its folder{where}"))
+    try:
+        rows = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return _row("7", name, inconclusive(rule, f"{path} is empty (no finding)"))
     if rows.empty or "status" not in rows.columns:
         return _row("7", name, inconclusive(rule, f"{path} holds no finding"))
     details = []
