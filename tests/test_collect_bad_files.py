@@ -80,3 +80,12 @@ def test_an_unreadable_file_is_an_error(records, tmp_path):
     (folder / "zz_bad.json").chmod(0)
     with pytest.raises(UserError, match=r"zz_bad\.json is unreadable or truncated \(PermissionError\)"):
         collect(folder)
+
+
+def test_a_folder_of_only_bad_files_does_not_offer_zero_records(tmp_path):
+    folder = tmp_path / "only-bad"
+    folder.mkdir()
+    (folder / "zz_bad.json").write_text("{")
+    with pytest.raises(UserError) as err:
+        collect(folder)
+    assert "no other record there is readable" in str(err.value) and "other 0" not in str(err.value)

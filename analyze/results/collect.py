@@ -153,7 +153,8 @@ def collect(folder, *, skip_bad: bool = False, warn: bool = True, auc_floor: flo
     if skipped and not skip_bad:
         more = f" (and {len(skipped) - 1} more bad file(s))" if len(skipped) > 1 else ""
         raise UserError(f"{first_problem}{more}; delete {'them' if more else 'it'} and rerun the sweep (it redoes those "
-                        f"cells), or pass --skip-bad to collect the other {len(rows)} record(s).")
+                        + (f"cells), or pass --skip-bad to collect the other {len(rows)} record(s)." if rows else
+                           "cells); no other record there is readable."))
     if skipped and warn:
         names = ", ".join(str(p) for p in skipped[:10])
         names += f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""

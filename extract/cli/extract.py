@@ -69,11 +69,26 @@ def cmd_extract(args) -> int:
     out = args.out or default_store_path(args.dataset, args.backbone)
     check_output_writable(out)  # fail before any heavy work
     backbone = create_backbone(args.backbone, weights=args.weights, seed=args.seed, image_size=args.image_size)
+    before = _stamp(out)
     path = extract_features(adapter, backbone, out, batch_size=args.batch_size, device=args.device,
                             num_workers=args.workers, resume=not args.no_resume, overwrite=args.overwrite,
                             decode=args.decode)
-    print(f"wrote {path}")
+    if before is not None and _stamp(path) == before:
+        print(f"kept {path}: already a complete store of {adapter.name} with {backbone.name} (--overwrite redoes it)")
+    else:
+        print(f"wrote {path}")
     return 0
+
+
+def _stamp(path) -> tuple | None:
+    """(size, mtime_ns) of ``path``, or None when it does not exist."""
+    import os
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 def cmd_store(args) -> int:
