@@ -14,9 +14,15 @@ How (see PERFORMANCE.md and ``probe_solver``):
   (``path="warm"``, as ``LogisticRegressionCV`` does; 1.6-1.9x slower here);
 * probes that are done leave the batch (the slowest probe no longer gates the others);
 * a spectral preconditioner estimated once from the rows of all probes cuts iterations
-  2-4x on CNN features without changing the solutions;
+  2-4x on CNN features without changing the solutions (left out when the spectrum is
+  nearly flat, where it costs more than it saves);
 * CPU batches are sized to stay in cache (rows plus solver state, so batches of small
   training sets hold more probes); CUDA batches to a share of free memory;
+* tasks with the same training and validation rows that differ only in their labels (the
+  classes of a multi-label probe) share one gathered block: every pass over the rows
+  serves all of them and all their values of C (``share_rows``);
+* rows are gathered into buffers reused from batch to batch (a fresh 64 MB block costs
+  its page faults: 43 ms against 7 ms), float16 rows converted to float32 in cached chunks;
 * each distinct set of test rows (e.g. a store's test split, shared by every cell) is
   gathered and converted chunk by chunk once per call and scored for all its probes with
   one matrix product per chunk: memory does not grow with probes x test rows.
