@@ -106,3 +106,30 @@ def test_paired_summary_keys():
     row = summary.loc[("big", 128, 1.0)]
     assert sorted(row["per_seed"]) == [0, 1, 2, 3, 4] and row["rows_key"][0] == (("t0", "t0-1.0-128-0"),
                                                                                    ("t1", "t1-1.0-128-0"))
+
+
+def test_a_difference_is_paired_on_the_cells_both_bases_kept():
+    from analyze.report.findings import difference_interval
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in range(5):
+        for target in ("a", "b"):
+            shared = rng.normal()
+            for backbone, shift in (("biased", 0.3), ("control", 0.0)):
+                rows.append({"backbone": backbone, "seed": seed, "target": target, "rows_digest": f"{target}{seed}",
+                             "fpr_gap_stereotype": shared + shift + rng.normal(scale=0.01)})
+    full = pd.DataFrame(rows)
+    # the diagnosis left out the biased base's target b at seeds 0 and 1
+    kept = full[~((full["backbone"] == "biased") & (full["target"] == "b") & full["seed"].isin([0, 1]))]
+    summary = pooled_summary(kept, by=["backbone"], value="fpr_gap_stereotype").set_index("backbone")
+    ci = difference_interval(summary.loc["biased"], summary.loc["control"])
+    assert "paired" in ci.method and "the 8 (target, seed) cells both sides kept" in ci.method
+    b, c = (kept[kept.backbone == k].set_index(["seed", "target"])["fpr_gap_stereotype"] for k in ("biased", "control"))
+    per_seed = (b - c.loc[b.index]).groupby(level="seed").mean()
+    assert ci.estimate == pytest.approx(per_seed.mean())
+    assert ci.low > 0.25 and ci.high < 0.35  # the shared per-cell noise cancels
+    # without digests there is nothing to pair on: Welch
+    nodigest = pooled_summary(kept.drop(columns="rows_digest"), by=["backbone"],
+                              value="fpr_gap_stereotype").set_index("backbone")
+    assert "Welch" in difference_interval(nodigest.loc["biased"], nodigest.loc["control"]).method

@@ -9,7 +9,10 @@ Rules (``docs/science.md`` sections 7 to 9):
   that k counts seeds, not seeds x targets. A difference between two bases (or runners) is
   **paired by seed** when, for every seed, both sides were fitted on the same rows (equal
   ``rows_digest`` per target: same spec, seed and row indices), giving the interval of the
-  per-seed differences; otherwise it gets Welch's unpaired interval. Each sentence names the
+  per-seed differences. When the diagnosis left out some cells on one side only, the
+  difference is paired on the (target, seed) cells both sides kept with the same rows (each
+  seed's difference averaged over its common targets; at least 2 seeds), and the interval
+  says so; otherwise it gets Welch's unpaired interval. Each sentence names the
   method of its intervals, says whether a difference's interval includes zero, and claims no
   difference whose interval does.
 - **Clean cells.** :func:`clean_cells` leaves out the cells the diagnosis flagged
@@ -196,8 +199,9 @@ def pooled_summary(rows: pd.DataFrame, *, by: list[str], value: str, method: str
     Returns
     -------
     DataFrame with ``by`` and ``mean, sd, k, ci_low, ci_high, n_targets`` (k = seeds), plus
-    ``per_seed`` ({seed: value}) and ``rows_key`` ({seed: the sorted (target, rows_digest)
-    pairs}, or None without digests) for :func:`difference`'s pairing.
+    ``per_seed`` ({seed: value}), ``rows_key`` ({seed: the sorted (target, rows_digest)
+    pairs}, or None without digests) and ``per_cell`` ({(seed, target): (value, rows_digest)},
+    each cell's mean) for :func:`difference`'s pairing.
     """
     for column in (*by, "seed", value):
         if column not in rows.columns:
@@ -214,9 +218,14 @@ def pooled_summary(rows: pd.DataFrame, *, by: list[str], value: str, method: str
                             for _, g in grouped]
     summary = replicate_summary(per_seed, by, "value", method=method)
     groups = [g for _, g in per_seed.groupby(by, sort=True, dropna=False)]
+    cells = {key: {(seed, target): (float(g[value].mean()), None if g["_digest"].isna().any() or g["_digest"].nunique() != 1
+                                    else str(g["_digest"].iloc[0]))
+                   for (seed, target), g in part.groupby(["seed", "_target"], sort=True)}
+             for key, part in work.groupby(by, sort=True, dropna=False)}
     return summary.assign(n_targets=[int(g["n_targets"].max()) for g in groups],
                           per_seed=[dict(zip(g["seed"], g["value"])) for g in groups],
-                          rows_key=[dict(zip(g["seed"], g["rows_key"])) for g in groups])
+                          rows_key=[dict(zip(g["seed"], g["rows_key"])) for g in groups],
+                          per_cell=list(cells.values()))
 
 
 def is_paired(a: pd.Series, b: pd.Series) -> bool:
@@ -227,12 +236,37 @@ def is_paired(a: pd.Series, b: pd.Series) -> bool:
     return all(keys_a[s] is not None and keys_a[s] == keys_b[s] for s in keys_a)
 
 
+def common_cell_differences(a: pd.Series, b: pd.Series) -> dict:
+    """{seed: mean over the targets of ``a - b``} on the (seed, target) cells both summaries hold
+    with the same ``rows_digest``; empty without ``per_cell`` or digests."""
+    cells_a, cells_b = a.get("per_cell"), b.get("per_cell")
+    if not isinstance(cells_a, dict) or not isinstance(cells_b, dict):
+        return {}
+    by_seed: dict = {}
+    for key in sorted(set(cells_a) & set(cells_b)):
+        (va, da), (vb, db) = cells_a[key], cells_b[key]
+        if da is not None and da == db and math.isfinite(va) and math.isfinite(vb):
+            by_seed.setdefault(key[0], []).append(va - vb)
+    return {seed: float(np.mean(d)) for seed, d in by_seed.items()}
+
+
 def difference_interval(a: pd.Series, b: pd.Series, *, method: str = DEFAULT_METHOD):
-    """``a.mean - b.mean`` as a :class:`~analyze.metrics.intervals.ConfidenceInterval` (paired or Welch)."""
+    """``a.mean - b.mean`` as a :class:`~analyze.metrics.intervals.ConfidenceInterval` (paired or Welch).
+
+    Paired by seed when both sides hold the same rows for every seed; else paired on the cells
+    both kept (:func:`common_cell_differences`, at least 2 seeds); else Welch's interval.
+    """
     if is_paired(a, b):
         seeds = sorted(a["per_seed"])
         return difference_ci([a["per_seed"][s] for s in seeds], [b["per_seed"][s] for s in seeds], paired=True,
                              method=method)
+    common = common_cell_differences(a, b)
+    if len(common) >= 2:
+        ci = difference_ci(list(common.values()), [0.0] * len(common), paired=True, method=method)
+        n_cells = sum(1 for k in set(a["per_cell"]) & set(b["per_cell"])
+                      if a["per_cell"][k][1] is not None and a["per_cell"][k][1] == b["per_cell"][k][1])
+        return ConfidenceInterval(ci.estimate, ci.low, ci.high,
+                                  f"{ci.method}, on the {n_cells} (target, seed) cells both sides kept")
     d, low, high = difference_from_summaries(a["mean"], a["sd"], a["k"], b["mean"], b["sd"], b["k"], method=method)
     df = welch_df(a["sd"], a["k"], b["sd"], b["k"]) if a["k"] >= 2 and b["k"] >= 2 else None
     return ConfidenceInterval(d, low, high, interval_label(method, paired=False, df=df))
