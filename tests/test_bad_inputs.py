@@ -296,7 +296,8 @@ CLI_CASES = [
                                                     "--model", "general", "--out", "{tmp}/effects"],
      r"the table has no 'target' column, which joining salience needs"),
     ("collect with a bad result file", ["collect", "{tmp}/bad_results", "--out", "{tmp}/table.csv"],
-     r"result file \S*zz_bad\.json is unreadable or truncated \(JSONDecodeError\); .*or pass --skip-bad"),
+     r"result file \S*zz_bad\.json is unreadable or truncated \(JSONDecodeError\); delete it and rerun the sweep "
+     r"\(it redoes those cells\); no other record there is readable\."),
     ("recipe with controls but no sensitive attribute", ["pretrain", "--recipe", "{tmp}/no_sensitive.toml",
                                                          "--out-dir", "{tmp}/bases"],
      r"no_sensitive\.toml has control bases but no sensitive attribute; set \[data\] sensitive"),
