@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    f"outputs under --out are reused. Definitions: {SCIENCE_DOC}.")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: work/reproduce)")
     p.add_argument("--preset", choices=("full", "tiny"), default="full",
-                   help="grid sizes: full (the default; about 35 minutes on 2 cores) or tiny (32 px, few cells: a smoke "
+                   help="grid sizes: full (the default; about 40 minutes on 2 cores) or tiny (32 px, few cells: a smoke "
                         "run of every stage)")
     p.add_argument("--seeds", type=int, default=None, help="replicate seeds of every grid (default: the preset's)")
     p.add_argument("--geography", type=Path, default=None,
