@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from extract.backbones import Preprocess
+from extract.pretrain.train import freeze_batchnorm
 from extract.errors import UserError
 
 PREDICT_BATCH = 512  # rows per inference batch (no gradients, so larger than training)
@@ -96,9 +97,7 @@ class FinetuneNet(nn.Module):
         for unit in self._frozen:
             unit.eval()
         if self.freeze_bn:
-            for m in self.backbone.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
+            freeze_batchnorm(self.backbone)
         return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

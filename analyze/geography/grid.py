@@ -50,7 +50,7 @@ from pathlib import Path
 from analyze.geography.experiment import DEFAULT_SHARES
 from analyze.probe.multilabel import DEFAULT_GROUP_PREFIXES, check_test_modes
 from analyze.subsets import DomainMix
-from analyze.sweep.grid import apply_overrides, grid_path
+from analyze.sweep.grid import apply_overrides, check_keys, grid_path
 from extract.datasets.targets import TARGET_SET_FILES, target_set
 from extract.errors import UserError
 from extract.io import write_text
@@ -167,14 +167,6 @@ def load_geography_grid(source: str | Path, *, overrides=(), backbones=None) -> 
     return build_geography_grid(apply_store_overrides(document, overrides), source=str(path), only=backbones)
 
 
-def _check_keys(table, allowed: set, where: str) -> None:
-    if not isinstance(table, dict):
-        raise UserError(f"{where} must be a table of keys, got {type(table).__name__}; check the grid file.")
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise UserError(f"grid key {unknown[0]!r} in {where} is unknown; the keys there are {sorted(allowed)}.")
-
-
 def _whole(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -189,9 +181,9 @@ def _expand(path) -> str:
 
 def build_geography_grid(document: dict, *, source: str = "", only=None) -> GeographyGrid:
     """Validate a raw geography grid document and build the :class:`GeographyGrid`."""
-    _check_keys(document, TOP_LEVEL, "the grid file")
+    check_keys(document, TOP_LEVEL, "the grid file")
     head = document.get("grid", {})
-    _check_keys(head, GRID_KEYS, "[grid]")
+    check_keys(head, GRID_KEYS, "[grid]")
     if head.get("kind") != KIND:
         raise UserError(f"grid.kind = {head.get('kind')!r}; a geography grid says kind = \"geography\".")
     sources = head.get("sources", ["dollarstreet", "coco"])
@@ -221,7 +213,7 @@ def build_geography_grid(document: dict, *, source: str = "", only=None) -> Geog
                         "name the base expected to need less of the first source.")
     block = _block(document.get("subsets", []))
     probe = dict(document.get("probe", {}))
-    _check_keys(probe, PROBE_KEYS, "[probe]")
+    check_keys(probe, PROBE_KEYS, "[probe]")
     if "Cs" in probe:
         Cs = probe["Cs"] if isinstance(probe["Cs"], list) else [probe["Cs"]]
         if not Cs or not all(_number(c) and c > 0 for c in Cs):
@@ -262,7 +254,7 @@ def _bases(entries, sources: tuple[str, str], only) -> tuple[GeographyBase, ...]
     built, names = [], set()
     for entry in entries:
         name = entry.get("name", "?") if isinstance(entry, dict) else "?"
-        _check_keys(entry, BACKBONE_KEYS, f"[[backbones]] {name!r}")
+        check_keys(entry, BACKBONE_KEYS, f"[[backbones]] {name!r}")
         if "name" not in entry or "base_kind" not in entry:
             raise UserError(f"backbone {name!r} needs a name and a base_kind (geode, imagenet, ...); "
                             f"set e.g. backbones.{name}.base_kind=imagenet.")
@@ -290,7 +282,7 @@ def _block(blocks) -> dict:
         raise UserError("a geography grid has exactly one [[subsets]] block with kind = \"domain_mix\" "
                         "(shares, n, seeds).")
     block = dict(blocks[0])
-    _check_keys(block, SUBSET_KEYS, "[[subsets]] block 0 (domain_mix)")
+    check_keys(block, SUBSET_KEYS, "[[subsets]] block 0 (domain_mix)")
     if block.get("kind") != "domain_mix":
         raise UserError(f"the [[subsets]] block has kind {block.get('kind')!r}; a geography grid takes "
                         "kind = \"domain_mix\".")

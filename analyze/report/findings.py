@@ -237,8 +237,8 @@ def is_paired(a: pd.Series, b: pd.Series) -> bool:
 
 
 def common_cell_differences(a: pd.Series, b: pd.Series) -> dict:
-    """{seed: mean over the targets of ``a - b``} on the (seed, target) cells both summaries hold
-    with the same ``rows_digest``; empty without ``per_cell`` or digests."""
+    """{seed: [``a - b`` per target]} on the (seed, target) cells both summaries hold with the
+    same ``rows_digest``; empty without ``per_cell`` or digests."""
     cells_a, cells_b = a.get("per_cell"), b.get("per_cell")
     if not isinstance(cells_a, dict) or not isinstance(cells_b, dict):
         return {}
@@ -247,7 +247,7 @@ def common_cell_differences(a: pd.Series, b: pd.Series) -> dict:
         (va, da), (vb, db) = cells_a[key], cells_b[key]
         if da is not None and da == db and math.isfinite(va) and math.isfinite(vb):
             by_seed.setdefault(key[0], []).append(va - vb)
-    return {seed: float(np.mean(d)) for seed, d in by_seed.items()}
+    return by_seed
 
 
 def difference_interval(a: pd.Series, b: pd.Series, *, method: str = DEFAULT_METHOD):
@@ -262,9 +262,9 @@ def difference_interval(a: pd.Series, b: pd.Series, *, method: str = DEFAULT_MET
                              method=method)
     common = common_cell_differences(a, b)
     if len(common) >= 2:
-        ci = difference_ci(list(common.values()), [0.0] * len(common), paired=True, method=method)
-        n_cells = sum(1 for k in set(a["per_cell"]) & set(b["per_cell"])
-                      if a["per_cell"][k][1] is not None and a["per_cell"][k][1] == b["per_cell"][k][1])
+        per_seed = [float(np.mean(d)) for d in common.values()]
+        ci = difference_ci(per_seed, [0.0] * len(per_seed), paired=True, method=method)
+        n_cells = sum(len(d) for d in common.values())
         return ConfidenceInterval(ci.estimate, ci.low, ci.high,
                                   f"{ci.method}, on the {n_cells} (target, seed) cells both sides kept")
     d, low, high = difference_from_summaries(a["mean"], a["sd"], a["k"], b["mean"], b["sd"], b["k"], method=method)

@@ -391,14 +391,12 @@ def collect_table(out: Path, results: Path, salience: Path, bases: dict[str, Pat
     return table
 
 
-FLOORS = COMPETENCE_FLOORS
-
-
 def auc_table(table: pd.DataFrame, config: ReproduceConfig, *, kinds: dict[str, str] | None = None) -> pd.DataFrame:
     """Mean test AUC per base and target at the natural level: probes at ``probe_n``, at
     n = 1024 and at the largest n of the sweep, finetunes at ``finetune_n``; with the
-    competence floor of each setting (:data:`FLOORS`) and whether the base's mean meets it
-    (``meets_floor``; empty for the scratch base and where no floor is set)."""
+    competence floor of each setting (:data:`analyze.metrics.diagnosis.COMPETENCE_FLOORS`) and
+    whether the base's mean meets it (``meets_floor``; empty for the scratch base and where no
+    floor is set)."""
     natural = table[table["spec_kind"] == "natural"]
     n = pd.to_numeric(natural["n"], errors="coerce")
     probe = natural["runner"] == "probe"
@@ -417,7 +415,7 @@ def auc_table(table: pd.DataFrame, config: ReproduceConfig, *, kinds: dict[str, 
         means = rows.pivot_table(index="backbone", columns="target", values="auc", aggfunc="mean")
         means["mean"] = means.mean(axis=1)
         means = means.assign(setting=f"{runner} n={size}").reset_index()
-        floor = FLOORS.get((runner, size))
+        floor = COMPETENCE_FLOORS.get((runner, size))
         means["floor"] = floor
         kind = means["backbone"].map(lambda b: (kinds or {}).get(b, ""))
         means["meets_floor"] = [None if floor is None or k == "scratch" else bool(m >= floor)

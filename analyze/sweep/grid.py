@@ -202,9 +202,9 @@ def build_grid(document: dict, *, source: str = "", only=None) -> Grid:
     if isinstance(document.get("grid"), dict) and document["grid"].get("kind") == "geography":
         raise UserError(f"grid {source or '?'} is a geography grid (a store per source per base); run it with "
                         "`biastransfer sweep` or analyze.geography.grid.load_geography_grid.")
-    _check_keys(document, TOP_LEVEL, "the grid file")
+    check_keys(document, TOP_LEVEL, "the grid file")
     for section, keys in SECTION_KEYS.items():
-        _check_keys(document.get(section, {}), keys, f"[{section}]")
+        check_keys(document.get(section, {}), keys, f"[{section}]")
     head = document.get("grid", {})
     runners = tuple(_as_list(head.get("runners", ["probe"])))
     for runner in runners:
@@ -246,7 +246,8 @@ def _check_attributes(head: dict) -> tuple[tuple[str, ...], str | None]:
     return tuple(targets), sensitive
 
 
-def _check_keys(table, allowed: set, where: str) -> None:
+def check_keys(table, allowed: set, where: str) -> None:
+    """One sentence naming the first unknown key of a grid table (or a table that is not one)."""
     if not isinstance(table, dict):
         raise UserError(f"{where} must be a table of keys, got {type(table).__name__}; check the grid file.")
     unknown = sorted(set(table) - allowed)
@@ -269,7 +270,7 @@ def _backbones(entries, only) -> tuple[GridBackbone, ...]:
         raise UserError("the grid has no [[backbones]]; add at least one with name, base_kind and store or base.")
     built, names = [], set()
     for entry in entries:
-        _check_keys(entry, BACKBONE_KEYS, f"[[backbones]] {entry.get('name', '?')!r}")
+        check_keys(entry, BACKBONE_KEYS, f"[[backbones]] {entry.get('name', '?')!r}")
         if "name" not in entry or "base_kind" not in entry:
             name = entry.get("name", "?")
             raise UserError(f"backbone {name!r} needs a name and a base_kind (biased, control, scratch, imagenet, "
@@ -297,7 +298,7 @@ def _subsets(blocks, names: set) -> tuple[dict, ...]:
         kind = block.get("kind") if isinstance(block, dict) else None
         if kind not in KIND_KEYS:
             raise UserError(f"subset block {i} has kind {kind!r}; use one of {sorted(KIND_KEYS)}.")
-        _check_keys(block, KIND_KEYS[kind] | COMMON_SUBSET_KEYS, f"[[subsets]] block {i} ({kind})")
+        check_keys(block, KIND_KEYS[kind] | COMMON_SUBSET_KEYS, f"[[subsets]] block {i} ({kind})")
         unknown = sorted(set(map(str, _as_list(block.get("backbones", [])))) - names)
         if unknown:
             raise UserError(f"subset block {i} names backbone {unknown[0]!r}, which the grid does not define; "
