@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="table path ending in .csv or .parquet")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unreadable, truncated or foreign JSON files with a warning (default: they are an error)")
+    p.add_argument("--keep", choices=("newest", "oldest"), default=None,
+                   help="for a cell recorded more than once (e.g. with different settings), keep its newest or oldest "
+                        "record (default: such a cell is an error)")
     add_auc_floor(p)
     p.set_defaults(func=cmd_collect)
 
@@ -29,7 +32,7 @@ def cmd_collect(args) -> int:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SkippedRecordsWarning)
-        table = collect(args.results, skip_bad=args.skip_bad, auc_floor=args.auc_floor)
+        table = collect(args.results, skip_bad=args.skip_bad, auc_floor=args.auc_floor, keep=args.keep)
     for warning in caught:
         print(f"biastransfer collect: warning: {warning.message}", file=sys.stderr)
     write_table(table, args.out)

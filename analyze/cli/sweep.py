@@ -7,7 +7,7 @@ from pathlib import Path
 
 from analyze.cli.options import add_auc_floor
 from analyze.sweep.grid import load_grid, preset_names
-from analyze.sweep.run import sweep
+from analyze.sweep.run import refit_lines, sweep
 from extract.errors import UserError
 from extract.parsing import split_list
 from extract.paths import work_dir
@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("grid", help="grid preset name or TOML file")
     p.add_argument("--out", type=Path, default=None, help="results folder (default work/results/<grid name>)")
     p.add_argument("--skip-existing", action=argparse.BooleanOptionalAction, default=True,
-                   help="skip cells whose records exist (default on; --no-skip-existing reruns everything)")
+                   help="skip cells whose records exist and were made with the same settings (default on; a record "
+                        "made with other settings is refitted, with the reason printed; --no-skip-existing reruns "
+                        "everything)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--n-jobs", type=int, default=1, help="local worker processes, one thread each (default 1)")
     where.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT", help="run on this Dask scheduler")
@@ -81,6 +83,10 @@ def cmd_sweep(args) -> int:
     units = summary.groupby(["runner", "backbone"]).size()
     print(f"grid {grid.name}: {len(summary)} cells ({', '.join(f'{n} {k}' for k, n in counts.items())}) "
           f"over {len(units)} backbone x runner pairs -> {out}")
+    for line in refit_lines(summary):  # records made with other settings (or before records had a digest)
+        print(line)
+    if grid.cross_dataset:
+        print("grid.cross_dataset = true: the bases are compared across datasets (the report says so).")
     if not args.dry_run:
         for line in flag_lines(summary, out, auc_floor=args.auc_floor):
             print(line)

@@ -1,7 +1,11 @@
 """``biastransfer collect``: fold a folder of result records into one tidy table.
 
 One row per cell (one JSON record written by a runner or a sweep), sorted by ``cell_id``;
-the single input of ``effects``, ``plots``, ``plan`` and the report. Unreadable
+the single input of ``effects``, ``plots``, ``plan`` and the report. A cell recorded more
+than once (folders collected together, a copied file) is an error; when its records were
+made with different settings (``settings_digest``) the error says so, and ``keep``
+(``--keep newest`` or ``oldest``, by the records' ``created`` time) keeps one record per
+cell instead. Unreadable
 (truncated), foreign or other-schema ``*.json`` files are an error naming the first of them
 (``skip_bad``, ``--skip-bad``: skipped with one warning that lists them);
 temporary files (``.tmp-*``) and sub-folders (e.g. the sweep's ``_grids/``) are ignored.
@@ -67,6 +71,13 @@ metric columns                  flattened ``metrics`` of the record, names as th
 ``train_share_s_given_y``,      P(s=1 | y=1) and P(s=1) of the training rows
 ``train_share_s``
 ``store``                       feature store path (probes)
+``dataset_hash``                the dataset's manifest hash, first 12 characters (ids, paths,
+                                splits and attributes in row order): two rows with the same
+                                ``dataset`` but another hash come from different data
+``cross_dataset``               True when the sweep's grid set ``cross_dataset = true`` (bases
+                                meant to be compared across datasets)
+``settings_digest``             digest of the settings that decided the cell's numbers
+                                (:mod:`analyze.sweep.settings`; sweeps only)
 ``base_checkpoint``             the checkpoint a finetune started from, as recorded (finetunes
                                 of a toolkit checkpoint)
 ``created``                     when the record was written (UTC)
@@ -86,6 +97,7 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -107,9 +119,11 @@ METRIC_ORDER = ["auc", "auc_group0", "auc_group1", "accuracy", "accuracy_group0"
                 "equalized_odds_difference", "demographic_parity_difference", "worst_group_accuracy",
                 "worst_sensitive_group_accuracy", "bias_amplification_a_to_t", "over_represented_group", "threshold"]
 TAIL_COLUMNS = ["stereotype_level", "natural_level", "natural_over_represented_group", "skew", "train_share_s_given_y", "train_share_s",
-                "store", "base_checkpoint", "created", "rows_digest", *FLAG_COLUMNS, "flagged", "diagnosis"]
+                "store", "dataset_hash", "cross_dataset", "base_checkpoint", "created", "rows_digest", "settings_digest",
+                *FLAG_COLUMNS, "flagged", "diagnosis"]
 BALANCED_KINDS = ("correlation", "subselection")
 INTEGER_COLUMNS = ["n", "n_train", "n_val", "n_test", "seed"]
+KEEP_CHOICES = ("newest", "oldest")
 
 
 class SkippedRecordsWarning(UserWarning):
@@ -127,7 +141,8 @@ def record_files(folders) -> list[Path]:
     return sorted(files)
 
 
-def collect(folder, *, skip_bad: bool = False, warn: bool = True, auc_floor: float = DEFAULT_AUC_FLOOR) -> pd.DataFrame:
+def collect(folder, *, skip_bad: bool = False, warn: bool = True, auc_floor: float = DEFAULT_AUC_FLOOR,
+            keep: str | None = None) -> pd.DataFrame:
     """One row per valid record in ``folder`` (a path or a list of paths); schema in the module docstring.
 
     An unreadable, truncated, foreign or other-schema ``*.json`` file is a :class:`UserError`
@@ -135,9 +150,16 @@ def collect(folder, *, skip_bad: bool = False, warn: bool = True, auc_floor: flo
     ``skip_bad`` (``--skip-bad``) such files are skipped instead and listed in one
     :class:`SkippedRecordsWarning` (when ``warn``). ``auc_floor`` sets the ``weak_task``
     flag of every row's diagnosis.
+
+    A cell recorded twice is a :class:`UserError` (naming the two settings digests when they
+    differ) unless ``keep`` says which record to keep: ``"newest"`` or ``"oldest"`` by the
+    records' ``created`` time (ties: the later file in path order for ``newest``).
     """
     auc_floor = check_floor(auc_floor)
-    rows, skipped, seen, first_problem = [], [], {}, None
+    if keep is not None and keep not in KEEP_CHOICES:
+        raise UserError(f"keep must be one of {list(KEEP_CHOICES)} (which record of a cell recorded twice to keep), "
+                        f"got {keep!r}.")
+    records, skipped, first_problem = {}, [], None
     for path in record_files(folder):
         try:
             record = read_record(path)
@@ -145,11 +167,11 @@ def collect(folder, *, skip_bad: bool = False, warn: bool = True, auc_floor: flo
             skipped.append(path)
             first_problem = first_problem or str(exc).removesuffix("; delete it and rerun the cell.")
             continue
-        if record["cell_id"] in seen:
-            raise UserError(f"cell {record['cell_id']} is recorded twice ({seen[record['cell_id']]} and {path}); "
-                            "collect each folder once or delete one of them.")
-        seen[record["cell_id"]] = path
-        rows.append(record_row(record, auc_floor=auc_floor))
+        entry = _Entry(path, record.get("settings_digest"), str(record.get("created") or ""),
+                       record_row(record, auc_floor=auc_floor))
+        cell = record["cell_id"]
+        records[cell] = _one_of(cell, records[cell], entry, keep) if cell in records else entry
+    rows = [entry.row for entry in records.values()]
     if skipped and not skip_bad:
         more = f" (and {len(skipped) - 1} more bad file(s))" if len(skipped) > 1 else ""
         raise UserError(f"{first_problem}{more}; delete {'them' if more else 'it'} and rerun the sweep (it redoes those "
@@ -168,8 +190,32 @@ def collect(folder, *, skip_bad: bool = False, warn: bool = True, auc_floor: flo
     metrics += sorted(set(table.columns) - set(ID_COLUMNS) - set(TAIL_COLUMNS) - set(metrics))
     table = table.reindex(columns=ID_COLUMNS + metrics + TAIL_COLUMNS)
     table = table.astype({c: "Int64" for c in INTEGER_COLUMNS}).astype({"n_all": bool, "flagged": bool,
+                                                                         "cross_dataset": bool,
                                                                          **dict.fromkeys(FLAG_COLUMNS, bool)})
     return table.sort_values("cell_id", kind="stable").reset_index(drop=True)
+
+
+class _Entry(NamedTuple):
+    """One collected record: its file, settings digest, creation time and table row."""
+
+    path: Path
+    digest: str | None
+    created: str
+    row: dict
+
+
+def _one_of(cell: str, first: _Entry, second: _Entry, keep: str | None) -> _Entry:
+    """Of two records of ``cell``, the one ``keep`` names; without ``keep``, a :class:`UserError`."""
+    if keep is None:
+        if first.digest != second.digest:
+            raise UserError(f"cell {cell} is recorded with different settings (digest {first.digest or 'none'} in "
+                            f"{first.path}, {second.digest or 'none'} in {second.path}), so the table would mix "
+                            "results of two settings; pass keep='newest' (--keep newest) or keep='oldest' to keep "
+                            "one record per cell, or collect one folder.")
+        raise UserError(f"cell {cell} is recorded twice ({first.path} and {second.path}); collect each folder once, "
+                        "delete one of them, or pass keep='newest' (--keep newest).")
+    newer = second.created >= first.created
+    return second if newer == (keep == "newest") else first
 
 
 def _number(value) -> float:
@@ -211,11 +257,19 @@ def record_row(record: dict, *, auc_floor: float = DEFAULT_AUC_FLOOR) -> dict:
         skew = abs(row["level"] - 0.5)
     row.update(skew=skew, train_share_s_given_y=_number(annotation.get("train_share_s_given_y")),
                train_share_s=_number(annotation.get("train_share_s")), store=record.get("store"),
-               created=record.get("created"))
+               created=record.get("created"), dataset_hash=dataset_hash(record),
+               cross_dataset=bool((record.get("sweep") or {}).get("cross_dataset", False)),
+               settings_digest=record.get("settings_digest"))
     row["stereotype_level"] = stereotype_level(row, kind)
     row["rows_digest"] = record.get("rows_digest")
     row.update(diagnose_record(record, auc_floor=auc_floor).columns())
     return row
+
+
+def dataset_hash(record: dict) -> str | None:
+    """The first 12 characters of the record's dataset manifest hash (None when it has none)."""
+    value = (record.get("dataset") or {}).get("manifest_hash")
+    return str(value)[:12] if value else None
 
 
 def base_kind(record: dict, annotation: dict | None = None) -> str | None:

@@ -35,7 +35,7 @@ PRESET_DIR = Path(__file__).resolve().parents[2] / "data" / "grids"
 RUNNERS = ("probe", "finetune")
 DEFAULT_CHUNK_SIZE = 64
 SECTION_KEYS = {
-    "grid": {"name", "description", "targets", "sensitive", "runners", "chunk_size"},
+    "grid": {"name", "description", "targets", "sensitive", "runners", "chunk_size", "cross_dataset"},
     "data": {"dataset", "root", "options"},
     "probe": {"Cs", "select", "policy", "test_resample", "device"},
     "finetune": {"lrs", "weight_decays", "epochs", "batch_size", "momentum", "flip", "freeze", "freeze_bn", "search",
@@ -83,13 +83,15 @@ class Grid:
     probe: dict = field(default_factory=dict)
     finetune: dict = field(default_factory=dict)
     source: str = ""
+    cross_dataset: bool = False
 
     def to_dict(self) -> dict:
         """JSON-serialisable form (written beside the results as provenance)."""
         return {"name": self.name, "description": self.description, "targets": list(self.targets),
                 "sensitive": self.sensitive, "runners": list(self.runners), "chunk_size": self.chunk_size,
                 "data": self.data, "backbones": [vars(b) for b in self.backbones], "subsets": list(self.subsets),
-                "probe": self.probe, "finetune": self.finetune, "source": self.source}
+                "probe": self.probe, "finetune": self.finetune, "source": self.source,
+                "cross_dataset": self.cross_dataset}
 
 
 # -- reading and overriding ----------------------------------------------------------------
@@ -214,6 +216,10 @@ def build_grid(document: dict, *, source: str = "", only=None) -> Grid:
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise UserError(f"grid.chunk_size must be a positive integer, got {chunk!r}.")
     targets, sensitive = _check_attributes(head)
+    cross_dataset = head.get("cross_dataset", False)
+    if not isinstance(cross_dataset, bool):
+        raise UserError(f"grid.cross_dataset must be true or false, got {cross_dataset!r}; set it to true only when "
+                        "the bases are meant to be compared across datasets.")
     grid = Grid(
         name=str(head.get("name", Path(source).stem or "grid")), description=str(head.get("description", "")),
         targets=targets, sensitive=sensitive,
@@ -221,7 +227,7 @@ def build_grid(document: dict, *, source: str = "", only=None) -> Grid:
         backbones=_backbones(document.get("backbones", []), only),
         subsets=_subsets(document.get("subsets", []), {b.get("name") for b in document.get("backbones", [])}),
         probe=dict(document.get("probe", {})), finetune=_expand_paths(dict(document.get("finetune", {}))),
-        source=source)
+        source=source, cross_dataset=cross_dataset)
     if not grid.runners:
         raise UserError("grid.runners is empty; list at least one of ['probe', 'finetune'].")
     if not expand_specs(grid):

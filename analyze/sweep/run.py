@@ -5,10 +5,17 @@ backbones x subset specs x runners x seeds. The sweep
 
 1. expands and checks every cell before fitting anything (an infeasible cell stops the
    sweep with its one-sentence error, :mod:`analyze.sweep.units`);
-2. skips work whose records all exist and read back whole (``skip_existing``, the
-   default), so a killed sweep resumes where it stopped; a probe chunk with any record
-   missing is refitted whole, so resumed and uninterrupted runs fit the same batches
-   (:func:`~analyze.sweep.units.pending_part`);
+2. skips work whose records all exist, read back whole and were made with the same
+   settings (``skip_existing``, the default), so a killed sweep resumes where it stopped; a
+   probe chunk with any record missing is refitted whole, so resumed and uninterrupted runs
+   fit the same batches (:func:`~analyze.sweep.units.pending_part`). Each record carries
+   the ``settings`` that decide its numbers and their ``settings_digest``
+   (:mod:`analyze.sweep.settings`); a record whose digest differs from the grid's (another C
+   grid, learning rates, store, dataset, ...) or that has none (written before the digest
+   existed) is refitted, and the summary's ``reason`` says why (``probe.Cs changed``,
+   ``no settings digest``; :func:`refit_lines` counts them). Stores or data of different
+   datasets for the same cells are refused before anything runs, unless the grid sets
+   ``cross_dataset = true`` (:func:`~analyze.sweep.units.check_one_dataset`);
 3. runs the units in this process, in ``n_jobs`` local processes (joblib/loky) or on a
    Dask cluster, ONE torch/BLAS thread per worker (:mod:`analyze.sweep.execute`);
 4. adds the ``sweep`` annotation (grid, backbone label, ``base_kind``, training-set
@@ -34,15 +41,16 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from analyze.results.records import record_exists, write_record
+from analyze.results.records import read_record, write_record
 from analyze.sweep.execute import check_memory, dask_client, execute
 from analyze.sweep.grid import Grid, load_grid
+from analyze.sweep.settings import stale_reason
 from analyze.sweep.units import SweepPlan, pending_part, plan_sweep
 from extract.errors import UserError
 from extract.io import remove_stale_temporaries, write_text
 from extract.paths import work_dir
 
-__all__ = ["sweep"]
+__all__ = ["existing_state", "refit_lines", "sweep"]
 
 
 def sweep(grid: Grid | str | Path, *, out: str | Path | None = None, overrides=(), backbones=None,
@@ -77,7 +85,9 @@ def sweep(grid: Grid | str | Path, *, out: str | Path | None = None, overrides=(
     Returns
     -------
     DataFrame, one row per cell in grid order: ``cell_id``, ``runner``, ``backbone``,
-    ``base_kind``, ``status`` ("written", "skipped", or with ``dry_run`` "to run").
+    ``base_kind``, ``status`` ("written", "refit" (its record was made with other settings),
+    "skipped", or with ``dry_run`` "to run" and "to refit"), ``reason`` (why a cell is
+    refitted, e.g. "probe.Cs changed"; None for the others).
     """
     if sum(x is not None for x in (scheduler, local_cluster, client)) > 1:
         raise UserError("give at most one of --scheduler, --local-cluster and a client.")
@@ -87,33 +97,68 @@ def sweep(grid: Grid | str | Path, *, out: str | Path | None = None, overrides=(
         grid = load_grid(grid, overrides=overrides, backbones=backbones)
     out = Path(out) if out is not None else work_dir() / "results" / grid.name
     plan = plan_sweep(grid)
-    todo = [pending_part(u, [skip_existing and record_exists(out, c) for c in u.cell_ids]) for u in plan.units]
+    state = {c.cell_id: existing_state(out, c.cell_id, plan) if skip_existing else (False, None) for c in plan.cells}
+    todo = [pending_part(u, [state[c][0] for c in u.cell_ids]) for u in plan.units]
     todo = [u for u in todo if u is not None]
     pending = {c for u in todo for c in u.cell_ids}
+    reasons = {c: reason for c, (_, reason) in state.items() if reason is not None and c in pending}
     if client is None and scheduler is None:  # a remote cluster's memory is its own
         check_memory(todo, workers=local_cluster or n_jobs)
     if dry_run:
-        return _summary(plan, pending, "to run")
+        return _summary(plan, pending, "to run", reasons)
     _write_manifest(out, grid)
     for folder in (out, out / "_grids"):  # temporary files of an earlier sweep that was killed mid-write
         remove_stale_temporaries(folder)
     if not todo:
-        return _summary(plan, pending, "written")
+        return _summary(plan, pending, "written", reasons)
     total = sum(len(u.cell_ids) for u in todo)
     with tqdm(total=total, unit="cell", desc=f"sweep {grid.name}", disable=not progress) as bar:
         with dask_client(scheduler=scheduler, local_cluster=local_cluster) as own_client:
             for _unit, records in execute(todo, n_jobs=n_jobs, client=client or own_client):
                 for record in records:
-                    record["sweep"] = plan.annotations[record["cell_id"]]
+                    cell = record["cell_id"]
+                    record.update(sweep=plan.annotations[cell], settings=plan.settings[cell],
+                                  settings_digest=plan.digests[cell])
                     write_record(out, record)
                 bar.update(len(records))
-    return _summary(plan, pending, "written")
+    return _summary(plan, pending, "written", reasons)
 
 
-def _summary(plan: SweepPlan, pending: set, status: str) -> pd.DataFrame:
+def existing_state(out: Path, cell: str, plan: SweepPlan) -> tuple[bool, str | None]:
+    """(whether the record of ``cell`` in ``out`` can be reused, why not when it exists but cannot).
+
+    A missing, truncated or foreign file is simply not done (no reason); a valid record made
+    with other settings, or without a settings digest, gives the reason it is refitted.
+    """
+    path = Path(out) / f"{cell}.json"
+    if not path.is_file():
+        return False, None
+    try:
+        record = read_record(path)
+    except UserError:
+        return False, None
+    reason = stale_reason(record, plan.settings[cell], plan.digests[cell])
+    return reason is None, reason
+
+
+def refit_lines(summary: pd.DataFrame) -> list[str]:
+    """``12 cells refit: probe.Cs changed``: one line per reason, most cells first."""
+    if "reason" not in summary.columns:
+        return []
+    counts = summary["reason"].dropna().value_counts()
+    verb = "to refit" if summary["status"].eq("to refit").any() else "refit"
+    return [f"{n} cell{'s' if n != 1 else ''} {verb}: {reason}" for reason, n in counts.items()]
+
+
+def _summary(plan: SweepPlan, pending: set, status: str, reasons: dict) -> pd.DataFrame:
+    refit = "to refit" if status == "to run" else "refit"
+
+    def status_of(cell: str) -> str:
+        return "skipped" if cell not in pending else refit if cell in reasons else status
+
     return pd.DataFrame([{"cell_id": c.cell_id, "runner": c.runner, "backbone": c.backbone, "base_kind": c.base_kind,
-                          "status": status if c.cell_id in pending else "skipped"} for c in plan.cells],
-                        columns=["cell_id", "runner", "backbone", "base_kind", "status"])
+                          "status": status_of(c.cell_id), "reason": reasons.get(c.cell_id)} for c in plan.cells],
+                        columns=["cell_id", "runner", "backbone", "base_kind", "status", "reason"])
 
 
 def _write_manifest(out: Path, grid: Grid) -> Path:

@@ -29,6 +29,7 @@ import numpy as np
 
 from analyze.results.records import cell_id
 from analyze.sweep.grid import Grid, expand_specs
+from analyze.sweep.settings import base_identity, finetune_settings, probe_settings, settings_digest
 from extract.errors import UserError
 
 PROBE_POLICIES = ("top_p", "top_p_reference", "fixed")
@@ -76,26 +77,59 @@ class FinetuneUnit:
 
 @dataclass
 class SweepPlan:
-    """Cells in grid order, work units, and each cell's annotation (by cell id)."""
+    """Cells in grid order, work units, each cell's annotation and settings (by cell id).
+
+    ``settings``: what decides each cell's numbers (:mod:`analyze.sweep.settings`);
+    ``digests``: their :func:`~analyze.sweep.settings.settings_digest`; ``datasets``: one
+    :class:`DataSource` per backbone and runner.
+    """
 
     grid: Grid
     cells: list[Cell]
     units: list
     annotations: dict[str, dict]
+    settings: dict[str, dict] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)
+    datasets: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """The dataset one backbone's runner reads: ``what`` (e.g. ``the store of backbone 'biased'``),
+    the dataset name, its manifest hash, the image ids in row order, where it lives."""
+
+    what: str
+    name: str
+    manifest_hash: str
+    ids: tuple
+    where: str
+    specs: frozenset
+
+    def label(self) -> str:
+        """``avatars 1a2b3c4d5e6f`` (name and the first 12 characters of the manifest hash)."""
+        return f"{self.name} {self.manifest_hash[:12]}"
 
 
 def plan_sweep(grid: Grid) -> SweepPlan:
     """Expand ``grid`` and check every cell against its data (module docstring)."""
     probe_options, finetune_config, finetune_options = _runner_options(grid)
     cells, units, annotations, described, adapters = [], [], {}, {}, {}
+    settings, sources = {}, []
     for backbone in grid.backbones:
         specs = expand_specs(grid, backbone.name)
         for runner in grid.runners:
             if runner == "probe":
-                meta, key, where, recorded, unit_of = _probe_source(grid, backbone, specs, probe_options)
+                meta, key, where, recorded, unit_of, settings_of = _probe_source(grid, backbone, specs,
+                                                                                 probe_options)
+                what = f"the store of backbone {backbone.name!r}"
             else:
-                meta, key, where, recorded, unit_of = _finetune_source(grid, backbone, finetune_config,
-                                                                       finetune_options, adapters)
+                meta, key, where, recorded, unit_of, settings_of = _finetune_source(
+                    grid, backbone, finetune_config, finetune_options, adapters)
+                what = f"the finetune data of backbone {backbone.name!r}"
+            sources.append(DataSource(what=what, name=str(key[0]), manifest_hash=str(key[1]),
+                                      ids=tuple(meta["image_id"].astype(str)),
+                                      where=str(backbone.store if runner == "probe" else grid.data.get("root")),
+                                      specs=frozenset(specs)))
             group = (finetune_options.get("sensitive") if runner == "finetune" else None) or grid.sensitive
             known = described.setdefault((key, group), {})  # once per dataset and spec, not per backbone
             mine = [Cell(runner, backbone.name, backbone.base_kind, recorded, spec,
@@ -104,11 +138,39 @@ def plan_sweep(grid: Grid) -> SweepPlan:
                 if cell.spec not in known:
                     known[cell.spec] = describe_cell(meta, cell.spec, group, where=where)
                 annotations[cell.cell_id] = {"grid": grid.name, "backbone": backbone.name,
-                                             "base_kind": backbone.base_kind, **known[cell.spec]}
+                                             "base_kind": backbone.base_kind, "cross_dataset": grid.cross_dataset,
+                                             **known[cell.spec]}
+                settings[cell.cell_id] = settings_of(cell.spec.to_dict())
             cells += mine
             units += unit_of(mine)
     _check_unique(cells)
-    return SweepPlan(grid=grid, cells=cells, units=units, annotations=annotations)
+    if not grid.cross_dataset:
+        check_one_dataset(sources)
+    return SweepPlan(grid=grid, cells=cells, units=units, annotations=annotations, settings=settings,
+                     digests={c: settings_digest(s) for c, s in settings.items()}, datasets=sources)
+
+
+def dataset_difference(a: DataSource, b: DataSource) -> str:
+    """How two data sources differ, in a few words (names, row order, labels or images)."""
+    if a.name != b.name:
+        return "two different datasets"
+    if a.ids == b.ids:
+        return "the same image ids with different labels, splits or paths"
+    if len(a.ids) == len(b.ids) and set(a.ids) == set(b.ids):
+        return "the same image ids in another row order"
+    return f"different images ({len(a.ids)} vs {len(b.ids)} rows)"
+
+
+def check_one_dataset(sources: list) -> None:
+    """Refuse sources that share cells but hold different datasets (manifest hash, ids or row order)."""
+    for i, a in enumerate(sources):
+        for b in sources[i + 1:]:
+            if a.manifest_hash != b.manifest_hash and a.specs & b.specs:
+                raise UserError(
+                    f"{a.what} ({a.where}) holds {a.label()} but {b.what} ({b.where}) holds {b.label()}, "
+                    f"{dataset_difference(a, b)}, so the bases would be compared on different data; use stores "
+                    "and data of one dataset copy, or set grid.cross_dataset = true if the bases are meant to be "
+                    "compared across datasets.")
 
 
 def _runner_options(grid: Grid) -> tuple[dict, dict, dict]:
@@ -152,13 +214,17 @@ def _probe_source(grid, backbone, specs, options):
     recorded = store.provenance["backbone_name"]
     key = (store.provenance["dataset_name"], store.provenance["manifest_hash"])
     where = f"{key[0]} (store {backbone.store})"
+    provenance = dict(store.provenance)
 
     def units(cells):
         return [ProbeUnit(store=str(store.path), specs=tuple(c.spec.to_dict() for c in chunk),
                           cell_ids=tuple(c.cell_id for c in chunk), options=options)
                 for chunk in _chunks(cells, grid.chunk_size)]
 
-    return store.metadata, key, where, recorded, units
+    def settings_of(spec: dict) -> dict:
+        return probe_settings(provenance, spec, options)
+
+    return store.metadata, key, where, recorded, units, settings_of
 
 
 def _finetune_source(grid, backbone, config, options, adapters: dict):
@@ -197,7 +263,13 @@ def _finetune_source(grid, backbone, config, options, adapters: dict):
                              config=config, options=runner_options)
                 for batch in batches]
 
-    return adapters["meta"], key, where, backbone.base, units
+    base_id = base_identity(backbone.base, backbone.weights)
+    dataset = {"name": key[0], "manifest_hash": key[1], "options": adapter_options}
+
+    def settings_of(spec: dict) -> dict:
+        return finetune_settings(dataset=dataset, base=base_id, spec=spec, config=config, options=runner_options)
+
+    return adapters["meta"], key, where, backbone.base, units, settings_of
 
 
 def pending_part(unit, done: list[bool]):
