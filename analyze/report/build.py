@@ -82,15 +82,55 @@ def _listing(values) -> str:
     return f"{shown}, … ({len(values)} in all)" if len(values) > MAX_LISTED else shown
 
 
+def dataset_names(table: pd.DataFrame) -> list[str]:
+    """The table's datasets as ``name (digest)`` (the manifest hash's first 12 characters, when collected)."""
+    if "dataset" not in table.columns:
+        return []
+    if "dataset_hash" not in table.columns:
+        return [str(v) for v in _unique(table["dataset"])]
+    pairs = table[["dataset", "dataset_hash"]].drop_duplicates().dropna(subset=["dataset"])
+    return sorted(f"{name} ({digest})" if pd.notna(digest) else str(name)
+                  for name, digest in zip(pairs["dataset"], pairs["dataset_hash"]))
+
+
+def _unique(values) -> list:
+    values = list(pd.unique(pd.Series(values).dropna()))
+    try:
+        return sorted(values)
+    except TypeError:
+        return sorted(values, key=str)
+
+
+def _declared_cross_dataset(table: pd.DataFrame) -> bool:
+    return "cross_dataset" in table.columns and bool(table["cross_dataset"].fillna(False).astype(bool).any())
+
+
+def cross_dataset_note(table: pd.DataFrame) -> str | None:
+    """A sentence when the table's bases are compared across datasets (or its datasets are mixed)."""
+    names = dataset_names(table)
+    if len(names) < 2:
+        return None
+    if _declared_cross_dataset(table):
+        return (f"The bases are compared across datasets ({', '.join(names)}): the sweep's grid sets "
+                "cross_dataset = true, so a difference between bases also reflects the difference between their data.")
+    return (f"The table holds several datasets ({', '.join(names)}) and no grid said its bases are meant to be "
+            "compared across them; a difference between bases may reflect their data rather than their pretraining.")
+
+
 def sweep_summary(table: pd.DataFrame) -> Table:
-    """What the sweep holds: one row per aspect (cells, runners, bases, targets, levels, sizes, seeds)."""
+    """What the sweep holds: one row per aspect (cells, runners, datasets by name and digest, bases, targets, ...)."""
     items = [("cells", str(len(table)))]
     if "runner" in table.columns:
         counts = table["runner"].value_counts().sort_index()
         items.append(("runners", "; ".join(f"{runner_label(r)} ({r}): {k} cells" for r, k in counts.items())))
-    for column, name in (("dataset", "datasets"), ("sensitive", "sensitive attributes")):
-        if column in table.columns:
-            items.append((name, _listing(table[column])))
+    if "dataset" in table.columns:
+        items.append(("datasets (manifest digest)" if "dataset_hash" in table.columns else "datasets",
+                      _listing(dataset_names(table))))
+    if cross_dataset_note(table) is not None:  # the sentence follows the table
+        items.append(("compared across datasets", "yes (grid.cross_dataset = true)" if _declared_cross_dataset(table)
+                      else "mixed datasets, not declared by a grid"))
+    if "sensitive" in table.columns:
+        items.append(("sensitive attributes", _listing(table["sensitive"])))
     if "backbone" in table.columns:
         bases = table.drop_duplicates("backbone")
         kinds = bases["base_kind"].astype(str) if "base_kind" in bases.columns else pd.Series("", index=bases.index)
@@ -102,6 +142,11 @@ def sweep_summary(table: pd.DataFrame) -> Table:
             unique = table[column].dropna()
             items.append((name, f"{unique.nunique()}: {_listing(unique)}"))
     return Table(("aspect", "value"), tuple(items))
+
+
+def _dataset_blocks(table: pd.DataFrame) -> list:
+    note = cross_dataset_note(table)
+    return [] if note is None else [Paragraph(note, note=True)]
 
 
 def _salience_blocks(salience: pd.DataFrame, out_dir: Path) -> tuple[list[str], list]:
@@ -257,7 +302,8 @@ def build_report(table, *, out_dir, salience=None, plan=None, findings=None, tit
     findings, body = _sections(table, order, salience=salience, plan=plan, metric=metric, out_dir=out_dir,
                                options=options)
     blocks = [Heading(title, 1), *lead, Paragraph(_intro(metric, order, options), note=True),
-              Heading("The sweep", 2), sweep_summary(table), *_diagnosis_blocks(table, order, options),
+              Heading("The sweep", 2), sweep_summary(table), *_dataset_blocks(table),
+              *_diagnosis_blocks(table, order, options),
               *_findings_blocks(findings), *body]
     out_dir.mkdir(parents=True, exist_ok=True)
     md_path = write_text_atomic(out_dir / "report.md", to_markdown(blocks, relative_to=out_dir))
