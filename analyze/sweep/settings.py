@@ -28,6 +28,7 @@ their :func:`settings_digest` into each record (``settings``, ``settings_digest`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import inspect
 import json
@@ -49,17 +50,25 @@ def _canonical(value):
 
 def settings_digest(settings: dict) -> str:
     """A short sha256 of ``settings`` (key order does not matter)."""
-    text = json.dumps(_canonical(settings), sort_keys=True)
+    text = json.dumps(settings, sort_keys=True, default=str)  # tuples and lists dump alike
     return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_CHARS]
 
 
-def _defaults(function, names) -> dict:
+@functools.lru_cache(maxsize=None)
+def _signature_defaults(function, names: tuple) -> tuple:
     parameters = inspect.signature(function).parameters
-    return {name: parameters[name].default for name in names}
+    return tuple((name, parameters[name].default) for name in names)
 
 
-def probe_settings(provenance: dict, spec: dict, options: dict) -> dict:
-    """Settings of one probe cell: store ``provenance``, ``spec`` dict, the grid's probe ``options``."""
+def _defaults(function, names) -> dict:
+    return dict(_signature_defaults(function, tuple(names)))
+
+
+def probe_settings(provenance: dict, spec: dict | None, options: dict) -> dict:
+    """Settings of one probe cell: store ``provenance``, ``spec`` dict, the grid's probe ``options``.
+
+    With ``spec=None``, the settings every cell of that store shares (:func:`with_spec` adds a spec).
+    """
     from analyze.probe.cells import run_probe_cells
     from analyze.probe.engine import fit_probes
 
@@ -67,15 +76,15 @@ def probe_settings(provenance: dict, spec: dict, options: dict) -> dict:
               **{k: v for k, v in options.items() if k != "device"},
               **_defaults(fit_probes, ("path", "tol", "max_iter", "fit_intercept", "dtype"))}
     runner["Cs"] = [float(c) for c in runner["Cs"]]
-    return _canonical({
+    common = _canonical({
         "version": SETTINGS_VERSION, "runner": "probe",
         "dataset": {"name": provenance["dataset_name"], "manifest_hash": provenance["manifest_hash"]},
-        "store": {k: provenance[k] for k in IDENTITY_KEYS if k not in DATASET_KEYS},
-        "spec": spec, "probe": runner})
+        "store": {k: provenance[k] for k in IDENTITY_KEYS if k not in DATASET_KEYS}, "probe": runner})
+    return common if spec is None else with_spec(common, spec)
 
 
-def finetune_settings(*, dataset: dict, base: dict, spec: dict, config: dict, options: dict) -> dict:
-    """Settings of one finetune cell.
+def finetune_settings(*, dataset: dict, base: dict, spec: dict | None, config: dict, options: dict) -> dict:
+    """Settings of one finetune cell (``spec=None``: those every cell of the base shares).
 
     ``dataset``: name, manifest hash and adapter options; ``base``: :func:`base_identity`;
     ``config``: the grid's :class:`~analyze.finetune.search.FinetuneConfig` keys; ``options``:
@@ -89,8 +98,14 @@ def finetune_settings(*, dataset: dict, base: dict, spec: dict, config: dict, op
     runner = {**_defaults(finetune_cells, ("sensitive", "policy", "image_size", "search")), "test": "split",
               **{k: v for k, v in options.items() if k not in ("device", "save_backbones", "conditions_per_task")},
               **protocol}
-    return _canonical({"version": SETTINGS_VERSION, "runner": "finetune", "dataset": dataset, "base": base,
-                       "spec": spec, "finetune": runner})
+    common = _canonical({"version": SETTINGS_VERSION, "runner": "finetune", "dataset": dataset, "base": base,
+                         "finetune": runner})
+    return common if spec is None else with_spec(common, spec)
+
+
+def with_spec(common: dict, spec: dict) -> dict:
+    """A cell's settings: the shared ``common`` settings plus its subset ``spec``."""
+    return {**common, "spec": _canonical(spec)}
 
 
 _FILE_DIGESTS: dict[tuple, str] = {}
@@ -146,4 +161,4 @@ def stale_reason(record: dict, settings: dict, digest: str) -> str | None:
 
 
 __all__ = ["SETTINGS_VERSION", "base_identity", "changed_keys", "file_sha256", "finetune_settings", "probe_settings",
-           "settings_digest", "stale_reason"]
+           "settings_digest", "stale_reason", "with_spec"]

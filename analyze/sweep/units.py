@@ -29,7 +29,7 @@ import numpy as np
 
 from analyze.results.records import cell_id
 from analyze.sweep.grid import Grid, expand_specs
-from analyze.sweep.settings import base_identity, finetune_settings, probe_settings, settings_digest
+from analyze.sweep.settings import base_identity, finetune_settings, probe_settings, settings_digest, with_spec
 from extract.errors import UserError
 
 PROBE_POLICIES = ("top_p", "top_p_reference", "fixed")
@@ -221,8 +221,10 @@ def _probe_source(grid, backbone, specs, options):
                           cell_ids=tuple(c.cell_id for c in chunk), options=options)
                 for chunk in _chunks(cells, grid.chunk_size)]
 
+    common = probe_settings(provenance, None, options)
+
     def settings_of(spec: dict) -> dict:
-        return probe_settings(provenance, spec, options)
+        return with_spec(common, spec)
 
     return store.metadata, key, where, recorded, units, settings_of
 
@@ -266,8 +268,10 @@ def _finetune_source(grid, backbone, config, options, adapters: dict):
     base_id = base_identity(backbone.base, backbone.weights)
     dataset = {"name": key[0], "manifest_hash": key[1], "options": adapter_options}
 
+    common = finetune_settings(dataset=dataset, base=base_id, spec=None, config=config, options=runner_options)
+
     def settings_of(spec: dict) -> dict:
-        return finetune_settings(dataset=dataset, base=base_id, spec=spec, config=config, options=runner_options)
+        return with_spec(common, spec)
 
     return adapters["meta"], key, where, backbone.base, units, settings_of
 
