@@ -223,3 +223,21 @@ def test_collect_keep_on_the_command_line(swept, tmp_path, capsys):
     assert "different settings" in capsys.readouterr().err and not table.exists()
     assert main(["collect", str(old), str(new), "--out", str(table), "--keep", "newest"]) == 0
     assert f"{CELLS} cells" in capsys.readouterr().out and table.is_file()
+
+
+def test_collect_refuses_a_grid_swept_with_two_c_grids(results, avatar_store):
+    shrunk = build_grid({"grid": {"name": "settings", "targets": ["hat"], "sensitive": "dark_skin"},
+                         "backbones": [{"name": "biased", "base_kind": "biased", "store": str(avatar_store.path)}],
+                         "subsets": [{"kind": "correlation", "levels": [0.0], "n": [40], "seeds": [0, 1]}],
+                         "probe": {"Cs": [10.0, 100.0]}})
+    summary = sweep(shrunk, out=results, progress=False)  # level 0 refitted; levels 0.5 and 1 keep the old C grid
+    assert refit_lines(summary) == ["2 cells refit: probe.Cs changed"]
+    with pytest.raises(UserError) as info:
+        collect(results)
+    message = str(info.value)
+    assert message.startswith("the probe records of grid 'settings' were made with 2 different settings (probe.Cs "
+                              "differ: 4 record(s) like ")
+    assert "keep='newest'" in message and "\n" not in message
+    newest = collect(results, keep="newest")
+    assert len(newest) == 2 and set(newest["level"]) == {0.0} and set(newest["C"]) <= {10.0, 100.0}
+    assert len(collect(results, keep="oldest")) == 4

@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="skip unreadable, truncated or foreign JSON files with a warning (default: they are an error)")
     p.add_argument("--keep", choices=("newest", "oldest"), default=None,
                    help="for a cell recorded more than once (e.g. with different settings), keep its newest or oldest "
-                        "record (default: such a cell is an error)")
+                        "record; for a grid whose records were made with different runner settings, keep those of the "
+                        "newest or oldest settings (default: either is an error)")
     add_auc_floor(p)
     p.set_defaults(func=cmd_collect)
 

@@ -3,9 +3,10 @@
 One row per cell (one JSON record written by a runner or a sweep), sorted by ``cell_id``;
 the single input of ``effects``, ``plots``, ``plan`` and the report. A cell recorded more
 than once (folders collected together, a copied file) is an error; when its records were
-made with different settings (``settings_digest``) the error says so, and ``keep``
-(``--keep newest`` or ``oldest``, by the records' ``created`` time) keeps one record per
-cell instead. Unreadable
+made with different settings (``settings_digest``) the error says so. So are the records of
+one grid's runner made with different runner settings (another C grid or learning rates for
+some of its cells). ``keep`` (``--keep newest`` or ``oldest``, by the records' ``created``
+time) resolves both instead: one record per cell, and one runner setting per grid. Unreadable
 (truncated), foreign or other-schema ``*.json`` files are an error naming the first of them
 (``skip_bad``, ``--skip-bad``: skipped with one warning that lists them);
 temporary files (``.tmp-*``) and sub-folders (e.g. the sweep's ``_grids/``) are ignored.
@@ -153,7 +154,10 @@ def collect(folder, *, skip_bad: bool = False, warn: bool = True, auc_floor: flo
 
     A cell recorded twice is a :class:`UserError` (naming the two settings digests when they
     differ) unless ``keep`` says which record to keep: ``"newest"`` or ``"oldest"`` by the
-    records' ``created`` time (ties: the later file in path order for ``newest``).
+    records' ``created`` time (ties: the later file in path order for ``newest``). Records of
+    one grid and runner made with different runner settings (the probe's C grid, the finetune
+    protocol, ...) are a :class:`UserError` too, unless ``keep`` says which settings' records
+    to keep (those whose newest record is the newest, or the oldest).
     """
     auc_floor = check_floor(auc_floor)
     if keep is not None and keep not in KEEP_CHOICES:
@@ -168,10 +172,10 @@ def collect(folder, *, skip_bad: bool = False, warn: bool = True, auc_floor: flo
             first_problem = first_problem or str(exc).removesuffix("; delete it and rerun the cell.")
             continue
         entry = _Entry(path, record.get("settings_digest"), str(record.get("created") or ""),
-                       record_row(record, auc_floor=auc_floor))
+                       record_row(record, auc_floor=auc_floor), *_runner_settings(record))
         cell = record["cell_id"]
         records[cell] = _one_of(cell, records[cell], entry, keep) if cell in records else entry
-    rows = [entry.row for entry in records.values()]
+    rows = [entry.row for entry in _one_setting_per_grid(list(records.values()), keep)]
     if skipped and not skip_bad:
         more = f" (and {len(skipped) - 1} more bad file(s))" if len(skipped) > 1 else ""
         raise UserError(f"{first_problem}{more}; delete {'them' if more else 'it'} and rerun the sweep (it redoes those "
@@ -196,12 +200,64 @@ def collect(folder, *, skip_bad: bool = False, warn: bool = True, auc_floor: flo
 
 
 class _Entry(NamedTuple):
-    """One collected record: its file, settings digest, creation time and table row."""
+    """One collected record: its file, settings digest, creation time, table row, and the
+    (grid, runner) it belongs to with the digest of that runner's settings (sweeps only)."""
 
     path: Path
     digest: str | None
     created: str
     row: dict
+    family: tuple | None = None
+    runner_digest: str | None = None
+    runner_settings: dict | None = None
+
+
+def _runner_settings(record: dict) -> tuple:
+    """((grid, runner), digest of the runner's settings, those settings), or Nones for records without settings.
+
+    The runner's settings are what every cell of a grid's runner shares (the probe's C grid,
+    selection and policy; the finetune's protocol), not the store, base or spec of the cell.
+    """
+    from analyze.sweep.settings import settings_digest
+
+    settings, grid = record.get("settings"), (record.get("sweep") or {}).get("grid")
+    runner = record.get("runner")
+    if not isinstance(settings, dict) or not grid or not isinstance(settings.get(runner), dict):
+        return None, None, None
+    shared = {"version": settings.get("version"), runner: settings[runner]}
+    return (grid, runner), settings_digest(shared), shared
+
+
+def _one_setting_per_grid(entries: list, keep: str | None) -> list:
+    """The entries, refusing (or, with ``keep``, resolving) a grid's runner swept with two settings.
+
+    Records of one grid and runner made with different runner settings (e.g. a sweep rerun
+    with another C grid for only some backbones, or after dropping cells from the grid) would
+    compare cells fitted differently. ``keep="newest"`` keeps the records of the settings
+    whose newest record is the most recent (``"oldest"``: the earliest), dropping the others.
+    """
+    from analyze.sweep.settings import changed_keys
+
+    groups: dict[tuple, dict[str, list]] = {}
+    for entry in entries:
+        if entry.family is not None:
+            groups.setdefault(entry.family, {}).setdefault(entry.runner_digest, []).append(entry)
+    dropped = set()
+    for (grid, runner), by_digest in sorted(groups.items()):
+        if len(by_digest) < 2:
+            continue
+        ranked = sorted(by_digest.values(), key=lambda members: max(e.created for e in members))
+        if keep is None:
+            a, b = ranked[0], ranked[-1]
+            keys = ", ".join(changed_keys(a[0].runner_settings, b[0].runner_settings)) or "settings"
+            raise UserError(f"the {runner} records of grid {grid!r} were made with {len(ranked)} different settings "
+                            f"({keys} differ: {len(a)} record(s) like {a[0].path}, {len(b)} like {b[0].path}), so "
+                            "the table would compare cells fitted differently; rerun the sweep for every backbone "
+                            "with one grid, or pass keep='newest' (--keep newest) to keep only the records of the "
+                            "newest settings.")
+        kept = ranked[-1] if keep == "newest" else ranked[0]
+        dropped.update(id(e) for members in ranked if members is not kept for e in members)
+    return [e for e in entries if id(e) not in dropped]
 
 
 def _one_of(cell: str, first: _Entry, second: _Entry, keep: str | None) -> _Entry:
