@@ -14,7 +14,9 @@ A *work unit* is what one worker runs in one call:
 
 Planning opens each store's metadata (not its features) and each dataset adapter once,
 draws every spec's rows (which raises the spec's one-sentence error for an infeasible
-cell) and measures each training set's composition, written into the records as the
+cell), refuses stores (or finetune data) of different datasets for the same cells unless the
+grid sets ``cross_dataset = true`` (:func:`check_one_dataset`), builds each cell's settings
+and their digest (:mod:`analyze.sweep.settings`) and measures each training set's composition, written into the records as the
 ``sweep`` annotation (``natural_level``, ``train_share_s_given_y``, ``train_share_s``,
 ``skew`` = ``|P(s=1 | y=1) - P(s=1)|`` of the training rows).
 """
@@ -101,9 +103,9 @@ class DataSource:
     what: str
     name: str
     manifest_hash: str
-    ids: tuple
-    where: str
-    specs: frozenset
+    ids: object = field(compare=False)  # the metadata's image_id column (not copied)
+    where: str = ""
+    specs: frozenset = frozenset()
 
     def label(self) -> str:
         """``avatars 1a2b3c4d5e6f`` (name and the first 12 characters of the manifest hash)."""
@@ -127,7 +129,7 @@ def plan_sweep(grid: Grid) -> SweepPlan:
                     grid, backbone, finetune_config, finetune_options, adapters)
                 what = f"the finetune data of backbone {backbone.name!r}"
             sources.append(DataSource(what=what, name=str(key[0]), manifest_hash=str(key[1]),
-                                      ids=tuple(meta["image_id"].astype(str)),
+                                      ids=meta["image_id"],
                                       where=str(backbone.store if runner == "probe" else grid.data.get("root")),
                                       specs=frozenset(specs)))
             group = (finetune_options.get("sensitive") if runner == "finetune" else None) or grid.sensitive
@@ -154,9 +156,10 @@ def dataset_difference(a: DataSource, b: DataSource) -> str:
     """How two data sources differ, in a few words (names, row order, labels or images)."""
     if a.name != b.name:
         return "two different datasets"
-    if a.ids == b.ids:
+    ids_a, ids_b = np.asarray(a.ids).astype(str), np.asarray(b.ids).astype(str)
+    if len(ids_a) == len(ids_b) and (ids_a == ids_b).all():
         return "the same image ids with different labels, splits or paths"
-    if len(a.ids) == len(b.ids) and set(a.ids) == set(b.ids):
+    if len(ids_a) == len(ids_b) and set(ids_a) == set(ids_b):
         return "the same image ids in another row order"
     return f"different images ({len(a.ids)} vs {len(b.ids)} rows)"
 
