@@ -67,6 +67,10 @@ def test_a_correlated_control_is_refused_with_its_phi_before_training(tree, tmp_
     message = str(info.value)
     assert "\n" not in message and message.endswith(".")
     assert "control attribute 'b' has phi 0.707 with the sensitive attribute 's'" in message and "limit 0.1" in message
+    # a manifest has no presets: the advice is about this data, not about re-rendering avatars
+    assert "preset" not in message and "avatar" not in message, message
+    assert message.endswith("; pick another control attribute, one nearly independent of 's' in these images, or "
+                            "raise [train] max_control_phi if this dependence is intended."), message
     assert not list(tmp_path.glob("*.pt"))
 
 
