@@ -41,10 +41,11 @@ from extract.image_prep import prepare_uint8
 from extract.store.background import BackgroundWriter
 from extract.store.reader import (
     StoreWriter,
-    check_output_writable,
     existing_store_matches,
     make_provenance,
 )
+from extract.paths import store_output_path
+from extract.store.writer import check_store_output
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,8 @@ def extract_features(adapter: Adapter, backbone: Backbone, out: str | Path, *, b
         From :func:`extract.backbones.create_backbone`; its model is moved to the device.
     out : path
         Store path. The run writes ``<out>.partial`` and renames it when every row is done.
+        Text ending in ``/`` names a folder: the store is ``<dataset>__<backbone>.h5`` in it.
+        An existing file that is not a feature store is never replaced (a :class:`UserError`).
     batch_size : int
         Images per forward pass (and per write). Keep it fixed when resuming.
     device : {"auto", "cpu", "cuda", "cuda:N"}
@@ -145,7 +148,7 @@ def extract_features(adapter: Adapter, backbone: Backbone, out: str | Path, *, b
     -------
     Path of the complete store.
     """
-    out = check_output_writable(out)  # before any heavy work
+    out = check_store_output(store_output_path(out, adapter.name, backbone.name))  # before any heavy work
     if int(batch_size) < 1:
         raise UserError(f"batch size {batch_size} is invalid; pass a positive integer such as 256.")
     if num_workers is not None and int(num_workers) < 0:

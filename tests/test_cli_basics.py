@@ -117,3 +117,15 @@ def test_usage_error_via_console_script():
     assert proc.stderr.splitlines() == [
         "biastransfer extract: error: the following arguments are required: --root, --backbone; "
         "see `biastransfer extract --help`."]
+
+
+def test_no_help_text_shows_a_doubled_percent_sign():
+    """argparse %-formats argument help but not a description, so ``95%%`` there printed as is."""
+    from analyze.cli import VERBS, build_parser
+
+    helps = {}
+    for verb in VERBS:
+        helps[verb] = next(a for a in build_parser(verb)._actions if a.dest == "command").choices[verb].format_help()
+        assert "%%" not in helps[verb], f"`biastransfer {verb} --help` prints '%%'"
+    assert "95% intervals" in " ".join(helps["report"].split())
+    assert "95% interval" in " ".join(helps["reproduce"].split())

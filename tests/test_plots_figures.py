@@ -5,6 +5,7 @@ import argparse
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from scipy import stats
 
 import analyze.cli.plot as plots_cli
@@ -86,3 +87,47 @@ def test_plot_cli(table, tmp_path, capsys):
                               "--out", str(tmp_path / "t")])
     with pytest.raises(UserError, match="no rows"):
         args.func(args)
+
+
+STEREOTYPE_LEVEL = "stereotype-consistent correlation level P(stereotypical group | y=1)"  # the report's level_name
+
+
+def _drawn_figure(monkeypatch, draw):
+    """The figure ``draw`` saves, laid out and drawn as in the PNG."""
+    figures, save = [], plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda figure, out: (figures.append(figure), save(figure, out))[1])
+    draw()
+    (figure,) = figures
+    FigureCanvasAgg(figure)  # save_figure closed it, which detaches its Agg canvas
+    figure.canvas.draw()
+    return figure
+
+
+def _x_texts(figure):
+    """(axis index, what, window extent) of every visible x label and x tick label."""
+    renderer = figure.canvas.get_renderer()
+    texts = []
+    for i, axis in enumerate(a for a in figure.axes if a.get_visible()):
+        label = axis.xaxis.label
+        if label.get_text():
+            texts.append((i, "xlabel", label.get_window_extent(renderer)))
+        low, high = sorted(axis.get_xlim())
+        for loc, tick in zip(axis.get_xticks(), axis.get_xticklabels()):  # ticks outside the limits are not drawn
+            if low <= loc <= high and tick.get_visible() and tick.get_text():
+                texts.append((i, f"tick {tick.get_text()}", tick.get_window_extent(renderer)))
+    return texts
+
+
+@pytest.mark.parametrize("level_label", [plots.LEVEL_LABEL, STEREOTYPE_LEVEL], ids=["short", "stereotype"])
+def test_correlation_figure_x_labels_do_not_overlap(monkeypatch, tmp_path, level_label):
+    # four target panels side by side, as in a report's probe-correlation.png
+    table = synthetic_results(n_targets=4, seeds=2, sizes=(1024,))
+    figure = _drawn_figure(monkeypatch, lambda: plots.plot_correlation(table, tmp_path / "corr",
+                                                                       level_label=level_label))
+    texts = _x_texts(figure)
+    assert sum(what == "xlabel" for _, what, _ in texts) == 4
+    for k, (i, a, box) in enumerate(texts):
+        for j, b, other in texts[k + 1:]:
+            assert not box.overlaps(other), f"panel {i} {a} overlaps panel {j} {b}"
+    labels = [a.get_xlabel() for a in figure.axes if a.get_visible()]
+    assert {" ".join(t.split()) for t in labels} == {level_label}  # wrapped, never cut

@@ -130,7 +130,8 @@ def test_roles_are_checked_against_the_sensitive_attribute(built, tmp_path):
     correlated = copy.deepcopy(TINY)  # celeba-like: blond_hair is strongly (negatively) tied to dark_skin
     correlated["data"].update(cache="pretrain-celeba-like.h5", preset="celeba-like", n=80, disjoint_from=[])
     correlated["bases"] = [{"name": "c", "role": "control", "attributes": ["blond_hair"]}]
-    with pytest.raises(UserError, match="phi"):
+    with pytest.raises(UserError, match=r"phi .*; pick another control attribute, or render the avatar cache with "
+                                        r"the 'independent' preset"):  # only avatar caches have presets
         run_recipe(correlated, out_dir=tmp_path, cache_dir=tmp_path, device="cpu", progress=False)
 
 

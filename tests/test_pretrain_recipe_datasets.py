@@ -67,6 +67,10 @@ def test_a_correlated_control_is_refused_with_its_phi_before_training(tree, tmp_
     message = str(info.value)
     assert "\n" not in message and message.endswith(".")
     assert "control attribute 'b' has phi 0.707 with the sensitive attribute 's'" in message and "limit 0.1" in message
+    # a manifest has no presets: the advice is about this data, not about re-rendering avatars
+    assert "preset" not in message and "avatar" not in message, message
+    assert message.endswith("; pick another control attribute, one nearly independent of 's' in these images, or "
+                            "raise [train] max_control_phi if this dependence is intended."), message
     assert not list(tmp_path.glob("*.pt"))
 
 
@@ -104,3 +108,22 @@ def test_the_avatar_recipe_still_takes_its_sensitive_attribute_from_the_cache():
     recipe = copy.deepcopy(load_recipe("data/recipes/avatars-bases.toml"))
     assert "sensitive" not in recipe["data"]
     check_recipe(recipe)
+
+
+def test_pretraining_on_image_files_warns_nothing(tree):
+    """Images decoded by PIL are read-only arrays, and ``torch.from_numpy`` of one printed PyTorch's
+    "The given NumPy array is not writable" warning. PyTorch warns once per process, so a fresh one runs it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np, torch; torch.set_num_threads(1)\n"
+            "from extract.datasets import get_adapter\n"
+            "from extract.pretrain.train import pretrain_base\n"
+            f"adapter = get_adapter('manifest', {str(tree)!r})\n"
+            "pretrain_base(adapter, attributes=['s'], arch_kwargs={'width': 4}, epochs=1, batch_size=16, lr=0.05,"
+            " seed=0, device='cpu', progress=False)\n"
+            "print('trained')\n")
+    run = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip() == "trained", run.stderr
+    assert "not writable" not in run.stderr, run.stderr
+    assert "Warning" not in run.stderr, run.stderr

@@ -93,3 +93,28 @@ def test_a_grid_with_no_cells_is_refused(tmp_path):
                     .replace('kind = "skew"', 'kind = "skew"\ntargets = ["hat"]'))
     with pytest.raises(UserError, match=r"need grid\.targets"):
         load_grid(path)
+
+
+@pytest.mark.parametrize("value, size", [("[-32]", -32), ("0", 0), ("[64, -1]", -1)],
+                         ids=["negative", "zero", "one of several"])
+def test_a_size_below_one_is_refused_as_not_positive(tiny, value, size):
+    # -32 is a whole number: the sentence says what is wrong with it (it must be positive)
+    message = refused(tiny, [f"subsets.correlation.n={value}"],
+                      rf"n = .* in subset block 0 \(correlation\) lists the training size {size}, but a size must be "
+                      r"positive \(at least 1\) or 'all'; write e\.g\. n = \[")
+    assert "whole numbers" not in message
+
+
+def test_a_negative_size_in_the_grid_file_is_refused_as_not_positive(tmp_path):
+    path = tmp_path / "grid.toml"
+    path.write_text(TINY.replace("n = [32]", "n = [-32]"))
+    with pytest.raises(UserError, match=r"lists the training size -32, but a size must be positive \(at least 1\) "
+                                        r"or 'all'; write e\.g\. n = \[32\]\.$"):
+        load_grid(path)
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "[0, -7]"], ids=["negative count", "zero count", "negative seed"])
+def test_whole_but_out_of_range_seeds_say_the_range(tiny, value):
+    message = refused(tiny, [f"subsets.correlation.seeds={value}"], r"is out of range: a count must be at least 1 "
+                                                                    r"and a listed seed at least 0")
+    assert "whole-number" not in message

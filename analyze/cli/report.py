@@ -13,7 +13,7 @@ from analyze.report.build import DEFAULT_TITLE, build_report
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``report`` verb."""
     p = sub.add_parser("report", help="a Markdown and a self-contained HTML report from a collected results table",
-                       description="Findings with 95%% intervals from a collected table. Definitions (finetuning sets, "
+                       description="Findings with 95% intervals from a collected table. Definitions (finetuning sets, "
                                    "salience, FPR gap signs, threshold policies, intervals, diagnosis flags, how "
                                    f"findings are stated): {SCIENCE_DOC}.")
     p.add_argument("table", type=Path, help="the tidy results table (CSV or Parquet) from `biastransfer collect`")

@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                          "findings table (reproduced / not reproduced / inconclusive) and a report",
                        description="Renders the avatars, builds the bases of data/recipes/avatars-bases.toml, runs "
                                    "probe and finetune grids and the pairs experiment, and writes "
-                                   "findings/findings.csv and findings.md (one row per finding: number, 95%% "
+                                   "findings/findings.csv and findings.md (one row per finding: number, 95% "
                                    "interval, rule, verdict) and a report that leads with them. Resumable: existing "
                                    f"outputs under --out are reused. Definitions: {SCIENCE_DOC}.")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: work/reproduce)")

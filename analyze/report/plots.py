@@ -11,6 +11,7 @@ and full-finetune results are never drawn as one curve. Bias is the signed
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -94,7 +95,22 @@ def _line_with_band(axis, summary: pd.DataFrame, x: str, color, label: str) -> N
     axis.fill_between(summary[x], summary["ci_low"], summary["ci_high"], color=color, alpha=0.2, linewidth=0)
 
 
+def _wrap_xlabels(figure, axes) -> None:
+    """Break each panel's x label into lines no wider than its panel, so the long level label
+    ("stereotype-consistent correlation level P(stereotypical group | y=1)") of one panel does
+    not run into its neighbour's. The width is the panel's before layout (a little narrower
+    than after), and a character is taken as 0.6 em (DejaVu Sans averages about 0.55)."""
+    for axis in axes.flat:
+        text = axis.get_xlabel()
+        if not axis.get_visible() or not text:
+            continue
+        inches = axis.get_position().width * figure.get_figwidth()
+        chars = max(12, int(inches * 72 / (0.6 * axis.xaxis.label.get_fontsize())))
+        axis.set_xlabel(textwrap.fill(" ".join(text.split()), chars, break_on_hyphens=False))
+
+
 def _finish(figure, axes, title: str) -> None:
+    _wrap_xlabels(figure, axes)
     entries = {}  # one entry per label over all panels (a base may be missing from some)
     for axis in axes.flat:
         for handle, label in zip(*axis.get_legend_handles_labels()):

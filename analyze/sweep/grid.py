@@ -334,6 +334,10 @@ def _check_values(block: dict, index: int, kind: str) -> None:
         count = _is_whole(seeds) and seeds >= 1
         listed = isinstance(seeds, list) and seeds and all(_is_whole(s) and s >= 0 for s in seeds)
         if not (count or listed):
+            whole = _is_whole(seeds) or (isinstance(seeds, list) and seeds and all(_is_whole(s) for s in seeds))
+            if whole:  # whole numbers, but a count below 1 or a negative seed
+                raise UserError(f"seeds = {seeds!r} {where} is out of range: a count must be at least 1 and a "
+                                "listed seed at least 0; write e.g. seeds = 3 (seeds 0, 1, 2) or seeds = [0, 7].")
             raise UserError(f"seeds = {seeds!r} {where} is not a count or a list of whole-number seeds; "
                             "write e.g. seeds = 3 (seeds 0, 1, 2) or seeds = [0, 7].")
     for key in NUMBER_LISTS:
@@ -348,8 +352,12 @@ def _check_values(block: dict, index: int, kind: str) -> None:
         sizes = _as_list(block["n"])
         if not sizes:
             raise UserError(f"n = {block['n']!r} {where} is empty; list at least one training size, e.g. n = [128].")
-        if not all(v == "all" or (_is_whole(v) and v >= 1) for v in sizes):
+        if not all(v == "all" or _is_whole(v) for v in sizes):
             raise UserError(f"n = {block['n']!r} {where} must list whole numbers or 'all', e.g. n = [128, \"all\"].")
+        small = [v for v in sizes if v != "all" and v < 1]
+        if small:
+            raise UserError(f"n = {block['n']!r} {where} lists the training size {small[0]}, but a size must be "
+                            f"positive (at least 1) or 'all'; write e.g. n = [{abs(small[0]) or 128}].")
 
 
 # -- expansion -----------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from extract.cli.options import add_extract_arguments, default_store_path
+from extract.cli.options import add_extract_arguments, store_out
 from extract.parsing import parse_options
 from extract.errors import UserError
 
@@ -62,12 +62,11 @@ def cmd_extract(args) -> int:
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}.")
     from extract.device_decode import check_decode
-    from extract.store.reader import check_output_writable
+    from extract.store.writer import check_store_output
 
     adapter = get_adapter(args.dataset, args.root, **parse_options(args.option))
     check_decode(args.decode, adapter)
-    out = args.out or default_store_path(args.dataset, args.backbone)
-    check_output_writable(out)  # fail before any heavy work
+    out = check_store_output(store_out(args))  # fail before any heavy work
     backbone = create_backbone(args.backbone, weights=args.weights, seed=args.seed, image_size=args.image_size)
     before = _stamp(out)
     path = extract_features(adapter, backbone, out, batch_size=args.batch_size, device=args.device,

@@ -6,12 +6,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from extract.paths import work_dir
+from extract.paths import store_file_name, store_output_path, work_dir
 
 
 def default_store_path(dataset: str, backbone: str) -> Path:
-    safe = str(backbone).replace("/", "_").replace("\\", "_")
-    return work_dir() / "stores" / f"{dataset}__{Path(safe).name}.h5"
+    return work_dir() / "stores" / store_file_name(dataset, backbone)
+
+
+def store_out(args) -> Path:
+    """The store path of ``--out``: the default when absent; ``DIR/`` (a trailing slash) puts
+    the store under its default file name in DIR."""
+    if args.out is None:
+        return default_store_path(args.dataset, args.backbone)
+    return store_output_path(args.out, args.dataset, args.backbone)
 
 
 def add_dataset_arguments(p: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -34,7 +41,7 @@ def add_extract_arguments(p: argparse.ArgumentParser, *, out_help: str, batch_he
     p.add_argument("--seed", type=int, default=0, help="seed of random-init backbones (default 0)")
     p.add_argument("--image-size", type=int, default=None,
                    help="override the backbone's resize/crop (e.g. 64 for small images)")
-    p.add_argument("--out", type=Path, default=None, help=out_help)
+    p.add_argument("--out", default=None, help=out_help + "; DIR/ puts the default file name in DIR")
     p.add_argument("--batch-size", type=int, default=256, help=batch_help)
     p.add_argument("--device", default="auto", help=device_help)
     p.add_argument("--workers", type=int, default=None, help=workers_help)

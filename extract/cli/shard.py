@@ -8,12 +8,12 @@ import os
 import sys
 from datetime import timedelta
 
-from extract.cli.options import add_extract_arguments
+from extract.cli.options import add_extract_arguments, store_out
 from extract.cli.parser import OneLineParser
 from extract.errors import UserError
 from extract.store.join import JOIN_MODES
 from extract.store.sharded import BACKENDS, DEFAULT_TIMEOUT, RankInfo, extract_sharded
-from extract.store.writer import check_output_writable
+from extract.store.writer import check_store_output
 
 
 # -- command line -------------------------------------------------------------------------------
@@ -43,7 +43,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_extract_shard(args) -> int:
     from extract.backbones import create_backbone
-    from extract.cli.options import default_store_path
     from extract.parsing import parse_options
     from extract.datasets import get_adapter
 
@@ -52,7 +51,7 @@ def cmd_extract_shard(args) -> int:
     if args.timeout_minutes <= 0:
         raise UserError(f"--timeout-minutes must be positive, got {args.timeout_minutes}.")
     adapter = get_adapter(args.dataset, args.root, **parse_options(args.option))
-    out = check_output_writable(args.out or default_store_path(args.dataset, args.backbone))
+    out = check_store_output(store_out(args))
     backbone = create_backbone(args.backbone, weights=args.weights, seed=args.seed, image_size=args.image_size)
     path = extract_sharded(adapter, backbone, out, batch_size=args.batch_size, device=args.device,
                            num_workers=args.workers, resume=not args.no_resume, overwrite=args.overwrite,

@@ -66,7 +66,7 @@ def load_images(adapter: Adapter, rows: np.ndarray, image_size: int | None) -> t
     """Decode ``rows`` once into a uint8 tensor (n, 3, S, S), resized and centre-cropped to
     ``image_size`` (default: the shorter side of the first image)."""
     if hasattr(adapter, "read_images"):
-        images = torch.from_numpy(np.ascontiguousarray(adapter.read_images(rows))).permute(0, 3, 1, 2)
+        images = torch.from_numpy(_writable(adapter.read_images(rows))).permute(0, 3, 1, 2)
         size = image_size or min(images.shape[-2:])
         return prepare_uint8(images, Preprocess(resize=size, crop=size))
     first = np.asarray(adapter.open_image(int(rows[0])))
@@ -74,8 +74,14 @@ def load_images(adapter: Adapter, rows: np.ndarray, image_size: int | None) -> t
     prep = Preprocess(resize=size, crop=size)
     out = torch.empty((len(rows), 3, size, size), dtype=torch.uint8)
     for k, i in enumerate(rows):
-        out[k] = prepare_uint8(torch.from_numpy(np.asarray(adapter.open_image(int(i)))).permute(2, 0, 1), prep)
+        out[k] = prepare_uint8(torch.from_numpy(_writable(adapter.open_image(int(i)))).permute(2, 0, 1), prep)
     return out
+
+
+def _writable(image) -> np.ndarray:
+    """``image`` (an array or a PIL image) as a C-contiguous array torch may wrap: copied when it is
+    read-only (``np.asarray`` of a PIL image is), as ``torch.from_numpy`` warns on a read-only array."""
+    return np.require(image, requirements=("C", "W"))
 
 
 def sha256_rows(rows: np.ndarray) -> str:

@@ -342,9 +342,18 @@ def check_roles(adapter, bases: list[dict], *, sensitive: str | None = None, max
             phis[base["name"]][name] = phi
             if np.isfinite(phi) and abs(phi) > max_phi:
                 raise UserError(f"control attribute {name!r} has phi {phi:.3f} with the sensitive attribute "
-                                f"{sensitive!r} in the pretraining data (limit {max_phi}); pick another control "
-                                "attribute (for avatars, render the cache with the 'independent' preset).")
+                                f"{sensitive!r} in the pretraining data (limit {max_phi}); "
+                                f"{_independence_advice(adapter, sensitive)}.")
     return phis
+
+
+def _independence_advice(adapter, sensitive: str) -> str:
+    """How to get a control label independent of ``sensitive``: only an avatar cache has presets to re-render."""
+    if adapter.name == "avatars":
+        return ("pick another control attribute, or render the avatar cache with the 'independent' preset "
+                "(attributes drawn independently of the sensitive one)")
+    return (f"pick another control attribute, one nearly independent of {sensitive!r} in these images, or raise "
+            "[train] max_control_phi if this dependence is intended")
 
 
 def check_factors(adapter, factors, *, max_dependence: float = MAX_FACTOR_DEPENDENCE) -> dict[str, dict[str, float]]:

@@ -59,7 +59,9 @@ from extract.devices import resolve_device
 from extract.errors import UserError
 from extract.extraction import MAX_DEFAULT_WORKERS, extract_features
 from extract.store.join import JOIN_MODES, join_shards, joined_provenance
-from extract.store.reader import check_output_writable, existing_store_matches
+from extract.store.reader import existing_store_matches
+from extract.paths import store_output_path
+from extract.store.writer import check_store_output
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +249,7 @@ def extract_sharded(adapter: Adapter, backbone: Backbone, out: str | Path, *, ba
         raise UserError(f"unknown join mode {join!r}; use one of {list(JOIN_MODES)}.")
     if int(batch_size) < 1:
         raise UserError(f"batch size {batch_size} is invalid; pass a positive integer such as 256.")
-    out = check_output_writable(out)
+    out = check_store_output(store_output_path(out, adapter.name, backbone.name))
     info = RankInfo.from_env()
     if info.world_size == 1:
         return extract_features(adapter, backbone, out, batch_size=batch_size, device=device, num_workers=num_workers,

@@ -121,6 +121,42 @@ def check_output_writable(out: str | Path) -> Path:
     return out
 
 
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def check_store_output(out: str | Path) -> Path:
+    """:func:`check_output_writable` for a feature store, which also refuses a file the toolkit did not write.
+
+    An existing file under ``out`` that is not an HDF5 file, or an HDF5 file without the
+    store's ``format`` attribute (an avatar cache, say), is never replaced, not even with
+    ``overwrite``: the user named the wrong path, and deleting it is not the fix. An HDF5
+    file that cannot be read is left to the caller (it may be a damaged store).
+    """
+    out = check_output_writable(out)
+    if not out.is_file():
+        return out
+    try:
+        with open(out, "rb") as fh:
+            head = fh.read(len(_HDF5_SIGNATURE))
+    except OSError:
+        return out  # unreadable: the store check that follows names the problem
+    if head != _HDF5_SIGNATURE and not h5py.is_hdf5(out):  # is_hdf5 also finds a superblock after a user block
+        raise UserError(f"{out} exists and is not a feature store (it is not an HDF5 file), and extract never "
+                        "replaces a file it did not write; choose another --out.")
+    try:
+        with h5py.File(out, "r", locking=LOCKING) as h5:
+            found = h5.attrs.get("format")
+    except OSError:
+        return out
+    if isinstance(found, bytes):
+        found = found.decode(errors="replace")
+    if found != STORE_FORMAT:
+        what = f"its format attribute is {found!r}" if found is not None else "it has no format attribute"
+        raise UserError(f"{out} exists and is an HDF5 file but not a feature store ({what}, not {STORE_FORMAT!r}), "
+                        "and extract never replaces a file it did not write; choose another --out.")
+    return out
+
+
 # -- writer ---------------------------------------------------------------------------------
 class StoreWriter:
     """Writes a store in row order at ``<out>.partial`` and renames it when complete.
