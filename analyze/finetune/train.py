@@ -10,9 +10,11 @@ with ``argmin + 1`` epochs and reported the last one).
 Sign convention: the head's logit is for ``y = 1``; scores are logits (``sigmoid(logit)`` is the probability).
 
 Reproducibility: shuffling order, flips and the head's initialisation come from ``seed``
-(a private ``torch.Generator``; the global RNG is untouched), so a run on the CPU is
-repeatable bit for bit. On CUDA the forward runs under bf16 autocast with channels_last
-(fast, not bitwise repeatable).
+(a private ``torch.Generator``); dropout and stochastic depth inside the backbone, which can
+only draw from torch's global RNG, draw from it seeded from ``seed`` in a forked RNG state
+(:func:`extract.seeding.seeded_torch_rng`; the caller's RNG is untouched), so a run on the
+CPU is repeatable bit for bit at a fixed thread count. On CUDA the forward runs under bf16
+autocast with channels_last (fast, not bitwise repeatable).
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ from torch.nn import functional as F
 from extract.backbones import Preprocess
 from extract.pretrain.train import freeze_batchnorm
 from extract.errors import UserError
+from extract.seeding import seeded_torch_rng
 
+STREAM_GLOBAL = 1  # seed stream of the global-RNG draws (dropout, stochastic depth) of a run
 PREDICT_BATCH = 512  # rows per inference batch (no gradients, so larger than training)
 
 
@@ -215,26 +219,27 @@ def train_run(net: FinetuneNet, train_images: torch.Tensor, train_labels: torch.
     optimizer = torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
     generator = torch.Generator().manual_seed(int(seed))
     best = RunResult(val_loss=math.inf, best_epoch=0, val_curve=[], train_curve=[], val_scores=None)
-    for epoch in range(1, settings.epochs + 1):
-        train_loss = _train_epoch(net, optimizer, train_images, train_labels, settings=settings,
-                                  generator=generator, device=device)
-        best.train_curve.append(train_loss)
-        if not math.isfinite(train_loss):
-            best.diverged = True
-            break
-        logits = predict_logits(net, val_images, device=device)
-        val_loss = float(F.binary_cross_entropy_with_logits(logits, val_labels.cpu()))
-        best.val_curve.append(val_loss)
-        if not math.isfinite(val_loss):
-            best.diverged = True
-            break
-        if val_loss < best.val_loss:
-            best.val_loss, best.best_epoch = val_loss, epoch
-            best.val_scores = logits.numpy().astype(np.float64)
-            if keep_state:
-                best.state = copy.deepcopy(net.state_dict())
-        elif settings.patience and epoch - best.best_epoch >= settings.patience:
-            break
+    with seeded_torch_rng(seed, STREAM_GLOBAL, device):  # dropout and stochastic depth in the backbone
+        for epoch in range(1, settings.epochs + 1):
+            train_loss = _train_epoch(net, optimizer, train_images, train_labels, settings=settings,
+                                      generator=generator, device=device)
+            best.train_curve.append(train_loss)
+            if not math.isfinite(train_loss):
+                best.diverged = True
+                break
+            logits = predict_logits(net, val_images, device=device)
+            val_loss = float(F.binary_cross_entropy_with_logits(logits, val_labels.cpu()))
+            best.val_curve.append(val_loss)
+            if not math.isfinite(val_loss):
+                best.diverged = True
+                break
+            if val_loss < best.val_loss:
+                best.val_loss, best.best_epoch = val_loss, epoch
+                best.val_scores = logits.numpy().astype(np.float64)
+                if keep_state:
+                    best.state = copy.deepcopy(net.state_dict())
+            elif settings.patience and epoch - best.best_epoch >= settings.patience:
+                break
     if best.best_epoch == 0:
         best.state, best.val_scores = None, None
     best.seconds = time.perf_counter() - began

@@ -40,7 +40,10 @@ Recipe of one run (:func:`pretrain_base`):
 
 Determinism: on CPU, the same seed, data, configuration and thread count give identical
 weights (``torch.use_deterministic_algorithms`` is on during training; shuffling and flips
-come from a seeded ``torch.Generator``; the caller's global RNG is left untouched). On
+come from a seeded ``torch.Generator``; dropout and stochastic depth inside the backbone,
+which can only draw from torch's global RNG, draw from it seeded from ``seed`` in a forked
+RNG state (:func:`extract.seeding.seeded_torch_rng`), so the caller's global RNG is left
+untouched and the weights do not depend on what ran before in the process). On
 CUDA the run uses bf16 autocast and channels_last and is not bit-reproducible.
 
 Keeping pretraining images apart: train bases on a cache rendered for pretraining only
@@ -77,6 +80,7 @@ from extract.backbones import (
 from extract.datasets.base import Adapter
 from extract.devices import resolve_device
 from extract.errors import UserError
+from extract.seeding import derived_seed, seeded_torch_rng
 from extract.pretrain.data import (
     describe_data,
     load_images,
@@ -89,6 +93,7 @@ DEFAULT_ARCH_KWARGS = {"smallcnn": {"width": 16}}
 SCHEDULES = ("cosine", "constant")
 MOMENTUM = 0.9
 STREAM_ORDER = 2  # seed stream of shuffling and flips (pretrain_data.STREAM_VAL_SPLIT = 1 carves val)
+STREAM_GLOBAL = 3  # seed stream of the global-RNG draws of dropout and stochastic depth in the backbone
 
 
 # -- configuration -----------------------------------------------------------------------------
@@ -427,7 +432,7 @@ def pretrain_base(
         backbone.load_state_dict(start.model.state_dict())
         del start
     scores = {"attributes": attributes, "factors": factors}
-    with _deterministic(device.type == "cpu"):
+    with _deterministic(device.type == "cpu"), seeded_torch_rng(config["seed"], STREAM_GLOBAL, device):
         run = _start_run(backbone, head, config, preprocess, device, n_train=len(train_pos))
         bar = tqdm(range(config["epochs"]), desc=f"pretrain {'+'.join(attributes)}", unit="epoch",
                    disable=not progress, leave=False)
@@ -456,7 +461,7 @@ def _start_run(backbone, head, config, preprocess, device, *, n_train: int) -> _
         factor = lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))  # noqa: E731
     else:
         factor = lambda step: 1.0  # noqa: E731
-    order_seed = int(np.random.default_rng([config["seed"], STREAM_ORDER]).integers(2**62))
+    order_seed = derived_seed(config["seed"], STREAM_ORDER)
     return _Run(backbone=backbone, head=head, optimizer=optimizer,
                 scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, factor),
                 normalise=_Normaliser(preprocess, device), generator=torch.Generator().manual_seed(order_seed),
