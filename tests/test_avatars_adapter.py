@@ -85,7 +85,7 @@ def test_failed_render_leaves_no_file_and_keeps_the_old_one(tmp_path, monkeypatc
     def broken(*args):
         raise RuntimeError("renderer crashed")
 
-    monkeypatch.setattr(avatars, "toggle_changes", broken)  # fails after /images is written
+    monkeypatch.setattr(avatars.cache, "toggle_changes", broken)  # fails after /images is written
     with pytest.raises(RuntimeError):
         render_dataset(out, n=8, size=SIZE, workers=1, progress=False, signal_sample=2)
     assert list(tmp_path.iterdir()) == []

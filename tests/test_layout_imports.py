@@ -5,7 +5,10 @@
 - ``argparse`` is imported only inside ``analyze/cli`` and ``extract/cli``;
 - no library module imports a ``cli`` module;
 - ``extract`` never imports ``analyze``;
-- no module name repeats its package's name as a prefix (``probe/probe_engine.py``).
+- no module name repeats its package's name as a prefix (``probe/probe_engine.py``);
+- ``extract/store`` is HDF5 only: it imports nothing of the extraction loop or its sharded driver;
+- a package ``__init__.py`` re-exports; functions and classes live in named modules (the command
+  line's entry point ``analyze/cli/__init__.py`` excepted).
 """
 
 from __future__ import annotations
@@ -120,3 +123,28 @@ def test_no_module_repeats_its_package_as_prefix():
 def test_top_level_of_analyze_is_the_stages_and_the_public_names():
     top = sorted(p.name for p in (ROOT / "analyze").glob("*.py"))
     assert top == ["__init__.py", "api.py", "curation.py", "demo.py"], top
+
+
+def test_store_imports_nothing_of_the_extraction():
+    _, graph = _graph()
+    offenders = sorted(f"{a} -> {b}" for a, targets in graph.items() if a.startswith("extract.store")
+                       for b in targets if b in {"extract.extraction", "extract.sharded"})
+    assert not offenders, offenders
+
+
+# the console script's entry point: the verb table, the parser and main() are its wiring
+INIT_WITH_DEFINITIONS = {"analyze.cli"}
+
+
+def test_package_inits_define_no_functions_or_classes():
+    modules, _ = _graph()
+    offenders = []
+    for name, path in modules.items():
+        if path.name != "__init__.py" or name in INIT_WITH_DEFINITIONS:
+            continue
+        tree = ast.parse(path.read_text())
+        defined = [n.name for n in tree.body
+                   if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+        if defined:
+            offenders.append(f"{name}: {defined}")
+    assert not offenders, "definitions in package __init__ files (move them to a named module): " + "; ".join(offenders)

@@ -18,7 +18,7 @@ from extract.datasets.base import Adapter
 from extract.errors import UserError
 from extract.extraction import extract_features
 from extract.store.reader import FeatureStore
-from extract.store.sharded import (
+from extract.sharded import (
     RankInfo,
     _raise_failures,
     _run_rank,

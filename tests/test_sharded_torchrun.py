@@ -17,7 +17,7 @@ from extract.backbones import create_backbone
 from extract.datasets.avatars import AvatarAdapter, render_dataset
 from extract.extraction import extract_features
 from extract.store.reader import FeatureStore
-from extract.store.sharded import shard_path
+from extract.sharded import shard_path
 
 REPO = Path(__file__).resolve().parents[1]
 N_IMAGES, BATCH = 60, 7  # 9 batches: rank 0 gets 4 (rows 0-28), rank 1 gets 5 (rows 28-60, the last one short)

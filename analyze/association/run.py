@@ -46,15 +46,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analyze.association import (
-    association,
-    association_test,
-    concept_association,
-    effect_size,
-    pair_association,
-    paired_change,
-)
+from analyze.association.bootstrap import paired_change
 from analyze.association.concepts import ConceptSets
+from analyze.association.measures import association, effect_size
 from analyze.association.models import (
     DEFAULT_BATCH_SIZE,
     ModelInfo,
@@ -63,6 +57,7 @@ from analyze.association.models import (
     find_base,
     random_twin,
 )
+from analyze.association.significance import association_test, concept_association, pair_association
 from analyze.association.spec import (
     MEASURES,
     ROLES,

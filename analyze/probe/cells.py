@@ -32,7 +32,7 @@ from analyze.metrics import (
     evaluate_runs,
     natural_over_represented_group,
 )
-from analyze.probe import DEFAULT_CS, ProbeTask, fit_probes
+from analyze.probe.engine import DEFAULT_CS, ProbeTask, fit_probes
 from analyze.results.records import (
     cell_id,
     make_record,

@@ -427,11 +427,6 @@ def compare_biased_with_bases(summary: pd.DataFrame, *, condition: str, metric: 
     return sentences
 
 
-def compare_biased_with_controls(summary: pd.DataFrame, *, condition: str, metric: str, context: str) -> list[str]:
-    """Backward-compatible name of :func:`compare_biased_with_bases`."""
-    return compare_biased_with_bases(summary, condition=condition, metric=metric, context=context)
-
-
 def _base_order(summary: pd.DataFrame) -> list[str]:
     kinds = summary.drop_duplicates("backbone").set_index("backbone")
     rank = {"biased": 0, "control": 1}

@@ -22,22 +22,19 @@ import pandas as pd
 
 from analyze.subsets.core import (
     CellKey,
-    SpecBase,
     SubsetSplit,
+    TargetSpec,
     binding_cell,
     cell_label,
     check_count,
     check_pool,
     check_unit,
-    counts_of,
     draw_cells,
     draw_split,
     exact,
     fits,
     largest_total,
     natural_level,
-    pool_cells,
-    require_both_values,
     share_of,
     take,
     training_total,
@@ -57,13 +54,8 @@ def balanced_demand(level: Fraction):
     return demand
 
 
-def target_labels(meta: pd.DataFrame, target: str) -> np.ndarray:
-    """The finetuning label of every row, ``np.int8`` with -1 where unknown."""
-    return meta[target].to_numpy().astype(np.int8)
-
-
 @dataclass(frozen=True)
-class Correlation(SpecBase):
+class Correlation(TargetSpec):
     """A balanced finetuning set at correlation level ``level`` (module docstring: convention).
 
     The set takes ``L`` positives and ``L`` negatives, ``L`` = the smallest of the four
@@ -91,8 +83,6 @@ class Correlation(SpecBase):
         Share of each label half held out for validation.
     """
 
-    target: str
-    sensitive: str
     level: float
     _: KW_ONLY
     n: int | None = None
@@ -107,24 +97,14 @@ class Correlation(SpecBase):
         object.__setattr__(self, "size", check_count("size", self.size, minimum=1))
         self._check_common()
 
-    def indices(self, meta: pd.DataFrame) -> np.ndarray:
-        """Sorted positions (``np.int64``) of the training rows."""
-        return self.split_indices(meta).train
-
     def split_indices(self, meta: pd.DataFrame) -> SubsetSplit:
         """Training and validation positions (disjoint, sorted)."""
         demand, perms, half, limit = self._plan(meta)
         return draw_split(demand, perms, 2 * half, n=self.n, val_fraction=self.val_fraction, step=2, limit=limit)
 
-    def labels(self, meta: pd.DataFrame) -> np.ndarray:
-        return target_labels(meta, self.target)
-
     def _plan(self, meta: pd.DataFrame):
         """Demand, per-cell permutations, label half ``h`` of the set, and what limits ``h``."""
-        columns = (self.target, self.sensitive)
-        cells = pool_cells(meta, columns, self.pool)
-        require_both_values(cells, columns, self.pool, axis=0)
-        caps = counts_of(cells)
+        columns, cells, caps = self._pool_counts(meta)
         demand = balanced_demand(exact(self.level))
         if self.size is None:
             smallest = min(caps, key=caps.get)
@@ -166,7 +146,7 @@ class Correlation(SpecBase):
 
 
 @dataclass(frozen=True)
-class SubSelection(SpecBase):
+class SubSelection(TargetSpec):
     """Other correlation levels reached only by *removing* rows from one base set (n shrinks).
 
     The base is ``Correlation(target, sensitive, base_level, n=base_n, ...)`` with the same
@@ -190,8 +170,6 @@ class SubSelection(SpecBase):
         As in :class:`Correlation`.
     """
 
-    target: str
-    sensitive: str
     level: float
     _: KW_ONLY
     base_n: int = 1024
@@ -223,10 +201,6 @@ class SubSelection(SpecBase):
             val_fraction=self.val_fraction,
         )
 
-    def indices(self, meta: pd.DataFrame) -> np.ndarray:
-        """Sorted positions (``np.int64``) of the training rows."""
-        return self.split_indices(meta).train
-
     def split_indices(self, meta: pd.DataFrame) -> SubsetSplit:
         """Training and validation positions, subsets of the base set's (disjoint, sorted)."""
         base = self.base(meta)
@@ -252,12 +226,9 @@ class SubSelection(SpecBase):
         val_stop = {k: base_val_start[k] + kept_val[k] for k in kept_val}
         return SubsetSplit(train=take(perms, kept_train), val=take(perms, val_stop, start=base_val_start))
 
-    def labels(self, meta: pd.DataFrame) -> np.ndarray:
-        return target_labels(meta, self.target)
-
 
 @dataclass(frozen=True)
-class TestResample(SpecBase):
+class TestResample(TargetSpec):
     """The largest balanced test set at a given correlation level (docs/science.md section 3).
 
     50% positives and 50% per group, ``P(s=1 | y=1) = P(s=0 | y=0) = level`` within
@@ -268,8 +239,6 @@ class TestResample(SpecBase):
 
     __test__ = False  # not a pytest test class despite the name
 
-    target: str
-    sensitive: str
     _: KW_ONLY
     level: float | None = None
     seed: int = 0
@@ -291,10 +260,7 @@ class TestResample(SpecBase):
 
     def indices(self, meta: pd.DataFrame) -> np.ndarray:
         """Sorted positions (``np.int64``) of the resampled test rows."""
-        columns = (self.target, self.sensitive)
-        cells = pool_cells(meta, columns, self.pool)
-        require_both_values(cells, columns, self.pool, axis=0)
-        caps = counts_of(cells)
+        columns, cells, caps = self._pool_counts(meta)
         demand = balanced_demand(exact(self.resolved_level(meta)))
         total = largest_total(demand, caps, step=2)
         if total == 0:
@@ -304,9 +270,6 @@ class TestResample(SpecBase):
                 f"{self.resolved_level(meta):.4g} can be built; choose another level or pool."
             )
         return take(draw_cells(cells, demand(total), seed=self.seed, stream=self.kind), demand(total))
-
-    def labels(self, meta: pd.DataFrame) -> np.ndarray:
-        return target_labels(meta, self.target)
 
 
 def test_rows_option(text, target: str, sensitive: str) -> TestResample | None:

@@ -288,9 +288,18 @@ def check_count(name: str, value: int | None, *, minimum: int) -> int | None:
 
 
 class SpecBase:
-    """Serialisation shared by all specs: ``to_dict`` adds ``kind``; ``from_dict`` inverts it."""
+    """What all specs share: serialisation (``to_dict`` adds ``kind``; ``from_dict`` inverts
+    it), the common checks after construction, and :meth:`indices` as the training part of
+    ``split_indices`` (a kind without a split, such as a test set, defines its own)."""
 
     kind: ClassVar[str]
+
+    def __post_init__(self):
+        self._check_common()
+
+    def indices(self, meta: pd.DataFrame) -> np.ndarray:
+        """Sorted positions (``np.int64``) of the training rows."""
+        return self.split_indices(meta).train
 
     def to_dict(self) -> dict:
         """JSON-serialisable fields plus ``kind``; ``spec_from_dict`` rebuilds the spec."""
@@ -326,3 +335,31 @@ class SpecBase:
             set_("val_fraction", check_unit("val_fraction", self.val_fraction, open_right=True))
 
 
+def target_labels(meta: pd.DataFrame, target: str) -> np.ndarray:
+    """The finetuning label of every row, ``np.int8`` with -1 where unknown."""
+    return meta[target].to_numpy().astype(np.int8)
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetSpec(SpecBase):
+    """A spec on a binary ``target`` column (``y``, the finetuning label) and a binary
+    ``sensitive`` column (``s``): the first two fields of every such kind.
+
+    The other shared fields (``n``, ``seed``, ``pool``, ``val_fraction``) stay on each kind:
+    a dataclass puts a base's fields first, while ``to_dict`` (the spec a record keeps),
+    ``repr`` and the positional arguments follow the declaration order, which must not change.
+    """
+
+    target: str
+    sensitive: str
+
+    def labels(self, meta: pd.DataFrame) -> np.ndarray:
+        return target_labels(meta, self.target)
+
+    def _pool_counts(self, meta: pd.DataFrame):
+        """The columns ``(target, sensitive)``, the pool's ``(y, s)`` cells (each with both
+        values present) and their row counts."""
+        columns = (self.target, self.sensitive)
+        cells = pool_cells(meta, columns, self.pool)
+        require_both_values(cells, columns, self.pool, axis=0)
+        return columns, cells, counts_of(cells)

@@ -21,11 +21,11 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from analyze.subsets.balanced import target_labels
 from analyze.subsets.core import (
     CellKey,
     SpecBase,
     SubsetSplit,
+    TargetSpec,
     binding_cell,
     both_classes,
     cell_label,
@@ -36,14 +36,13 @@ from analyze.subsets.core import (
     exact,
     largest_total,
     pool_cells,
-    require_both_values,
     share_of,
 )
 from extract.errors import UserError
 
 
 @dataclass(frozen=True)
-class Natural(SpecBase):
+class Natural(TargetSpec):
     """All pool rows with known ``target`` and ``sensitive``, optionally ``n`` of them.
 
     The training part and the ``n`` rows keep the pool's share of positives and, within
@@ -51,8 +50,6 @@ class Natural(SpecBase):
     keeps at least one row of each class. Largest feasible ``n``: the training total.
     """
 
-    target: str
-    sensitive: str
     _: KW_ONLY
     n: int | None = None
     seed: int = 0
@@ -60,19 +57,9 @@ class Natural(SpecBase):
     val_fraction: float = 0.2
     kind: ClassVar[str] = "natural"
 
-    def __post_init__(self):
-        self._check_common()
-
-    def indices(self, meta: pd.DataFrame) -> np.ndarray:
-        """Sorted positions (``np.int64``) of the training rows."""
-        return self.split_indices(meta).train
-
     def split_indices(self, meta: pd.DataFrame) -> SubsetSplit:
         """Training and validation positions (disjoint, sorted)."""
-        columns = (self.target, self.sensitive)
-        cells = pool_cells(meta, columns, self.pool)
-        require_both_values(cells, columns, self.pool, axis=0)
-        caps = counts_of(cells)
+        _, cells, caps = self._pool_counts(meta)
         pos, neg = caps[1, 0] + caps[1, 1], caps[0, 0] + caps[0, 1]
         positive_share = Fraction(pos, pos + neg)
         s1_among_pos, s1_among_neg = Fraction(caps[1, 1], pos), Fraction(caps[0, 1], neg)
@@ -87,12 +74,9 @@ class Natural(SpecBase):
         perms = draw_cells(cells, demand(pos + neg), seed=self.seed, stream=self.kind)
         return draw_split(demand, perms, pos + neg, n=self.n, val_fraction=self.val_fraction, step=1, limit=limit)
 
-    def labels(self, meta: pd.DataFrame) -> np.ndarray:
-        return target_labels(meta, self.target)
-
 
 @dataclass(frozen=True)
-class Skew(SpecBase):
+class Skew(TargetSpec):
     """The largest set with ``P(s=1 | y=1) = p`` and ``P(s=0 | y=0) = p``.
 
     Same sign convention as :class:`~analyze.subsets.balanced.Correlation`'s level, but the
@@ -103,8 +87,6 @@ class Skew(SpecBase):
     set's share of positives and ``p`` within each label.
     """
 
-    target: str
-    sensitive: str
     p: float
     _: KW_ONLY
     n: int | None = None
@@ -117,16 +99,9 @@ class Skew(SpecBase):
         object.__setattr__(self, "p", check_unit("p", self.p))
         self._check_common()
 
-    def indices(self, meta: pd.DataFrame) -> np.ndarray:
-        """Sorted positions (``np.int64``) of the training rows."""
-        return self.split_indices(meta).train
-
     def split_indices(self, meta: pd.DataFrame) -> SubsetSplit:
         """Training and validation positions (disjoint, sorted)."""
-        columns = (self.target, self.sensitive)
-        cells = pool_cells(meta, columns, self.pool)
-        require_both_values(cells, columns, self.pool, axis=0)
-        caps = counts_of(cells)
+        columns, cells, caps = self._pool_counts(meta)
         p = exact(self.p)
 
         def label_demand(y: int):
@@ -158,9 +133,6 @@ class Skew(SpecBase):
             demand, perms, sizes[1] + sizes[0], n=self.n, val_fraction=self.val_fraction, step=1, limit=limit
         )
 
-    def labels(self, meta: pd.DataFrame) -> np.ndarray:
-        return target_labels(meta, self.target)
-
 
 @dataclass(frozen=True)
 class Underrepresentation(SpecBase):
@@ -188,10 +160,6 @@ class Underrepresentation(SpecBase):
         object.__setattr__(self, "share_a", check_unit("share_a", self.share_a))
         object.__setattr__(self, "pos_prop", check_unit("pos_prop", self.pos_prop, open_left=True, open_right=True))
         self._check_common()
-
-    def indices(self, meta: pd.DataFrame) -> np.ndarray:
-        """Sorted positions (``np.int64``) of the training rows."""
-        return self.split_indices(meta).train
 
     def split_indices(self, meta: pd.DataFrame) -> SubsetSplit:
         """Training and validation positions (disjoint, sorted)."""

@@ -17,11 +17,10 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from analyze.subsets.balanced import target_labels
 from analyze.subsets.core import (
     CELL_KEYS,
     CellKey,
-    SpecBase,
+    TargetSpec,
     SubsetSplit,
     cell_label,
     check_pool,
@@ -37,7 +36,7 @@ ARRANGEMENTS = {"aligned": ((1, 1), (0, 0)), "inverted": ((1, 0), (0, 1))}  # (p
 
 
 @dataclass(frozen=True)
-class SalienceSets(SpecBase):
+class SalienceSets(TargetSpec):
     """Aligned, inverted and four-quadrant test sets for ``target`` (y) and ``sensitive`` (s).
 
     ``indices`` and ``split_indices`` return the set named by ``arrangement`` so that one
@@ -47,8 +46,6 @@ class SalienceSets(SpecBase):
     keeps ``ceil(n/2)`` positives and ``floor(n/2)`` negatives.
     """
 
-    target: str
-    sensitive: str
     _: KW_ONLY
     arrangement: str = "aligned"
     n: int | None = None
@@ -63,10 +60,6 @@ class SalienceSets(SpecBase):
             raise UserError(f"arrangement {self.arrangement!r} is unknown; use one of {sorted(ARRANGEMENTS)}.")
         check_pool(self.test_pool)
         self._check_common()
-
-    def indices(self, meta: pd.DataFrame) -> np.ndarray:
-        """Sorted training positions of the ``arrangement`` set."""
-        return self.split_indices(meta).train
 
     def split_indices(self, meta: pd.DataFrame) -> SubsetSplit:
         """Training and validation positions of the ``arrangement`` set (disjoint, sorted)."""
@@ -119,6 +112,3 @@ class SalienceSets(SpecBase):
             )
         quadrants = {key: caps[smallest] for key in CELL_KEYS}
         return take(draw_cells(cells, quadrants, seed=self.seed, stream=f"{self.kind}-test"), quadrants)
-
-    def labels(self, meta: pd.DataFrame) -> np.ndarray:
-        return target_labels(meta, self.target)

@@ -11,8 +11,8 @@ from datetime import timedelta
 from extract.cli.options import add_extract_arguments, store_out
 from extract.cli.parser import OneLineParser
 from extract.errors import UserError
+from extract.sharded import BACKENDS, DEFAULT_TIMEOUT, RankInfo, extract_sharded
 from extract.store.join import JOIN_MODES
-from extract.store.sharded import BACKENDS, DEFAULT_TIMEOUT, RankInfo, extract_sharded
 from extract.store.writer import check_store_output
 
 

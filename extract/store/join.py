@@ -1,4 +1,4 @@
-"""Joining shard stores into one feature store (rank 0 of :mod:`extract.store.sharded` does it).
+"""Joining shard stores into one feature store (rank 0 of :mod:`extract.sharded` does it).
 
 ``copy`` copies the features in large blocks into a new store written by
 :class:`extract.store.reader.StoreWriter` (atomic rename when complete). ``virtual`` writes a

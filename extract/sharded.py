@@ -2,7 +2,7 @@
 
 Launch (one process per GPU, or several CPU processes)::
 
-    torchrun --nproc_per_node=4 -m extract.store.sharded --dataset celeba --root ~/data/celeba \\
+    torchrun --nproc_per_node=4 -m extract.cli.shard --dataset celeba --root ~/data/celeba \\
         --backbone resnet50.v2 --weights ~/w/resnet50-v2.pth --out work/stores/celeba__resnet50.h5
     torchrun --nproc_per_node=4 $(which biastransfer) extract-shard ...   # the same, as a CLI verb
 
