@@ -4,9 +4,40 @@ Raise :class:`UserError` with one sentence that names the problem and the fix; t
 prints it without a traceback and exits with status 2.
 """
 
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+# A name between single backticks, alone or with a value: `n_jobs`, `grid.targets`, `keep='newest'`.
+MARKED_NAME = re.compile(r"(?<!`)`([A-Za-z_][A-Za-z0-9_.]*)(?:=([^`]+))?`(?!`)")
+
 
 class UserError(Exception):
-    """Bad input or environment, explained in one sentence for the user."""
+    """Bad input or environment, explained in one sentence for the user.
+
+    **Library code names what its caller passed, never a command-line flag.** A parameter, a
+    grid key or a recipe key that the message asks to change is written between single
+    backticks, alone or with the value to give it::
+
+        raise UserError(f"`n_jobs` must be a positive integer, got {n_jobs!r}.")
+        raise UserError("... pass `keep='newest'` to keep the newest record.")
+
+    A Python caller reads exactly that. The command line reads the same sentence in its own
+    words: its entry points print :meth:`with_flags` of the error with the verb's table
+    ``{parameter: flag}`` (:func:`extract.cli.parser.flag_table`: every option's ``dest`` names
+    its flag, plus the verb's own entries where a library parameter is spelled differently), so
+    `` `n_jobs` `` reads ``--n-jobs`` and `` `keep='newest'` `` reads ``--keep newest``.
+
+    Only a marked name that the table holds is rewritten, and only as a whole: the marker
+    makes the rewrite exact where blind text replacement would also change the ``n`` of
+    "n_train" or the word "out" in a sentence. A marked name the verb has no flag for (a grid
+    key only a TOML file sets) stays as it is, backticks included, and reads as code.
+    """
+
+    def with_flags(self, flags: Mapping[str, str]) -> str:
+        """The message with each marked name that ``flags`` maps replaced by its flag."""
+        return with_flags(str(self), flags)
 
 
 class OutputError(UserError):
@@ -16,3 +47,23 @@ class OutputError(UserError):
     figure whose data are missing) stop at this one: nothing after it could be written either,
     and a partial output must not read as complete.
     """
+
+
+def with_flags(message: str, flags: Mapping[str, str]) -> str:
+    """``message`` with every `` `name` `` and `` `name=value` `` whose ``name`` is in ``flags``
+    written as that flag: `` `n_jobs` `` -> ``--n-jobs``, `` `keep='newest'` `` -> ``--keep newest``
+    (the value without its quotes), `` `overwrite=True` `` -> ``--overwrite`` (a boolean value is
+    said by the flag itself, so the table maps ``resume`` to ``--no-resume``). Other text is
+    left as it is."""
+
+    def flag(match: re.Match) -> str:
+        name, value = match.group(1), match.group(2)
+        if name not in flags:
+            return match.group(0)
+        if value is None or value in ("True", "False"):
+            return flags[name]
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        return f"{flags[name]} {value}"
+
+    return MARKED_NAME.sub(flag, message)
