@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.func(args)
     except UserError as exc:
-        print(f"biastransfer {args.command}: error: {exc.with_flags(getattr(args, "param_flags", None) or {})}", file=sys.stderr)
+        message = exc.with_flags(getattr(args, "param_flags", None) or {})
+        print(f"biastransfer {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"biastransfer {args.command}: interrupted.", file=sys.stderr)
