@@ -53,17 +53,33 @@ def with_flags(message: str, flags: Mapping[str, str]) -> str:
     """``message`` with every `` `name` `` and `` `name=value` `` whose ``name`` is in ``flags``
     written as that flag: `` `n_jobs` `` -> ``--n-jobs``, `` `keep='newest'` `` -> ``--keep newest``
     (the value without its quotes), `` `overwrite=True` `` -> ``--overwrite`` (a boolean value is
-    said by the flag itself, so the table maps ``resume`` to ``--no-resume``). Other text is
-    left as it is."""
+    said by the flag itself, so the table maps ``resume`` to ``--no-resume``). A key of ``flags``
+    may hold ``*`` for one dotted part of a grid key, which its flag repeats: with
+    ``{"backbones.*.store": "--store *=PATH"}``, `` `backbones.control.store` `` reads
+    ``--store control=PATH``. Other text is left as it is."""
+
+    def lookup(name: str) -> str | None:
+        if name in flags:
+            return flags[name]
+        for key, flag in flags.items():
+            if "*" in key:
+                parts = re.fullmatch(r"\.".join("([^.]+)" if part == "*" else re.escape(part)
+                                                 for part in key.split(".")), name)
+                if parts:
+                    for part in parts.groups():
+                        flag = flag.replace("*", part, 1)
+                    return flag
+        return None
 
     def flag(match: re.Match) -> str:
         name, value = match.group(1), match.group(2)
-        if name not in flags:
+        flag = lookup(name)
+        if flag is None:
             return match.group(0)
         if value is None or value in ("True", "False"):
-            return flags[name]
+            return flag
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
-        return f"{flags[name]} {value}"
+        return f"{flag} {value}"
 
     return MARKED_NAME.sub(flag, message)
