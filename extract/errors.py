@@ -56,7 +56,8 @@ def with_flags(message: str, flags: Mapping[str, str]) -> str:
     said by the flag itself, so the table maps ``resume`` to ``--no-resume``). A key of ``flags``
     may hold ``*`` for one dotted part of a grid key, which its flag repeats: with
     ``{"backbones.*.store": "--store *=PATH"}``, `` `backbones.control.store` `` reads
-    ``--store control=PATH``. Other text is left as it is."""
+    ``--store control=PATH``; a flag that ends in ``=`` takes the value without a space
+    (``{"subsets.*.*": "--set subsets.*.*="}``). Other text is left as it is."""
 
     def lookup(name: str) -> str | None:
         if name in flags:
@@ -80,6 +81,6 @@ def with_flags(message: str, flags: Mapping[str, str]) -> str:
             return flag
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
-        return f"{flag} {value}"
+        return f"{flag}{value}" if flag.endswith("=") else f"{flag} {value}"
 
     return MARKED_NAME.sub(flag, message)

@@ -13,6 +13,13 @@ from extract.parsing import split_list
 from extract.paths import work_dir
 
 
+# the grid keys that the library's errors name -> the flags that set them (extract.errors.UserError)
+GRID_FLAGS = {"grid.targets": "--targets", "grid.sensitive": "--sensitive", "grid.runners": "--runners",
+              "data.dataset": "--dataset", "data.root": "--root", "backbones.*.store": "--store *=PATH",
+              "backbones.*.base": "--base *=NAME_OR_PATH", "backbones.*.stores.*": "--store *.*=PATH",
+              "subsets.*.*": "--set subsets.*.*="}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``sweep`` verb."""
     p = sub.add_parser("sweep", help="run a grid (preset or TOML) of probe/finetune cells; one JSON record per cell",
@@ -43,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="check and count the cells; fit nothing")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_auc_floor(p)
+    p.param_flags.update(GRID_FLAGS)
     p.set_defaults(func=cmd_sweep)
 
 

@@ -90,9 +90,9 @@ def sweep(grid: Grid | str | Path, *, out: str | Path | None = None, overrides=(
     refitted, e.g. "probe.Cs changed"; None for the others).
     """
     if sum(x is not None for x in (scheduler, local_cluster, client)) > 1:
-        raise UserError("give at most one of --scheduler, --local-cluster and a client.")
+        raise UserError("give at most one of `scheduler`, `local_cluster` and `client`.")
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
-        raise UserError(f"--n-jobs must be a positive integer, got {n_jobs!r}.")
+        raise UserError(f"`n_jobs` must be a positive integer, got {n_jobs!r}.")
     if not isinstance(grid, Grid):
         grid = load_grid(grid, overrides=overrides, backbones=backbones)
     out = Path(out) if out is not None else work_dir() / "results" / grid.name
