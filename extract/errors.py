@@ -52,7 +52,7 @@ class OutputError(UserError):
 def with_flags(message: str, flags: Mapping[str, str]) -> str:
     """``message`` with every `` `name` `` and `` `name=value` `` whose ``name`` is in ``flags``
     written as that flag: `` `n_jobs` `` -> ``--n-jobs``, `` `keep='newest'` `` -> ``--keep newest``
-    (the value without its quotes), `` `overwrite=True` `` -> ``--overwrite`` (a boolean value is
+    (a one-word value without its quotes, a value with spaces keeps them for the shell), `` `overwrite=True` `` -> ``--overwrite`` (a boolean value is
     said by the flag itself, so the table maps ``resume`` to ``--no-resume``). A key of ``flags``
     may hold ``*`` for one dotted part of a grid key, which its flag repeats: with
     ``{"backbones.*.store": "--store *=PATH"}``, `` `backbones.control.store` `` reads
@@ -79,7 +79,7 @@ def with_flags(message: str, flags: Mapping[str, str]) -> str:
             return match.group(0)
         if value is None or value in ("True", "False"):
             return flag
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"" and not re.search(r"\s", value):
             value = value[1:-1]
         return f"{flag}{value}" if flag.endswith("=") else f"{flag} {value}"
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from analyze.cli.options import add_auc_floor
 from analyze.sweep.grid import load_grid, preset_names
 from analyze.sweep.run import refit_lines, sweep
+from extract.cli.parser import map_params
 from extract.errors import UserError
 from extract.parsing import split_list
 from extract.paths import work_dir
@@ -50,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="check and count the cells; fit nothing")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_auc_floor(p)
-    p.param_flags.update(GRID_FLAGS)
+    map_params(p, GRID_FLAGS)
     p.set_defaults(func=cmd_sweep)
 
 

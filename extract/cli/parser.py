@@ -24,8 +24,8 @@ class OneLineParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose usage errors are one line on stderr with exit status 2.
 
     ``param_flags`` holds the entries of :func:`flag_table` that the options' ``dest`` cannot
-    give: a library parameter spelled differently from its flag's ``dest``, e.g.
-    ``p.param_flags["num_workers"] = "--workers"``.
+    give: a library parameter spelled differently from its flag's ``dest``
+    (:func:`map_params`).
     """
 
     def __init__(self, *args, **kwargs):
@@ -54,6 +54,15 @@ class VerbParser(OneLineParser):
         return namespace, extras
 
 
+def map_params(parser: argparse.ArgumentParser, flags: dict[str, str]) -> None:
+    """Add ``{parameter: flag}`` entries to ``parser``'s :func:`flag_table` (any ArgumentParser),
+    for library parameters or grid keys spelled differently from an option's ``dest``, e.g.
+    ``map_params(p, {"num_workers": "--workers"})``."""
+    if getattr(parser, "param_flags", None) is None:
+        parser.param_flags = {}
+    parser.param_flags.update(flags)
+
+
 def flag_table(parser: argparse.ArgumentParser) -> dict[str, str]:
     """``{parameter: flag}`` of one verb, through which its errors are printed
     (:meth:`extract.errors.UserError.with_flags`): each option's ``dest`` names its first long
@@ -66,4 +75,4 @@ def flag_table(parser: argparse.ArgumentParser) -> dict[str, str]:
     return {**table, **getattr(parser, "param_flags", {})}
 
 
-__all__ = ["OneLineParser", "VerbParser", "flag_table"]
+__all__ = ["OneLineParser", "VerbParser", "flag_table", "map_params"]
