@@ -380,7 +380,7 @@ def run_geography_grid(grid: GeographyGrid, *, out: str | Path | None = None, sk
     out = check_results_folder(out)
     text = json.dumps(grid.to_dict(), indent=1, sort_keys=True)
     write_text(out / "_grids" / f"{grid.name}-{hashlib.sha256(text.encode()).hexdigest()[:10]}.json", text,
-               hint="choose a writable --out folder")
+               hint="choose a writable `out` folder")
     remove_stale_temporaries(out)
     annotations = {b.name: {"grid": grid.name, "backbone": b.name, "base_kind": b.base_kind} for b in grid.backbones}
     table = run_cells(stores, sources=grid.sources, classes=grid.classes, shares=grid.shares, n=grid.n,

@@ -165,7 +165,7 @@ def _write_manifest(out: Path, grid: Grid) -> Path:
     """The resolved grid as JSON under ``<out>/_grids/`` (not a record: collect ignores it)."""
     text = json.dumps(grid.to_dict(), indent=1, sort_keys=True)
     path = out / "_grids" / f"{grid.name}-{hashlib.sha256(text.encode()).hexdigest()[:10]}.json"
-    return write_text(path, text, hint="choose a writable --out folder")
+    return write_text(path, text, hint="choose a writable `out` folder")
 
 
 # -- command line --------------------------------------------------------------------------
