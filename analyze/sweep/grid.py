@@ -388,8 +388,7 @@ def expand_block(block: dict, *, targets, sensitive) -> list:
     seeds, common = _seeds(block), {k: block[k] for k in ("pool", "val_fraction") if k in block}
     targets = [str(t) for t in _as_list(block.get("targets", targets))]
     if kind != "underrepresentation" and (not targets or not sensitive):
-        raise UserError(f"the {kind} subsets need target and sensitive attributes; give `grid.targets` and "
-                        "`grid.sensitive`.")
+        raise UserError(f"the {kind} subsets need `grid.targets` and `grid.sensitive`; give both.")
     specs = []
     if kind == "correlation":
         extra = {"size": block["size"]} if "size" in block else {}
