@@ -52,8 +52,9 @@ class OutputError(UserError):
 def with_flags(message: str, flags: Mapping[str, str]) -> str:
     """``message`` with every `` `name` `` and `` `name=value` `` whose ``name`` is in ``flags``
     written as that flag: `` `n_jobs` `` -> ``--n-jobs``, `` `keep='newest'` `` -> ``--keep newest``
-    (a one-word value without its quotes, a value with spaces keeps them for the shell), `` `overwrite=True` `` -> ``--overwrite`` (a boolean value is
-    said by the flag itself, so the table maps ``resume`` to ``--no-resume``). A key of ``flags``
+    (a one-word value loses its quotes; a value with spaces keeps them for the shell),
+    `` `overwrite=True` `` -> ``--overwrite`` (a boolean value is said by the flag itself, so the
+    table maps ``resume`` to ``--no-resume``). A key of ``flags``
     may hold ``*`` for one dotted part of a grid key, which its flag repeats: with
     ``{"backbones.*.store": "--store *=PATH"}``, `` `backbones.control.store` `` reads
     ``--store control=PATH``; a flag that ends in ``=`` takes the value without a space
