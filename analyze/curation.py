@@ -73,7 +73,7 @@ def plan_curation(table: pd.DataFrame, *, metric: str = "fpr_gap", runner: str |
     DataFrame (columns in the module docstring's order, see :data:`PLAN_COLUMNS`).
     """
     if metric not in RESIGNED_METRICS:
-        raise UserError(f"--metric must be one of {RESIGNED_METRICS} (a raw s=1 minus s=0 gap), got {metric!r}.")
+        raise UserError(f"`metric` must be one of {RESIGNED_METRICS} (a raw s=1 minus s=0 gap), got {metric!r}.")
     for column in ("spec_kind", "level", "natural_level", "auc", metric, "target"):
         if column not in table.columns:
             raise UserError(f"the table has no {column!r} column; pass the table `biastransfer collect` wrote.")

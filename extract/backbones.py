@@ -231,13 +231,13 @@ def load_weights(model: nn.Module, state: dict, *, source: str) -> None:
             f"checkpoint {source} does not match the architecture "
             f"(missing keys: {missing[:3]}{'...' if len(missing) > 3 else ''}, "
             f"unexpected keys: {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}); "
-            "check that --backbone names the architecture the file was saved from."
+            "check that the backbone name is that of the architecture the file was saved from."
         )
     bad = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
     if bad:
         raise UserError(
             f"checkpoint {source} has tensor {bad[0]!r} of shape {tuple(state[bad[0]].shape)} "
-            f"where the architecture expects {tuple(own[bad[0]].shape)}; check --backbone."
+            f"where the architecture expects {tuple(own[bad[0]].shape)}; check the backbone name."
         )
     model.load_state_dict(state, strict=True)
 
@@ -253,9 +253,9 @@ def _resolve_weights_path(spec: BackboneSpec, weights: str | Path | None) -> Pat
             return cached
         raise UserError(
             f"backbone {spec.name} needs its weights file {spec.default_filename}, which is not in {cached.parent}; "
-            "pass --weights PATH to a local copy (nothing is downloaded)."
+            "pass `weights=PATH` to a local copy (nothing is downloaded)."
         )
-    raise UserError(f"backbone {spec.name} needs a weights file; pass --weights PATH to a local copy (nothing is downloaded).")
+    raise UserError(f"backbone {spec.name} needs a weights file; pass `weights=PATH` to a local copy (nothing is downloaded).")
 
 
 def create_backbone(name: str | Path, *, weights: str | Path | None = None, seed: int = 0, image_size: int | None = None) -> Backbone:
@@ -406,7 +406,7 @@ def load_checkpoint(path: str | Path) -> Backbone:
     payload = load_state_file(path)
     if payload.get("format") != CHECKPOINT_FORMAT:
         raise UserError(
-            f"{path} is not a biastransfer checkpoint; pass a registered --backbone name and this file as --weights."
+            f"{path} is not a biastransfer checkpoint; pass a registered backbone name and this file as `weights`."
         )
     missing = [k for k in ("arch", "arch_kwargs_json", "preprocess_json", "meta_json", "state_dict") if k not in payload]
     if missing:

@@ -49,7 +49,7 @@ def check_decode(decode: str, adapter: Adapter) -> str:
                         "(JPEG files decoded on the device).")
     if decode == "device" and hasattr(adapter, "read_images"):
         raise UserError(f"the {adapter.name} dataset holds decoded images in memory, so there is nothing to decode "
-                        "on the device; use decode='host' (--decode host).")
+                        "on the device; use `decode='host'`.")
     return decode
 
 

@@ -16,7 +16,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     except (RuntimeError, TypeError):
         raise UserError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N.") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {device!r} was requested but CUDA is not available; use --device cpu or auto.")
+        raise UserError(f"device {device!r} was requested but CUDA is not available; use `device='cpu'` or `device='auto'`.")
     if resolved.type not in ("cpu", "cuda"):
         raise UserError(f"device {device!r} is not supported; use auto, cpu, cuda or cuda:N.")
     return resolved

@@ -13,7 +13,7 @@ def parse_options(pairs: list[str]) -> dict:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise UserError(f"adapter option {pair!r} is not KEY=VALUE; write e.g. --option val_fraction=0.1.")
+            raise UserError(f"adapter option {pair!r} is not KEY=VALUE; write e.g. val_fraction=0.1.")
         options[key.strip()] = _parse_value(value.strip())
     return options
 

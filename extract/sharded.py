@@ -161,11 +161,11 @@ def rank_device(device: str, info: RankInfo) -> str:
     if resolved.type == "cpu":
         return "cpu"
     if resolved.index is not None and info.world_size > 1:
-        raise UserError(f"--device {device} would put every rank on one GPU; pass --device cuda (or auto) so that "
+        raise UserError(f"`device={device!r}` would put every rank on one GPU; pass `device='cuda'` (or 'auto') so that "
                         "each rank uses cuda:LOCAL_RANK.")
     if info.local_rank >= torch.cuda.device_count():
         raise UserError(f"local rank {info.local_rank} has no GPU ({torch.cuda.device_count()} visible); launch at most "
-                        f"{torch.cuda.device_count()} processes per node (--nproc_per_node).")
+                        f"{torch.cuda.device_count()} processes per node (torchrun's nproc_per_node).")
     return f"cuda:{info.local_rank}"
 
 
@@ -193,7 +193,7 @@ def _process_group(device: str, backend: str, timeout: timedelta):
         torch.cuda.set_device(torch.device(device))
     if backend == "nccl" or (backend == "auto" and on_gpu):
         if not on_gpu:
-            raise UserError("the nccl backend needs GPUs; use --backend gloo (or auto) with --device cpu.")
+            raise UserError("the nccl backend needs GPUs; use `backend='gloo'` (or 'auto') with `device='cpu'`.")
         dist.init_process_group("nccl", timeout=timeout, device_id=torch.device(device))
     else:
         dist.init_process_group("gloo", timeout=timeout)

@@ -86,7 +86,7 @@ def test_plot_without_change_rows(workspace):
 
 @pytest.mark.parametrize("change, pattern", [
     ({"--concepts": "folder:{root}/no-such-folder"}, "is not a folder"),
-    ({"--concepts": "zip:{root}"}, "is not understood"),
+    ({"--concepts": "zip:{root}"}, "--concepts 'zip:"),  # the library's `source`, in the verb's words
     ({"--tests": "{root}/bad.toml"}, "unknown key 'W'"),
     ({"--tests": "{root}/unknown-set.toml"}, "avatar concept set 'cap' is unknown"),
     ({"--backbone": "resnet9.scratch"}, "unknown backbone"),

@@ -56,9 +56,9 @@ def test_torch_hub_cache_lookup(tmp_path, monkeypatch, no_network):
 
 
 @pytest.mark.parametrize("name", ["resnet18.tv_in1k", "resnet50.tv2_in1k", "resnet50.moco_v3"])
-def test_missing_weights_names_the_flag_and_downloads_nothing(name, tmp_path, monkeypatch, no_network):
+def test_missing_weights_names_the_parameter_and_downloads_nothing(name, tmp_path, monkeypatch, no_network):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(UserError, match="--weights") as info:
+    with pytest.raises(UserError, match="pass `weights=PATH`") as info:
         create_backbone(name)
     assert REGISTRY[name].default_filename in str(info.value)
     with pytest.raises(UserError, match="does not exist"):

@@ -381,9 +381,9 @@ def test_image_size_rebuilds_a_vit_for_that_size(tmp_path):
 
 
 @pytest.mark.parametrize("case, message", [
-    ("missing", r"does not exist; pass --weights"),
-    ("no weights", r"needs --weights PATH .* nothing is downloaded"),
-    ("other architecture", r"does not fit timm model test_vit\.r160_in1k .*check that --backbone names"),
+    ("missing", r"does not exist; pass `weights` with the path"),
+    ("no weights", r"needs `weights=PATH`, .* nothing is downloaded"),
+    ("other architecture", r"does not fit timm model test_vit\.r160_in1k .*check that the backbone name is that of"),
     ("truncated safetensors", r"is not a readable safetensors file"),
     ("npz of another model", r"does not fit timm model test_vit\.r160_in1k"),
     ("torchscript", r"is a TorchScript archive"),

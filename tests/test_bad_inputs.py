@@ -245,7 +245,7 @@ CLI_CASES = [
     ("bad --device", _extract("--device", "tpu"), r"unknown device 'tpu'"),
     ("device decode of an in-memory dataset", ["extract", "--dataset", "avatars", "--root", "{cache}", "--backbone",
                                                "smallcnn.scratch", "--decode", "device", "--out", "{tmp}/out.h5"],
-     r"the avatars dataset holds decoded images in memory.*use decode='host' \(--decode host\)"),
+     r"the avatars dataset holds decoded images in memory.*use --decode host\."),
     ("bad --batch-size", _extract("--batch-size", "0"), r"--batch-size must be at least 1"),
     ("too small --image-size", _extract("--image-size", "4"), r"image size 4 is too small"),
     ("usage: missing argument", ["extract", "--dataset", "manifest"],
@@ -456,7 +456,7 @@ def test_missing_weights_never_download(tmp_path, monkeypatch):
 def test_plain_state_dict_is_not_a_toolkit_checkpoint(files):
     with pytest.raises(UserError) as info:
         load_checkpoint(files / "plain_state.pt")
-    one_sentence(str(info.value), r"is not a biastransfer checkpoint; pass a registered --backbone name")
+    one_sentence(str(info.value), r"is not a biastransfer checkpoint; pass a registered backbone name and this file as `weights`")
 
 
 def test_unknown_adapter_option_from_python(tree):

@@ -48,7 +48,7 @@ def test_a_bad_file_is_an_error_by_default(records, tmp_path, kind):
         collect(folder)
     message = str(info.value)
     assert "\n" not in message and message.endswith(".")
-    assert "zz_bad.json" in message and "--skip-bad" in message
+    assert "zz_bad.json" in message and "pass `skip_bad=True`" in message
     assert re.search(pattern, message), message
 
 

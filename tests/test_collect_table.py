@@ -70,7 +70,7 @@ def test_truncated_foreign_and_temporary_files(records, tmp_path):
     (tmp_path / ".tmp-x1.json").write_text("{")
     (tmp_path / "_grids").mkdir()
     (tmp_path / "_grids" / "g.json").write_text("{}")
-    with pytest.raises(UserError, match=r"\(and 1 more bad file\(s\)\); delete them .* or pass --skip-bad"):
+    with pytest.raises(UserError, match=r"\(and 1 more bad file\(s\)\); delete them .* or pass `skip_bad=True`"):
         collect(tmp_path)
     with pytest.warns(SkippedRecordsWarning) as caught:
         table = collect(tmp_path, skip_bad=True)

@@ -66,7 +66,7 @@ def test_cli_errors_are_user_errors(table_path, tmp_path):
               "--out", str(tmp_path / "x")])
     with pytest.raises(UserError, match="BACKBONE=KIND"):
         _run(["effects", str(table_path), "--base-kind", "oops", "--out", str(tmp_path / "x")])
-    with pytest.raises(UserError, match="--query"):
+    with pytest.raises(UserError, match="`query` 'nonsense =='"):
         _run(["effects", str(table_path), "--query", "nonsense ==", "--out", str(tmp_path / "x")])
     bare = tmp_path / "bare.csv"
     synthetic_results(n_targets=3).drop(columns=["salience"]).to_csv(bare, index=False)

@@ -145,9 +145,9 @@ def test_user_formula_matches_statsmodels_and_bad_formulas_fail():
     assert rows is None and coefficients["errors"].iloc[0] == "HC3 robust (t)"
     with pytest.raises(UserError, match="no_such_column"):
         run_effects(table, model="formula", formula="fpr_gap_stereotype ~ no_such_column")
-    with pytest.raises(UserError, match="--groups"):
+    with pytest.raises(UserError, match="as `groups`"):
         run_effects(table, model="formula", formula="auc ~ level", groups="nope")
-    with pytest.raises(UserError, match="--formula"):
+    with pytest.raises(UserError, match="needs `formula="):
         run_effects(table, model="formula")
 
 

@@ -153,7 +153,7 @@ def test_base_kind_from_mapping_and_runner_selection():
     with pytest.raises(UserError, match="ctrl_c"):
         with_base_kind(table, {k: v for k, v in BASES.items() if k != "ctrl_c"})
     both = pd.concat([synthetic_results(n_targets=3), synthetic_results(n_targets=3, runner="finetune")])
-    with pytest.raises(UserError, match="--runner"):
+    with pytest.raises(UserError, match="choose one with `runner`"):
         run_effects(both, model="paper")
     assert set(select_runner(both, "finetune")["runner"]) == {"finetune"}
 

@@ -170,7 +170,7 @@ def test_complete_store_is_skipped_refused_or_overwritten(images, tmp_path, monk
     with caplog.at_level(logging.INFO, logger="extract.extraction"):
         assert _extract(images, out) == out
     assert "skipping" in caplog.text
-    with pytest.raises(UserError, match="already holds features with backbone_name.*--overwrite"):
+    with pytest.raises(UserError, match="already holds features with backbone_name.*pass `overwrite=True` to replace it"):
         _extract(images, out, backbone="smallcnn_w32.scratch")
     monkeypatch.undo()
     _extract(images, out, backbone="smallcnn_w32.scratch", overwrite=True)

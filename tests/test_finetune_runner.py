@@ -128,7 +128,7 @@ def test_random_init_base_adopts_the_native_size_and_each_seed_inits(adapter):
 
 def test_bad_input_is_one_clear_sentence(adapter, base, tmp_path):
     big = _tiny_base(tmp_path, size=64)
-    with pytest.raises(UserError, match="64 px .* 32 px.*--image-size"):
+    with pytest.raises(UserError, match="64 px .* 32 px.*pass `image_size`"):
         finetune_cells(_specs(), adapter=adapter, base=big, config=TINY, progress=False)
     too_small = Backbone("k16", torch.nn.Sequential(torch.nn.Conv2d(3, 4, 16), torch.nn.Flatten()),
                          Preprocess(resize=8, crop=8), feature_dim=4)

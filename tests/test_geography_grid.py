@@ -166,6 +166,7 @@ def test_bad_geography_grids(document, message):
     (["--targets", "hat"], "--targets does not apply to the geography grid"),
     (["--store", "geode=x.h5"], "--store takes NAME.SOURCE=PATH"),
     (["--store", "geode.dollarstreet=/no/such/store.h5"], "the dollarstreet store of base 'geode' (/no/such"),
+    (["--store", "geode.dollarstreet=/no/such/store.h5"], "or point --store geode.dollarstreet=PATH at an existing"),
     (["--backbones", "resnet"], "backbone 'resnet' is not in the grid"),
 ])
 def test_bad_sweep_options_on_the_preset(extra, message, monkeypatch, tmp_path, capsys):

@@ -86,7 +86,7 @@ def test_groups_filters_and_markdown():
     assert text.count("\n| probe |") == 3 and "0.350 [0.350, 0.350]" in text
     with pytest.raises(UserError, match="no correlation cells"):
         plan_curation(table, runner="finetune")
-    with pytest.raises(UserError, match="--metric"):
+    with pytest.raises(UserError, match="`metric` must be one of"):
         plan_curation(table, metric="auc")
     with pytest.raises(UserError, match="'natural_level'"):
         plan_curation(table.drop(columns="natural_level"))

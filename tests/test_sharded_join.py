@@ -224,7 +224,7 @@ def test_a_rank_skips_a_complete_store_and_reports_failures(pngs, tmp_path):
     assert not shard_path(out, 1, 3).exists()
     other = create_backbone("smallcnn.scratch", image_size=16, seed=2)
     status, failure = _run_rank(adapter, other, out, info, overwrite=False, **options)
-    assert isinstance(failure, UserError) and "--overwrite" in status["error"]  # never silently replaced
+    assert isinstance(failure, UserError) and "pass `overwrite=True`" in status["error"]  # never silently replaced
     with pytest.raises(UserError, match="rank 2 of 3 failed"):
         _raise_failures([{"rank": 0, "error": None}, {"rank": 1, "error": None}, {"rank": 2, "error": "bad image."}],
                         info, None)

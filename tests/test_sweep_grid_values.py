@@ -91,7 +91,7 @@ def test_a_grid_with_no_cells_is_refused(tmp_path):
     path = tmp_path / "none.toml"
     path.write_text(TINY.replace('targets = ["hat", "long_hair"]\n', "")
                     .replace('kind = "skew"', 'kind = "skew"\ntargets = ["hat"]'))
-    with pytest.raises(UserError, match=r"need grid\.targets"):
+    with pytest.raises(UserError, match=r"need `grid\.targets` and `grid\.sensitive`; give both"):
         load_grid(path)
 
 

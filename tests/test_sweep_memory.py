@@ -107,7 +107,7 @@ def test_a_sweep_that_cannot_fit_is_refused_before_it_runs(grid_file, store, tmp
         [execute_unit for execute_unit in _units(grid_file)], workers=2)
     assert in_stores >= ROWS * WIDTH * 2 and needed == in_stores + execute.DRIVER_BYTES + 2 * execute.PROBE_WORKER_BYTES
     monkeypatch.setattr(execute, "available_memory", lambda: needed - 1)
-    with pytest.raises(UserError, match=r"needs about .* GB of memory .* shared by all workers.* lower --n-jobs"):
+    with pytest.raises(UserError, match=r"needs about .* GB of memory .* shared by all workers.* lower `n_jobs`"):
         sweep(grid_file, out=tmp_path / "out", n_jobs=2, progress=False)
     assert not (tmp_path / "out").exists()  # refused before writing anything
     monkeypatch.setattr(execute, "available_memory", lambda: needed)

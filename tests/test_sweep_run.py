@@ -116,9 +116,9 @@ def test_dry_run_counts_and_fits_nothing(grid_file, tmp_path):
 
 
 def test_missing_store_and_duplicate_backbones_are_clear(grid_file, avatar_store, tmp_path):
-    with pytest.raises(UserError, match="--store control=PATH"):
+    with pytest.raises(UserError, match="give another `backbones.control.store`"):
         sweep(grid_file, out=tmp_path, overrides=["backbones.control.store=/no/such.h5"], progress=False)
-    with pytest.raises(UserError, match="--base biased=NAME_OR_PATH"):
+    with pytest.raises(UserError, match="give another `backbones.biased.base`"):
         sweep(grid_file, out=tmp_path, overrides=["grid.runners=finetune", "data.dataset=avatars", "data.root=x",
                                                   "backbones.biased.base=/no/such.pt"], progress=False)
     with pytest.raises(UserError, match="overwrite each other"):

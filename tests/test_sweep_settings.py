@@ -220,7 +220,8 @@ def test_collect_keep_on_the_command_line(swept, tmp_path, capsys):
     main = analyze.cli.main
     table = tmp_path / "t.csv"
     assert main(["collect", str(old), str(new), "--out", str(table)]) == 2
-    assert "different settings" in capsys.readouterr().err and not table.exists()
+    err = capsys.readouterr().err
+    assert "different settings" in err and "pass --keep newest or --keep oldest" in err and not table.exists()
     assert main(["collect", str(old), str(new), "--out", str(table), "--keep", "newest"]) == 0
     assert f"{CELLS} cells" in capsys.readouterr().out and table.is_file()
 

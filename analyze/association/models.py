@@ -133,7 +133,7 @@ def _architecture(given: str, backbone: Backbone, null_arch: str | None):
         return (REGISTRY[null_arch].arch, f"registry {null_arch}"), REGISTRY[null_arch].build_model
     if backbone.arch is None:
         raise UserError(f"{given} records no architecture, so its random-init null cannot be built; pass "
-                        "--null-arch with a registered name of the same architecture.")
+                        "`null_arch` with a registered name of the same architecture.")
     arch, kwargs = backbone.arch, backbone.arch_kwargs
     # timm models are keyed by the model name, so a base and its finetuned checkpoints share one null
     key = f"timm:{kwargs['model']}" if arch == "timm" else arch

@@ -222,7 +222,7 @@ def run_association(backbones: Sequence[str | Path], sets: ConceptSets,
     """
     stages, tests = _check_stages(stages), list(tests)
     if not backbones:
-        raise UserError("no backbone was given; pass at least one --backbone.")
+        raise UserError("no backbone was given; pass at least one in `backbones`.")
     if not tests:
         raise UserError("no association test was given; pass a specification with tests.")
     check_sets_exist(tests, sets.names)
@@ -282,7 +282,7 @@ def load_concepts(source: str, names: Sequence[str], *, per_set: int = 24,
         return avatar_concept_sets(location, names, per_set=per_set, split=split, seed=seed)
     if kind == "folder" and location:
         return load_concept_folders(location, names=names, image_size=folder_size)
-    raise UserError(f"--concepts {source!r} is not understood; pass avatars:CACHE.h5 or "
+    raise UserError(f"`source` {source!r} is not understood; pass avatars:CACHE.h5 or "
                     "folder:ROOT (a folder per concept).")
 
 

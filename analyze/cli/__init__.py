@@ -6,7 +6,9 @@ its one-line help: ``biastransfer VERB ...`` imports only that module (the comma
 pull in torch, statsmodels or seaborn, which take seconds to import), and
 ``biastransfer --help`` lists every verb from ``VERBS`` without importing any of them
 (a test keeps ``VERBS`` equal to what the modules register). A :class:`extract.errors.UserError`
-is printed as one sentence on stderr with exit status 2, never as a traceback; so is a
+is printed as one sentence on stderr with exit status 2, never as a traceback, and in the verb's
+words: the parameters the library names are written as the flags that set them
+(:func:`extract.cli.parser.flag_table`); so is a
 usage error (unknown option, missing or malformed argument), through
 :class:`extract.cli.parser.OneLineParser`.
 """
@@ -101,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.func(args)
     except UserError as exc:
-        print(f"biastransfer {args.command}: error: {exc}", file=sys.stderr)
+        message = exc.with_flags(getattr(args, "param_flags", None) or {})
+        print(f"biastransfer {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"biastransfer {args.command}: interrupted.", file=sys.stderr)

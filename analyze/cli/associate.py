@@ -9,6 +9,7 @@ from analyze.association.models import DEFAULT_BATCH_SIZE
 from analyze.association.run import load_concepts, run_association
 from analyze.association.spec import load_tests, set_names
 from analyze.results.tables import write_table
+from extract.cli.parser import map_params
 from extract.errors import UserError
 
 
@@ -40,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--no-plot", action="store_true", help="write the CSV only")
+    map_params(p, {"backbones": "--backbone", "source": "--concepts"})
     p.set_defaults(func=cmd_associate)
 
 

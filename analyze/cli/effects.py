@@ -18,6 +18,7 @@ from analyze.effects.models import (
     with_base_kind,
 )
 from analyze.results.tables import read_table
+from extract.cli.parser import map_params
 from extract.errors import UserError
 
 
@@ -58,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="keep the rows matching a pandas query, e.g. \"spec_kind == 'correlation'\"")
     p.add_argument("--no-clip", action="store_true", help="plain ratio Value, without the paper's sign rule")
     p.add_argument("--out", type=Path, default=None, help="output prefix (default work/effects/MODEL)")
+    map_params(p, {"estimator": "--fit", "base_kinds": "--base-kind BACKBONE=KIND"})
     p.set_defaults(func=cmd_effects)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from analyze.cli.options import SCIENCE_DOC, add_auc_floor
 from analyze.effects.models import DEFAULT_METRIC
 from analyze.report.build import DEFAULT_TITLE, build_report
+from extract.cli.parser import map_params
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ci", choices=("t", "normal"), default="t",
                    help="replicate intervals: Student's t with k-1 df (default) or the normal 1.96")
     add_auc_floor(p)
+    map_params(p, {"runners": "--runner"})
     p.set_defaults(func=cmd_report)
 
 

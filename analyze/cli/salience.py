@@ -9,6 +9,7 @@ from pathlib import Path
 from analyze.cli.options import SCIENCE_DOC, add_auc_floor
 from analyze.salience.table import DEFAULT_BASE, METHODS, salience_table
 from extract.cli.options import add_dataset_arguments
+from extract.cli.parser import map_params
 from extract.errors import UserError
 
 
@@ -44,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--out", type=Path, default=None, help="CSV path (default work/salience.csv)")
     add_auc_floor(p)
+    map_params(p, {"adapter": "--dataset/--root"})
     p.set_defaults(func=cmd_salience)
 
 

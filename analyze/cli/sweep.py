@@ -8,9 +8,17 @@ from pathlib import Path
 from analyze.cli.options import add_auc_floor
 from analyze.sweep.grid import load_grid, preset_names
 from analyze.sweep.run import refit_lines, sweep
+from extract.cli.parser import map_params
 from extract.errors import UserError
 from extract.parsing import split_list
 from extract.paths import work_dir
+
+
+# the grid keys that the library's errors name -> the flags that set them (extract.errors.UserError)
+GRID_FLAGS = {"grid.targets": "--targets", "grid.sensitive": "--sensitive", "grid.runners": "--runners",
+              "data.dataset": "--dataset", "data.root": "--root", "backbones.*.store": "--store *=PATH",
+              "backbones.*.base": "--base *=NAME_OR_PATH", "backbones.*.stores.*": "--store *.*=PATH",
+              "subsets.*.*": "--set subsets.*.*="}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="check and count the cells; fit nothing")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_auc_floor(p)
+    map_params(p, GRID_FLAGS)
     p.set_defaults(func=cmd_sweep)
 
 

@@ -77,7 +77,7 @@ def model_frame(formula: str, data: pd.DataFrame, *, groups: str | None = None) 
     """
     if groups is not None and groups not in data.columns:
         raise UserError(f"the grouping column {groups!r} is not in the table; pass one of "
-                        f"{sorted(map(str, data.columns))} as --groups.")
+                        f"{sorted(map(str, data.columns))} as `groups`.")
     try:
         response, design = patsy.dmatrices(formula, data, NA_action="drop", return_type="dataframe")
     except patsy.PatsyError as exc:
@@ -107,7 +107,7 @@ def _check_groups(frame: pd.DataFrame, groups: str, formula: str) -> int:
     n_groups = int(frame[groups].nunique())
     if n_groups < MIN_GROUPS:
         raise UserError(f"{formula!r} has {n_groups} group(s) of {groups!r} but needs at least {MIN_GROUPS} for "
-                        "a mixed model or cluster-robust errors; add groups or fit OLS without --groups.")
+                        "a mixed model or cluster-robust errors; add groups or fit OLS without `groups`.")
     return n_groups
 
 
@@ -144,7 +144,7 @@ def _mixed_attempt(formula: str, frame: pd.DataFrame, groups: str, method):
             result = model.fit() if method is None else model.fit(method=method)
         except (np.linalg.LinAlgError, ValueError) as exc:
             raise UserError(f"the mixed model {formula!r} could not be fitted ({exc}); simplify the formula or "
-                            "fit OLS with --fit ols.") from None
+                            "fit OLS with `estimator='ols'`.") from None
     notes = sorted({str(w.message).splitlines()[0].rstrip(". ") for w in caught
                     if issubclass(w.category, ConvergenceWarning)})
     return result, notes
@@ -217,7 +217,7 @@ def fit_model(data: pd.DataFrame, formula: str, *, estimator: str = "ols", group
     if estimator not in ESTIMATORS:
         raise UserError(f"estimator {estimator!r} is unknown; use one of {list(ESTIMATORS)}.")
     if estimator == "mixed" and groups is None:
-        raise UserError("a mixed model needs a grouping column; pass --groups COLUMN.")
+        raise UserError("a mixed model needs a grouping column; pass its name as `groups`.")
     frame, design = model_frame(formula, _unshadow(data), groups=groups)
     if len(frame) == 0:
         raise UserError(f"no row of the table has every variable of {formula!r}; check the columns' values.")

@@ -93,7 +93,7 @@ def to_latex(table: pd.DataFrame) -> str:
 
 def write_text_atomic(path: Path, text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    return write_text(path, text, hint="choose a writable --out path")
+    return write_text(path, text, hint="choose a writable path")
 
 
 def write_tables(table: pd.DataFrame, out: str | Path, *, title: str | None = None,

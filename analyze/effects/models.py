@@ -65,8 +65,8 @@ DEFAULT_N = 1024
 DEFAULT_METRIC = "fpr_gap_stereotype"
 PAPER_RESPONSES = {"paper": "Value", "difference": "Difference", "log-ratio": "LogRatio"}
 PAPER_PREDICTORS = "Saliency + Skew"
-_PRODUCERS = {"salience": "`biastransfer salience` (pass its table with --salience)",
-              "base_kind": "`biastransfer collect` (or pass --base-kind BACKBONE=KIND)"}
+_PRODUCERS = {"salience": "`biastransfer salience` (pass its table as `salience`)",
+              "base_kind": "`biastransfer collect` (or pass `base_kinds`)"}
 __all__ = ["COEFFICIENT_COLUMNS", "attach_salience", "filter_rows", "fit_general", "fit_moderation", "fit_paper",
            "paper_rows", "paper_value", "require_columns", "run_effects", "with_base_kind", "with_derived_columns"]
 
@@ -102,7 +102,7 @@ def attach_salience(table: pd.DataFrame, salience: pd.DataFrame) -> pd.DataFrame
 def with_base_kind(table: pd.DataFrame, base_kinds: dict[str, str] | None = None) -> pd.DataFrame:
     """``table`` with a ``base_kind`` column; ``base_kinds`` ({backbone: kind}) fills or overrides it."""
     if base_kinds:
-        require_columns(table, ["backbone"], purpose="--base-kind")
+        require_columns(table, ["backbone"], purpose="mapping backbones to base kinds")
         mapped = table["backbone"].map(base_kinds)
         current = (table["base_kind"] if "base_kind" in table.columns
                    else pd.Series(np.nan, index=table.index, dtype=object))
@@ -111,7 +111,7 @@ def with_base_kind(table: pd.DataFrame, base_kinds: dict[str, str] | None = None
     if table["base_kind"].isna().any():
         require_columns(table, ["backbone"], purpose="naming the rows without a base kind")
         missing = sorted(table.loc[table["base_kind"].isna(), "backbone"].astype(str).unique())
-        raise UserError(f"backbone(s) {missing} have no base kind; pass --base-kind {missing[0]}=KIND for each.")
+        raise UserError(f"backbone(s) {missing} have no base kind; pass a kind for each in `base_kinds`.")
     return table
 
 
@@ -122,24 +122,24 @@ def filter_rows(table: pd.DataFrame, query: str | None) -> pd.DataFrame:
     try:
         chosen = table.query(query, engine="python")
     except Exception as exc:  # pandas raises many types for a bad expression
-        raise UserError(f"--query {query!r} cannot be evaluated on the table ({type(exc).__name__}: {exc}); "
+        raise UserError(f"`query` {query!r} cannot be evaluated on the table ({type(exc).__name__}: {exc}); "
                         "use its column names, e.g. \"spec_kind == 'correlation'\".") from None
     if chosen.empty:
-        raise UserError(f"no row matches --query {query!r}; loosen it.")
+        raise UserError(f"no row matches `query` {query!r}; loosen it.")
     return chosen
 
 
 def select_runner(table: pd.DataFrame, runner: str | None) -> pd.DataFrame:
     """Rows of one runner; a table mixing probes and finetunes needs ``runner``."""
     if runner is not None:
-        require_columns(table, ["runner"], purpose="--runner")
+        require_columns(table, ["runner"], purpose="choosing a runner")
         chosen = table[table["runner"] == runner]
         if chosen.empty:
             raise UserError(f"no row has runner {runner!r}; the table has {sorted(table['runner'].unique())}.")
         return chosen
     if "runner" in table.columns and table["runner"].nunique() > 1:
         raise UserError(f"the table mixes runners {sorted(table['runner'].unique())}, which answer different "
-                        "questions; choose one with --runner.")
+                        "questions; choose one with `runner`.")
     return table
 
 
@@ -192,7 +192,7 @@ def _choose_n(table: pd.DataFrame, n: int | None) -> int:
     if n is None:
         return int(DEFAULT_N if DEFAULT_N in sizes else sizes[-1])
     if n not in sizes:
-        raise UserError(f"no natural or skew cell has n = {n}; choose one of {[int(s) for s in sizes]} with --n.")
+        raise UserError(f"no natural or skew cell has n = {n}; choose one of {[int(s) for s in sizes]} with `n`.")
     return int(n)
 
 
@@ -252,7 +252,7 @@ def paper_rows(table: pd.DataFrame, *, n: int | None = None, metric: str = DEFAU
     rows = pd.DataFrame([r for r in rows if r is not None])
     if rows.empty:
         raise UserError(f"no attribute has both a {biased!r} and a {control!r} base at n = {chosen}; "
-                        "check base_kind or pass --base-kind.")
+                        "check the base_kind column or pass `base_kinds`.")
     context = [c for c in ("dataset", "sensitive") if c in rows.columns and rows[c].nunique() > 1]
     rows.insert(0, "Attribute", rows[[*context, "target"]].astype(str).agg("/".join, axis=1))
     value = paper_value(rows["v_biased"], rows["v_control_max"], clip=clip)
@@ -266,7 +266,7 @@ def paper_rows(table: pd.DataFrame, *, n: int | None = None, metric: str = DEFAU
 def _paper_row(key: dict, group: pd.DataFrame, biased: str, control: str) -> dict | None:
     g, c = group[group["base_kind"] == biased], group[group["base_kind"] == control]
     if len(g) > 1:
-        raise UserError(f"{key} has {len(g)} biased bases {sorted(g['backbone'])}; keep one with --base-kind "
+        raise UserError(f"{key} has {len(g)} biased bases {sorted(g['backbone'])}; keep one with `base_kinds` "
                         "(mark the others with another kind).")
     if g.empty or c.empty:
         return None
@@ -337,7 +337,7 @@ def run_effects(table: pd.DataFrame, *, model: str, formula: str | None = None, 
         raise UserError("the results table has no rows; run a sweep and collect it first.")
     if model == "formula":
         if not formula:
-            raise UserError('--model formula needs --formula "RESPONSE ~ TERMS".')
+            raise UserError('`model=\'formula\'` needs `formula="RESPONSE ~ TERMS"`.')
         data = with_derived_columns(table if runner is None else select_runner(table, runner))
         fits = [fit_model(data, formula, estimator=e, groups=groups, name="formula")
                 for e in (estimators or (("mixed",) if groups else ("ols",)))]

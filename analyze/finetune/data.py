@@ -166,7 +166,7 @@ def load_base(base: str | Path, *, weights: str | Path | None = None, seed: int 
         else:
             raise UserError(
                 f"base {base} takes {backbone.preprocess.crop} px inputs but the dataset's images are {native_size} px; "
-                f"use a base pretrained at {native_size} px, or pass --image-size to resize the images deliberately."
+                f"use a base pretrained at {native_size} px, or pass `image_size` to resize the images deliberately."
             )
     check_forward(backbone)
     return backbone
@@ -180,7 +180,7 @@ def check_forward(backbone: Backbone) -> None:
             features = backbone.model.eval()(torch.zeros(2, 3, side, side))
     except RuntimeError as exc:
         raise UserError(f"base {backbone.name} cannot take {side} px inputs ({str(exc).splitlines()[0]}); "
-                        "pass a larger --image-size.") from None
+                        "pass a larger `image_size`.") from None
     if tuple(features.shape) != (2, backbone.feature_dim):
         raise UserError(f"base {backbone.name} returned features of shape {tuple(features.shape)} instead of "
                         f"(2, {backbone.feature_dim}); it is not a pooled-feature backbone.")

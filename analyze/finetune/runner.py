@@ -149,7 +149,7 @@ def finetune_cells(specs: Sequence, *, adapter, base: str | Path, weights: str |
         raise UserError(f"search must be one of {SEARCH_SCOPES}, got {search!r}.")
     auc_floor = check_floor(auc_floor)
     if not specs:
-        raise UserError("no cells to finetune; pass at least one subset spec (e.g. --levels and --seeds).")
+        raise UserError("no cells to finetune; pass at least one subset spec in `specs`.")
     began = time.perf_counter()
     meta = adapter.metadata()
     dev = resolve_device(device)
@@ -215,7 +215,7 @@ def _plan_condition(members, meta, sensitive, test) -> dict:
     """Replicates (rows, labels), the group column and test rows of one condition."""
     column = sensitive or getattr(members[0], "sensitive", None)
     if column is None:
-        raise UserError(f"a {members[0].kind!r} spec has no sensitive attribute; pass sensitive= (--sensitive).")
+        raise UserError(f"a {members[0].kind!r} spec has no sensitive attribute; pass `sensitive`.")
     replicates = prepare_replicates(members, meta)
     rows_test = evaluation_rows(meta, replicates[0].labels, column, test)
     used = [rows_test] + [np.concatenate([r.rows.train, r.rows.val]) for r in replicates]
@@ -290,10 +290,10 @@ def _save_backbone(net, cid: str, spec: dict, hyper: dict, ctx) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"cannot create {folder} ({exc.strerror}); choose a writable --save-backbones folder.") from None
+        raise UserError(f"cannot create {folder} ({exc.strerror}); choose a writable `save_backbones` folder.") from None
     base = ctx["base"]
     if base.arch is None:
-        raise UserError(f"cannot save a finetuned {base.name}: its architecture is not recorded; drop --save-backbones.")
+        raise UserError(f"cannot save a finetuned {base.name}: its architecture is not recorded; drop `save_backbones`.")
     meta = {"name": cid, "base": ctx["base_name"], "condition": spec, "seed": spec.get("seed"),
             "hyperparameters": {k: hyper[k] for k in ("lr", "weight_decay", "best_epoch", "epochs", "freeze", "freeze_bn")},
             "runner": "finetune", "dataset": ctx["adapter"].name}

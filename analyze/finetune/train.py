@@ -50,7 +50,7 @@ def frozen_units(backbone: nn.Module, freeze: int) -> list[nn.Module]:
         return []
     stages = getattr(backbone, "stages", None)
     if stages is None or not hasattr(backbone, "stem"):
-        raise UserError(f"{type(backbone).__name__} has no stem/stages to freeze; use --freeze 0.")
+        raise UserError(f"{type(backbone).__name__} has no stem/stages to freeze; use `freeze=0`.")
     if freeze > len(stages):
         raise UserError(f"freeze={freeze} exceeds the base's {len(stages)} stages; pass 0 to {len(stages)}.")
     if freeze == len(stages):

@@ -319,9 +319,9 @@ def open_stores(grid: GeographyGrid) -> dict[str, dict]:
         opened[base.name] = {}
         for source, path in base.stores.items():
             if not Path(path).is_file():
-                raise UserError(f"the {source} store of base {base.name!r} ({path}) does not exist; extract it "
-                                f"(`biastransfer extract --dataset {source} ... --out {path}`) or point the grid at "
-                                f"it with --store {base.name}.{source}=PATH.")
+                raise UserError(f"the {source} store of base {base.name!r} ({path}) does not exist; extract the "
+                                f"{source} dataset into it with `biastransfer extract` or point "
+                                f"`backbones.{base.name}.stores.{source}` at an existing store.")
             opened[base.name][source] = FeatureStore.open(path)
     return opened
 
@@ -380,7 +380,7 @@ def run_geography_grid(grid: GeographyGrid, *, out: str | Path | None = None, sk
     out = check_results_folder(out)
     text = json.dumps(grid.to_dict(), indent=1, sort_keys=True)
     write_text(out / "_grids" / f"{grid.name}-{hashlib.sha256(text.encode()).hexdigest()[:10]}.json", text,
-               hint="choose a writable --out folder")
+               hint="choose a writable `out` folder")
     remove_stale_temporaries(out)
     annotations = {b.name: {"grid": grid.name, "backbone": b.name, "base_kind": b.base_kind} for b in grid.backbones}
     table = run_cells(stores, sources=grid.sources, classes=grid.classes, shares=grid.shares, n=grid.n,
@@ -410,7 +410,7 @@ def parse_store_flag(item: str) -> tuple[str, str]:
     key, sep, path = str(item).partition("=")
     base, dot, source = key.strip().rpartition(".")
     if not sep or not dot or not base or not source or not path.strip():
-        raise UserError(f"--store takes NAME.SOURCE=PATH for a geography grid (e.g. geode.coco=stores/coco.h5), "
+        raise UserError(f"`store` takes NAME.SOURCE=PATH for a geography grid (e.g. geode.coco=stores/coco.h5), "
                         f"got {item!r}.")
     return f"backbones.{base}.stores.{source}", path.strip()
 

@@ -217,7 +217,7 @@ def _plan_blocks(plan: pd.DataFrame) -> tuple[list[str], list]:
 def _runners(table: pd.DataFrame, runners) -> tuple[pd.DataFrame, list[str]]:
     if "runner" not in table.columns:
         if runners:
-            raise UserError("the table has no 'runner' column, so runners cannot be chosen; drop --runner.")
+            raise UserError("the table has no 'runner' column, so runners cannot be chosen; drop `runners`.")
         return table.assign(runner="all"), ["all"]
     present = [str(r) for r in pd.unique(table["runner"].dropna())]
     order = sorted(present, key=lambda r: (RUNNERS.index(r) if r in RUNNERS else len(RUNNERS), r))

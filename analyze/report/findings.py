@@ -322,7 +322,7 @@ def headline_size(cells: pd.DataFrame, *, metric: str, level: float | None = Non
         return None, ""
     if options.n is not None:
         if options.n not in sizes:
-            raise UserError(f"--n {options.n} was not run for these cells; choose one of {sizes}.")
+            raise UserError(f"`n={options.n}` was not run for these cells; choose one of {sizes}.")
         return options.n, f"n = {options.n} was chosen with --n."
     targets = set(cells["target"].astype(str)) if "target" in cells.columns else {"all"}
     feasible, ceiling = [], []
@@ -465,7 +465,7 @@ def correlation_findings(rows: pd.DataFrame, *, metric: str, performance: str = 
     strongest, balanced = strongest_and_balanced(levels)
     if options.level is not None:
         if not any(math.isclose(options.level, v) for v in levels):
-            raise UserError(f"--level {options.level} was not run for these cells; choose one of "
+            raise UserError(f"`level={options.level}` was not run for these cells; choose one of "
                             f"{[float(v) for v in levels]}.")
         strongest = next(float(v) for v in levels if math.isclose(options.level, v))
     n, rule = headline_size(cells, metric=metric, level=strongest, options=options)

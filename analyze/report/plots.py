@@ -44,12 +44,12 @@ def save_figure(figure, out_prefix: str | Path) -> list[Path]:
         out_prefix.parent.mkdir(parents=True, exist_ok=True)
         for suffix in (".png", ".svg"):
             path = out_prefix.with_name(out_prefix.name + suffix)
-            with atomic_write(path, hint="choose a writable --out") as tmp:
+            with atomic_write(path, hint="choose a writable folder") as tmp:
                 figure.savefig(tmp, format=suffix[1:], dpi=150, bbox_inches="tight",
                                metadata={"Date": None} if suffix == ".svg" else None)
             paths.append(path)
     except OSError as exc:
-        raise OutputError(f"cannot write the figure {out_prefix} ({exc.strerror}); choose a writable --out.") from None
+        raise OutputError(f"cannot write the figure {out_prefix} ({exc.strerror}); choose a writable folder.") from None
     finally:
         plt.close(figure)
     return paths

@@ -137,7 +137,7 @@ def record_files(folders) -> list[Path]:
     files = []
     for folder in map(Path, folders):
         if not folder.is_dir():
-            raise UserError(f"results folder {folder} does not exist; pass the --out folder of a sweep or probe run.")
+            raise UserError(f"results folder {folder} does not exist; pass the output folder of a sweep or probe run.")
         files += [p for p in folder.glob("*.json") if not p.name.startswith(".") and p.is_file()]
     return sorted(files)
 
@@ -179,7 +179,7 @@ def collect(folder, *, skip_bad: bool = False, warn: bool = True, auc_floor: flo
     if skipped and not skip_bad:
         more = f" (and {len(skipped) - 1} more bad file(s))" if len(skipped) > 1 else ""
         raise UserError(f"{first_problem}{more}; delete {'them' if more else 'it'} and rerun the sweep (it redoes those "
-                        + (f"cells), or pass --skip-bad to collect the other {len(rows)} record(s)." if rows else
+                        + (f"cells), or pass `skip_bad=True` to collect the other {len(rows)} record(s)." if rows else
                            "cells); no other record there is readable."))
     if skipped and warn:
         names = ", ".join(str(p) for p in skipped[:10])
@@ -253,7 +253,7 @@ def _one_setting_per_grid(entries: list, keep: str | None) -> list:
             raise UserError(f"the {runner} records of grid {grid!r} were made with {len(ranked)} different settings "
                             f"({keys} differ: {len(a)} record(s) like {a[0].path}, {len(b)} like {b[0].path}), so "
                             "the table would compare cells fitted differently; rerun the sweep for every backbone "
-                            "with one grid, or pass keep='newest' (--keep newest) to keep only the records of the "
+                            "with one grid, or pass `keep='newest'` to keep only the records of the "
                             "newest settings.")
         kept = ranked[-1] if keep == "newest" else ranked[0]
         dropped.update(id(e) for members in ranked if members is not kept for e in members)
@@ -266,10 +266,10 @@ def _one_of(cell: str, first: _Entry, second: _Entry, keep: str | None) -> _Entr
         if first.digest != second.digest:
             raise UserError(f"cell {cell} is recorded with different settings (digest {first.digest or 'none'} in "
                             f"{first.path}, {second.digest or 'none'} in {second.path}), so the table would mix "
-                            "results of two settings; pass keep='newest' (--keep newest) or keep='oldest' to keep "
+                            "results of two settings; pass `keep='newest'` or `keep='oldest'` to keep "
                             "one record per cell, or collect one folder.")
         raise UserError(f"cell {cell} is recorded twice ({first.path} and {second.path}); collect each folder once, "
-                        "delete one of them, or pass keep='newest' (--keep newest).")
+                        "delete one of them, or pass `keep='newest'`.")
     newer = second.created >= first.created
     return second if newer == (keep == "newest") else first
 

@@ -123,7 +123,7 @@ def training_composition(y_train, s_train) -> dict:
 
 def _unwritable(folder: Path, exc: OSError) -> UserError:
     return UserError(f"cannot write results into {folder} ({exc.strerror or exc.__class__.__name__}); "
-                     "choose a writable --out folder.")
+                     "choose a writable `out` folder.")
 
 
 def check_results_folder(folder: str | Path) -> Path:
@@ -146,7 +146,7 @@ def write_record(folder: str | Path, record: dict) -> Path:
     """Write ``record`` as ``<folder>/<cell_id>.json`` atomically (temp file + rename)."""
     path = Path(folder) / f"{record['cell_id']}.json"
     text = json.dumps(record, indent=1, sort_keys=True, allow_nan=False)
-    return write_text(path, text, hint="choose a writable --out folder")
+    return write_text(path, text, hint="choose a writable `out` folder")
 
 
 def read_record(path: str | Path) -> dict:

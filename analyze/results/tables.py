@@ -34,11 +34,11 @@ def write_table(table: pd.DataFrame, path: str | Path) -> Path:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
-        raise UserError(f"--out {path} must end in .csv or .parquet; choose one of them.")
+        raise UserError(f"the table {path} must end in .csv or .parquet; choose one of them.")
     if suffix != ".csv" and importlib.util.find_spec("pyarrow") is None:
-        raise UserError(f"writing {path} needs pyarrow, which is not installed; pip install pyarrow or use "
-                        f"--out {path.with_suffix('.csv')}.")
-    with atomic_write(path, hint="choose a writable --out path") as tmp:
+        raise UserError(f"writing {path} needs pyarrow, which is not installed; pip install pyarrow or write "
+                        f"{path.with_suffix('.csv')} instead.")
+    with atomic_write(path, hint="choose a writable path") as tmp:
         if suffix == ".csv":
             table.to_csv(tmp, index=False)
         else:

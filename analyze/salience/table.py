@@ -68,7 +68,7 @@ def salience_table(targets: Sequence[str], sensitive: str, *, adapter=None, stor
     if store is None and adapter is None:
         raise UserError("salience needs images (an adapter) or, for the probe method, a feature store.")
     if method == "scratch" and adapter is None:
-        raise UserError("the scratch method trains on images; pass the dataset (--dataset/--root).")
+        raise UserError("the scratch method trains on images; give them with `adapter`.")
     meta = store.metadata if (store is not None and method == "probe") else adapter.metadata()
     rows = rows_needed(meta, targets, sensitive, replicates=replicates, seed=seed, n=n)
     config, Cs = config or SCRATCH_CONFIG, tuple(Cs or DEFAULT_CS)
@@ -111,7 +111,7 @@ def _scorer(method, meta, rows, sensitive, *, replicates, adapter, store, base, 
     if method == "scratch":
         if not is_random_init(backbone):
             raise UserError(f"the scratch method trains from random initialisation, but base {base} has loaded weights; "
-                            "pass a *.scratch base or use --method probe.")
+                            "pass a *.scratch base or use `method='probe'`.")
         make_base = base_factory(backbone, str(base))
 
         def train_scorer(target, **kw):

@@ -283,5 +283,5 @@ def test_rows_option(text, target: str, sensitive: str) -> TestResample | None:
     try:
         level = float(text)
     except ValueError:
-        raise UserError(f"--test must be 'split', 'natural' or a level in [0, 1], got {text!r}.") from None
+        raise UserError(f"`test` must be 'split', 'natural' or a level in [0, 1], got {text!r}.") from None
     return TestResample(target, sensitive, level=level)

@@ -84,7 +84,7 @@ def check_memory(units: Sequence, *, workers: int) -> None:
     raise UserError(f"this sweep needs about {needed / gb:.1f} GB of memory ({store_bytes / gb:.1f} GB of feature "
                     f"stores, shared by all workers, plus {PROBE_WORKER_BYTES / gb:.1f} GB for each of {workers} "
                     f"worker(s) and {DRIVER_BYTES / gb:.1f} GB for this process) but only {available / gb:.1f} GB is "
-                    "available; lower --n-jobs, run fewer backbones at a time (--backbones) or free memory.")
+                    "available; lower `n_jobs`, run fewer backbones at a time (`backbones`) or free memory.")
 
 
 @functools.lru_cache(maxsize=2)
@@ -219,7 +219,7 @@ def dask_client(*, scheduler: str | None = None, local_cluster: int | None = Non
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
-        raise UserError(f"--scheduler and --local-cluster need dask.distributed; {_DASK_HINT}.") from None
+        raise UserError(f"`scheduler` and `local_cluster` need dask.distributed; {_DASK_HINT}.") from None
     if scheduler is not None:
         try:
             client = Client(scheduler, timeout="20s")
@@ -230,7 +230,7 @@ def dask_client(*, scheduler: str | None = None, local_cluster: int | None = Non
             yield client
         return
     if isinstance(local_cluster, bool) or not isinstance(local_cluster, int) or local_cluster < 1:
-        raise UserError(f"--local-cluster takes a number of workers >= 1, got {local_cluster!r}.")
+        raise UserError(f"`local_cluster` must be a number of workers >= 1, got {local_cluster!r}.")
     # one thread per worker process; the nanny also sets OMP/MKL/OPENBLAS_NUM_THREADS=1
     with LocalCluster(n_workers=local_cluster, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster) as client:

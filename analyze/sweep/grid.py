@@ -378,7 +378,7 @@ def _sizes(block: dict, *, default) -> list[int | None]:
 def _required(block: dict, key: str, kind: str) -> list:
     if key not in block:
         raise UserError(f"a {kind} subset block needs {key!r}; "
-                        f"add it to the block (or --set subsets.{kind}.{key}=...).")
+                        f"add it to the block (or the override `subsets.{kind}.{key}=...`).")
     return _as_list(block[key])
 
 
@@ -388,7 +388,7 @@ def expand_block(block: dict, *, targets, sensitive) -> list:
     seeds, common = _seeds(block), {k: block[k] for k in ("pool", "val_fraction") if k in block}
     targets = [str(t) for t in _as_list(block.get("targets", targets))]
     if kind != "underrepresentation" and (not targets or not sensitive):
-        raise UserError(f"the {kind} subsets need grid.targets and grid.sensitive; pass --targets and --sensitive.")
+        raise UserError(f"the {kind} subsets need `grid.targets` and `grid.sensitive`; give both.")
     specs = []
     if kind == "correlation":
         extra = {"size": block["size"]} if "size" in block else {}

@@ -90,9 +90,9 @@ def sweep(grid: Grid | str | Path, *, out: str | Path | None = None, overrides=(
     refitted, e.g. "probe.Cs changed"; None for the others).
     """
     if sum(x is not None for x in (scheduler, local_cluster, client)) > 1:
-        raise UserError("give at most one of --scheduler, --local-cluster and a client.")
+        raise UserError("give at most one of `scheduler`, `local_cluster` and `client`.")
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
-        raise UserError(f"--n-jobs must be a positive integer, got {n_jobs!r}.")
+        raise UserError(f"`n_jobs` must be a positive integer, got {n_jobs!r}.")
     if not isinstance(grid, Grid):
         grid = load_grid(grid, overrides=overrides, backbones=backbones)
     out = Path(out) if out is not None else work_dir() / "results" / grid.name
@@ -165,7 +165,7 @@ def _write_manifest(out: Path, grid: Grid) -> Path:
     """The resolved grid as JSON under ``<out>/_grids/`` (not a record: collect ignores it)."""
     text = json.dumps(grid.to_dict(), indent=1, sort_keys=True)
     path = out / "_grids" / f"{grid.name}-{hashlib.sha256(text.encode()).hexdigest()[:10]}.json"
-    return write_text(path, text, hint="choose a writable --out folder")
+    return write_text(path, text, hint="choose a writable `out` folder")
 
 
 # -- command line --------------------------------------------------------------------------

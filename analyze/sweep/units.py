@@ -206,13 +206,13 @@ def _probe_source(grid, backbone, specs, options):
 
     if not backbone.store:
         raise UserError(f"backbone {backbone.name!r} has no store for the probe runner; "
-                        f"pass --store {backbone.name}=PATH (or drop 'probe' from grid.runners).")
+                        f"give `backbones.{backbone.name}.store` (or drop 'probe' from `grid.runners`).")
     if any(spec.kind == "underrepresentation" for spec in specs):
         raise UserError("the probe runner cannot evaluate underrepresentation cells (they have no sensitive column); "
                         "run them with grid.runners = ['finetune'].")
     if not Path(backbone.store).expanduser().exists():
         raise UserError(f"the feature store {backbone.store} of backbone {backbone.name!r} does not exist; extract it "
-                        f"with `biastransfer extract` or pass --store {backbone.name}=PATH.")
+                        f"with `biastransfer extract` or give another `backbones.{backbone.name}.store`.")
     store = FeatureStore.open(backbone.store)
     recorded = store.provenance["backbone_name"]
     key = (store.provenance["dataset_name"], store.provenance["manifest_hash"])
@@ -237,10 +237,10 @@ def _finetune_source(grid, backbone, config, options, adapters: dict):
 
     if not backbone.base:
         raise UserError(f"backbone {backbone.name!r} has no base for the finetune runner; "
-                        f"pass --base {backbone.name}=NAME_OR_CHECKPOINT (or drop 'finetune' from grid.runners).")
+                        f"give `backbones.{backbone.name}.base` (or drop 'finetune' from `grid.runners`).")
     _check_base(backbone)
     if not grid.data.get("dataset") or not grid.data.get("root"):
-        raise UserError("the finetune runner needs data.dataset and data.root; pass --dataset and --root.")
+        raise UserError("the finetune runner needs a dataset of images; give `data.dataset` and `data.root`.")
     adapter_options = dict(grid.data.get("options", {}))
     if not adapters:  # one adapter (and one metadata read) for every base
         adapter = get_adapter(grid.data["dataset"], grid.data["root"], **adapter_options)
@@ -305,7 +305,7 @@ def _check_base(backbone) -> None:
     if base in list_backbones() or Path(base).expanduser().is_file():
         return
     raise UserError(f"the base {base} of backbone {backbone.name!r} is neither a registered backbone nor a checkpoint "
-                    f"file; train it with `biastransfer pretrain` or pass --base {backbone.name}=NAME_OR_PATH.")
+                    f"file; train it with `biastransfer pretrain` or give another `backbones.{backbone.name}.base`.")
 
 
 def _chunks(items, size: int) -> list[list]:

@@ -16,6 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
+from extract.cli.parser import map_params
 from extract.errors import UserError
 
 
@@ -48,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     one.add_argument("--image-size", type=int, default=None, help="square input side (default: the data's)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda ...")
     p.add_argument("--overwrite", action="store_true", help="rebuild checkpoints that exist")
+    map_params(p, {"attributes": "--attribute"})
     p.set_defaults(func=cmd_pretrain)
 
 

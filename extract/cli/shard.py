@@ -9,7 +9,7 @@ import sys
 from datetime import timedelta
 
 from extract.cli.options import add_extract_arguments, store_out
-from extract.cli.parser import OneLineParser
+from extract.cli.parser import OneLineParser, flag_table
 from extract.errors import UserError
 from extract.sharded import BACKENDS, DEFAULT_TIMEOUT, RankInfo, extract_sharded
 from extract.store.join import JOIN_MODES
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return cmd_extract_shard(args)
     except UserError as exc:
-        print(f"extract-shard (rank {rank}): error: {exc}", file=sys.stderr)
+        print(f"extract-shard (rank {rank}): error: {exc.with_flags(flag_table(parser))}", file=sys.stderr)
         return 2
 
 

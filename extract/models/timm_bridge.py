@@ -140,7 +140,7 @@ def check_model_name(model: str) -> None:
     """
     if not model or any(c in model for c in ":/\\"):
         raise UserError(f"timm model name {model!r} must be a timm registry name such as resnet50.a1_in1k "
-                        "(hub and folder sources are not used; weights come from --weights PATH).")
+                        "(hub and folder sources are not used; weights come from a local file, `weights=PATH`).")
     timm = _import_timm()
     arch, _, tag = model.partition(".")
     if not timm.is_model(arch):
@@ -291,7 +291,7 @@ def _mismatch(exc: Exception, path: Path, spec: TimmSpec) -> UserError:
         detail = detail[:240] + "..."
     detail = detail.rstrip(".")
     return UserError(f"weights file {path} does not fit timm model {spec.model} ({type(exc).__name__}: {detail}); "
-                     "check that --backbone names the model the file was saved from.")
+                     "check that the backbone name is that of the model the file was saved from.")
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -365,11 +365,11 @@ def build(spec: TimmSpec, *, weights: str | Path | None, seed: int = 0) -> Built
     timm = _import_timm()
     check_model_name(spec.model)
     if weights is None:
-        raise UserError(f"timm/{spec.model} needs --weights PATH to a local weight file (or --weights scratch for "
+        raise UserError(f"timm/{spec.model} needs `weights=PATH`, a local weight file (or `weights='scratch'` for "
                         "random initialisation); nothing is downloaded.")
     path = None if str(weights) == SCRATCH else Path(weights).expanduser()
     if path is not None and not path.is_file():
-        raise UserError(f"weights file {path} does not exist; pass --weights with the path of a local file "
+        raise UserError(f"weights file {path} does not exist; pass `weights` with the path of a local file "
                         "(nothing is downloaded).")
     config = data_config(spec)
     fields = preprocess_fields(config)

@@ -15,7 +15,7 @@ def load_state_file(path: str | Path) -> dict:
     """Read a weight file with ``weights_only=True``; errors become one sentence."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"weights file {path} does not exist; pass --weights with the path of a local file (nothing is downloaded).")
+        raise UserError(f"weights file {path} does not exist; pass the path of a local file (nothing is downloaded).")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError ...

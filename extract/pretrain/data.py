@@ -29,7 +29,7 @@ def select_rows(adapter: Adapter, rows, attributes: list[str]) -> tuple[np.ndarr
     """
     meta = adapter.metadata()
     if not attributes:
-        raise UserError("no pretraining attribute given; pass at least one, e.g. --attribute dark_skin.")
+        raise UserError("no pretraining attribute given; name at least one with `attributes` (e.g. dark_skin).")
     if len(set(attributes)) != len(attributes):
         raise UserError(f"the pretraining attributes {attributes} repeat a name; give each attribute once.")
     for name in attributes:

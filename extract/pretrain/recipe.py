@@ -285,7 +285,7 @@ def _existing_matches(path: Path, fingerprint: str) -> bool:
     meta = load_checkpoint(path).extra.get("checkpoint_meta", {})
     if meta.get("recipe_entry_sha256") != fingerprint:
         raise UserError(f"the checkpoint {path} exists but was made from a different recipe entry; "
-                        "pass --overwrite to rebuild it or choose another --out-dir.")
+                        "pass `overwrite=True` to rebuild it or choose another `out_dir`.")
     return True
 
 

@@ -91,7 +91,7 @@ def _open_shard(shard: dict, meta) -> FeatureStore:
     path = Path(shard["path"])
     if not path.exists():
         raise UserError(f"rank 0 cannot see the shard {path} written by rank {shard['rank']} on {shard['host']}; "
-                        "with several nodes put --out on a file system that every node shares.")
+                        "with several nodes put `out` on a file system that every node shares.")
     store = FeatureStore.open(path, check_finite=False)  # finiteness was checked as the rows were written
     expected = meta["image_id"].to_numpy()[shard["start"]:shard["stop"]]
     found = store.metadata["image_id"].to_numpy()

@@ -69,10 +69,10 @@ def existing_store_matches(out: str | Path, provenance: dict) -> bool:
         except UserError:
             found = None
     if found is None or found.get("format") != STORE_FORMAT or not found.get("complete"):
-        raise UserError(f"{out} exists but is not a complete feature store; delete it or pass --overwrite.")
+        raise UserError(f"{out} exists but is not a complete feature store; delete it or pass `overwrite=True`.")
     difference = first_difference(identity(provenance), identity(found))
     if difference is not None:
-        raise UserError(f"{out} already holds features with {difference}; pass --overwrite to replace it "
+        raise UserError(f"{out} already holds features with {difference}; pass `overwrite=True` to replace it "
                         "or choose another output path.")
     FeatureStore.open(out, check_finite=False)  # schema and shape checks
     return True

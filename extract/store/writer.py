@@ -142,7 +142,7 @@ def check_store_output(out: str | Path) -> Path:
         return out  # unreadable: the store check that follows names the problem
     if head != _HDF5_SIGNATURE and not h5py.is_hdf5(out):  # is_hdf5 also finds a superblock after a user block
         raise UserError(f"{out} exists and is not a feature store (it is not an HDF5 file), and extract never "
-                        "replaces a file it did not write; choose another --out.")
+                        "replaces a file it did not write; choose another `out`.")
     try:
         with h5py.File(out, "r", locking=LOCKING) as h5:
             found = h5.attrs.get("format")
@@ -153,7 +153,7 @@ def check_store_output(out: str | Path) -> Path:
     if found != STORE_FORMAT:
         what = f"its format attribute is {found!r}" if found is not None else "it has no format attribute"
         raise UserError(f"{out} exists and is an HDF5 file but not a feature store ({what}, not {STORE_FORMAT!r}), "
-                        "and extract never replaces a file it did not write; choose another --out.")
+                        "and extract never replaces a file it did not write; choose another `out`.")
     return out
 
 
@@ -224,7 +224,7 @@ class StoreWriter:
         except (OSError, RuntimeError) as exc:  # HDF5 could not write its metadata (full disk, file size limit)
             _abandon(h5, partial)
             raise OutputError(f"cannot create the feature store {partial} ({_h5_reason(exc)}); free some space or "
-                              "choose another --out, then run the command again.") from None
+                              "choose another `out`, then run the command again.") from None
         return cls(out, h5, metadata["image_id"].to_numpy(dtype=object))
 
     @classmethod
@@ -305,7 +305,7 @@ class StoreWriter:
         reason = ("no space left on device" if exc.errno in (errno.ENOSPC, errno.EDQUOT)
                   else (exc.strerror or exc.__class__.__name__).lower())
         return OutputError(f"cannot write rows {start}.. of the feature store {self.partial}: {reason}; free some "
-                           f"space or choose another --out, then rerun the same command to resume from row "
+                           f"space or choose another `out`, then rerun the same command to resume from row "
                            f"{self.rows_written}.")
 
     def finalize(self) -> Path:
@@ -364,7 +364,7 @@ def _check_free_space(out: Path, needed: int) -> None:
         return  # unknown: the writes themselves will tell
     if free < needed:
         raise OutputError(f"the feature store {out} needs about {_size(needed)} more but {out.parent} has "
-                          f"{_size(free)} free; free some space or choose another --out (a rerun resumes from "
+                          f"{_size(free)} free; free some space or choose another `out` (a rerun resumes from "
                           "the rows already written).")
 
 
