@@ -89,7 +89,7 @@ def test_corrupt_jpeg_is_one_sentence(photos, tmp_path):
 def test_device_decode_refuses_in_memory_datasets_and_unknown_modes(avatar_cache, photos, tmp_path):
     from extract.datasets.avatars import AvatarAdapter
 
-    with pytest.raises(UserError, match="holds decoded images in memory.*use decode='host'"):
+    with pytest.raises(UserError, match="holds decoded images in memory.*use `decode='host'`"):
         extract_features(AvatarAdapter(avatar_cache), create_backbone("smallcnn.scratch", image_size=32),
                          tmp_path / "a.h5", device="cpu", decode="device", progress=False)
     with pytest.raises(UserError, match="decode='gpu' is not a decode mode"):
