@@ -1,9 +1,10 @@
 """Benchmark: what a signal to a multi-worker ``biastransfer sweep`` leaves behind.
 
 Starts ``biastransfer sweep GRID --n-jobs 2`` (or ``--local-cluster 2``) on a small avatar
-store ``--tries`` times, sends it ``--signal`` (TERM or INT, to the sweep process only, as
-``kill`` does) at a seeded random moment between ``--at LO,HI`` seconds after the workers
-are up, and measures how long until the sweep and every process it started are gone
+store ``--tries`` times, sends it ``--signal`` (TERM, INT or KILL, to the sweep process only,
+as ``kill`` does) at a seeded random moment between ``--at LO,HI`` seconds after the sweep
+has spawned its processes (workers still importing until about 6 s later on a busy 2-core
+machine, fitting and writing records after that), and measures how long until the sweep and every process it started are gone
 (polled every 20 ms for 5 s) and counts, 1 s and 5 s after the signal:
 
 * processes that the sweep started (its descendants just before the signal: workers,
@@ -181,8 +182,8 @@ def one_try(grid: Path, out: Path, *, backend: str, signum: int, delay: float) -
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tries", type=int, default=9)
-    parser.add_argument("--at", default="2,6", help="LO,HI: seconds after the workers are up")
-    parser.add_argument("--signal", choices=["TERM", "INT"], default="TERM")
+    parser.add_argument("--at", default="2,6", help="LO,HI: seconds after the worker processes are spawned")
+    parser.add_argument("--signal", choices=["TERM", "INT", "KILL"], default="TERM")
     parser.add_argument("--backend", choices=["loky", "dask"], default="loky")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default=None, help="folder for the store (default: a temporary folder)")

@@ -178,3 +178,22 @@ def test_sigterm_mid_run_ends_a_local_dask_cluster(grid, tmp_path):
     pytest.importorskip("dask.distributed")
     stderr = _signal_mid_run(grid, tmp_path / "results", ["--local-cluster", "2"], signal.SIGTERM)
     assert "biastransfer sweep: terminated." in stderr
+
+
+def test_sigkill_while_workers_start_leaves_nothing_behind(grid, tmp_path):
+    """No handler runs on SIGKILL: the workers notice by themselves, even those that had not started
+    yet when the sweep died (before the fix, a worker whose initializer ran after its parent's death
+    took the re-parenting process for its parent and lived on, with loky's resource tracker)."""
+    rng = random.Random(9)
+    for attempt in range(3):
+        out, token = tmp_path / f"results-{attempt}", uuid.uuid4().hex
+        parent = _start(grid, out, token, ["--n-jobs", "2"])
+        try:
+            deadline = time.monotonic() + 60  # the worker processes are spawned, still importing
+            while time.monotonic() < deadline and parent.poll() is None and len(_carriers(token)) < 4:
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 2.0))
+            _signal_and_check(parent, token, out, signal.SIGKILL)
+        finally:
+            if parent.poll() is None:
+                parent.kill()
