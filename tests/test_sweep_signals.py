@@ -197,3 +197,29 @@ def test_sigkill_while_workers_start_leaves_nothing_behind(grid, tmp_path):
         finally:
             if parent.poll() is None:
                 parent.kill()
+
+
+def test_signal_handlers_are_taken_over_only_while_a_sweep_runs():
+    """Inside the block SIGTERM raises Terminated (signum 15); a caller's own handler is left alone;
+    every handler is restored afterwards."""
+    from analyze.workers import Terminated, ending_on_signals
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with pytest.raises(Terminated) as caught, ending_on_signals():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises before this ends
+        assert caught.value.signum == signal.SIGTERM and isinstance(caught.value, KeyboardInterrupt)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+        def own(*_args):
+            pass
+
+        signal.signal(signal.SIGTERM, own)
+        with ending_on_signals():
+            assert signal.getsignal(signal.SIGTERM) is own
+        assert signal.getsignal(signal.SIGTERM) is own
+    finally:
+        signal.signal(signal.SIGTERM, before[0])
+        signal.signal(signal.SIGINT, before[1])
