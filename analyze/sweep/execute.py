@@ -167,8 +167,10 @@ def execute(units: Sequence, *, n_jobs: int = 1, client=None,
         futures = client.map(functools.partial(run_unit, in_pool=True), list(units), pure=False)
         owner = {future.key: unit for future, unit in zip(futures, units)}
         try:
-            for future, records in as_completed(futures, with_results=True):
-                yield owner[future.key], records
+            # results are fetched here, not by as_completed's own tasks: one of those, cut short
+            # by a cluster closed on a signal, logged a traceback from the event loop
+            for future in as_completed(futures):
+                yield owner[future.key], future.result()
         except BaseException:  # an error, a signal (Terminated) or the caller stopping early
             if cancel_on_stop:  # a cluster that outlives the sweep stops running its units
                 client.cancel(futures)
