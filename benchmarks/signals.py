@@ -4,13 +4,14 @@ Starts ``biastransfer sweep GRID --n-jobs 2`` (or ``--local-cluster 2``) on a sm
 store ``--tries`` times, sends it ``--signal`` (TERM, INT or KILL, to the sweep process only,
 as ``kill`` does) at a seeded random moment between ``--at LO,HI`` seconds after the sweep
 has spawned its processes (workers still importing until about 6 s later on a busy 2-core
-machine, fitting and writing records after that), and measures how long until the sweep and every process it started are gone
-(polled every 20 ms for 5 s) and counts, 1 s and 5 s after the signal:
+machine, fitting and writing records after that), and measures how long until the sweep and
+every process it started are gone (polled every 20 ms for 5 s) and counts, 1 s and 5 s after
+the signal:
 
-* processes that the sweep started (its descendants just before the signal: workers,
-  loky's resource tracker, a Dask nanny/scheduler) and that still run;
-* ``/dev/shm`` entries of the sweep (``sem.loky-<pid>-*`` semaphores, ``sem.mp-*``
-  semaphores, ``joblib_memmapping_folder_<pid>_*`` folders, named after the sweep's pid);
+* processes that the sweep started (its descendants just before the signal: loky or Dask
+  workers, loky's and multiprocessing's resource trackers) and that still run;
+* ``/dev/shm`` entries named after the sweep's or a worker's pid (``sem.loky-<pid>-*``
+  semaphores, ``joblib_memmapping_folder_<pid>_*`` folders);
 * temporary files (``.*.tmp``) in the results folder.
 
 Survivors are killed and the sweep's /dev/shm entries removed after each try, so tries do
