@@ -56,7 +56,7 @@ def exit_with_parent(parent: int | None = None, *, interval: float = PARENT_POLL
 
 
 def setup_worker(parent: int | None = None) -> None:
-    """Loky worker initializer: :func:`exit_with_parent`, and no replacement for mapped stores.
+    """Loky worker initializer: :func:`exit_with_parent`, no replacement for mapped stores, tqdm without a semaphore.
 
     ``parent``: the pid of the sweep process (``initargs=(os.getpid(),)``).
 
@@ -68,8 +68,14 @@ def setup_worker(parent: int | None = None) -> None:
     """
     exit_with_parent(parent)
     from joblib.externals.loky import process_executor
+    from tqdm import tqdm
 
     process_executor._USE_PSUTIL = False
+    # tqdm's default lock holds a multiprocessing semaphore, registered with the sweep's
+    # resource tracker; a worker killed on a signal never unregistered it, and the tracker
+    # reported "leaked semaphore objects" when it cleared them. A worker runs one unit at a
+    # time and draws no bars across processes, so a thread lock serves.
+    tqdm.set_lock(threading.RLock())
 
 
 class Terminated(KeyboardInterrupt):

@@ -122,6 +122,7 @@ def _signal_and_check(parent: subprocess.Popen, token: str, out: Path, signum: i
         assert parent.wait(timeout=5) in ((0,) if finished_before else (0, 128 + signum, -signum))
         stderr = Path(f"{out}.stderr").read_text(errors="replace")
         assert not no_traceback or "Traceback" not in stderr, stderr
+        assert "leaked semaphore" not in stderr, stderr  # a killed worker's registered tqdm lock, before
         # nothing in /dev/shm and no temporary file; every record reads back whole
         assert not _shm_entries(seen | {parent.pid}), _shm_entries(seen | {parent.pid})
         assert not [p.name for p in out.rglob(".*.tmp")]
