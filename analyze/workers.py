@@ -28,7 +28,8 @@ import sys
 import threading
 import time
 
-__all__ = ["PARENT_POLL_SECONDS", "Terminated", "ending_on_signals", "exit_now", "exit_with_parent", "setup_worker"]
+__all__ = ["PARENT_POLL_SECONDS", "Terminated", "ending_on_signals", "exit_now", "exit_with_parent", "setup_worker",
+           "tqdm_without_semaphore"]
 
 PARENT_POLL_SECONDS = 0.1
 
@@ -68,14 +69,26 @@ def setup_worker(parent: int | None = None) -> None:
     """
     exit_with_parent(parent)
     from joblib.externals.loky import process_executor
-    from tqdm import tqdm
 
     process_executor._USE_PSUTIL = False
-    # tqdm's default lock holds a multiprocessing semaphore, registered with the sweep's
-    # resource tracker; a worker killed on a signal never unregistered it, and the tracker
-    # reported "leaked semaphore objects" when it cleared them. A worker runs one unit at a
-    # time and draws no bars across processes, so a thread lock serves.
-    tqdm.set_lock(threading.RLock())
+    tqdm_without_semaphore()
+
+
+def tqdm_without_semaphore() -> None:
+    """Give tqdm a thread lock in a pool worker (loky or Dask), instead of its multiprocessing one.
+
+    tqdm's default lock holds a multiprocessing semaphore, registered with the sweep's
+    resource tracker; a worker killed on a signal never unregistered it, and the tracker
+    reported "leaked semaphore objects" when it cleared them. A worker runs one unit at a
+    time and draws no bars across processes, so a thread lock serves. Idempotent.
+    """
+    from tqdm import tqdm
+
+    if not isinstance(getattr(tqdm, "_lock", None), type(_THREAD_LOCK)):
+        tqdm.set_lock(threading.RLock())
+
+
+_THREAD_LOCK = threading.RLock()
 
 
 class Terminated(KeyboardInterrupt):

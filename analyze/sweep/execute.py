@@ -37,7 +37,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 # re-exported: they lived here before analyze.workers (a module a loky worker imports in a blink)
-from analyze.workers import PARENT_POLL_SECONDS, Terminated, exit_with_parent, setup_worker  # noqa: F401
+from analyze.workers import (  # noqa: F401
+    PARENT_POLL_SECONDS,
+    Terminated,
+    exit_with_parent,
+    setup_worker,
+    tqdm_without_semaphore,
+)
 from extract.errors import UserError
 
 _DASK_HINT = "install it with `pip install 'biastransfer[cluster]'` (dask[distributed])"
@@ -107,6 +113,8 @@ def run_unit(unit, *, in_pool: bool = False) -> list[dict]:
     from analyze.probe.checks import limited_threads
     from analyze.sweep.units import ProbeUnit
 
+    if in_pool:  # a Dask worker runs no loky initializer
+        tqdm_without_semaphore()
     with limited_threads(1):
         records = (_run_probe(unit) if isinstance(unit, ProbeUnit)
                    else _run_finetune(unit, num_workers=0 if in_pool else None))
