@@ -1,5 +1,9 @@
 """`biastransfer reproduce` end to end at a reduced size (32 px avatars, a few cells per stage)."""
 
+import socket
+import subprocess
+import sys
+
 import pandas as pd
 
 from analyze.reproduce.findings import COLUMNS
@@ -37,8 +41,13 @@ def test_reproduce_writes_the_findings_table_and_resumes(tmp_path, capsys):
     report = (tmp_path / "report" / "report.md").read_text()
     assert report.index("The papers' findings") < report.index("The sweep")
     assert (tmp_path / "findings" / "findings.md").read_text().count("| 1a |") == 1
-    # a rerun reuses every cell and the pairs table
+    # a rerun reuses every cell and the pairs table, and clears what a killed run left mid-write
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    render = tmp_path / "avatars" / f".avatars-320-32px-seed0.h5.{dead.pid}@{socket.gethostname()}.k1ll3d.tmp"
+    render.write_bytes(b"\0" * 4096)
     run_reproduce(out=tmp_path, config=MICRO, report=False)
     again = capsys.readouterr().out
     assert " 0 probe cells fitted" in again and "reused" in again
+    assert not render.exists() and "removed 1 temporary file(s)" in again
     assert pd.read_csv(csv)["verdict"].tolist() == findings["verdict"].tolist()

@@ -106,8 +106,17 @@ def main(argv: list[str] | None = None) -> int:
         message = exc.with_flags(getattr(args, "param_flags", None) or {})
         print(f"biastransfer {args.command}: error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"biastransfer {args.command}: interrupted.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", None)
+        if signum is None:  # Ctrl-C outside a sweep
+            print(f"biastransfer {args.command}: interrupted.", file=sys.stderr)
+            return 130
+        # SIGTERM or SIGINT ended a sweep (analyze.workers.Terminated), whose workers are gone:
+        # end at once, as the signal would have, so the resource trackers that end with this
+        # process do not wait for the interpreter's teardown
+        from analyze.workers import exit_now
+
+        print(f"biastransfer {args.command}: {'terminated' if signum == 15 else 'interrupted'}.", file=sys.stderr)
+        exit_now(128 + signum)
     return int(result or 0)
 

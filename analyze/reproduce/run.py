@@ -18,7 +18,8 @@ Stages (each reuses what exists under ``out``, so a rerun only does what is miss
    and the report, which leads with it.
 
 :class:`ReproduceConfig` sets every size; :data:`PRESETS` holds ``full`` (the default) and
-``tiny`` (the end-to-end test's sizes, 32 px).
+``tiny`` (the end-to-end test's sizes, 32 px). A run first removes the temporary files that a
+killed run left in its output folders (:func:`remove_stale_outputs`, the sweep's cleanup).
 """
 
 from __future__ import annotations
@@ -424,8 +425,29 @@ def auc_table(table: pd.DataFrame, config: ReproduceConfig, *, kinds: dict[str, 
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+#: The folders under ``out`` that ``reproduce`` writes into (through :func:`extract.io.atomic_write`).
+OUTPUT_FOLDERS = (".", "avatars", "bases", "stores", "results", "findings", "report", "report/figures",
+                  "report/effects")
+
+
+def remove_stale_outputs(out) -> int:
+    """Delete the temporary files that killed runs left in ``out``'s :data:`OUTPUT_FOLDERS`; return how many.
+
+    The sweep's cleanup (:func:`extract.io.remove_stale_temporaries`), folder by folder: only
+    temporaries named by the toolkit's writer whose process is gone (a run still writing keeps
+    its own), never another file.
+    """
+    from extract.io import remove_stale_temporaries
+
+    return sum(remove_stale_temporaries(Path(out) / folder) for folder in OUTPUT_FOLDERS)
+
+
 def run_reproduce(*, out, config: ReproduceConfig = PRESETS["full"], geography=None, report: bool = True) -> Path:
-    """Run (or resume) every stage under ``out``; return the findings CSV's path."""
+    """Run (or resume) every stage under ``out``; return the findings CSV's path.
+
+    Temporary files of an earlier run that was killed mid-write (an avatar render, a
+    checkpoint, a record) are removed first (:func:`remove_stale_outputs`).
+    """
     from analyze.reproduce.findings import (
         build_findings,
         findings_markdown,
@@ -434,6 +456,9 @@ def run_reproduce(*, out, config: ReproduceConfig = PRESETS["full"], geography=N
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    removed = remove_stale_outputs(out)
+    if removed:
+        print(f"  removed {removed} temporary file(s) that an interrupted run left under {out}")
     began = time.perf_counter()
     total = 8
     with Stage(1, total, "render the avatar dataset"):
@@ -481,4 +506,5 @@ def run_reproduce(*, out, config: ReproduceConfig = PRESETS["full"], geography=N
     return csv
 
 
-__all__ = ["PRESETS", "ReproduceConfig", "probe_specs", "run_reproduce", "underrep_table"]
+__all__ = ["OUTPUT_FOLDERS", "PRESETS", "ReproduceConfig", "probe_specs", "remove_stale_outputs", "run_reproduce",
+           "underrep_table"]

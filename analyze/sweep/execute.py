@@ -16,7 +16,9 @@ own serialisation (plain dicts, strings and numbers only).
 Inside a pool worker (loky or Dask) a finetune unit decodes its images in the worker itself
 (``num_workers=0``): a worker process cannot start DataLoader processes of its own, and one
 thread per unit is the design anyway. Loky workers exit as soon as the sweep process that
-started them dies (:func:`exit_with_parent`), so a killed sweep leaves no worker behind.
+started them dies (:func:`analyze.workers.exit_with_parent`), so a killed sweep leaves no
+worker behind; a sweep ended by SIGTERM or SIGINT (:func:`analyze.workers.ending_on_signals`)
+kills its loky workers itself, or cancels its Dask futures, as it unwinds.
 
 Memory: a worker memory-maps each store it reads (:class:`extract.store.reader.FeatureStore`),
 so every worker shares the same pages and ``n_jobs`` workers hold one copy of a store, not
@@ -30,11 +32,18 @@ import contextlib
 import functools
 import os
 import tempfile
-import threading
-import time
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+# re-exported: they lived here before analyze.workers (a module a loky worker imports in a blink)
+from analyze.workers import (  # noqa: F401
+    PARENT_POLL_SECONDS,
+    Terminated,
+    exit_with_parent,
+    setup_worker,
+    tqdm_without_semaphore,
+)
 from extract.errors import UserError
 
 _DASK_HINT = "install it with `pip install 'biastransfer[cluster]'` (dask[distributed])"
@@ -95,42 +104,6 @@ def _open_store(path: str, stamp: int):
     return FeatureStore.open(path)
 
 
-PARENT_POLL_SECONDS = 0.5
-
-
-def exit_with_parent(*, interval: float = PARENT_POLL_SECONDS) -> None:
-    """Worker initializer: end this process as soon as the process that started it is gone.
-
-    A thread polls the parent's pid; when the parent dies the worker is re-parented (its
-    parent pid changes) and exits at once with ``os._exit``, even while a unit is running or
-    a result is blocked on a full pipe. Without it, loky workers of a killed sweep lived on
-    for minutes (until their idle timeout), holding their memory.
-    """
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(interval)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="biastransfer-parent-watch", daemon=True).start()
-
-
-def setup_worker() -> None:
-    """Loky worker initializer: :func:`exit_with_parent`, and no replacement for mapped stores.
-
-    Loky replaces a worker whose resident size grew by 300 MB after its first task, taking
-    it for a leak. Pages of a memory-mapped store count as resident, so every worker that
-    moved on to its next store was replaced (re-importing, re-mapping). A worker's growth
-    is bounded here (the maps of the two stores it keeps open, shared with the other
-    workers), so that check is turned off; loky's periodic garbage collection stays.
-    """
-    exit_with_parent()
-    from joblib.externals.loky import process_executor
-
-    process_executor._USE_PSUTIL = False
-
-
 def run_unit(unit, *, in_pool: bool = False) -> list[dict]:
     """Run one work unit (one thread) and return its records, in the unit's cell order.
 
@@ -140,6 +113,8 @@ def run_unit(unit, *, in_pool: bool = False) -> list[dict]:
     from analyze.probe.checks import limited_threads
     from analyze.sweep.units import ProbeUnit
 
+    if in_pool:  # a Dask worker runs no loky initializer
+        tqdm_without_semaphore()
     with limited_threads(1):
         records = (_run_probe(unit) if isinstance(unit, ProbeUnit)
                    else _run_finetune(unit, num_workers=0 if in_pool else None))
@@ -183,19 +158,31 @@ def _tagged(index: int, unit) -> tuple[int, list[dict]]:
     return index, run_unit(unit, in_pool=True)
 
 
-def execute(units: Sequence, *, n_jobs: int = 1, client=None) -> Iterator[tuple[object, list[dict]]]:
+def execute(units: Sequence, *, n_jobs: int = 1, client=None,
+            cancel_on_stop: bool = True) -> Iterator[tuple[object, list[dict]]]:
     """Yield ``(unit, records)`` as units finish (in any order).
 
     ``client``: a ``dask.distributed.Client`` (then ``n_jobs`` is ignored); else ``n_jobs``
     loky processes (1: in this process, same single-thread setting).
+
+    When the iteration stops early (an error, a signal, the caller closing the generator),
+    loky workers are killed and, with ``cancel_on_stop``, the Dask futures still pending
+    are cancelled (not needed for a cluster that is closed next anyway).
     """
     if client is not None:
         from dask.distributed import as_completed
 
         futures = client.map(functools.partial(run_unit, in_pool=True), list(units), pure=False)
         owner = {future.key: unit for future, unit in zip(futures, units)}
-        for future, records in as_completed(futures, with_results=True):
-            yield owner[future.key], records
+        try:
+            # results are fetched here, not by as_completed's own tasks: one of those, cut short
+            # by a cluster closed on a signal, logged a traceback from the event loop
+            for future in as_completed(futures):
+                yield owner[future.key], future.result()
+        except BaseException:  # an error, a signal (Terminated) or the caller stopping early
+            if cancel_on_stop:  # a cluster that outlives the sweep stops running its units
+                client.cancel(futures)
+            raise
         return
     if n_jobs == 1 or len(units) <= 1:
         for unit in units:
@@ -203,11 +190,20 @@ def execute(units: Sequence, *, n_jobs: int = 1, client=None) -> Iterator[tuple[
         return
     from joblib import Parallel, delayed, parallel_config
 
-    with parallel_config(backend="loky", inner_max_num_threads=1, initializer=setup_worker):
+    # the workers watch this process (its pid passed on: one that dies before a worker has
+    # started is noticed too); joblib kills them itself when an exception, such as the
+    # Terminated of a signal, reaches its generator, which closing it here ensures
+    with parallel_config(backend="loky", inner_max_num_threads=1, initializer=setup_worker,
+                         initargs=(os.getpid(),)):
         results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
             delayed(_tagged)(i, unit) for i, unit in enumerate(units))
-        for index, records in results:
-            yield units[index], records
+        try:
+            for index, records in results:
+                yield units[index], records
+        finally:
+            with warnings.catch_warnings():  # stopping early is the point here, not a waste to report
+                warnings.filterwarnings("ignore", message=r".*(not used|have been cancelled)", category=UserWarning)
+                results.close()
 
 
 @contextlib.contextmanager
@@ -234,4 +230,21 @@ def dask_client(*, scheduler: str | None = None, local_cluster: int | None = Non
     # one thread per worker process; the nanny also sets OMP/MKL/OPENBLAS_NUM_THREADS=1
     with LocalCluster(n_workers=local_cluster, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster) as client:
-        yield client
+        try:
+            yield client
+        except Terminated:
+            # a signal: end the worker processes now; a graceful close waits for each worker to
+            # finish starting (importing torch: seconds) before it stops it
+            _kill_local_workers(cluster)
+            raise
+
+
+def _kill_local_workers(cluster) -> None:
+    """SIGKILL the worker processes of a ``LocalCluster`` this process started (its nannies' children)."""
+    import signal
+
+    for nanny in list(getattr(cluster, "workers", {}).values()):
+        pid = getattr(nanny, "pid", None)
+        if isinstance(pid, int) and pid > 0:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)

@@ -21,7 +21,10 @@ backbones x subset specs x runners x seeds. The sweep
 4. adds the ``sweep`` annotation (grid, backbone label, ``base_kind``, training-set
    composition and ``skew``) to each record and writes it atomically as its unit finishes;
    temporary files that a killed sweep left in ``out`` are removed when the next one starts
-   (:func:`extract.io.remove_stale_temporaries`; those of a sweep still running are kept).
+   (:func:`extract.io.remove_stale_temporaries`; those of a sweep still running are kept);
+5. ends on SIGTERM or SIGINT as on an error (:func:`analyze.workers.ending_on_signals`):
+   workers killed, a local Dask cluster closed, no temporary file and no /dev/shm entry
+   left, only whole records (a rerun resumes from them).
 
 The resolved grid is written to ``<out>/_grids/<name>-<hash>.json`` (provenance).
 ``biastransfer collect <out>`` then folds the records into one table.
@@ -34,6 +37,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -46,6 +50,7 @@ from analyze.sweep.execute import check_memory, dask_client, execute
 from analyze.sweep.grid import Grid, load_grid
 from analyze.sweep.settings import stale_reason
 from analyze.sweep.units import SweepPlan, pending_part, plan_sweep
+from analyze.workers import ending_on_signals
 from extract.errors import UserError
 from extract.io import remove_stale_temporaries, write_text
 from extract.paths import work_dir
@@ -106,15 +111,21 @@ def sweep(grid: Grid | str | Path, *, out: str | Path | None = None, overrides=(
         check_memory(todo, workers=local_cluster or n_jobs)
     if dry_run:
         return _summary(plan, pending, "to run", reasons)
-    _write_manifest(out, grid)
-    for folder in (out, out / "_grids"):  # temporary files of an earlier sweep that was killed mid-write
-        remove_stale_temporaries(folder)
-    if not todo:
-        return _summary(plan, pending, "written", reasons)
-    total = sum(len(u.cell_ids) for u in todo)
-    with tqdm(total=total, unit="cell", desc=f"sweep {grid.name}", disable=not progress) as bar:
-        with dask_client(scheduler=scheduler, local_cluster=local_cluster) as own_client:
-            for _unit, records in execute(todo, n_jobs=n_jobs, client=client or own_client):
+    # SIGTERM and SIGINT unwind the sweep as an exception (analyze.workers.Terminated): loky
+    # workers are killed, a local Dask cluster is closed, a record being written loses only
+    # its temporary file, and the process then exits with its semaphores unlinked
+    with ending_on_signals():
+        _write_manifest(out, grid)
+        for folder in (out, out / "_grids"):  # temporary files of an earlier sweep that was killed mid-write
+            remove_stale_temporaries(folder)
+        if not todo:
+            return _summary(plan, pending, "written", reasons)
+        total = sum(len(u.cell_ids) for u in todo)
+        with tqdm(total=total, unit="cell", desc=f"sweep {grid.name}", disable=not progress) as bar, \
+                dask_client(scheduler=scheduler, local_cluster=local_cluster) as own_client, \
+                contextlib.closing(execute(todo, n_jobs=n_jobs, client=client or own_client,
+                                           cancel_on_stop=local_cluster is None)) as finished:
+            for _unit, records in finished:
                 for record in records:
                     cell = record["cell_id"]
                     record.update(sweep=plan.annotations[cell], settings=plan.settings[cell],

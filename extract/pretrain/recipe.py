@@ -55,6 +55,7 @@ import numpy as np
 
 from extract.datasets import get_adapter
 from extract.errors import UserError
+from extract.io import write_text
 from extract.paths import work_dir
 from extract.pretrain.train import pretrain_base, write_base, write_scratch_base
 from extract.store.reader import check_output_writable
@@ -406,9 +407,9 @@ def _summarise(path: Path, base: dict, *, skipped: bool, seconds: float) -> dict
 
 
 def _write_summary(path: Path, source: dict, bases: list[dict], *, seconds: float) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"recipe": source, "seconds": seconds, "bases": bases}, indent=2))
-    tmp.replace(path)
+    # the toolkit's atomic writer: its temporary file names its process, so a killed run's is cleared later
+    write_text(path, json.dumps({"recipe": source, "seconds": seconds, "bases": bases}, indent=2),
+               hint="choose a writable checkpoint folder")
 
 
 __all__ = ["check_disjoint", "check_factors", "check_recipe", "check_roles", "ensure_cache", "entry_fingerprint", "image_digests", "load_recipe",
