@@ -213,7 +213,7 @@ def test_sigkill_while_workers_start_leaves_nothing_behind(grid, tmp_path):
 def test_signal_handlers_are_taken_over_only_while_a_sweep_runs():
     """Inside the block SIGTERM raises Terminated (signum 15); a caller's own handler is left alone;
     every handler is restored afterwards."""
-    from analyze.workers import Terminated, ending_on_signals
+    from analyze.sweep.workers import Terminated, ending_on_signals
 
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     try:

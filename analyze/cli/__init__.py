@@ -111,10 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         if signum is None:  # Ctrl-C outside a sweep
             print(f"biastransfer {args.command}: interrupted.", file=sys.stderr)
             return 130
-        # SIGTERM or SIGINT ended a sweep (analyze.workers.Terminated), whose workers are gone:
+        # SIGTERM or SIGINT ended a sweep (analyze.sweep.workers.Terminated), whose workers are gone:
         # end at once, as the signal would have, so the resource trackers that end with this
         # process do not wait for the interpreter's teardown
-        from analyze.workers import exit_now
+        from analyze.sweep.workers import exit_now
 
         print(f"biastransfer {args.command}: {'terminated' if signum == 15 else 'interrupted'}.", file=sys.stderr)
         exit_now(128 + signum)

@@ -16,8 +16,8 @@ own serialisation (plain dicts, strings and numbers only).
 Inside a pool worker (loky or Dask) a finetune unit decodes its images in the worker itself
 (``num_workers=0``): a worker process cannot start DataLoader processes of its own, and one
 thread per unit is the design anyway. Loky workers exit as soon as the sweep process that
-started them dies (:func:`analyze.workers.exit_with_parent`), so a killed sweep leaves no
-worker behind; a sweep ended by SIGTERM or SIGINT (:func:`analyze.workers.ending_on_signals`)
+started them dies (:func:`analyze.sweep.workers.exit_with_parent`), so a killed sweep leaves no
+worker behind; a sweep ended by SIGTERM or SIGINT (:func:`analyze.sweep.workers.ending_on_signals`)
 kills its loky workers itself, or cancels its Dask futures, as it unwinds.
 
 Memory: a worker memory-maps each store it reads (:class:`extract.store.reader.FeatureStore`),
@@ -36,8 +36,8 @@ import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-# re-exported: they lived here before analyze.workers (a module a loky worker imports in a blink)
-from analyze.workers import (  # noqa: F401
+# re-exported: they lived here before analyze.sweep.workers (a module a loky worker imports in a blink)
+from analyze.sweep.workers import (  # noqa: F401
     PARENT_POLL_SECONDS,
     Terminated,
     exit_with_parent,

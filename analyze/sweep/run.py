@@ -22,7 +22,7 @@ backbones x subset specs x runners x seeds. The sweep
    composition and ``skew``) to each record and writes it atomically as its unit finishes;
    temporary files that a killed sweep left in ``out`` are removed when the next one starts
    (:func:`extract.io.remove_stale_temporaries`; those of a sweep still running are kept);
-5. ends on SIGTERM or SIGINT as on an error (:func:`analyze.workers.ending_on_signals`):
+5. ends on SIGTERM or SIGINT as on an error (:func:`analyze.sweep.workers.ending_on_signals`):
    workers killed, a local Dask cluster closed, no temporary file and no /dev/shm entry
    left, only whole records (a rerun resumes from them).
 
@@ -50,7 +50,7 @@ from analyze.sweep.execute import check_memory, dask_client, execute
 from analyze.sweep.grid import Grid, load_grid
 from analyze.sweep.settings import stale_reason
 from analyze.sweep.units import SweepPlan, pending_part, plan_sweep
-from analyze.workers import ending_on_signals
+from analyze.sweep.workers import ending_on_signals
 from extract.errors import UserError
 from extract.io import remove_stale_temporaries, write_text
 from extract.paths import work_dir
@@ -111,7 +111,7 @@ def sweep(grid: Grid | str | Path, *, out: str | Path | None = None, overrides=(
         check_memory(todo, workers=local_cluster or n_jobs)
     if dry_run:
         return _summary(plan, pending, "to run", reasons)
-    # SIGTERM and SIGINT unwind the sweep as an exception (analyze.workers.Terminated): loky
+    # SIGTERM and SIGINT unwind the sweep as an exception (analyze.sweep.workers.Terminated): loky
     # workers are killed, a local Dask cluster is closed, a record being written loses only
     # its temporary file, and the process then exits with its semaphores unlinked
     with ending_on_signals():
