@@ -46,6 +46,11 @@ RNG state (:func:`extract.seeding.seeded_torch_rng`), so the caller's global RNG
 untouched and the weights do not depend on what ran before in the process). On
 CUDA the run uses bf16 autocast and channels_last and is not bit-reproducible.
 
+Memory layout: channels_last on CUDA and on the CPU, except that on the CPU a backbone with a
+1x1 strided convolution of fewer than 8 input channels per group (the small CNN below width
+8) trains in the contiguous layout: oneDNN's AVX2 kernel for that convolution's input
+gradient writes out of bounds (:func:`extract.devices.training_memory_format`).
+
 Keeping pretraining images apart: train bases on a cache rendered for pretraining only
 (the recipe renders ``work/avatars/pretrain-*.h5`` with its own seed, never the seed of
 the finetuning caches); the checkpoint records that cache's manifest hash and a sha256 of
@@ -78,7 +83,7 @@ from extract.backbones import (
     save_checkpoint,
 )
 from extract.datasets.base import Adapter
-from extract.devices import resolve_device
+from extract.devices import resolve_device, training_memory_format
 from extract.errors import UserError
 from extract.seeding import derived_seed, seeded_torch_rng
 from extract.pretrain.data import (
@@ -212,13 +217,15 @@ def _deterministic(enabled: bool):
 class _Normaliser:
     """uint8 (k, 3, H, W) -> float32 ``(x / 255 - mean) / std`` on the batch's device."""
 
-    def __init__(self, preprocess: Preprocess, device: torch.device):
+    def __init__(self, preprocess: Preprocess, device: torch.device,
+                 memory_format: torch.memory_format = torch.channels_last):
         self.mean = torch.tensor(preprocess.mean, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(preprocess.std, device=device).view(1, 3, 1, 1)
+        self.memory_format = memory_format
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         x = (batch.to(torch.float32).div_(255.0) - self.mean).div_(self.std)
-        return x.contiguous(memory_format=torch.channels_last)
+        return x.contiguous(memory_format=self.memory_format)
 
 
 def _steps_per_epoch(n: int, batch_size: int) -> int:
@@ -452,7 +459,8 @@ def pretrain_base(
 
 
 def _start_run(backbone, head, config, preprocess, device, *, n_train: int) -> _Run:
-    backbone.to(device, memory_format=torch.channels_last)
+    memory_format = training_memory_format(backbone, device)  # channels_last unless oneDNN's defect applies
+    backbone.to(device, memory_format=memory_format)
     head.to(device)
     params = [*backbone.parameters(), *head.parameters()]
     optimizer = torch.optim.SGD(params, lr=config["lr"], momentum=MOMENTUM, weight_decay=config["weight_decay"])
@@ -464,7 +472,8 @@ def _start_run(backbone, head, config, preprocess, device, *, n_train: int) -> _
     order_seed = derived_seed(config["seed"], STREAM_ORDER)
     return _Run(backbone=backbone, head=head, optimizer=optimizer,
                 scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, factor),
-                normalise=_Normaliser(preprocess, device), generator=torch.Generator().manual_seed(order_seed),
+                normalise=_Normaliser(preprocess, device, memory_format),
+                generator=torch.Generator().manual_seed(order_seed),
                 batch_size=config["batch_size"], device=device, factor_bins=tuple(config["factors"].values()),
                 factor_weight=config["factor_weight"], freeze_bn=config.get("freeze_bn", False))
 
