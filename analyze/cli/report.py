@@ -46,10 +46,9 @@ def cmd_report(args) -> int:
 
     out = args.out or work_dir() / "report"
     options = FindingOptions(method=args.ci, auc_floor=args.auc_floor, include_flagged=args.include_flagged, n=args.n,
-                             level=args.level)
+                             level=args.level, runners=tuple(args.runner) if args.runner else None)
     md_path, html_path = build_report(args.table, out_dir=out, salience=args.salience, plan=args.plan,
-                                      findings=args.findings,
-                                      title=args.title, runners=args.runner, metric=args.metric, options=options)
+                                      findings=args.findings, title=args.title, metric=args.metric, options=options)
     print(f"wrote {md_path} and {html_path}")
     return 0
 
