@@ -52,7 +52,7 @@ from analyze.report.document import (
     to_html,
     to_markdown,
 )
-from analyze.metrics.diagnosis import EXCLUDING_FLAGS, FLAGS
+from analyze.metrics.diagnosis import EXCLUDING_FLAGS, FLAGS, edge_summary
 from analyze.report.findings import DEFAULT_OPTIONS, FindingOptions, clean_cells, salience_findings, with_interval
 from analyze.report.plots import TRUTH_COLUMNS, plot_salience
 from analyze.report.sections import runner_label, runner_section
@@ -266,6 +266,7 @@ def _diagnosis_blocks(table: pd.DataFrame, order: list[str], options: FindingOpt
                                    "collect it again to see which cells are degenerate, at a grid edge, unconverged "
                                    "or below the AUC floor.", note=True)]
     blocks.append(counts)
+    blocks += [Bullets(tuple(edges))] if (edges := edge_summary(table)) else []
     for runner in order:
         _, note = clean_cells(table[table["runner"] == runner], include_flagged=options.include_flagged)
         if note:

@@ -52,7 +52,7 @@ from scipy.stats import spearmanr
 
 from analyze.metrics.diagnosis import DEFAULT_AUC_FLOOR, EXCLUDING_FLAGS, FLAGS
 from analyze.effects.format import format_number, format_p
-from analyze.effects.models import DEFAULT_N
+from analyze.effects.models import DEFAULT_N, without_flagged
 from analyze.metrics.intervals import (
     DEFAULT_METHOD,
     ConfidenceInterval,
@@ -155,10 +155,11 @@ def clean_cells(rows: pd.DataFrame, *, include_flagged: bool = False) -> tuple[p
         return rows, (f"No cell was flagged degenerate, at a grid edge or unconverged.{weak_text}".strip()
                       if weak else None)
     why = ", ".join(f"{name} {count}" for name, count in counts.items())
+    kept, _ = without_flagged(rows, include_flagged=include_flagged)  # the exclusion `effects` applies
     if include_flagged:
-        return rows, (f"{int(excluding.sum())} of {len(rows)} cells are flagged by the diagnosis ({why}; a cell can "
+        return kept, (f"{int(excluding.sum())} of {len(rows)} cells are flagged by the diagnosis ({why}; a cell can "
                       f"carry several flags) and are kept because `include_flagged` was given.{weak_text}")
-    return rows[~excluding], (f"Left out {int(excluding.sum())} of {len(rows)} cells flagged by the diagnosis ({why}; "
+    return kept, (f"Left out {int(excluding.sum())} of {len(rows)} cells flagged by the diagnosis ({why}; "
                               f"a cell can carry several flags); `include_flagged` keeps them.{weak_text}")
 
 
