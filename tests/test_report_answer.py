@@ -96,7 +96,7 @@ def test_both_values_are_means_over_the_matched_target_seed_cells():
         per_seed = matched[matched["backbone"] == backbone].groupby("seed")[METRIC].mean()
         mean, low, high = t_interval(per_seed)
         assert shown == f"{mean:.3f} [{low:.3f}, {high:.3f}]"
-    assert row.flags == "values on the 8 matched cells (of 8 and 12)"
+    assert row.flags == "8 matched cells (of 8 and 12)"
     pooled_control = summary[summary["backbone"] == "c1"].iloc[0]
     assert row.second_value != f"{pooled_control['mean']:.3f} [{pooled_control['ci_low']:.3f}, " \
                                f"{pooled_control['ci_high']:.3f}]"  # the pooled mean over 12 cells is not shown
@@ -250,3 +250,12 @@ def test_a_grid_edge_names_the_side_to_widen():
         "c_at_edge: 3 cells chose C = 100, the largest of the grid [0.1, 1.0, 100.0]: widen it above 100.",
         "lr_at_edge: 1 cells chose lr = 0.001, the smallest of the grid [0.001, 0.01]: widen it below 0.001; a "
         "2-value grid has no interior value, so add one."]
+
+
+def test_an_interval_past_the_metrics_bound_is_flagged():
+    from analyze.report.findings import matched_values
+
+    high = pd.Series({"mean": 0.977, "ci_low": 0.952, "ci_high": 1.003, "k": 3})
+    low = pd.Series({"mean": 0.873, "ci_low": 0.85, "ci_high": 0.9, "k": 3})
+    assert matched_values(high, low)[2] == "an interval passes ±1, the bound of the metric (few seeds)"
+    assert matched_values(low, low)[2] == ""

@@ -38,8 +38,8 @@ from analyze.report.findings import (
     strongest_and_balanced,
 )
 
-FINDINGS_HEADER = ("finding", "runner", "setting", "biased base (or first)", "value [95% CI]", "compared with",
-                   "value [95% CI]", "difference", "95% interval", "method", "verdict", "flags")
+FINDINGS_HEADER = ("finding", "runner", "setting", "first", "value [95% CI]", "second", "value [95% CI]",
+                   "difference", "95% interval", "method", "verdict", "flags")
 COMPETENCE_GAP = 0.05  # natural-set AUC difference between bases worth a warning
 LEFT_OUT = "left out"
 __all__ = ["answer_blocks", "findings_table", "flag_reason", "omitted_rows", "plot_forest", "runner_comparisons"]
@@ -182,25 +182,26 @@ def plot_forest(comparisons: list[Comparison], out_prefix, *, metric: str) -> li
     if not shown:
         raise UserError("no base-vs-base difference has an interval, so there is nothing to plot.")
     groups = list(dict.fromkeys((c.runner, c.setting) for c in shown))
+    several = len({c.first for c in shown}) > 1  # name the biased base on each line only when there are several
     sns.set_theme(style="whitegrid", context="paper")
     height = 0.9 + 0.26 * (len(shown) + len(groups))
     figure, axis = plt.subplots(figsize=(6.2, height), layout="constrained")
     colours = dict(zip(COMPARED_KINDS, sns.color_palette("colorblind", len(COMPARED_KINDS))))
     y, ticks, labels = 0.0, [], []
     for runner, setting in groups:
-        axis.text(0.0, y, f"{runner} · {setting}", transform=axis.get_yaxis_transform(), fontsize=7.5,
-                  fontweight="bold", va="center")
+        axis.text(-0.02, y, f"{runner} · {setting}", transform=axis.get_yaxis_transform(), fontsize=7.5,
+                  fontweight="bold", va="center", ha="right")
         y += 1
         for c in (c for c in shown if (c.runner, c.setting) == (runner, setting)):
             axis.errorbar(c.estimate, y, xerr=[[c.estimate - c.low], [c.high - c.estimate]], fmt="o", capsize=3,
                           color=colours[c.kind])
             ticks.append(y)
-            labels.append(f"{c.first} − {c.second} ({c.kind})")
+            labels.append(f"{c.first} − {c.second} ({c.kind})" if several else f"{c.second} ({c.kind})")
             y += 1
     axis.axvline(0.0, color="0.3", linewidth=0.8)
     axis.set_yticks(ticks, labels, fontsize=7)
     axis.set_ylim(y - 0.5, -0.7)
-    axis.set(xlabel=f"difference in {metric} (95% interval); > 0: biased base higher")
+    axis.set(xlabel=f"biased base minus each base: difference in {metric} (95% interval)")
     return save_figure(figure, out_prefix)
 
 

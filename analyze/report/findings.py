@@ -382,7 +382,7 @@ def _auc_flag(auc: pd.DataFrame | None, backbones, floor: float) -> str:
         return ""
     weak = [(b, float(auc.loc[auc["backbone"] == b, "mean"].mean())) for b in backbones]
     weak = [(b, v) for b, v in weak if math.isfinite(v) and v < floor]
-    return (f"did not learn the target (AUC below {floor:g}: " + ", ".join(f"{b} {v:.3f}" for b, v in weak) + ")"
+    return (f"did not learn the target (AUC < {floor:g}: " + ", ".join(f"{b} {v:.3f}" for b, v in weak) + ")"
             if weak else "")
 
 
@@ -435,22 +435,33 @@ def matched_values(a: pd.Series, b: pd.Series, *, method: str = DEFAULT_METHOD) 
     When both sides hold the same cells the pooled summaries are used as they are (flag "").
     Otherwise each side is re-averaged on the matched cells (each seed over its matched
     targets, then the replicate interval over seeds) when at least 2 seeds match; else the
-    pooled means are kept and the flag says they cover different cells.
+    pooled means are kept and the flag says they cover different cells. An interval that passes
+    the largest possible magnitude, 1 (of a gap or an AUC), is flagged too.
     """
     cells_a, cells_b = a.get("per_cell"), b.get("per_cell")
+    pooled = [(a["mean"], a["ci_low"], a["ci_high"]), (b["mean"], b["ci_low"], b["ci_high"])]
     if not isinstance(cells_a, dict) or not isinstance(cells_b, dict) or set(cells_a) == set(cells_b):
-        return _interval(a), _interval(b), ""
+        return _interval(a), _interval(b), _past_bound(pooled)
     common = sorted(set(cells_a) & set(cells_b), key=str)
     seeds = sorted({seed for seed, _ in common}, key=str)
     if len(seeds) < 2:
-        return _interval(a), _interval(b), (f"values over different cells ({len(cells_a)} vs {len(cells_b)}; "
-                                            "under 2 seeds match)")
-    texts = []
+        flags = [f"values over different cells ({len(cells_a)} vs {len(cells_b)}; under 2 seeds match)",
+                 _past_bound(pooled)]
+        return _interval(a), _interval(b), "; ".join(f for f in flags if f)
+    values = []
     for cells in (cells_a, cells_b):
         per_seed = [float(np.mean([cells[key][0] for key in common if key[0] == seed])) for seed in seeds]
         ci = replicate_ci(per_seed, method=method)
-        texts.append(with_interval(float(ci.estimate), float(ci.low), float(ci.high), k=len(seeds)))
-    return texts[0], texts[1], f"values on the {len(common)} matched cells (of {len(cells_a)} and {len(cells_b)})"
+        values.append((float(ci.estimate), float(ci.low), float(ci.high)))
+    flags = [f"{len(common)} matched cells (of {len(cells_a)} and {len(cells_b)})", _past_bound(values)]
+    return (*[with_interval(*v, k=len(seeds)) for v in values], "; ".join(f for f in flags if f))
+
+
+def _past_bound(values) -> str:
+    """A flag when an interval passes ±1, the largest possible gap (or AUC): too few seeds for a t interval."""
+    past = any(math.isfinite(float(lo)) and (float(hi) > MAX_GAP + 1e-9 or float(lo) < -MAX_GAP - 1e-9)
+               for _, lo, hi in values)
+    return f"an interval passes ±{MAX_GAP:g}, the bound of the metric (few seeds)" if past else ""
 
 
 def _matched_per_seed(a: pd.Series, b: pd.Series) -> tuple[list[float], list[float]] | None:
