@@ -465,7 +465,7 @@ def how_to_read(metric: str, runners: list[str], options: FindingOptions = DEFAU
              "An effect term from fewer than 6 clusters (targets), or whose predictor barely varies, is printed as "
              "not identifiable here.",
              f"Written by biastransfer {__version__}. Runners: " + ", ".join(runner_label(r) for r in runners)
-             + f". Definitions: {SCIENCE_DOC}.")
+             + f". Definitions: {SCIENCE_DOC}; how to read each part of this page: docs/report.md.")
     return [Heading("How to read this", 2), Bullets(items)]
 
 
