@@ -120,8 +120,17 @@ def test_effect_terms_from_few_clusters_or_a_flat_predictor_are_not_identifiable
     few = {r.key: r for r in fit_models(synthetic_results(n_targets=3, seeds=2, sizes=(1024,)), metric=METRIC)}
     fit = few["general"].coefficients.query("estimator == 'ols'")
     shown = coefficient_rows(fit, few["general"].data)
-    assert all(row[1] == "not identifiable here" and "only 3 clusters (target)" in row[4] for row in shown[1:])
+    assert all(row[1] == "not identifiable here" and row[4] == "(only 3 clusters (target); at least 6 are needed for "
+               "cluster-robust errors)" for row in shown[1:])
     assert shown[0][0] == "Intercept" and shown[0][1] != "not identifiable here"
+    # the mixed model: salience is constant within each target, so only 3 clusters inform it; the
+    # base and correlation-strength terms vary within targets and stay
+    mixed = {row[0]: row for row in coefficient_rows(few["general"].coefficients.query("estimator == 'mixed'"),
+                                                     few["general"].data)}
+    assert mixed["salience"][1] == "not identifiable here" and "salience varies only between them" in mixed["salience"][4]
+    assert mixed["base[T.biased]:salience"][1] == "not identifiable here"
+    assert mixed["correlation_strength"][1] != "not identifiable here"
+    assert mixed["base[T.biased]"][4] == f"the biased base has a higher {METRIC} than the reference base"
     many = synthetic_results(n_targets=8, seeds=2, sizes=(1024,))
     fitted = {r.key: r for r in fit_models(many, metric=METRIC)}["general"]
     fit = fitted.coefficients.query("estimator == 'ols'")
@@ -136,6 +145,9 @@ def test_effect_terms_from_few_clusters_or_a_flat_predictor_are_not_identifiable
     assert reason.startswith("salience barely varies (0.938 to 0.956")
     assert unidentifiable("correlation_strength", flat_fit.coefficients.query("estimator == 'ols'"),
                           flat_fit.data) is None
+    # base[T.biased] is the biased base's effect at salience 0, far below the data: an extrapolation
+    assert unidentifiable("base[T.biased]", flat_fit.coefficients.query("estimator == 'ols'"), flat_fit.data) == (
+        "it is the effect at salience = 0, far outside the data (0.938 to 0.956)")
 
 
 def test_what_a_positive_coefficient_means():

@@ -462,8 +462,9 @@ def how_to_read(metric: str, runners: list[str], options: FindingOptions = DEFAU
              "Findings leave out cells the diagnosis flagged" + (" (kept here: `include_flagged`)"
                                                                   if options.include_flagged else "")
              + f"; rows with models below the AUC floor {options.auc_floor:g} are flagged.",
-             "An effect term from fewer than 6 clusters (targets), or whose predictor barely varies, is printed as "
-             "not identifiable here.",
+             "With fewer than 6 clusters (targets), effect terms with cluster-robust errors or a predictor that "
+             "varies only between clusters are printed as not identifiable here; so are terms whose predictor barely "
+             "varies.",
              f"Written by biastransfer {__version__}. Runners: " + ", ".join(runner_label(r) for r in runners)
              + f". Definitions: {SCIENCE_DOC}; how to read each part of this page: docs/report.md.")
     return [Heading("How to read this", 2), Bullets(items)]

@@ -155,22 +155,57 @@ def term_meaning(term: str, response: str) -> str:
     return f"{response} rises with {slopes[0]}"
 
 
+def _between_clusters_only(names: list[str], rows: pd.DataFrame | None, groups: str) -> bool:
+    """Whether every predictor in ``names`` is constant within each cluster (so only the clusters inform it)."""
+    if rows is None or groups not in rows.columns or not names:
+        return False
+    return all(name in rows.columns and int(rows.groupby(groups)[name].nunique().max()) <= 1 for name in names)
+
+
 def unidentifiable(term: str, fit: pd.DataFrame, rows: pd.DataFrame | None) -> str | None:
-    """Why ``term`` cannot be read from this fit (None when it can): fewer than :data:`MIN_CLUSTERS`
-    clusters, or a predictor whose range is under :data:`MIN_SPREAD` of its largest magnitude."""
+    """Why ``term`` cannot be read from this fit (None when it can).
+
+    With fewer than :data:`MIN_CLUSTERS` clusters: every term of a fit with cluster-robust errors
+    (its standard errors rest on the clusters), and a term whose predictors are constant within
+    each cluster (only the clusters inform it) in any fit. Also a predictor whose range is under
+    :data:`MIN_SPREAD` of its largest magnitude (it barely varies).
+    """
     if term == "Intercept":
         return None
     first = fit.iloc[0]
-    groups = first.get("n_groups")
+    groups, name = first.get("n_groups"), str(first.get("groups", "groups"))
+    predictors = [p for p in term.split(":") if not p.startswith("base[T.")]
     if groups is not None and not pd.isna(groups) and int(groups) < MIN_CLUSTERS:
-        return (f"only {int(groups)} clusters ({first.get('groups', 'groups')}); at least {MIN_CLUSTERS} are needed "
-                "for an interval to mean anything")
-    for name in (p for p in term.split(":") if not p.startswith("base[T.")):
-        if rows is None or name not in rows.columns:
+        why = f"only {int(groups)} clusters ({name}); at least {MIN_CLUSTERS} are needed"
+        if "cluster-robust" in str(first.get("errors", "")):
+            return f"{why} for cluster-robust errors"
+        if _between_clusters_only(predictors, rows, name):
+            return f"{why}: {', '.join(PREDICTOR_WORDS.get(p, p) for p in predictors)} varies only between them"
+    for predictor in predictors:
+        if rows is None or predictor not in rows.columns:
             continue
-        values = pd.to_numeric(rows[name], errors="coerce").dropna()
+        values = pd.to_numeric(rows[predictor], errors="coerce").dropna()
         if len(values) and values.max() - values.min() <= MIN_SPREAD * max(values.abs().max(), 1e-12):
-            return f"{PREDICTOR_WORDS.get(name, name)} barely varies ({values.min():.3g} to {values.max():.3g})"
+            return f"{PREDICTOR_WORDS.get(predictor, predictor)} barely varies ({values.min():.3g} to {values.max():.3g})"
+    return _read_outside_the_data(term, fit, rows)
+
+
+def _read_outside_the_data(term: str, fit: pd.DataFrame, rows: pd.DataFrame | None) -> str | None:
+    """A lower-order term of an interaction is its effect where the partner predictor is 0; when 0 lies
+    farther than the data's own range beyond them, that is an extrapolation, not a finding."""
+    if rows is None:
+        return None
+    parts = set(term.split(":"))
+    for other in fit["term"].astype(str):
+        extra = set(other.split(":")) - parts
+        if other == term or not parts < set(other.split(":")):
+            continue
+        for predictor in (p for p in extra if not p.startswith("base[T.") and p in rows.columns):
+            values = pd.to_numeric(rows[predictor], errors="coerce").dropna()
+            low, high = (float(values.min()), float(values.max())) if len(values) else (0.0, 0.0)
+            if not low - (high - low) <= 0.0 <= high + (high - low):
+                return (f"it is the effect at {PREDICTOR_WORDS.get(predictor, predictor)} = 0, far outside the data "
+                        f"({low:.3g} to {high:.3g})")
     return None
 
 
