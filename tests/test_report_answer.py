@@ -271,3 +271,17 @@ def test_an_interval_past_the_metrics_bound_is_flagged():
     low = pd.Series({"mean": 0.873, "ci_low": 0.85, "ci_high": 0.9, "k": 3})
     assert matched_values(high, low)[2] == "an interval passes ±1, the bound of the metric (few seeds)"
     assert matched_values(low, low)[2] == ""
+
+
+def test_the_reproduce_table_follows_the_findings_table_with_any_verdicts(tmp_path):
+    results = flagged_sweep()
+    findings = pd.DataFrame({"id": ["1a", "1b", "2a"], "finding": ["f1", "f2", "f3"], "number": [0.2, -0.1, np.nan],
+                             "ci_low": [0.1, -0.2, np.nan], "ci_high": [0.3, 0.0, np.nan], "rule": ["> 0"] * 3,
+                             "verdict": ["reproduced", "contradicted", "inconclusive"], "reason": ["", "", "no data"],
+                             "runner": ["probe"] * 3, "deviation": ["", "probe instead of finetune", ""]})
+    md, _ = build_report(results, out_dir=tmp_path, findings=findings)
+    page = md.read_text(encoding="utf-8")
+    assert page.index("| finding | runner | setting | first |") < page.index("### The papers' findings")
+    assert "| # | finding | runner | deviation | number [95% CI] | rule | verdict | reason |" in page
+    assert all(f"1 {v}" in page for v in ("reproduced", "contradicted", "inconclusive"))
+    assert "- Contradicted: f2 (1b)" in page

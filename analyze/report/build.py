@@ -394,29 +394,32 @@ def _note_blocks(notes: dict) -> list:
     return blocks
 
 
+FAILED_VERDICTS = ("not reproduced", "contradicted")
+
+
 def _reproduce_blocks(findings: pd.DataFrame) -> list:
-    """The findings table of ``biastransfer reproduce``, first on the page, and a line per verdict."""
+    """The findings table of ``biastransfer reproduce`` (under the report's own findings table), its verdict
+    counts, and a line per finding the data contradict. A ``deviation`` column is shown when present."""
     require_columns(findings, ["id", "finding", "number", "ci_low", "ci_high", "rule", "verdict", "reason"],
                     purpose="the report's findings table", what="the findings table")
+    extra = [c for c in ("runner", "setting", "deviation") if c in findings.columns]
     rows = []
     for r in findings.itertuples(index=False):
         number = "" if pd.isna(r.number) else _bounds_text(r.number, r.ci_low, r.ci_high)
-        text = {k: "" if pd.isna(getattr(r, k, "")) else str(getattr(r, k, "")) for k in ("runner", "setting",
-                                                                                           "reason")}
-        rows.append((str(r.id), str(r.finding), text["runner"], text["setting"], number, str(r.rule), str(r.verdict),
+        text = {k: "" if pd.isna(getattr(r, k, "")) else str(getattr(r, k, "")) for k in (*extra, "reason")}
+        rows.append((str(r.id), str(r.finding), *[text[k] for k in extra], number, str(r.rule), str(r.verdict),
                      text["reason"]))
-    counts = findings["verdict"].value_counts()
-    failed = findings[findings["verdict"] == "not reproduced"]
-    words = (f"{len(findings)} findings: {counts.get('reproduced', 0)} reproduced, "
-             f"{counts.get('not reproduced', 0)} not reproduced, {counts.get('inconclusive', 0)} inconclusive. "
-             "Each verdict is computed from the number and its 95% interval by the rule beside it; inconclusive "
+    counts = findings["verdict"].astype(str).value_counts()
+    failed = findings[findings["verdict"].isin(FAILED_VERDICTS)]
+    words = (f"{len(findings)} findings: " + ", ".join(f"{count} {verdict}" for verdict, count in counts.items())
+             + ". Each verdict is computed from the number and its 95% interval by the rule beside it; inconclusive "
              "means the data needed are missing, too few, flagged by the diagnosis or from models below the AUC "
              f"floor (definitions: {SCIENCE_DOC}).")
     blocks = [Heading("The papers' findings", 3), Paragraph(words),
-              Table(("#", "finding", "runner", "setting", "number [95% CI]", "rule", "verdict", "reason"), tuple(rows),
+              Table(("#", "finding", *extra, "number [95% CI]", "rule", "verdict", "reason"), tuple(rows),
                     caption="Findings table of `biastransfer reproduce`")]
     if len(failed):
-        blocks.append(Bullets(tuple(f"Not reproduced: {r.finding} ({r.id}): {r.reason}"
+        blocks.append(Bullets(tuple(f"{str(r.verdict).capitalize()}: {r.finding} ({r.id})"
                                     for r in failed.itertuples(index=False))))
     return blocks
 
