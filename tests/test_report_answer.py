@@ -285,3 +285,22 @@ def test_the_reproduce_table_follows_the_findings_table_with_any_verdicts(tmp_pa
     assert "| # | finding | runner | deviation | number [95% CI] | rule | verdict | reason |" in page
     assert all(f"1 {v}" in page for v in ("reproduced", "contradicted", "inconclusive"))
     assert "- Contradicted: f2 (1b)" in page
+
+
+def test_the_answer_states_one_sentence_per_question_from_the_rows():
+    from analyze.report.answer import answer_blocks
+
+    table = flag(flagged_sweep(), lambda t: t["level"] == 1.0)
+    rows, notes = runner_comparisons(table, runner="probe", metric=METRIC)
+    blocks = answer_blocks(rows, labels={"probe": "Probes"}, notes=[f"Probes: {n}." for n in notes],
+                           curation=["The curation plan finds a move that halves the gap for 1 of 3 rows."])
+    text = [b.text for b in blocks[1:]]
+    assert text[0] == ("Does the biased base transfer more bias than the controls? Probes, level 0, n = 128 (level 1 "
+                       "left out): the biased base has more bias than 1 of 1 control and than scratch. Probes, level "
+                       "1, n = 128: no comparison with a control can be stated (left out).")
+    change = next(r for r in rows if r.finding == "toward balance: bias")
+    assert text[1].startswith("Does a balanced finetuning set remove it, and at what AUC cost? Probes: moving level 0 "
+                              f"→ 0.5 changes the biased base's bias by {change.estimate:+.3f}")
+    assert text[1].endswith("halves the gap for 1 of 3 rows.")
+    assert text[2].startswith("Do not conclude more than this: Probes: the strongest level run, 1, is left out")
+    assert "2 comparisons are left out" in text[2]

@@ -221,7 +221,9 @@ def forest_blocks(comparisons: list[Comparison], *, out_dir: Path, metric: str) 
 def _transfer_sentence(rows: list[Comparison], label: str) -> str | None:
     controls = [c for c in rows if c.kind == "control" and c.stated]
     if not controls:
-        return None
+        unstated = [c for c in rows if c.kind == "control"]
+        return (f"{label}, {unstated[0].setting}: no comparison with a control can be stated "
+                f"({unstated[0].verdict}).") if unstated else None
     higher = [c for c in controls if c.low > 0]
     text = (f"{label}, {controls[0].setting}: the biased base has more bias than {len(higher)} of "
             f"{len(controls)} control{'s' * (len(controls) != 1)}")
