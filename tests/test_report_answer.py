@@ -304,3 +304,13 @@ def test_the_answer_states_one_sentence_per_question_from_the_rows():
     assert text[1].endswith("halves the gap for 1 of 3 rows.")
     assert text[2].startswith("Do not conclude more than this: Probes: the strongest level run, 1, is left out")
     assert "2 comparisons are left out" in text[2]
+
+
+def test_a_move_toward_balance_from_too_few_replicates_is_not_stated():
+    table = flagged_sweep()
+    table = flag(table, (table["level"] == 1.0) & (table["seed"] > 0))  # one seed left at level 1
+    rows, _ = runner_comparisons(table, runner="probe", metric=METRIC,
+                                 options=FindingOptions(level=1.0))
+    move = [r for r in rows if r.finding.startswith("toward balance")]
+    assert move and all(r.verdict == "not stated: level 1 (1) has fewer than 3 clean replicates" for r in move)
+    assert all(math.isnan(r.estimate) for r in move)

@@ -666,27 +666,34 @@ def correlation_findings(rows: pd.DataFrame, *, metric: str, performance: str = 
 
 
 def _change_rows(summary: pd.DataFrame, head: Headline, *, what: str, options: FindingOptions) -> list[Comparison]:
-    """Per biased base (every base without one): ``value at balance - value at the strongest level``."""
+    """Per biased base (every base without one): ``value at balance - value at the strongest level``;
+    not stated from fewer than :data:`MIN_CLEAN_REPLICATES` clean replicates at either level."""
     if "base_kind" in summary.columns and (summary["base_kind"] == "biased").any():
         summary = summary[summary["base_kind"] == "biased"]
     rows = []
+    setting = f"level {head.strongest:g} → {head.balanced:g}" + (f", n = {head.n}" if head.n is not None else "")
     for backbone, part in summary.groupby("backbone", sort=True):
         part = part.set_index("level")
         if head.strongest not in part.index or head.balanced not in part.index:
             continue
         low_level, high = part.loc[head.balanced], part.loc[head.strongest]
         first, second, matched = matched_values(low_level, high, method=options.method)
+        base = dict(finding=f"toward balance: {what}", setting=setting, first=f"{backbone} at {head.balanced:g}",
+                    first_value=first, second=f"at {head.strongest:g}", second_value=second, flags=matched,
+                    kind="balance")
+        short = [f"level {lv:g} ({int(r['k'])})" for lv, r in ((head.balanced, low_level), (head.strongest, high))
+                 if r["k"] < MIN_CLEAN_REPLICATES]
+        if short:
+            verb = "has" if len(short) == 1 else "have"
+            rows.append(Comparison(**base, verdict=f"not stated: {' and '.join(short)} {verb} fewer than "
+                                                   f"{MIN_CLEAN_REPLICATES} clean replicates"))
+            continue
         ci = matched_difference(low_level, high, method=options.method)
         lo, hi = float(ci.low), float(ci.high)
-        verb = ("falls" if math.isfinite(hi) and hi < 0 else "rises" if math.isfinite(lo) and lo > 0
-                else "no change shown")
-        setting = f"level {head.strongest:g} → {head.balanced:g}" + (f", n = {head.n}" if head.n is not None else "")
-        rows.append(Comparison(finding=f"toward balance: {what}", setting=setting,
-                               first=f"{backbone} at {head.balanced:g}", first_value=first,
-                               second=f"at {head.strongest:g}", second_value=second, flags=matched,
-                               estimate=float(ci.estimate), low=lo, high=hi, method=ci.method,
-                               verdict=f"{what} {verb}" if verb != "no change shown" else f"{what}: {verb}",
-                               kind="balance"))
+        verdict = (f"{what} falls" if hi < 0 else f"{what} rises" if lo > 0 else f"{what}: no change shown") \
+            if math.isfinite(lo) and math.isfinite(hi) else "no interval: no claim"
+        rows.append(Comparison(**base, estimate=float(ci.estimate), low=lo, high=hi, method=ci.method,
+                               verdict=verdict))
     return rows
 
 
