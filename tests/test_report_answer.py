@@ -314,3 +314,15 @@ def test_a_move_toward_balance_from_too_few_replicates_is_not_stated():
     move = [r for r in rows if r.finding.startswith("toward balance")]
     assert move and all(r.verdict == "not stated: level 1 (1) has fewer than 3 clean replicates" for r in move)
     assert all(math.isnan(r.estimate) for r in move)
+
+
+def test_the_per_size_table_says_left_out_for_flagged_cells():
+    from analyze.report.sections import per_size_table
+
+    table = pd.concat([flagged_sweep().assign(n=n) for n in (128, 512)], ignore_index=True)
+    table = flag(table, (table["backbone"] == "c2") & (table["n"] == 512))
+    clean, _ = without_flagged(table)
+    shown = per_size_table(clean, metric=METRIC, every=table)
+    by_n = {row[0]: dict(zip(shown.header, row)) for row in shown.rows}
+    assert by_n["512"]["c2"] == "left out (flags)" and by_n["128"]["c2"].startswith("0.")
+    assert per_size_table(clean, metric=METRIC).rows[1][shown.header.index("c2")] == "not run"

@@ -289,17 +289,20 @@ def bias_by_level_table(rows: pd.DataFrame, *, metric: str, options: FindingOpti
     return Table(header, tuple(table_rows), caption=caption)
 
 
-def _missing_cell(ran: pd.DataFrame, backbone: str, level: float) -> str:
-    """Why a (base, level) of the level table has no value: never run, every cell flagged, or no finite value."""
-    here = ran[(ran["backbone"].astype(str) == backbone) & ((ran["level"] - level).abs() < 1e-9)]
+def _missing_cell(ran: pd.DataFrame, backbone: str, level: float | None) -> str:
+    """Why a (base, level) of a table has no value: never run, every cell flagged, or no finite value."""
+    here = ran[ran["backbone"].astype(str) == backbone]
+    here = here if level is None else here[(here["level"] - level).abs() < 1e-9]
     if here.empty:
         return "not run"
     flagged = excluded_cells(here)
     return "left out (flags)" if flagged is not None and bool(flagged.all()) else "no finite value"
 
 
-def per_size_table(rows: pd.DataFrame, *, metric: str, options: FindingOptions = DEFAULT_OPTIONS) -> Table | None:
-    """Bias [95% interval] per training size n (rows) and base (columns) at the headline level, when several n ran."""
+def per_size_table(rows: pd.DataFrame, *, metric: str, options: FindingOptions = DEFAULT_OPTIONS,
+                   every: pd.DataFrame | None = None) -> Table | None:
+    """Bias [95% interval] per training size n (rows) and base (columns) at the headline level, when several n ran;
+    a cell whose runs were all left out reads "left out (flags)" when ``every`` (all the runner's cells) is given."""
     cells = correlation_cells(rows)
     what = "correlation"
     level = _headline_level(cells, options)
@@ -308,6 +311,12 @@ def per_size_table(rows: pd.DataFrame, *, metric: str, options: FindingOptions =
     if cells.empty or "n" not in cells.columns or cells["n"].nunique() < 2:
         return None
     header, table_rows = per_size_table_rows(cells, metric=metric, level=level, options=options)
+    if every is not None:
+        ran = correlation_cells(every) if what == "correlation" else every[every["spec_kind"] == "natural"]
+        ran = ran if level is None else ran[(ran["level"] - level).abs() < 1e-9]
+        table_rows = [(row[0], *[_missing_cell(ran[pd.to_numeric(ran["n"], errors="coerce") == float(row[0])],
+                                               base, None) if text == "not run" else text
+                                 for base, text in zip(header[1:-1], row[1:-1])], row[-1]) for row in table_rows]
     where = f"at {level_name(cells)} {level:g}" if level is not None else "on the natural cells"
     kind = "t" if options.method == "t" else "normal"
     return Table(header, tuple(table_rows),
@@ -386,7 +395,7 @@ def runner_section(rows: pd.DataFrame, *, runner: str, metric: str, out_dir: Pat
     table = bias_by_level_table(rows, metric=metric, options=options, every=every)
     blocks += [Heading("Bias per correlation level", 3), table, *figures.pop("correlation", [])] \
         if table is not None else []
-    sizes = per_size_table(rows, metric=metric, options=options)
+    sizes = per_size_table(rows, metric=metric, options=options, every=every)
     blocks += [Heading("Bias per training size", 3), sizes, *figures.pop("size", [])] if sizes is not None else []
     rest = [b for blocks_ in figures.values() for b in blocks_]
     blocks += [Heading("Other figures", 3), *rest] if rest else []
