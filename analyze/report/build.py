@@ -4,18 +4,21 @@
 and, optionally, a salience table (``biastransfer salience``) and a curation plan
 (``biastransfer plan``), and writes ``report.md`` and ``report.html`` into ``out_dir`` (plus the
 figures under ``figures/`` and the effect tables under ``effects/`` as Markdown, CSV and LaTeX).
-The page holds:
+The page holds, in this order (``docs/report.md`` describes each part for readers):
 
-- a summary of the sweep (cells, runners, bases and their kinds, targets, levels, sizes, seeds);
-- the diagnosis of its cells: counts per flag and runner, and which were left out of the findings
-  (:func:`analyze.report.findings.clean_cells`);
-- plain-language findings with numbers and 95% intervals, computed from the data
-  (:mod:`analyze.report.findings`), labelled by runner;
+- the **Answer**: one short paragraph per question the run can answer, and what not to
+  conclude (:func:`analyze.report.answer.answer_blocks`);
+- the **findings table** (one row per comparison, :mod:`analyze.report.answer`), the forest plot
+  of every base-vs-base difference, the findings table of ``biastransfer reproduce`` when
+  given, and short notes per runner (what was left out, the headline setting);
+- the competence of the bases (natural-set AUC per base and target);
+- a summary of the sweep and the diagnosis of its cells (counts per flag and runner, the
+  grid edges chosen and the side to widen them on);
 - when both runners are present, probes beside full finetuning (:mod:`analyze.report.compare`);
-- per runner: bias per correlation level, figures, effect tables and coefficient plots
-  (:mod:`analyze.report.sections`);
-- the salience estimates (with the estimated-vs-true figure when the truth is known) and the
-  curation plan, when given.
+- per runner: bias per level and per n with their figures, and the effect models as
+  coefficient tables (:mod:`analyze.report.sections`);
+- the salience estimates and the curation plan, when given;
+- "How to read this": the conventions.
 
 The HTML page needs nothing else to open: figures are inline base64 PNGs, the CSS is inline,
 there is no script and no network reference (:mod:`analyze.report.document`). Both files are
