@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runner", action="append", default=None, help="keep this runner (repeatable; default all)")
     p.add_argument("--metric", default=DEFAULT_METRIC, help="bias column, positive = stereotype-consistent")
     p.add_argument("--include-flagged", action="store_true",
-                   help="keep cells the diagnosis flagged (degenerate, grid edge, unconverged) in the findings")
+                   help="keep cells the diagnosis flagged (degenerate, grid edge, unconverged) in the findings and "
+                        "fits; `biastransfer effects` leaves out the same cells and takes the same switch")
     p.add_argument("--n", type=int, default=None, help="training size of the headline findings (default: the rule "
                    f"in {SCIENCE_DOC} section 9)")
     p.add_argument("--level", type=float, default=None,
