@@ -249,7 +249,8 @@ def plan_markdown(plan: pd.DataFrame, *, metric: str = "fpr_gap") -> str:
              f"Smallest move of the finetuning correlation level from the natural level toward balance that halves "
              f"the stereotype-direction {metric.replace('_', ' ')} (95% intervals: replicate t interval for the gap, "
              "percentile bootstrap over seeds for the rest; AUC cost = AUC at the new level minus AUC at the natural level; planned "
-             "only where the natural gap's interval excludes 0; flagged cells left out).", "",
+             "only where the natural gap's interval excludes 0 and the natural level lies inside the swept levels; the note "
+             "gives each other row's own reason; flagged cells left out).", "",
              "| runner | base | target | n | natural level | gap at natural | halving level | move | AUC cost | note |",
              "|---|---|---|---:|---:|---|---|---|---|---|"]
     for _, r in plan.iterrows():

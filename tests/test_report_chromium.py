@@ -7,6 +7,7 @@ can only come from the (colour-palette) figures: counting them checks that the i
 decoded and were painted, not merely that the ``<img>`` elements exist.
 """
 
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -55,8 +56,8 @@ def test_rendered_dom_has_tables_and_inline_figures(page, tmp_path):
     dom = _chromium(["--dump-dom", page.as_uri()], tmp_path)
     counter = _Counter()
     counter.feed(dom)
-    assert counter.counts.get("table", 0) >= 5 and counter.counts.get("figure", 0) == 6
-    assert len(counter.images) == 6 and all(src.startswith("data:image/png;base64,") for src in counter.images)
+    assert counter.counts.get("table", 0) >= 5 and counter.counts.get("figure", 0) == 7
+    assert len(counter.images) == 7 and all(src.startswith("data:image/png;base64,") for src in counter.images)
 
 
 def test_screenshot_shows_the_page_and_its_figures(page, tmp_path):
@@ -83,3 +84,61 @@ def test_a_page_without_figures_has_no_colour(page, tmp_path):
     _chromium([f"--window-size={WINDOW[0]},{WINDOW[1]}", f"--screenshot={shot}", stripped.as_uri()], tmp_path)
     pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)
     assert ((pixels.max(axis=2) - pixels.min(axis=2)) > 80).mean() < 0.0005
+
+
+FIRST_SCREEN = (1280, 900)
+MAX_ITEM_WORDS = 40
+# Appended to a copy of the page (its CSP forbids scripts; the copy drops it): where the findings
+# table and the first bulleted list are laid out, written into the DOM that --dump-dom returns.
+PROBE = """<script>
+const table = document.querySelector("table.findings");
+const lists = [...document.querySelectorAll("ul")].filter(u => !u.closest("nav"));
+const first = lists.length ? lists[0] : null;
+document.body.setAttribute("data-table-top", table ? table.getBoundingClientRect().top : -1);
+document.body.setAttribute("data-table-before-lists",
+  table && first ? String(!!(table.compareDocumentPosition(first) & Node.DOCUMENT_POSITION_FOLLOWING)) : "none");
+document.body.setAttribute("data-toc-after-table", String(!!(table.compareDocumentPosition(
+  document.querySelector("nav")) & Node.DOCUMENT_POSITION_FOLLOWING)));
+</script>"""
+
+
+@pytest.fixture(scope="module")
+def demo_page(tmp_path_factory):
+    """A demo-shaped report: both runners, five bases of every kind, salience and a curation plan."""
+    from tests.test_report_html import report_inputs
+
+    out = tmp_path_factory.mktemp("chromium-demo")
+    results, salience, plan = report_inputs()
+    _, html_path = build_report(results, out_dir=out, salience=salience, plan=plan,
+                                title="biastransfer demo: bias transfer on procedural avatars")
+    return html_path
+
+
+def _layout(page, tmp_path) -> dict:
+    text = page.read_text(encoding="utf-8")
+    text = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", text).replace("</body>", PROBE + "</body>")
+    probe = tmp_path / "probe.html"
+    probe.write_text(text, encoding="utf-8")
+    dom = _chromium([f"--window-size={FIRST_SCREEN[0]},{FIRST_SCREEN[1]}", "--dump-dom", probe.as_uri()], tmp_path)
+    body = re.search(r"<body([^>]*)>", dom).group(1)
+    return dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body))
+
+
+def test_the_findings_table_is_on_the_first_screen_before_any_list(demo_page, tmp_path):
+    layout = _layout(demo_page, tmp_path)
+    assert 0 <= float(layout["table-top"]) < FIRST_SCREEN[1] - 100  # its header and first rows are visible
+    assert layout["table-before-lists"] == "true" and layout["toc-after-table"] == "true"
+    page = demo_page.read_text(encoding="utf-8")
+    table = page[page.index('<table class="findings">'):]
+    table = table[:table.index("</table>")]
+    header = re.findall(r"<th[^>]*>([^<]*)</th>", table)
+    assert "difference" in header and "95% interval" in header
+    assert page.index('<table class="findings">') < page.index("<ul>")
+
+
+def test_no_list_item_in_the_findings_is_longer_than_40_words(demo_page):
+    page = demo_page.read_text(encoding="utf-8")
+    section = page[page.index('id="findings"'):]
+    section = section[:section.index("<h2", 10)]
+    items = [re.sub(r"<[^>]+>", "", item) for item in re.findall(r"<li>(.*?)</li>", section, flags=re.S)]
+    assert items and all(len(item.split()) <= MAX_ITEM_WORDS for item in items), max(items, key=len)

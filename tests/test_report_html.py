@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from analyze.report.build import build_report, plan_table, sweep_summary
+from analyze.report.findings import FindingOptions
 from analyze.report.document import (
     Bullets,
     Heading,
@@ -93,7 +94,8 @@ def test_figures_are_inline_pngs_of_the_written_files(report):
     dom = parse(html_path.read_text(encoding="utf-8"))
     images = [value for tag, name, value in dom.attrs if tag == "img" and name == "src"]
     # per runner: correlation, trade-off, three coefficient plots (paper, general, moderation); plus salience
-    assert len(images) == 11
+    # and the forest plot of the findings
+    assert len(images) == 12
     pngs = {p.read_bytes() for p in (out / "figures").glob("*.png")}
     for src in images:
         data = base64.b64decode(src.split(",", 1)[1], validate=True)
@@ -105,7 +107,7 @@ def test_tables_and_sections_are_in_the_dom(report):
     dom = parse(html_path.read_text(encoding="utf-8"))
     text = " ".join(dom.text)
     assert dom.tags.count("table") >= 10  # sweep, comparison, 2 x bias-per-level, 2 x 2 models x 2 fits, ...
-    assert dom.tags.count("figure") == 11 and dom.tags.count("figcaption") == 11
+    assert dom.tags.count("figure") == 12 and dom.tags.count("figcaption") == 12
     for heading in ("The sweep", "Findings", "Linear probes beside full finetuning",
                     "Results: linear probes on frozen features", "Results: full finetuning", "Salience",
                     "Curation plan", "The paper's model", "General model"):
@@ -118,7 +120,7 @@ def test_markdown_links_the_figures_and_holds_the_same_findings(report):
     out, md_path, html_path = report
     markdown = md_path.read_text(encoding="utf-8")
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
-    assert len(links) == 11 and all((out / link).is_file() for link in links)
+    assert len(links) == 12 and all((out / link).is_file() for link in links)
     findings = markdown.split("## Findings")[1].split("\n## ")[0]
     bullets = [line[2:] for line in findings.splitlines() if line.startswith("- ")]
     page = html.unescape(html_path.read_text(encoding="utf-8"))
@@ -176,7 +178,7 @@ def test_bad_inputs_raise_one_sentence_and_write_nothing(tmp_path):
     with pytest.raises(UserError, match="'fpr_gap_stereotype'"):
         build_report(results.drop(columns=["fpr_gap_stereotype"]), out_dir=tmp_path / "b")
     with pytest.raises(UserError, match=r"runner\(s\) \['finetune'\]"):
-        build_report(results, out_dir=tmp_path / "c", runners=["finetune"])
+        build_report(results, out_dir=tmp_path / "c", options=FindingOptions(runners=("finetune",)))
     with pytest.raises(UserError, match="no rows"):
         build_report(results.iloc[0:0], out_dir=tmp_path / "d")
     assert not any(Path(tmp_path / d).exists() for d in "abcd")

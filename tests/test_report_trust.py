@@ -56,7 +56,7 @@ def test_a_degenerate_seed_is_left_out_and_said(tmp_path):
     assert "## Diagnosis of the cells" in text and "Left out 4 of 120 cells flagged by the diagnosis (degenerate 4" in text
     assert "docs/science.md" in text
     kept_all, note = clean_cells(data, include_flagged=True)
-    assert len(kept_all) == len(data) and "kept because --include-flagged" in note
+    assert len(kept_all) == len(data) and "kept because `include_flagged`" in note
 
 
 def test_biased_vs_scratch_is_stated_and_the_pairing_is_used():
@@ -82,7 +82,7 @@ def test_headline_rule_skips_the_ceiling_and_can_be_overridden():
     findings = correlation_findings(data, metric="fpr_gap_stereotype")
     assert findings[0].startswith("Headline setting: n = 128: the size nearest 1024 where every target is feasible")
     forced = correlation_findings(data, metric="fpr_gap_stereotype", options=FindingOptions(n=1024))
-    assert forced[0] == "Headline setting: n = 1024 was chosen with --n."
+    assert forced[0] == "Headline setting: n = 1024 was chosen with `n`."
     # a target infeasible at 128 moves the headline to 1024 even at its ceiling, and says why
     thin = data[~((data.n == 128) & (data.target == "t1"))]
     n, rule = headline_size(thin, metric="fpr_gap_stereotype", level=1.0)

@@ -16,6 +16,7 @@ from analyze.effects.models import (
     filter_rows,
     run_effects,
     with_base_kind,
+    without_flagged,
 )
 from analyze.results.tables import read_table
 from extract.cli.parser import map_params
@@ -58,6 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--query", default=None,
                    help="keep the rows matching a pandas query, e.g. \"spec_kind == 'correlation'\"")
     p.add_argument("--no-clip", action="store_true", help="plain ratio Value, without the paper's sign rule")
+    p.add_argument("--include-flagged", action="store_true",
+                   help="keep the cells the diagnosis flagged (degenerate, grid edge, unconverged); by default they "
+                        "are left out, as `biastransfer report` leaves them out")
     p.add_argument("--out", type=Path, default=None, help="output prefix (default work/effects/MODEL)")
     map_params(p, {"estimator": "--fit", "base_kinds": "--base-kind BACKBONE=KIND"})
     p.set_defaults(func=cmd_effects)
@@ -67,7 +71,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_effects(args) -> int:
     from extract.paths import work_dir
 
-    table = filter_rows(read_table(args.table), args.query)
+    table, left_out = without_flagged(filter_rows(read_table(args.table), args.query),
+                                      include_flagged=args.include_flagged)
+    if left_out:
+        print(f"left out {left_out} cells flagged by the diagnosis (--include-flagged keeps them)")
     if args.salience is not None:
         table = attach_salience(table, read_table(args.salience))
     if args.model != "formula" or args.base_kind or "base_kind" in table.columns:

@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runner", action="append", default=None, help="keep this runner (repeatable; default all)")
     p.add_argument("--metric", default=DEFAULT_METRIC, help="bias column, positive = stereotype-consistent")
     p.add_argument("--include-flagged", action="store_true",
-                   help="keep cells the diagnosis flagged (degenerate, grid edge, unconverged) in the findings")
+                   help="keep cells the diagnosis flagged (degenerate, grid edge, unconverged) in the findings and "
+                        "fits; `biastransfer effects` leaves out the same cells and takes the same switch")
     p.add_argument("--n", type=int, default=None, help="training size of the headline findings (default: the rule "
                    f"in {SCIENCE_DOC} section 9)")
     p.add_argument("--level", type=float, default=None,
@@ -46,10 +47,9 @@ def cmd_report(args) -> int:
 
     out = args.out or work_dir() / "report"
     options = FindingOptions(method=args.ci, auc_floor=args.auc_floor, include_flagged=args.include_flagged, n=args.n,
-                             level=args.level)
+                             level=args.level, runners=tuple(args.runner) if args.runner else None)
     md_path, html_path = build_report(args.table, out_dir=out, salience=args.salience, plan=args.plan,
-                                      findings=args.findings,
-                                      title=args.title, runners=args.runner, metric=args.metric, options=options)
+                                      findings=args.findings, title=args.title, metric=args.metric, options=options)
     print(f"wrote {md_path} and {html_path}")
     return 0
 

@@ -68,7 +68,8 @@ PAPER_PREDICTORS = "Saliency + Skew"
 _PRODUCERS = {"salience": "`biastransfer salience` (pass its table as `salience`)",
               "base_kind": "`biastransfer collect` (or pass `base_kinds`)"}
 __all__ = ["COEFFICIENT_COLUMNS", "attach_salience", "filter_rows", "fit_general", "fit_moderation", "fit_paper",
-           "paper_rows", "paper_value", "require_columns", "run_effects", "with_base_kind", "with_derived_columns"]
+           "paper_rows", "paper_value", "require_columns", "run_effects", "with_base_kind", "with_derived_columns",
+           "without_flagged"]
 
 
 # -- input -----------------------------------------------------------------------------------
@@ -84,6 +85,20 @@ def require_columns(table: pd.DataFrame, columns, *, purpose: str, what: str = "
             producer = ("`biastransfer salience`" if what == "the salience table"
                         else _PRODUCERS.get(column, "`biastransfer collect`"))
             raise UserError(f"{what} has no {column!r} column, which {purpose} needs; it is written by {producer}.")
+
+
+def without_flagged(table: pd.DataFrame, *, include_flagged: bool = False) -> tuple[pd.DataFrame, int]:
+    """The rows the effect models and the report use: without the cells the diagnosis flagged
+    (:data:`analyze.metrics.diagnosis.EXCLUDING_FLAGS`) unless ``include_flagged``; and how many left.
+
+    A table without the diagnosis columns is returned whole (nothing can be checked).
+    """
+    from analyze.metrics.diagnosis import excluded_cells
+
+    excluded = excluded_cells(table)
+    if include_flagged or excluded is None or not excluded.any():
+        return table, 0
+    return table[~excluded], int(excluded.sum())
 
 
 def attach_salience(table: pd.DataFrame, salience: pd.DataFrame) -> pd.DataFrame:

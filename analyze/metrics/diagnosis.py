@@ -33,6 +33,7 @@ reasons in words).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -107,6 +108,19 @@ def at_edge(value, grid) -> str | None:
     return None
 
 
+def edge_reason(name: str, value, edge: str | None, grid) -> str | None:
+    """``"C = 100 is the largest of the grid [...]: widen it above 100"`` (None when not at an edge); a
+    2-value grid is told it needs an interior value."""
+    if not edge:
+        return None
+    values = sorted({float(v) for v in grid if _finite(v)})
+    side = "above" if edge == "largest" else "below"
+    advice = f"widen it {side} {float(value):g}"
+    if len(values) == 2:
+        advice += " and add an interior value (a 2-value grid has none, so every choice is an edge)"
+    return f"{name} = {float(value):g} is the {edge} of the grid {list(grid)}: {advice}"
+
+
 def degenerate_reasons(metrics: Mapping) -> list[str]:
     """Why a cell's predictions are degenerate (empty when they are not); rules in the module docstring.
 
@@ -174,14 +188,14 @@ def diagnose_record(record: Mapping, *, auc_floor: float = DEFAULT_AUC_FLOOR) ->
         flag("degenerate", reason)
     if record.get("runner") == "probe":
         edge = at_edge(hyper.get("C"), hyper.get("Cs"))
-        flag("c_at_edge", edge and f"C = {hyper['C']:g} is the {edge} of the grid {list(hyper['Cs'])}")
+        flag("c_at_edge", edge_reason("C", hyper.get("C"), edge, hyper.get("Cs")))
         if hyper.get("converged") is False:
             flag("not_converged", f"the solver did not converge for C = {hyper.get('C'):g} "
                                   f"({hyper.get('n_iter')} iterations)")
     elif record.get("runner") == "finetune":
         grid = (hyper.get("grid") or {}).get("lrs")
         edge = at_edge(hyper.get("lr"), grid)
-        flag("lr_at_edge", edge and f"lr = {hyper['lr']:g} is the {edge} of the grid {list(grid)}")
+        flag("lr_at_edge", edge_reason("lr", hyper.get("lr"), edge, grid))
         best, epochs = hyper.get("best_epoch"), hyper.get("epochs")
         if _finite(best) and _finite(epochs) and epochs >= 2 and best in (1, epochs):
             flag("epochs_at_edge", f"the best epoch is the {'first' if best == 1 else 'last'} of {int(epochs)}")
@@ -225,9 +239,9 @@ def diagnose_salience(a_y, a_s, details: Mapping, *, Cs: Sequence[float] | None 
     flag("degenerate", constant and f"{constant} model(s) rank by neither cue (A_y = A_s = 0.5: constant scores)")
     for arrangement, chosen in (details or {}).items():
         edge = at_edge(chosen.get("C"), Cs)
-        flag("c_at_edge", edge and f"{arrangement}: C = {chosen['C']:g} is the {edge} of the grid {list(Cs)}")
+        flag("c_at_edge", edge and f"{arrangement}: {edge_reason('C', chosen['C'], edge, Cs)}")
         edge = at_edge(chosen.get("lr"), lrs)
-        flag("lr_at_edge", edge and f"{arrangement}: lr = {chosen['lr']:g} is the {edge} of the grid {list(lrs)}")
+        flag("lr_at_edge", edge and f"{arrangement}: {edge_reason('lr', chosen['lr'], edge, lrs)}")
         best = [b for b in chosen.get("best_epochs", []) if epochs and epochs >= 2 and b in (1, epochs)]
         flag("epochs_at_edge", best and f"{arrangement}: {len(best)} model(s) with the best epoch at an end of "
                                         f"1..{epochs}")
@@ -276,10 +290,33 @@ def format_counts(counts: Mapping[str, int], *, what: str = "cells") -> str:
     return f"flags (of {counts.get('cells', 0)} {what}): {parts}; {counts.get('flagged', 0)} {what} flagged"
 
 
+_EDGE = re.compile(r"\b(C|lr) = ([-+0-9.eE]+) is the (smallest|largest) of the grid (\[[^\]]*\])")
+
+
+def edge_summary(table: pd.DataFrame, *, what: str = "cells") -> list[str]:
+    """One line per (hyperparameter, grid end) the table's cells chose: how many, the grid, and the side
+    to widen it on (read from each cell's ``diagnosis`` text), e.g. ``"c_at_edge: 37 cells chose C = 100,
+    the largest of the grid [...]: widen it above 100"``."""
+    if "diagnosis" not in table.columns:
+        return []
+    found: dict = {}
+    for text in table["diagnosis"].dropna().astype(str):
+        for name, value, edge, grid in set(_EDGE.findall(text)):
+            key = (name, value, edge, grid)
+            found[key] = found.get(key, 0) + 1
+    lines = []
+    for (name, value, edge, grid), count in sorted(found.items(), key=lambda item: -item[1]):
+        flag = "c_at_edge" if name == "C" else "lr_at_edge"
+        interior = ("; a 2-value grid has no interior value, so add one" if grid.count(",") == 1 else "")
+        lines.append(f"{flag}: {count} {what} chose {name} = {value}, the {edge} of the grid {grid}: widen it "
+                     f"{'above' if edge == 'largest' else 'below'} {value}{interior}.")
+    return lines
+
+
 def describe_flags(diagnoses: Iterable) -> str:
     """:func:`format_counts` of :func:`flag_counts` (records, diagnoses or a table)."""
     return format_counts(flag_counts(diagnoses))
 
 
 __all__ = ["DEFAULT_AUC_FLOOR", "Diagnosis", "EXCLUDING_FLAGS", "FLAGS", "FLAG_COLUMNS", "at_edge", "check_floor", "degenerate_reasons",
-           "describe_flags", "diagnose_record", "diagnose_salience", "excluded_cells", "flag_counts", "format_counts", "weak_reason"]
+           "describe_flags", "diagnose_record", "edge_reason", "edge_summary", "diagnose_salience", "excluded_cells", "flag_counts", "format_counts", "weak_reason"]

@@ -4,18 +4,21 @@
 and, optionally, a salience table (``biastransfer salience``) and a curation plan
 (``biastransfer plan``), and writes ``report.md`` and ``report.html`` into ``out_dir`` (plus the
 figures under ``figures/`` and the effect tables under ``effects/`` as Markdown, CSV and LaTeX).
-The page holds:
+The page holds, in this order (``docs/report.md`` describes each part for readers):
 
-- a summary of the sweep (cells, runners, bases and their kinds, targets, levels, sizes, seeds);
-- the diagnosis of its cells: counts per flag and runner, and which were left out of the findings
-  (:func:`analyze.report.findings.clean_cells`);
-- plain-language findings with numbers and 95% intervals, computed from the data
-  (:mod:`analyze.report.findings`), labelled by runner;
+- the **Answer**: one short paragraph per question the run can answer, and what not to
+  conclude (:func:`analyze.report.answer.answer_blocks`);
+- the **findings table** (one row per comparison, :mod:`analyze.report.answer`), the forest plot
+  of every base-vs-base difference, the findings table of ``biastransfer reproduce`` when
+  given, and short notes per runner (what was left out, the headline setting);
+- the competence of the bases (natural-set AUC per base and target);
+- a summary of the sweep and the diagnosis of its cells (counts per flag and runner, the
+  grid edges chosen and the side to widen them on);
 - when both runners are present, probes beside full finetuning (:mod:`analyze.report.compare`);
-- per runner: bias per correlation level, figures, effect tables and coefficient plots
-  (:mod:`analyze.report.sections`);
-- the salience estimates (with the estimated-vs-true figure when the truth is known) and the
-  curation plan, when given.
+- per runner: bias per level and per n with their figures, and the effect models as
+  coefficient tables (:mod:`analyze.report.sections`);
+- the salience estimates and the curation plan, when given;
+- "How to read this": the conventions.
 
 The HTML page needs nothing else to open: figures are inline base64 PNGs, the CSS is inline,
 there is no script and no network reference (:mod:`analyze.report.document`). Both files are
@@ -33,7 +36,15 @@ import pandas as pd
 
 from analyze.effects.format import write_text_atomic
 from analyze.effects.models import DEFAULT_METRIC, attach_salience, require_columns
-from analyze.report.compare import RUNNERS, comparison_section
+from analyze.report.answer import (
+    answer_blocks,
+    competence_gaps,
+    competence_table,
+    findings_table,
+    forest_blocks,
+    runner_comparisons,
+)
+from analyze.report.compare import RUNNERS, comparison_rows, comparison_section
 from analyze.report.document import (
     Bullets,
     Figure,
@@ -44,7 +55,7 @@ from analyze.report.document import (
     to_html,
     to_markdown,
 )
-from analyze.metrics.diagnosis import FLAGS
+from analyze.metrics.diagnosis import EXCLUDING_FLAGS, FLAGS, edge_summary
 from analyze.report.findings import DEFAULT_OPTIONS, FindingOptions, clean_cells, salience_findings, with_interval
 from analyze.report.plots import TRUTH_COLUMNS, plot_salience
 from analyze.report.sections import runner_label, runner_section
@@ -193,25 +204,32 @@ def plan_table(plan: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
+def plan_summary(plan: pd.DataFrame) -> str | None:
+    """One sentence: how many (base, target) rows the plan answers and, for the others, each row's own
+    reason (its ``status``) with how many rows share it."""
+    if "status" not in plan.columns:
+        return None
+    answered = int((plan["status"] == "ok").sum())
+    reasons = plan.loc[plan["status"] != "ok", "status"].astype(str).value_counts()
+    why = "; ".join(f"{reason} ({count})" for reason, count in reasons.items())
+    return (f"The curation plan finds a move that halves the gap for {answered} of {len(plan)} (base, target) rows"
+            + (f"; the others: {why}." if why else "."))
+
+
 def _plan_blocks(plan: pd.DataFrame) -> tuple[list[str], list]:
     shown = plan_table(plan).head(MAX_PLAN_ROWS)
     caption = "Curation plan from `biastransfer plan`" + (
         f" (first {MAX_PLAN_ROWS} of {len(plan)} rows)" if len(plan) > MAX_PLAN_ROWS else "")
-    findings = []
-    if "status" in plan.columns:
-        answered = int((plan["status"] == "ok").sum())
-        findings.append(f"The curation plan finds a move that halves the gap for {answered} of {len(plan)} "
-                        "(base, target) rows; its status column says why the others have none (it plans only "
-                        "where the natural gap's interval excludes 0).")
-    return findings, [Heading("Curation plan", 2),
-                      Paragraph("For each base and target: the smallest move of the finetuning correlation level away "
-                                "from the natural level that halves the stereotype-direction FPR gap, with its "
-                                "interval and AUC cost, as computed by `biastransfer plan`. Intervals: the natural "
-                                "gap's is a replicate t interval over seeds; the halving level's, the move's and the "
-                                "AUC cost's are percentile bootstrap intervals over seeds (? = a bound the resamples "
-                                "cannot give, e.g. when the gap does not halve in some of them). Only a natural gap "
-                                "whose interval excludes 0 is planned."),
-                      table_from_frame(shown, caption=caption)]
+    summary = plan_summary(plan)
+    return [summary] if summary else [], [
+        Heading("Curation plan", 2),
+        Paragraph("For each base and target: the smallest move of the finetuning correlation level away from the "
+                  "natural level that halves the stereotype-direction FPR gap, with its interval and AUC cost, as "
+                  "computed by `biastransfer plan`. Intervals: the natural gap's is a replicate t interval over "
+                  "seeds; the halving level's, the move's and the AUC cost's are percentile bootstrap intervals over "
+                  "seeds (? = a bound the resamples cannot give). The status column gives each row's own reason "
+                  "when it has no answer."),
+        table_from_frame(shown, caption=caption)]
 
 
 def _runners(table: pd.DataFrame, runners) -> tuple[pd.DataFrame, list[str]]:
@@ -251,6 +269,7 @@ def _diagnosis_blocks(table: pd.DataFrame, order: list[str], options: FindingOpt
                                    "collect it again to see which cells are degenerate, at a grid edge, unconverged "
                                    "or below the AUC floor.", note=True)]
     blocks.append(counts)
+    blocks += [Bullets(tuple(edges))] if (edges := edge_summary(table)) else []
     for runner in order:
         _, note = clean_cells(table[table["runner"] == runner], include_flagged=options.include_flagged)
         if note:
@@ -259,8 +278,7 @@ def _diagnosis_blocks(table: pd.DataFrame, order: list[str], options: FindingOpt
 
 
 def build_report(table, *, out_dir, salience=None, plan=None, findings=None, title: str = DEFAULT_TITLE,
-                 runners=None, metric: str = DEFAULT_METRIC,
-                 options: FindingOptions = DEFAULT_OPTIONS) -> tuple[Path, Path]:
+                 metric: str = DEFAULT_METRIC, options: FindingOptions = DEFAULT_OPTIONS) -> tuple[Path, Path]:
     """Write ``report.md`` and a self-contained ``report.html`` into ``out_dir`` (module docstring).
 
     Parameters
@@ -273,16 +291,14 @@ def build_report(table, *, out_dir, salience=None, plan=None, findings=None, tit
         A salience table (joined onto the results on ``target``) and a curation plan.
     findings : DataFrame or path, optional
         A findings table of ``biastransfer reproduce`` (:mod:`analyze.reproduce.findings`);
-        when given, the page leads with it.
+        when given, the findings section leads with it.
     title : str
         The page title.
-    runners : sequence of str, optional
-        Keep these runners (``probe``, ``finetune``); default all in the table.
     metric : str
         The bias column, positive = stereotype-consistent.
     options : FindingOptions
-        Interval method, AUC floor, whether flagged cells are kept, and the headline ``n``
-        and ``level`` overrides (:class:`analyze.report.findings.FindingOptions`).
+        Interval method, AUC floor, whether flagged cells are kept, the headline ``n`` and
+        ``level`` overrides, and the ``runners`` kept (:class:`analyze.report.findings.FindingOptions`).
 
     Returns
     -------
@@ -295,16 +311,12 @@ def build_report(table, *, out_dir, salience=None, plan=None, findings=None, tit
     salience = None if salience is None else _as_table(salience, what="salience table")
     if salience is not None:
         table = attach_salience(table, salience)
-    table, order = _runners(table, runners)
+    table, order = _runners(table, options.runners)
     plan = None if plan is None else _as_table(plan, what="curation plan")
     lead = [] if findings is None else _reproduce_blocks(_as_table(findings, what="findings table"))
     out_dir = Path(out_dir)
-    findings, body = _sections(table, order, salience=salience, plan=plan, metric=metric, out_dir=out_dir,
-                               options=options)
-    blocks = [Heading(title, 1), *lead, Paragraph(_intro(metric, order, options), note=True),
-              Heading("The sweep", 2), sweep_summary(table), *_dataset_blocks(table),
-              *_diagnosis_blocks(table, order, options),
-              *_findings_blocks(findings), *body]
+    page = _page(table, order, inputs=(salience, plan, lead), metric=metric, out_dir=out_dir, options=options)
+    blocks = [Heading(title, 1), *page]
     out_dir.mkdir(parents=True, exist_ok=True)
     md_path = write_text_atomic(out_dir / "report.md", to_markdown(blocks, relative_to=out_dir))
     try:
@@ -315,79 +327,153 @@ def build_report(table, *, out_dir, salience=None, plan=None, findings=None, tit
     return md_path, html_path
 
 
+def _page(table: pd.DataFrame, order: list[str], *, inputs: tuple, metric: str, out_dir: Path,
+          options: FindingOptions) -> list:
+    """Every block after the title: the answer and findings first, the detail after, "How to read this" last."""
+    salience, plan, lead = inputs
+    notes, body = _sections(table, order, salience=salience, plan=plan, metric=metric, out_dir=out_dir,
+                            options=options)
+    rows, moved = [], []
+    for runner in order:
+        found, level_notes = runner_comparisons(table[table["runner"] == runner], runner=runner, metric=metric,
+                                                options=options)
+        rows += found
+        moved += [f"{runner_label(runner)}: {note}." for note in level_notes]
+    if set(RUNNERS) <= set(order):
+        clean = pd.concat([clean_cells(table[table["runner"] == r], include_flagged=options.include_flagged)[0]
+                           for r in order])
+        rows += comparison_rows(clean, metric=metric)
+    competence, gaps = _competence_blocks(table, order, options)
+    labels = {r: runner_label(r)[:1].upper() + runner_label(r)[1:] for r in order}
+    caveats = moved + gaps + _salience_caveats(salience) + _effect_caveats(body)
+    answer = answer_blocks(rows, labels=labels, notes=caveats, curation=notes.get("curation plan", []))
+    findings = [Heading("Findings", 2), findings_table(rows, metric=metric),
+                *forest_blocks(rows, out_dir=out_dir, metric=metric), *lead, *_note_blocks(notes)]
+    return [*answer, *findings, *competence, Heading("The sweep", 2), sweep_summary(table), *_dataset_blocks(table),
+            *_diagnosis_blocks(table, order, options), *body, *how_to_read(metric, order, options)]
+
+
+def _competence_blocks(table: pd.DataFrame, order: list[str], options: FindingOptions) -> tuple[list, list[str]]:
+    blocks, means = [Heading("Competence of the bases", 2)], {}
+    for runner in order:
+        shown, per_base = competence_table(table[table["runner"] == runner], runner_name=runner_label(runner),
+                                           options=options)
+        blocks += [shown] if shown is not None else []
+        means[runner_label(runner)[:1].upper() + runner_label(runner)[1:]] = per_base
+    if len(blocks) == 1:
+        blocks.append(Paragraph("The table has no AUC column, so competence cannot be shown.", note=True))
+    return blocks, competence_gaps(means)
+
+
+def _salience_caveats(salience: pd.DataFrame | None) -> list[str]:
+    flags = salience_flags(salience)
+    return [f"Salience estimates are flagged ({flags}); effects of salience rest on them."] if flags else []
+
+
+def salience_flags(salience: pd.DataFrame | None) -> str:
+    """``"eyewear: c_at_edge; ..."``: the salience estimates their diagnosis flagged ("" when none)."""
+    if salience is None or "flagged" not in salience.columns:
+        return ""
+    flagged = salience[salience["flagged"].fillna(False).astype(bool)]
+    names = [name for name in EXCLUDING_FLAGS if f"flag_{name}" in flagged.columns]
+    return "; ".join(f"{r['target']}: " + ", ".join(n for n in names if bool(r[f"flag_{n}"]))
+                     for _, r in flagged.iterrows())
+
+
+def _effect_caveats(body: list) -> list[str]:
+    hidden = sum(1 for b in body if isinstance(b, Table) and b.header[-1:] == ("a positive value means",)
+                 for row in b.rows if row[1] == "not identifiable here")
+    return [f"{hidden} effect-model terms are not identifiable here (too few clusters or a predictor that barely "
+            "varies): see the effect tables."] if hidden else []
+
+
+def _note_blocks(notes: dict) -> list:
+    """The short notes under the findings table (what was left out, the headline settings, salience)."""
+    blocks = []
+    for name, sentences in notes.items():
+        if sentences:
+            label = runner_label(name)
+            blocks += [Heading(label[:1].upper() + label[1:], 3), Bullets(tuple(sentences))]
+    return blocks
+
+
+FAILED_VERDICTS = ("not reproduced", "contradicted")
+
+
 def _reproduce_blocks(findings: pd.DataFrame) -> list:
-    """The findings table of ``biastransfer reproduce``, first on the page, and a line per verdict."""
+    """The findings table of ``biastransfer reproduce`` (under the report's own findings table), its verdict
+    counts, and a line per finding the data contradict. A ``deviation`` column is shown when present."""
     require_columns(findings, ["id", "finding", "number", "ci_low", "ci_high", "rule", "verdict", "reason"],
                     purpose="the report's findings table", what="the findings table")
+    extra = [c for c in ("runner", "setting", "deviation") if c in findings.columns]
     rows = []
     for r in findings.itertuples(index=False):
         number = "" if pd.isna(r.number) else _bounds_text(r.number, r.ci_low, r.ci_high)
-        text = {k: "" if pd.isna(getattr(r, k, "")) else str(getattr(r, k, "")) for k in ("runner", "setting",
-                                                                                           "reason")}
-        rows.append((str(r.id), str(r.finding), text["runner"], text["setting"], number, str(r.rule), str(r.verdict),
+        text = {k: "" if pd.isna(getattr(r, k, "")) else str(getattr(r, k, "")) for k in (*extra, "reason")}
+        rows.append((str(r.id), str(r.finding), *[text[k] for k in extra], number, str(r.rule), str(r.verdict),
                      text["reason"]))
-    counts = findings["verdict"].value_counts()
-    failed = findings[findings["verdict"] == "not reproduced"]
-    words = (f"{len(findings)} findings: {counts.get('reproduced', 0)} reproduced, "
-             f"{counts.get('not reproduced', 0)} not reproduced, {counts.get('inconclusive', 0)} inconclusive. "
-             "Each verdict is computed from the number and its 95% interval by the rule beside it; inconclusive "
+    counts = findings["verdict"].astype(str).value_counts()
+    failed = findings[findings["verdict"].isin(FAILED_VERDICTS)]
+    words = (f"{len(findings)} findings: " + ", ".join(f"{count} {verdict}" for verdict, count in counts.items())
+             + ". Each verdict is computed from the number and its 95% interval by the rule beside it; inconclusive "
              "means the data needed are missing, too few, flagged by the diagnosis or from models below the AUC "
              f"floor (definitions: {SCIENCE_DOC}).")
-    blocks = [Heading("The papers' findings", 2), Paragraph(words),
-              Table(("#", "finding", "runner", "setting", "number [95% CI]", "rule", "verdict", "reason"), tuple(rows),
+    blocks = [Heading("The papers' findings", 3), Paragraph(words),
+              Table(("#", "finding", *extra, "number [95% CI]", "rule", "verdict", "reason"), tuple(rows),
                     caption="Findings table of `biastransfer reproduce`")]
     if len(failed):
-        blocks.append(Bullets(tuple(f"Not reproduced: {r.finding} ({r.id}): {r.reason}"
+        blocks.append(Bullets(tuple(f"{str(r.verdict).capitalize()}: {r.finding} ({r.id})"
                                     for r in failed.itertuples(index=False))))
     return blocks
 
 
 def _sections(table, order, *, salience, plan, metric: str, out_dir: Path,
               options: FindingOptions = DEFAULT_OPTIONS) -> tuple[dict, list]:
-    """Findings per part ({name: sentences}) and the blocks of every section after the summary."""
-    findings, body = {}, []
+    """Short notes per part ({name: sentences}) and the blocks of every section after the summary."""
+    notes, body = {}, []
+    flags = salience_flags(salience)
     for runner in order:
-        findings[runner], blocks = runner_section(table[table["runner"] == runner], runner=runner, metric=metric,
-                                                  out_dir=out_dir, options=options)
+        notes[runner], blocks = runner_section(table[table["runner"] == runner], runner=runner, metric=metric,
+                                               out_dir=out_dir, options=options, salience_flags=flags)
         body += blocks
     if set(RUNNERS) <= set(order):
         clean = pd.concat([clean_cells(table[table["runner"] == r], include_flagged=options.include_flagged)[0]
                            for r in order])
-        findings["linear probes beside full finetuning"], blocks = comparison_section(clean, metric=metric)
+        sentences, blocks = comparison_section(clean, metric=metric)
+        notes["linear probes beside full finetuning"] = sentences[:1]
         body = blocks + body
     if salience is not None:
-        findings["salience"], blocks = _salience_blocks(salience, out_dir)
+        notes["salience"], blocks = _salience_blocks(salience, out_dir)
         body += blocks
     if plan is not None:
-        findings["curation plan"], blocks = _plan_blocks(plan)
+        notes["curation plan"], blocks = _plan_blocks(plan)
         body += blocks
-    return findings, body
+    return notes, body
 
 
-def _intro(metric: str, runners: list[str], options: FindingOptions = DEFAULT_OPTIONS) -> str:
+def how_to_read(metric: str, runners: list[str], options: FindingOptions = DEFAULT_OPTIONS) -> list:
+    """The conventions and definitions the page uses, in one section at its end."""
     interval = ("Student's t intervals, mean ± t(0.975, k-1) · sd / √k over k replicate seeds" if options.method == "t"
-                else "normal intervals, mean ± 1.96 · sd / √k over k replicate seeds (--ci normal)")
-    return (f"Written by biastransfer {__version__}. Bias is {metric}: positive when the false positives fall "
-            "more on the group the target is naturally associated with (over-represented among the dataset's "
-            "training positives: stereotype-consistent). The finetuning correlation is read as the stereotype level, "
-            "the share of positives in that group (1: all of them, 0.5: balance). "
-            f"Intervals are 95% {interval}; differences between bases are paired by seed when both were fitted on "
-            "the same rows, Welch's otherwise, and each says which. Findings leave out cells the diagnosis flagged"
-            f"{' (kept here: --include-flagged)' if options.include_flagged else ''} and mark models below the AUC "
-            f"floor {options.auc_floor:g}. Definitions: {SCIENCE_DOC}. Runners: "
-            + ", ".join(runner_label(r) for r in runners) + ".")
-
-
-def _findings_blocks(findings: dict) -> list:
-    blocks = [Heading("Findings", 2)]
-    for name, sentences in findings.items():
-        if not sentences and name in ("salience", "curation plan"):
-            continue
-        label = runner_label(name)
-        blocks += [Heading(label[:1].upper() + label[1:], 3),
-                   Bullets(tuple(sentences)) if sentences else Paragraph("No finding could be computed from these "
-                                                                         "rows.", note=True)]
-    return blocks
+                else "normal intervals, mean ± 1.96 · sd / √k over k replicate seeds (`method` normal)")
+    items = (f"Bias is {metric}: positive when the false positives fall more on the group the target is naturally "
+             "associated with (stereotype-consistent).",
+             "The finetuning correlation is read as the stereotype level, the share of positives in that group "
+             "(1: all of them, 0.5: balance).",
+             f"Intervals are 95% {interval}. Each seed is first averaged over the targets.",
+             "A difference between bases is paired by seed when both sides were fitted on the same rows, paired on "
+             "the (target, seed) cells both kept when the diagnosis left out cells on one side, Welch's otherwise; "
+             "the method column says which.",
+             "Both values of a comparison are means over the same (target, seed) cells; where they cannot be, the "
+             "flags column says so.",
+             "Findings leave out cells the diagnosis flagged" + (" (kept here: `include_flagged`)"
+                                                                  if options.include_flagged else "")
+             + f"; rows with models below the AUC floor {options.auc_floor:g} are flagged.",
+             "With fewer than 6 clusters (targets), effect terms with cluster-robust errors or a predictor that "
+             "varies only between clusters are printed as not identifiable here; so are terms whose predictor barely "
+             "varies.",
+             f"Written by biastransfer {__version__}. Runners: " + ", ".join(runner_label(r) for r in runners)
+             + f". Definitions: {SCIENCE_DOC}; how to read each part of this page: docs/report.md.")
+    return [Heading("How to read this", 2), Bullets(items)]
 
 
 # -- CLI -------------------------------------------------------------------------------------

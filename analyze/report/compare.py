@@ -119,3 +119,35 @@ def comparison_section(table: pd.DataFrame, *, metric: str) -> tuple[list[str], 
         return [], blocks + [Paragraph(f"No shared cell has a finite {metric}.", note=True)]
     blocks += [comparison] + [Paragraph(note, note=True) for note in notes]
     return [SHORT_DISCLAIMER, *runner_gap_sentences(summaries, metric=metric)], blocks
+
+
+def comparison_rows(table: pd.DataFrame, *, metric: str) -> list:
+    """Findings-table rows (:class:`analyze.report.findings.Comparison`): per base at the strongest shared
+    level, the probe's bias minus full finetuning's, on the cells both runners ran."""
+    from analyze.report.findings import Comparison
+
+    cells, _ = shared_cells(table)
+    n = choose_size(cells) if len(cells) else None
+    if n is not None:
+        cells = cells[pd.to_numeric(cells["n"], errors="coerce") == n]
+    if cells.empty:
+        return []
+    summaries = _summaries(cells, metric)
+    probe, finetune = summaries[("probe", metric)], summaries[("finetune", metric)]
+    levels = sorted({lv for _, lv in probe.index} & {lv for _, lv in finetune.index})
+    if not levels:
+        return []
+    strongest, _ = strongest_and_balanced(levels)
+    rows = []
+    for backbone in sorted({b for b, lv in probe.index if lv == strongest and (b, lv) in finetune.index}, key=str):
+        p, f = probe.loc[(backbone, strongest)], finetune.loc[(backbone, strongest)]
+        ci = difference_interval(p, f)
+        low, high = float(ci.low), float(ci.high)
+        verdict = ("probe higher" if low > 0 else "probe lower" if high < 0 else "no difference shown") \
+            if pd.notna(low) else "no interval: no claim"
+        rows.append(Comparison(finding="probe vs finetune", setting=f"level {strongest:g}" + (
+            f", n = {n}" if n is not None else ""), first=f"{backbone} (probe)",
+            first_value=with_interval(p["mean"], p["ci_low"], p["ci_high"]), second="full finetuning",
+            second_value=with_interval(f["mean"], f["ci_low"], f["ci_high"]), estimate=float(ci.estimate), low=low,
+            high=high, method=ci.method, verdict=verdict, runner="both", kind="runner"))
+    return rows

@@ -40,6 +40,9 @@ figure { margin: 1em 0 1.5em; }
 figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
 figcaption { font-size: 0.9em; color: #444; margin-top: 0.3em; }
 p.note { font-size: 0.9em; color: #555; }
+table.findings { font-size: 0.78em; }
+table.findings td { padding: 0.15em 0.4em; }
+p.answer { margin: 0.4em 0; }
 li { margin-bottom: 0.35em; }
 """
 # A number, an interval "[a, b]", a number with an interval, or one of those with a remark in brackets.
@@ -76,6 +79,7 @@ class Table:
     header: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     caption: str = ""
+    css: str = ""  # an HTML class (``findings``: the compact findings table)
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,7 @@ def _numeric_columns(table: Table) -> list[bool]:
 def _html_table(table: Table) -> str:
     esc = html.escape
     numeric = _numeric_columns(table)
-    parts = ["<table>"]
+    parts = [f'<table class="{esc(table.css)}">' if table.css else "<table>"]
     if table.caption:
         parts.append(f"<caption>{esc(table.caption)}</caption>")
     parts.append("<thead><tr>" + "".join(f'<th scope="col">{esc(h)}</th>' for h in table.header) + "</tr></thead>")
@@ -200,16 +204,29 @@ def _heading_ids(blocks: list) -> dict:
     return ids
 
 
+def _contents_at(blocks: list) -> int:
+    """Where the table of contents goes: before the first section heading after the first table (the
+    answer and the findings table come first), else right under the title."""
+    first_table = next((i for i, b in enumerate(blocks) if isinstance(b, Table)), None)
+    if first_table is None:
+        return 1
+    return next((i for i, b in enumerate(blocks) if i > first_table and isinstance(b, Heading) and b.level == 2),
+                len(blocks))
+
+
 def to_html(blocks: list, *, title: str) -> str:
-    """The blocks as one self-contained HTML page (module docstring), with a table of contents."""
+    """The blocks as one self-contained HTML page (module docstring), with a table of contents after the
+    findings (:func:`_contents_at`)."""
     ids = _heading_ids(blocks)
     sections = [b for b in blocks if isinstance(b, Heading) and b.level == 2]
     toc = "".join(f'<li><a href="#{ids[id(b)]}">{html.escape(b.text)}</a></li>' for b in sections)
-    body = []
+    body, at = [], _contents_at(blocks)
     for i, block in enumerate(blocks):
-        body.append(_html_block(block, ids))
-        if i == 0 and toc:  # contents right under the page title
+        if i == at and toc:
             body.append(f"<nav><h2>Contents</h2><ul>{toc}</ul></nav>")
+        body.append(_html_block(block, ids))
+    if at >= len(blocks) and toc:
+        body.append(f"<nav><h2>Contents</h2><ul>{toc}</ul></nav>")
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">\n'
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n'

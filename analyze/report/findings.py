@@ -52,7 +52,7 @@ from scipy.stats import spearmanr
 
 from analyze.metrics.diagnosis import DEFAULT_AUC_FLOOR, EXCLUDING_FLAGS, FLAGS
 from analyze.effects.format import format_number, format_p
-from analyze.effects.models import DEFAULT_N
+from analyze.effects.models import DEFAULT_N, without_flagged
 from analyze.metrics.intervals import (
     DEFAULT_METHOD,
     ConfidenceInterval,
@@ -60,6 +60,7 @@ from analyze.metrics.intervals import (
     difference_ci,
     difference_from_summaries,
     interval_label,
+    replicate_ci,
     replicate_summary,
     welch_df,
 )
@@ -88,6 +89,8 @@ class FindingOptions:
         Training size of the headline findings (default: :func:`headline_size`).
     level : float, optional
         Stereotype level of the headline correlation findings (default: the strongest run).
+    runners : tuple of str, optional
+        The runners the report keeps (``probe``, ``finetune``; default all in the table).
     """
 
     method: str = DEFAULT_METHOD
@@ -95,6 +98,7 @@ class FindingOptions:
     include_flagged: bool = False
     n: int | None = None
     level: float | None = None
+    runners: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -151,11 +155,12 @@ def clean_cells(rows: pd.DataFrame, *, include_flagged: bool = False) -> tuple[p
         return rows, (f"No cell was flagged degenerate, at a grid edge or unconverged.{weak_text}".strip()
                       if weak else None)
     why = ", ".join(f"{name} {count}" for name, count in counts.items())
+    kept, _ = without_flagged(rows, include_flagged=include_flagged)  # the exclusion `effects` applies
     if include_flagged:
-        return rows, (f"{int(excluding.sum())} of {len(rows)} cells are flagged by the diagnosis ({why}; a cell can "
-                      f"carry several flags) and are kept because --include-flagged was given.{weak_text}")
-    return rows[~excluding], (f"Left out {int(excluding.sum())} of {len(rows)} cells flagged by the diagnosis ({why}; "
-                              f"a cell can carry several flags); --include-flagged keeps them.{weak_text}")
+        return kept, (f"{int(excluding.sum())} of {len(rows)} cells are flagged by the diagnosis ({why}; a cell can "
+                      f"carry several flags) and are kept because `include_flagged` was given.{weak_text}")
+    return kept, (f"Left out {int(excluding.sum())} of {len(rows)} cells flagged by the diagnosis ({why}; "
+                              f"a cell can carry several flags); `include_flagged` keeps them.{weak_text}")
 
 
 def correlation_cells(rows: pd.DataFrame) -> pd.DataFrame:
@@ -323,7 +328,7 @@ def headline_size(cells: pd.DataFrame, *, metric: str, level: float | None = Non
     if options.n is not None:
         if options.n not in sizes:
             raise UserError(f"`n={options.n}` was not run for these cells; choose one of {sizes}.")
-        return options.n, f"n = {options.n} was chosen with --n."
+        return options.n, f"n = {options.n} was chosen with `n`."
     targets = set(cells["target"].astype(str)) if "target" in cells.columns else {"all"}
     feasible, ceiling = [], []
     for n in sizes:
@@ -342,14 +347,14 @@ def headline_size(cells: pd.DataFrame, *, metric: str, level: float | None = Non
         n = nearest(good)
         skipped = f" ({', '.join(map(str, ceiling))} at a ceiling)" if ceiling else ""
         return n, (f"n = {n}: the size nearest {DEFAULT_N} where every target is feasible and the cells are not at a "
-                   f"ceiling{skipped}; --n overrides.")
+                   f"ceiling{skipped}; `n` overrides.")
     if feasible:
         n = max(feasible)
         return n, (f"n = {n}: every size where every target is feasible is at a ceiling (every base's gap within "
-                   f"{CEILING_MARGIN} of {MAX_GAP:g} or zero-width intervals), so differences there mean little; --n "
+                   f"{CEILING_MARGIN} of {MAX_GAP:g} or zero-width intervals), so differences there mean little; `n` "
                    "overrides.")
     n = choose_size(cells)
-    return n, f"n = {n}: no size has every target for every base; --n overrides."
+    return n, f"n = {n}: no size has every target for every base; `n` overrides."
 
 
 # -- sentences ---------------------------------------------------------------------------------
@@ -371,6 +376,16 @@ def _auc_note(auc: pd.DataFrame | None, backbones, floor: float) -> str:
     return "; the models did not learn the target (" + ", ".join(f"AUC {v:.3f} for {b}" for b, v in weak) + ")"
 
 
+def _auc_flag(auc: pd.DataFrame | None, backbones, floor: float) -> str:
+    """``"AUC below the floor 0.65: b 0.612"`` for the bases whose models did not learn the target."""
+    if auc is None or auc.empty:
+        return ""
+    weak = [(b, float(auc.loc[auc["backbone"] == b, "mean"].mean())) for b in backbones]
+    weak = [(b, v) for b, v in weak if math.isfinite(v) and v < floor]
+    return (f"did not learn the target (AUC < {floor:g}: " + ", ".join(f"{b} {v:.3f}" for b, v in weak) + ")"
+            if weak else "")
+
+
 def _too_few(row: pd.Series, other: pd.Series) -> str | None:
     short = [(r["backbone"], int(r["k"])) for r in (row, other) if r["k"] < MIN_CLEAN_REPLICATES]
     if not short:
@@ -384,6 +399,162 @@ def _kind_of(row: pd.Series) -> str:
     return str(row["base_kind"]) if "base_kind" in row.index and isinstance(row["base_kind"], str) else ""
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """One row of the findings table: two values, their difference with its interval, and a verdict.
+
+    ``first`` and ``second`` name the two sides (``first_value``, ``second_value`` their means
+    with intervals); ``estimate``, ``low``, ``high`` are ``first - second`` and its interval
+    (NaN when the comparison was left out, ``verdict`` then says why).
+    """
+
+    finding: str
+    setting: str
+    first: str
+    first_value: str
+    second: str
+    second_value: str
+    estimate: float = float("nan")
+    low: float = float("nan")
+    high: float = float("nan")
+    method: str = ""
+    verdict: str = ""
+    flags: str = ""
+    runner: str = ""
+    kind: str = ""
+
+    @property
+    def stated(self) -> bool:
+        """Whether the difference has a finite interval (a left-out or refused row has none)."""
+        return math.isfinite(self.low) and math.isfinite(self.high)
+
+
+def matched_values(a: pd.Series, b: pd.Series, *, method: str = DEFAULT_METHOD) -> tuple[str, str, str]:
+    """Both sides' means [intervals] on the (target, seed) cells both hold, and a flag saying so.
+
+    When both sides hold the same cells the pooled summaries are used as they are (flag "").
+    Otherwise each side is re-averaged on the matched cells (each seed over its matched
+    targets, then the replicate interval over seeds) when at least 2 seeds match; else the
+    pooled means are kept and the flag says they cover different cells. An interval that passes
+    the largest possible magnitude, 1 (of a gap or an AUC), is flagged too.
+    """
+    cells_a, cells_b = a.get("per_cell"), b.get("per_cell")
+    pooled = [(a["mean"], a["ci_low"], a["ci_high"]), (b["mean"], b["ci_low"], b["ci_high"])]
+    if not isinstance(cells_a, dict) or not isinstance(cells_b, dict) or set(cells_a) == set(cells_b):
+        return _interval(a), _interval(b), _past_bound(pooled)
+    common = sorted(set(cells_a) & set(cells_b), key=str)
+    seeds = sorted({seed for seed, _ in common}, key=str)
+    if len(seeds) < 2:
+        flags = [f"values over different cells ({len(cells_a)} vs {len(cells_b)}; under 2 seeds match)",
+                 _past_bound(pooled)]
+        return _interval(a), _interval(b), "; ".join(f for f in flags if f)
+    values = []
+    for cells in (cells_a, cells_b):
+        per_seed = [float(np.mean([cells[key][0] for key in common if key[0] == seed])) for seed in seeds]
+        ci = replicate_ci(per_seed, method=method)
+        values.append((float(ci.estimate), float(ci.low), float(ci.high)))
+    flags = [f"{len(common)} matched cells (of {len(cells_a)} and {len(cells_b)})", _past_bound(values)]
+    return (*[with_interval(*v, k=len(seeds)) for v in values], "; ".join(f for f in flags if f))
+
+
+def _past_bound(values) -> str:
+    """A flag when an interval passes ±1, the largest possible gap (or AUC): too few seeds for a t interval."""
+    past = any(math.isfinite(float(lo)) and (float(hi) > MAX_GAP + 1e-9 or float(lo) < -MAX_GAP - 1e-9)
+               for _, lo, hi in values)
+    return f"an interval passes ±{MAX_GAP:g}, the bound of the metric (few seeds)" if past else ""
+
+
+def _matched_per_seed(a: pd.Series, b: pd.Series) -> tuple[list[float], list[float]] | None:
+    """Each side's per-seed means over the (target, seed) cells both hold; None when they hold the same
+    cells, or fewer than 2 seeds match."""
+    cells_a, cells_b = a.get("per_cell"), b.get("per_cell")
+    if not isinstance(cells_a, dict) or not isinstance(cells_b, dict) or set(cells_a) == set(cells_b):
+        return None
+    common = set(cells_a) & set(cells_b)
+    seeds = sorted({seed for seed, _ in common}, key=str)
+    if len(seeds) < 2:
+        return None
+    return tuple([float(np.mean([cells[key][0] for key in common if key[0] == seed])) for seed in seeds]
+                 for cells in (cells_a, cells_b))
+
+
+def matched_difference(a: pd.Series, b: pd.Series, *, method: str = DEFAULT_METHOD):
+    """:func:`difference_interval`, except that an unpaired difference between sides holding different
+    cells is taken on the matched (target, seed) cells (Welch's interval of their per-seed means)."""
+    ci = difference_interval(a, b, method=method)
+    matched = None if ci.method.startswith(tuple(f"95% paired {m}" for m in ("t", "normal"))) or "cells both" in \
+        ci.method else _matched_per_seed(a, b)
+    if matched is None:
+        return ci
+    welch = difference_ci(matched[0], matched[1], paired=False, method=method)
+    return ConfidenceInterval(welch.estimate, welch.low, welch.high, f"{welch.method}, on the matched cells")
+
+
+def _verdict(ci, kind: str) -> str:
+    low, high = float(ci.low), float(ci.high)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "no interval: no claim"
+    if low > 0:
+        return "biased higher"
+    if high < 0:
+        return "biased lower"
+    if kind == "scratch":
+        return "no difference shown; not above scratch, so the bias is not from pretraining"
+    return "no difference shown (interval includes 0)"
+
+
+def base_comparisons(summary: pd.DataFrame, *, setting: str, auc: pd.DataFrame | None = None,
+                     options: FindingOptions = DEFAULT_OPTIONS) -> list[Comparison]:
+    """Per biased base: one :class:`Comparison` with every control, scratch and ImageNet base (module docstring)."""
+    if "base_kind" not in summary.columns:
+        return []
+    biased = summary[summary["base_kind"] == "biased"]
+    others = summary[summary["base_kind"].isin(COMPARED_KINDS)]
+    order = {kind: i for i, kind in enumerate(COMPARED_KINDS)}
+    others = others.assign(_order=others["base_kind"].map(order)).sort_values(["_order", "backbone"])
+    rows = []
+    for _, row in biased.iterrows():
+        for _, other in others.iterrows():
+            kind = _kind_of(other)
+            first, second, matched = matched_values(row, other, method=options.method)
+            note = _auc_flag(auc, [row["backbone"], other["backbone"]], options.auc_floor)
+            flags = "; ".join(f for f in (matched, note) if f)
+            base = dict(finding=f"biased vs {kind}", setting=setting, first=str(row["backbone"]), first_value=first,
+                        second=str(other["backbone"]), second_value=second, flags=flags, kind=kind)
+            refused = _too_few(row, other)
+            if refused:
+                rows.append(Comparison(**base, verdict=refused))
+                continue
+            ci = matched_difference(row, other, method=options.method)
+            rows.append(Comparison(**base, estimate=float(ci.estimate), low=float(ci.low), high=float(ci.high),
+                                   method=ci.method, verdict=_verdict(ci, kind)))
+    return rows
+
+
+def comparison_sentence(c: Comparison, *, condition: str, metric: str, context: str, auc=None,
+                        floor: float = DEFAULT_AUC_FLOOR) -> str:
+    """One comparison in words (the findings' long form; the report shows the table row)."""
+    head = (f"{condition} ({context}), the biased base {c.first} has a {metric} of {c.first_value} vs "
+            f"{c.second_value} for the {c.kind} base {c.second}")
+    note = "".join(f"; {part}" for part in c.flags.split("; ") if part and not part.startswith("did not learn"))
+    note += _auc_note(auc, [c.first, c.second], floor) if auc is not None else ""
+    if not c.method:
+        return f"{head}; the difference is {c.verdict}{note}."
+    low, high = c.low, c.high
+    if math.isfinite(low) and low > 0:
+        shows = f", so these data show the biased base transferring more bias than that {c.kind} base"
+    elif math.isfinite(high) and high < 0:
+        shows = f", so these data show the biased base transferring less bias than that {c.kind} base"
+    else:
+        shows = ", so these data do not show a difference" if math.isfinite(low) else ""
+    sentence = (f"{head}; the difference is {with_interval(c.estimate, low, high)} ({c.method}) and "
+                f"{zero_verdict(low, high)}{shows}{note}.")
+    if c.kind == "scratch" and not (math.isfinite(low) and low > 0):
+        sentence += (" The biased base does not exceed the scratch base: the bias comes from the cue being "
+                     "readable from any features, not from pretraining.")
+    return sentence
+
+
 def compare_biased_with_bases(summary: pd.DataFrame, *, condition: str, metric: str, context: str,
                               auc: pd.DataFrame | None = None,
                               options: FindingOptions = DEFAULT_OPTIONS) -> list[str]:
@@ -391,40 +562,8 @@ def compare_biased_with_bases(summary: pd.DataFrame, *, condition: str, metric: 
 
     Says in words when the biased base does not exceed scratch (module docstring).
     """
-    if "base_kind" not in summary.columns:
-        return []
-    biased = summary[summary["base_kind"] == "biased"]
-    others = summary[summary["base_kind"].isin(COMPARED_KINDS)]
-    if biased.empty or others.empty:
-        return []
-    order = {kind: i for i, kind in enumerate(COMPARED_KINDS)}
-    others = others.assign(_order=others["base_kind"].map(order)).sort_values(["_order", "backbone"])
-    sentences = []
-    for _, row in biased.iterrows():
-        for _, other in others.iterrows():
-            kind = _kind_of(other)
-            note = _auc_note(auc, [row["backbone"], other["backbone"]], options.auc_floor)
-            head = (f"{condition} ({context}), the biased base {row['backbone']} has a {metric} of {_interval(row)} vs "
-                    f"{_interval(other)} for the {kind} base {other['backbone']}")
-            refused = _too_few(row, other)
-            if refused:
-                sentences.append(f"{head}; the difference is {refused}{note}.")
-                continue
-            ci = difference_interval(row, other, method=options.method)
-            d, low, high = float(ci.estimate), float(ci.low), float(ci.high)
-            if math.isfinite(low) and low > 0:
-                shows = f", so these data show the biased base transferring more bias than that {kind} base"
-            elif math.isfinite(high) and high < 0:
-                shows = f", so these data show the biased base transferring less bias than that {kind} base"
-            else:
-                shows = ", so these data do not show a difference" if math.isfinite(low) else ""
-            sentence = (f"{head}; the difference is {with_interval(d, low, high)} ({ci.method}) and "
-                        f"{zero_verdict(low, high)}{shows}{note}.")
-            if kind == "scratch" and not (math.isfinite(low) and low > 0):
-                sentence += (" The biased base does not exceed the scratch base: the bias comes from the cue being "
-                             "readable from any features, not from pretraining.")
-            sentences.append(sentence)
-    return sentences
+    return [comparison_sentence(c, condition=condition, metric=metric, context=context, auc=auc,
+                                floor=options.auc_floor) for c in base_comparisons(summary, setting=condition, auc=auc, options=options)]
 
 
 def _base_order(summary: pd.DataFrame) -> list[str]:
@@ -455,35 +594,65 @@ def fall_toward_balance(summary: pd.DataFrame, *, strongest: float, balanced: fl
     return sentences
 
 
-def correlation_findings(rows: pd.DataFrame, *, metric: str, performance: str = "auc",
-                         options: FindingOptions = DEFAULT_OPTIONS) -> list[str]:
-    """Findings from the correlation grid of one runner (rows of one runner only, already cleaned)."""
-    cells = correlation_cells(rows)
-    if cells.empty:
-        return []
-    levels = sorted(cells["level"].dropna().unique())
+@dataclass(frozen=True)
+class Headline:
+    """One runner's headline setting (:func:`headline_size`, the strongest and balanced levels) and its summaries."""
+
+    summary: pd.DataFrame
+    auc: pd.DataFrame | None
+    n: int | None
+    rule: str
+    context: str
+    strongest: float | None = None
+    balanced: float | None = None
+    level_name: str = "correlation level"
+
+
+def _chosen_levels(levels, options: FindingOptions) -> tuple[float, float]:
     strongest, balanced = strongest_and_balanced(levels)
     if options.level is not None:
         if not any(math.isclose(options.level, v) for v in levels):
             raise UserError(f"`level={options.level}` was not run for these cells; choose one of "
                             f"{[float(v) for v in levels]}.")
         strongest = next(float(v) for v in levels if math.isclose(options.level, v))
+    return strongest, balanced
+
+
+def correlation_headline(rows: pd.DataFrame, *, metric: str, performance: str = "auc",
+                         options: FindingOptions = DEFAULT_OPTIONS) -> Headline | None:
+    """The headline setting and summaries of one runner's (clean) correlation cells; None without any."""
+    cells = correlation_cells(rows)
+    if cells.empty:
+        return None
+    strongest, balanced = _chosen_levels(sorted(cells["level"].dropna().unique()), options)
     n, rule = headline_size(cells, metric=metric, level=strongest, options=options)
     if n is not None:
         cells = cells[pd.to_numeric(cells["n"], errors="coerce") == n]
     by = ["backbone", "base_kind", "level"] if "base_kind" in cells.columns else ["backbone", "level"]
     summary = pooled_summary(cells, by=by, value=metric, method=options.method)
     if summary.empty:
-        return [f"No correlation cell has a finite {metric}, so nothing is said about correlation."]
+        return Headline(summary, None, n, rule, "")
     levels = sorted(summary["level"].unique())
     if strongest not in levels:
         strongest, balanced = strongest_and_balanced(levels)
-    context = _context(summary, n, options.method)
     auc = (pooled_summary(cells, by=by, value=performance, method=options.method)
            if performance in cells.columns else None)
-    found = [f"Headline setting: {rule}"] if rule else []
+    return Headline(summary, auc, n, rule, _context(summary, n, options.method), strongest, balanced,
+                    level_name(cells))
+
+
+def correlation_findings(rows: pd.DataFrame, *, metric: str, performance: str = "auc",
+                         options: FindingOptions = DEFAULT_OPTIONS) -> list[str]:
+    """Findings from the correlation grid of one runner (rows of one runner only, already cleaned)."""
+    head = correlation_headline(rows, metric=metric, performance=performance, options=options)
+    if head is None:
+        return []
+    if head.summary.empty:
+        return [f"No correlation cell has a finite {metric}, so nothing is said about correlation."]
+    summary, auc, strongest, balanced, context = head.summary, head.auc, head.strongest, head.balanced, head.context
+    found = [f"Headline setting: {head.rule}"] if head.rule else []
     found += compare_biased_with_bases(summary[summary["level"] == strongest], metric=metric, context=context,
-                                       condition=f"At the strongest {level_name(cells)}, {strongest:g}",
+                                       condition=f"At the strongest {head.level_name}, {strongest:g}",
                                        auc=None if auc is None else auc[auc["level"] == strongest], options=options)
     if strongest != balanced:
         falls = fall_toward_balance(summary, strongest=strongest, balanced=balanced, metric=metric, options=options)
@@ -494,6 +663,55 @@ def correlation_findings(rows: pd.DataFrame, *, metric: str, performance: str = 
     elif len(found) <= 1:
         found.append(f"Only level {strongest:g} was run, so nothing can be said about the trend with correlation.")
     return found
+
+
+def _change_rows(summary: pd.DataFrame, head: Headline, *, what: str, options: FindingOptions) -> list[Comparison]:
+    """Per biased base (every base without one): ``value at balance - value at the strongest level``;
+    not stated from fewer than :data:`MIN_CLEAN_REPLICATES` clean replicates at either level."""
+    if "base_kind" in summary.columns and (summary["base_kind"] == "biased").any():
+        summary = summary[summary["base_kind"] == "biased"]
+    rows = []
+    setting = f"level {head.strongest:g} → {head.balanced:g}" + (f", n = {head.n}" if head.n is not None else "")
+    for backbone, part in summary.groupby("backbone", sort=True):
+        part = part.set_index("level")
+        if head.strongest not in part.index or head.balanced not in part.index:
+            continue
+        low_level, high = part.loc[head.balanced], part.loc[head.strongest]
+        first, second, matched = matched_values(low_level, high, method=options.method)
+        base = dict(finding=f"toward balance: {what}", setting=setting, first=f"{backbone} at {head.balanced:g}",
+                    first_value=first, second=f"at {head.strongest:g}", second_value=second, flags=matched,
+                    kind="balance")
+        short = [f"level {lv:g} ({int(r['k'])})" for lv, r in ((head.balanced, low_level), (head.strongest, high))
+                 if r["k"] < MIN_CLEAN_REPLICATES]
+        if short:
+            verb = "has" if len(short) == 1 else "have"
+            rows.append(Comparison(**base, verdict=f"not stated: {' and '.join(short)} {verb} fewer than "
+                                                   f"{MIN_CLEAN_REPLICATES} clean replicates"))
+            continue
+        ci = matched_difference(low_level, high, method=options.method)
+        lo, hi = float(ci.low), float(ci.high)
+        verdict = (f"{what} falls" if hi < 0 else f"{what} rises" if lo > 0 else f"{what}: no change shown") \
+            if math.isfinite(lo) and math.isfinite(hi) else "no interval: no claim"
+        rows.append(Comparison(**base, estimate=float(ci.estimate), low=lo, high=hi, method=ci.method,
+                               verdict=verdict))
+    return rows
+
+
+def correlation_comparisons(rows: pd.DataFrame, *, metric: str, performance: str = "auc",
+                            options: FindingOptions = DEFAULT_OPTIONS) -> tuple[Headline | None, list[Comparison]]:
+    """The headline and the findings-table rows of one runner's (clean) correlation cells: the biased base
+    against every other base at the strongest level, and the move toward balance (bias and AUC)."""
+    head = correlation_headline(rows, metric=metric, performance=performance, options=options)
+    if head is None or head.summary.empty:
+        return head, []
+    summary, auc = head.summary, head.auc
+    setting = f"level {head.strongest:g}" + (f", n = {head.n}" if head.n is not None else "")
+    found = base_comparisons(summary[summary["level"] == head.strongest], setting=setting, options=options,
+                             auc=None if auc is None else auc[auc["level"] == head.strongest])
+    if head.strongest != head.balanced:
+        found += _change_rows(summary, head, what="bias", options=options)
+        found += [] if auc is None else _change_rows(auc, head, what=performance, options=options)
+    return head, found
 
 
 def _auc_cost(auc: pd.DataFrame, *, strongest: float, balanced: float, performance: str,
@@ -512,26 +730,45 @@ def _auc_cost(auc: pd.DataFrame, *, strongest: float, balanced: float, performan
     return [f"Test {performance} across the same move: " + " ".join(sentences)] if sentences else []
 
 
-def natural_findings(rows: pd.DataFrame, *, metric: str, performance: str = "auc",
-                     options: FindingOptions = DEFAULT_OPTIONS) -> list[str]:
-    """The biased base vs the other bases on the natural finetuning distribution (``spec_kind`` natural)."""
+def natural_headline(rows: pd.DataFrame, *, metric: str, performance: str = "auc",
+                     options: FindingOptions = DEFAULT_OPTIONS) -> Headline | None:
+    """The headline size and per-base summaries of the natural cells (``spec_kind`` natural); None without any."""
     if "spec_kind" not in rows.columns or "base_kind" not in rows.columns:
-        return []
+        return None
     cells = rows[rows["spec_kind"] == "natural"]
     if cells.empty:
-        return []
+        return None
     n, rule = headline_size(cells, metric=metric, options=options)
     if n is not None:
         cells = cells[pd.to_numeric(cells["n"], errors="coerce") == n]
     summary = pooled_summary(cells, by=["backbone", "base_kind"], value=metric, method=options.method)
     if summary.empty:
-        return []
+        return None
     auc = (pooled_summary(cells, by=["backbone", "base_kind"], value=performance, method=options.method)
            if performance in cells.columns else None)
-    found = compare_biased_with_bases(summary, metric=metric, context=_context(summary, n, options.method),
+    return Headline(summary, auc, n, rule, _context(summary, n, options.method))
+
+
+def natural_findings(rows: pd.DataFrame, *, metric: str, performance: str = "auc",
+                     options: FindingOptions = DEFAULT_OPTIONS) -> list[str]:
+    """The biased base vs the other bases on the natural finetuning distribution (``spec_kind`` natural)."""
+    head = natural_headline(rows, metric=metric, performance=performance, options=options)
+    if head is None:
+        return []
+    found = compare_biased_with_bases(head.summary, metric=metric, context=head.context,
                                       condition="At the natural level (finetuning sets drawn as the data come)",
-                                      auc=auc, options=options)
-    return ([f"Headline setting of the natural cells: {rule}"] if rule and found else []) + found
+                                      auc=head.auc, options=options)
+    return ([f"Headline setting of the natural cells: {head.rule}"] if head.rule and found else []) + found
+
+
+def natural_comparisons(rows: pd.DataFrame, *, metric: str, performance: str = "auc",
+                        options: FindingOptions = DEFAULT_OPTIONS) -> list[Comparison]:
+    """The findings-table rows of the natural cells: the biased base against every other base."""
+    head = natural_headline(rows, metric=metric, performance=performance, options=options)
+    if head is None:
+        return []
+    setting = "natural level" + (f", n = {head.n}" if head.n is not None else "")
+    return base_comparisons(head.summary, setting=setting, auc=head.auc, options=options)
 
 
 def per_size_table_rows(cells: pd.DataFrame, *, metric: str, level: float | None,

@@ -28,6 +28,7 @@ import pandas as pd
 
 from analyze.effects.format import fit_summary, format_number, format_p, write_tables
 from analyze.effects.models import run_effects, with_derived_columns
+from analyze.metrics.diagnosis import excluded_cells
 from analyze.report.document import Figure, Heading, Paragraph, Table, slug
 from analyze.report.findings import (
     DEFAULT_OPTIONS,
@@ -39,6 +40,8 @@ from analyze.report.findings import (
     level_name,
     headline_size,
     natural_findings,
+    natural_headline,
+    correlation_headline,
     per_size_table_rows,
     pooled_summary,
     strongest_and_balanced,
@@ -81,6 +84,7 @@ class ModelResult:
     coefficients: pd.DataFrame | None = None
     rows: pd.DataFrame | None = None
     problem: str | None = None
+    data: pd.DataFrame | None = None  # the rows the fit read (for the "barely varies" check)
 
 
 def _paper_applies(rows: pd.DataFrame) -> bool:
@@ -122,26 +126,120 @@ def fit_models(rows: pd.DataFrame, *, metric: str) -> list[ModelResult]:
                     options = dict(model="formula", formula=_no_salience_formula(rows, metric), groups="target",
                                    estimators=("ols", "mixed"))
                 coefficients, model_rows = run_effects(rows, metric=metric, **options)
-            results.append(ModelResult(key, title, coefficients.assign(model=key), model_rows))
+            results.append(ModelResult(key, title, coefficients.assign(model=key), model_rows,
+                                       data=model_rows if model_rows is not None else with_derived_columns(rows)))
         except UserError as exc:
             results.append(ModelResult(key, title, problem=str(exc).rstrip(".")))
     return results
 
 
-def coefficient_blocks(result: ModelResult) -> list:
-    """Heading, fit line and a coefficient table per fit (estimator) of one model."""
+MIN_CLUSTERS = 6  # fewer clusters (targets) than this: no term's interval is trusted
+MIN_SPREAD = 0.1  # a predictor whose range is below this share of its largest magnitude barely varies
+PREDICTOR_WORDS = {"correlation_strength": "correlation strength", "salience": "salience", "log2_n": "log2 n",
+                   "Saliency": "salience", "Skew": "skew"}
+
+
+def term_meaning(term: str, response: str) -> str:
+    """What a positive coefficient of ``term`` means, in words."""
+    if term == "Intercept":
+        return f"{response} at the reference base with every predictor at 0"
+    parts = term.split(":")
+    bases = [p[len("base[T."):-1] for p in parts if p.startswith("base[T.")]
+    slopes = [PREDICTOR_WORDS.get(p, p) for p in parts if not p.startswith("base[T.")]
+    if bases and not slopes:
+        return f"the {bases[0]} base has a higher {response} than the reference base"
+    if bases:
+        return f"{response} rises faster with {' × '.join(slopes)} for the {bases[0]} base than for the reference"
+    if len(slopes) > 1:
+        return f"the rise of {response} with {slopes[0]} is steeper where {slopes[1]} is higher"
+    return f"{response} rises with {slopes[0]}"
+
+
+def _between_clusters_only(names: list[str], rows: pd.DataFrame | None, groups: str) -> bool:
+    """Whether every predictor in ``names`` is constant within each cluster (so only the clusters inform it)."""
+    if rows is None or groups not in rows.columns or not names:
+        return False
+    return all(name in rows.columns and int(rows.groupby(groups)[name].nunique().max()) <= 1 for name in names)
+
+
+def unidentifiable(term: str, fit: pd.DataFrame, rows: pd.DataFrame | None) -> str | None:
+    """Why ``term`` cannot be read from this fit (None when it can).
+
+    With fewer than :data:`MIN_CLUSTERS` clusters: every term of a fit with cluster-robust errors
+    (its standard errors rest on the clusters), and a term whose predictors are constant within
+    each cluster (only the clusters inform it) in any fit. Also a predictor whose range is under
+    :data:`MIN_SPREAD` of its largest magnitude (it barely varies).
+    """
+    if term == "Intercept":
+        return None
+    first = fit.iloc[0]
+    groups, name = first.get("n_groups"), str(first.get("groups", "groups"))
+    predictors = [p for p in term.split(":") if not p.startswith("base[T.")]
+    if groups is not None and not pd.isna(groups) and int(groups) < MIN_CLUSTERS:
+        why = f"only {int(groups)} clusters ({name}); at least {MIN_CLUSTERS} are needed"
+        if "cluster-robust" in str(first.get("errors", "")):
+            return f"{why} for cluster-robust errors"
+        if _between_clusters_only(predictors, rows, name):
+            return f"{why}: {', '.join(PREDICTOR_WORDS.get(p, p) for p in predictors)} varies only between them"
+    for predictor in predictors:
+        if rows is None or predictor not in rows.columns:
+            continue
+        values = pd.to_numeric(rows[predictor], errors="coerce").dropna()
+        if len(values) and values.max() - values.min() <= MIN_SPREAD * max(values.abs().max(), 1e-12):
+            return f"{PREDICTOR_WORDS.get(predictor, predictor)} barely varies ({values.min():.3g} to {values.max():.3g})"
+    return _read_outside_the_data(term, fit, rows)
+
+
+def _read_outside_the_data(term: str, fit: pd.DataFrame, rows: pd.DataFrame | None) -> str | None:
+    """A lower-order term of an interaction is its effect where the partner predictor is 0; when 0 lies
+    farther than the data's own range beyond them, that is an extrapolation, not a finding."""
+    if rows is None:
+        return None
+    parts = set(term.split(":"))
+    for other in fit["term"].astype(str):
+        extra = set(other.split(":")) - parts
+        if other == term or not parts < set(other.split(":")):
+            continue
+        for predictor in (p for p in extra if not p.startswith("base[T.") and p in rows.columns):
+            values = pd.to_numeric(rows[predictor], errors="coerce").dropna()
+            low, high = (float(values.min()), float(values.max())) if len(values) else (0.0, 0.0)
+            if not low - (high - low) <= 0.0 <= high + (high - low):
+                return (f"it is the effect at {PREDICTOR_WORDS.get(predictor, predictor)} = 0, far outside the data "
+                        f"({low:.3g} to {high:.3g})")
+    return None
+
+
+def coefficient_rows(fit: pd.DataFrame, rows: pd.DataFrame | None) -> tuple[tuple[str, ...], ...]:
+    """(term, estimate, 95% interval, p, what a positive value means) per term of one fit."""
+    response = str(fit.iloc[0].get("response", "the response"))
+    out = []
+    for _, r in fit.iterrows():
+        reason = unidentifiable(str(r["term"]), fit, rows)
+        if reason:
+            out.append((str(r["term"]), "not identifiable here", "", "", f"({reason})"))
+            continue
+        out.append((str(r["term"]), format_number(r["coef"]),
+                    f"[{format_number(r['ci_low'])}, {format_number(r['ci_high'])}]", format_p(r["p_value"]),
+                    term_meaning(str(r["term"]), response)))
+    return tuple(out)
+
+
+def coefficient_blocks(result: ModelResult, *, salience_flags: str = "") -> list:
+    """Heading, and per fit (estimator): its formula, estimator, rows and groups, then its coefficient table."""
     blocks = [Heading(result.title, 4)]
     if result.problem:
         return blocks + [Paragraph(f"Not fitted: {result.problem}.", note=True)]
     for estimator, fit in result.coefficients.groupby("estimator", sort=False):
         first = fit.iloc[0]
-        rows = tuple((str(r["term"]), format_number(r["coef"]), format_number(r["se"]),
-                      f"[{format_number(r['ci_low'])}, {format_number(r['ci_high'])}]", format_p(r["p_value"]))
-                     for _, r in fit.iterrows())
-        blocks.append(Table(("term", "coef", "SE", "95% CI", "p"), rows,
-                            caption=f"{estimator}: {first['formula']} — {fit_summary(fit)}"))
+        groups = "" if pd.isna(first["n_groups"]) else f"; {int(first['n_groups'])} groups ({first.get('groups', '')})"
+        blocks.append(Paragraph(f"{first['formula']} — estimator {estimator}, errors {first['errors']}; "
+                                f"{int(first['n_obs'])} rows{groups}.", note=True))
+        blocks.append(Table(("term", "estimate", "95% interval", "p", "a positive value means"),
+                            coefficient_rows(fit, result.data), caption=f"{result.title}: {estimator}"))
         if first["note"]:
             blocks.append(Paragraph(f"Note: {first['note']}.", note=True))
+    if salience_flags and any(t in str(result.coefficients["term"].tolist()) for t in ("salience", "Saliency")):
+        blocks.append(Paragraph(f"Salience estimates flagged by their diagnosis: {salience_flags}.", note=True))
     return blocks
 
 
@@ -154,8 +252,13 @@ def _headline_level(cells: pd.DataFrame, options: FindingOptions) -> float | Non
     return strongest_and_balanced(levels)[0]
 
 
-def bias_by_level_table(rows: pd.DataFrame, *, metric: str, options: FindingOptions = DEFAULT_OPTIONS) -> Table | None:
-    """Mean bias [95% interval] per correlation level (rows) and base (columns), at the headline n."""
+def bias_by_level_table(rows: pd.DataFrame, *, metric: str, options: FindingOptions = DEFAULT_OPTIONS,
+                        every: pd.DataFrame | None = None) -> Table | None:
+    """Mean bias [95% interval] per correlation level (rows) and base (columns), at the headline n.
+
+    ``every`` holds all the runner's cells (flagged ones included): a (level, base) whose cells
+    all ran but were left out reads "left out (flags)", one that never ran "not run".
+    """
     cells = correlation_cells(rows)
     if cells.empty:
         return None
@@ -165,16 +268,20 @@ def bias_by_level_table(rows: pd.DataFrame, *, metric: str, options: FindingOpti
     summary = pooled_summary(cells, by=["backbone", "level"], value=metric, method=options.method)
     if summary.empty:
         return None
-    backbones = sorted(summary["backbone"].astype(str).unique())
-    kinds = (cells.drop_duplicates("backbone").set_index("backbone")["base_kind"].astype(str).to_dict()
-             if "base_kind" in cells.columns else {})
+    ran = correlation_cells(every if every is not None else rows)
+    ran = ran if n is None else ran[pd.to_numeric(ran["n"], errors="coerce") == n]
+    ran_keys = {(str(b), round(float(lv), 6)) for b, lv in zip(ran["backbone"], ran["level"])}
+    backbones = sorted(set(summary["backbone"].astype(str)) | {b for b, _ in ran_keys})
+    kinds = (ran.drop_duplicates("backbone").set_index("backbone")["base_kind"].astype(str).to_dict()
+             if "base_kind" in ran.columns else {})
     header = ("stereotype level" if "level_s1" in cells.columns else "level",
               *[f"{b} ({kinds[b]})" if b in kinds else b for b in backbones])
     table_rows = []
-    for level, part in summary.groupby("level", sort=True):
+    for level in sorted(set(summary["level"]) | {lv for _, lv in ran_keys}):
+        part = summary[(summary["level"] - level).abs() < 1e-9]
         by_base = {str(r["backbone"]): with_interval(r["mean"], r["ci_low"], r["ci_high"], k=r["k"])
                    for _, r in part.iterrows()}
-        table_rows.append((f"{level:g}", *[by_base.get(b, "not run") for b in backbones]))
+        table_rows.append((f"{level:g}", *[by_base.get(b, _missing_cell(ran, b, level)) for b in backbones]))
     targets, seeds = int(summary["n_targets"].max()), int(summary["k"].max())
     kind = "t" if options.method == "t" else "normal"
     caption = (f"{metric} per {level_name(cells)}, mean [95% {kind} interval] over up to {seeds} seeds"
@@ -182,8 +289,20 @@ def bias_by_level_table(rows: pd.DataFrame, *, metric: str, options: FindingOpti
     return Table(header, tuple(table_rows), caption=caption)
 
 
-def per_size_table(rows: pd.DataFrame, *, metric: str, options: FindingOptions = DEFAULT_OPTIONS) -> Table | None:
-    """Bias [95% interval] per training size n (rows) and base (columns) at the headline level, when several n ran."""
+def _missing_cell(ran: pd.DataFrame, backbone: str, level: float | None) -> str:
+    """Why a (base, level) of a table has no value: never run, every cell flagged, or no finite value."""
+    here = ran[ran["backbone"].astype(str) == backbone]
+    here = here if level is None else here[(here["level"] - level).abs() < 1e-9]
+    if here.empty:
+        return "not run"
+    flagged = excluded_cells(here)
+    return "left out (flags)" if flagged is not None and bool(flagged.all()) else "no finite value"
+
+
+def per_size_table(rows: pd.DataFrame, *, metric: str, options: FindingOptions = DEFAULT_OPTIONS,
+                   every: pd.DataFrame | None = None) -> Table | None:
+    """Bias [95% interval] per training size n (rows) and base (columns) at the headline level, when several n ran;
+    a cell whose runs were all left out reads "left out (flags)" when ``every`` (all the runner's cells) is given."""
     cells = correlation_cells(rows)
     what = "correlation"
     level = _headline_level(cells, options)
@@ -192,6 +311,12 @@ def per_size_table(rows: pd.DataFrame, *, metric: str, options: FindingOptions =
     if cells.empty or "n" not in cells.columns or cells["n"].nunique() < 2:
         return None
     header, table_rows = per_size_table_rows(cells, metric=metric, level=level, options=options)
+    if every is not None:
+        ran = correlation_cells(every) if what == "correlation" else every[every["spec_kind"] == "natural"]
+        ran = ran if level is None else ran[(ran["level"] - level).abs() < 1e-9]
+        table_rows = [(row[0], *[_missing_cell(ran[pd.to_numeric(ran["n"], errors="coerce") == float(row[0])],
+                                               base, None) if text == "not run" else text
+                                 for base, text in zip(header[1:-1], row[1:-1])], row[-1]) for row in table_rows]
     where = f"at {level_name(cells)} {level:g}" if level is not None else "on the natural cells"
     kind = "t" if options.method == "t" else "normal"
     return Table(header, tuple(table_rows),
@@ -217,66 +342,81 @@ def _figure(draw, path_prefix: Path, caption: str) -> list:
     return [Figure(png, caption)]
 
 
-def figure_blocks(rows: pd.DataFrame, *, runner: str, metric: str, figures: Path) -> list:
-    """Bias vs correlation level, AUC-vs-bias trade-off, and bias and AUC vs n when several n were run."""
-    blocks, cells, name = [], correlation_cells(rows), slug(runner)
+def figure_blocks(rows: pd.DataFrame, *, runner: str, metric: str, figures: Path) -> list[tuple[str, list]]:
+    """(key, blocks) of the bias-vs-correlation figure, the AUC-vs-bias trade-off, and bias and AUC vs n
+    when several n were run; keys ``correlation``, ``tradeoff``, ``size`` (placed beside their tables)."""
+    found, cells, name = [], correlation_cells(rows), slug(runner)
     values = [metric] + (["auc"] if "auc" in rows.columns else [])
     pooled = "target" in rows.columns and rows["target"].nunique() > MAX_TARGET_PANELS
     where = (f" Each seed is first averaged over the {rows['target'].nunique()} targets." if pooled else "")
     if not cells.empty:
         data = mean_over_targets(cells, values) if pooled else cells
         label = level_name(cells)
-        blocks += _figure(lambda out: plot_correlation(data, out, metric=metric, level_label=label),
-                          figures / f"{name}-correlation",
-                          f"Bias vs finetuning correlation level, one line per base, mean and 95% band over seeds "
-                          f"({runner_label(runner)}).{where}")
+        found.append(("correlation", _figure(lambda out: plot_correlation(data, out, metric=metric, level_label=label),
+                                             figures / f"{name}-correlation",
+                                             f"Bias vs finetuning correlation level, one line per base, mean and 95% "
+                                             f"band over seeds ({runner_label(runner)}).{where}")))
         if "auc" in cells.columns:
-            blocks += _figure(lambda out: plot_tradeoff(data, out, metric=metric), figures / f"{name}-tradeoff",
-                              f"Trade-off: test AUC vs bias across correlation levels (labels: level; star: natural "
-                              f"level, interpolated) ({runner_label(runner)}).{where}")
+            found.append(("tradeoff", _figure(lambda out: plot_tradeoff(data, out, metric=metric),
+                                              figures / f"{name}-tradeoff",
+                                              f"Trade-off: test AUC vs bias across correlation levels (labels: level; "
+                                              f"star: natural level, interpolated) ({runner_label(runner)}).{where}")))
     natural = rows[rows["spec_kind"] == "natural"] if "spec_kind" in rows.columns else rows.iloc[0:0]
     if "auc" in rows.columns and not natural.empty and natural["n"].nunique() > 1:
         data = mean_over_targets(natural, values) if pooled else natural
-        blocks += _figure(lambda out: plot_size(data, out, metric=metric), figures / f"{name}-size",
-                          f"Bias and AUC vs finetuning size n on natural sets ({runner_label(runner)}).{where}")
-    return blocks
+        found.append(("size", _figure(lambda out: plot_size(data, out, metric=metric), figures / f"{name}-size",
+                                      f"Bias and AUC vs finetuning size n on natural sets ({runner_label(runner)})."
+                                      f"{where}")))
+    return found
 
 
 def runner_section(rows: pd.DataFrame, *, runner: str, metric: str, out_dir: Path,
-                   options: FindingOptions = DEFAULT_OPTIONS) -> tuple[list[str], list]:
-    """Findings (sentences) and blocks for one runner; writes its figures and effect tables under ``out_dir``.
+                   options: FindingOptions = DEFAULT_OPTIONS, salience_flags: str = "") -> tuple[list[str], list]:
+    """Short notes (what was left out, the headline setting) and blocks for one runner; writes its figures
+    and effect tables under ``out_dir``.
 
-    ``rows`` are all the runner's cells; flagged ones are left out here (module docstring).
+    ``rows`` are all the runner's cells; flagged ones are left out here (module docstring), and
+    the level table says "left out (flags)" where only flagged cells ran.
     """
     label = runner_label(runner)
     log.info("report: %s (%d cells)", label, len(rows))
+    every = rows
     rows, left_out = clean_cells(rows, include_flagged=options.include_flagged)
-    findings = [left_out] if left_out else []
+    notes = [left_out] if left_out else []
     if rows.empty:
-        return findings + ["Every cell of this runner is flagged, so no finding is stated."], \
+        return notes + ["Every cell of this runner is flagged, so no finding is stated."], \
             [Heading(f"Results: {label}", 2), Paragraph(left_out or "", note=True)]
-    findings += (correlation_findings(rows, metric=metric, options=options)
-                 + natural_findings(rows, metric=metric, options=options))
+    notes += _headline_notes(rows, metric=metric, options=options)
     blocks = [Heading(f"Results: {label}", 2)]
     blocks += [Paragraph(RUNNER_NOTES[str(runner)], note=True)] if str(runner) in RUNNER_NOTES else []
     blocks += [Paragraph(left_out, note=True)] if left_out else []
-    table = bias_by_level_table(rows, metric=metric, options=options)
-    blocks += [Heading("Bias per correlation level", 3), table] if table is not None else []
-    sizes = per_size_table(rows, metric=metric, options=options)
-    blocks += [Heading("Bias per training size", 3), sizes] if sizes is not None else []
-    figures = figure_blocks(rows, runner=runner, metric=metric, figures=out_dir / "figures")
-    blocks += [Heading("Figures", 3)] + (figures or [Paragraph("No correlation grid and no range of n: no figure "
-                                                               "of bias against them applies.", note=True)])
+    figures = {key: figure for key, figure in figure_blocks(rows, runner=runner, metric=metric,
+                                                              figures=out_dir / "figures")}
+    table = bias_by_level_table(rows, metric=metric, options=options, every=every)
+    blocks += [Heading("Bias per correlation level", 3), table, *figures.pop("correlation", [])] \
+        if table is not None else []
+    sizes = per_size_table(rows, metric=metric, options=options, every=every)
+    blocks += [Heading("Bias per training size", 3), sizes, *figures.pop("size", [])] if sizes is not None else []
+    rest = [b for blocks_ in figures.values() for b in blocks_]
+    blocks += [Heading("Other figures", 3), *rest] if rest else []
     blocks.append(Heading("Effect sizes", 3))
     for result in fit_models(rows, metric=metric):
-        blocks += coefficient_blocks(result)
+        blocks += coefficient_blocks(result, salience_flags=salience_flags)
         if result.coefficients is None:
             continue
         write_tables(result.coefficients, out_dir / "effects" / f"{slug(runner)}-{result.key}", title=result.title,
                      rows=result.rows)
-        findings += effect_findings(result.coefficients, title=result.title)
         blocks += _figure(lambda out, c=result.coefficients: plot_coefficients(c, out),
                           out_dir / "figures" / f"{slug(runner)}-coef-{result.key}",
                           f"Coefficients with 95% CIs: {result.title} ({label}).")
-    return findings, blocks
+    return notes, blocks
 
+
+def _headline_notes(rows: pd.DataFrame, *, metric: str, options: FindingOptions) -> list[str]:
+    """The headline setting's rule, in one short sentence per grid."""
+    notes = []
+    for name, head in (("correlation", correlation_headline(rows, metric=metric, options=options)),
+                       ("natural", natural_headline(rows, metric=metric, options=options))):
+        if head is not None and head.rule:
+            notes.append(f"Headline setting ({name} cells): {head.rule}")
+    return notes
