@@ -327,9 +327,9 @@ def _reproduce_blocks(findings: pd.DataFrame) -> list:
         rows.append((str(r.id), str(r.finding), text["runner"], text["setting"], number, str(r.rule), str(r.verdict),
                      text["reason"]))
     counts = findings["verdict"].value_counts()
-    failed = findings[findings["verdict"] == "not reproduced"]
+    failed = findings[findings["verdict"] == "contradicted"]
     words = (f"{len(findings)} findings: {counts.get('reproduced', 0)} reproduced, "
-             f"{counts.get('not reproduced', 0)} not reproduced, {counts.get('inconclusive', 0)} inconclusive. "
+             f"{counts.get('contradicted', 0)} contradicted, {counts.get('inconclusive', 0)} inconclusive. "
              "Each verdict is computed from the number and its 95% interval by the rule beside it; inconclusive "
              "means the data needed are missing, too few, flagged by the diagnosis or from models below the AUC "
              f"floor (definitions: {SCIENCE_DOC}).")
@@ -337,7 +337,7 @@ def _reproduce_blocks(findings: pd.DataFrame) -> list:
               Table(("#", "finding", "runner", "setting", "number [95% CI]", "rule", "verdict", "reason"), tuple(rows),
                     caption="Findings table of `biastransfer reproduce`")]
     if len(failed):
-        blocks.append(Bullets(tuple(f"Not reproduced: {r.finding} ({r.id}): {r.reason}"
+        blocks.append(Bullets(tuple(f"Contradicted: {r.finding} ({r.id}): {r.reason}"
                                     for r in failed.itertuples(index=False))))
     return blocks
 

@@ -29,6 +29,7 @@ The verdict rules are in :mod:`analyze.reproduce.verdicts`.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +37,9 @@ import pandas as pd
 from scipy import stats
 
 from analyze.effects.fit import coefficient_table
-from analyze.effects.models import DEFAULT_METRIC, fit_general, fit_paper, paper_rows
+from analyze.effects.models import DEFAULT_METRIC, fit_general, fit_paper, paper_rows, with_derived_columns
 from analyze.metrics.diagnosis import DEFAULT_AUC_FLOOR
-from analyze.metrics.intervals import DEFAULT_METHOD, difference_ci
+from analyze.metrics.intervals import DEFAULT_METHOD, difference_ci, replicate_ci
 from analyze.report.findings import (
     MIN_CLEAN_REPLICATES,
     clean_cells,
@@ -46,40 +47,58 @@ from analyze.report.findings import (
     difference_interval,
     pooled_summary,
 )
+from analyze.reproduce.inference import FEW_CLUSTERS, bootstrap_cut, wild_cluster_bootstrap
+from analyze.reproduce.measures import competence_note, oriented_column
 from analyze.reproduce.verdicts import (
+    CONTRADICTED,
     INCONCLUSIVE,
-    NOT_REPRODUCED,
     REPRODUCED,
     Verdict,
     all_above_zero,
     at_least,
-    includes_zero,
+    cut_rule,
     inconclusive,
-    reduction_rule,
+    shrink_rule,
     sign_rule,
 )
 from extract.errors import UserError
 from extract.io import write_text
 
 COLUMNS = ["id", "finding", "runner", "setting", "number", "ci_low", "ci_high", "interval", "rule", "verdict",
-           "reason"]
+           "reason", "deviation"]
+FINETUNE = "finetune"
+PROBE = "probe (proxy)"  # a fast proxy: never counted as reproducing a finetune claim
+RUNNER_LABELS = {"finetune": FINETUNE, "probe": PROBE}
 CURATION_BEFORE = 0.8  # stereotype level: 20% of positives counter-stereotypical
 CURATION_AFTER = 0.7   # 30%
-CURATION_MIN_CUT = 0.4
-CURATION_MAX_COST = 0.02
 SALIENCE_FLOOR = 0.9
+MIN_PAPER_ROWS = 16  # W&R's model on fewer rows (the paper: 22) decides nothing
 COMPARED = ("biased", "control")  # the base kinds the findings compare
 INTERACTIONS = (("correlation_strength", 1, "grows with the finetuning correlation strength"),
                 ("salience", 1, "grows with salience"),
                 ("log2_n", -1, "shrinks as n grows"))
-__all__ = ["COLUMNS", "build_findings", "findings_markdown", "spearman_interval", "write_findings"]
+__all__ = ["COLUMNS", "FINETUNE", "PROBE", "Estimate", "build_findings", "findings_markdown", "spearman_interval",
+           "write_findings"]
 
 
-def _row(fid: str, finding: str, verdict: Verdict, *, runner: str = "", setting: str = "", number=np.nan,
-         low=np.nan, high=np.nan, interval: str = "") -> dict:
-    return {"id": fid, "finding": finding, "runner": runner, "setting": setting, "number": _float(number),
-            "ci_low": _float(low), "ci_high": _float(high), "interval": interval, "rule": verdict.rule,
-            "verdict": verdict.verdict, "reason": verdict.reason}
+@dataclass(frozen=True)
+class Estimate:
+    """A finding's number with its interval and the words naming how the interval was made."""
+
+    number: float = float("nan")
+    low: float = float("nan")
+    high: float = float("nan")
+    interval: str = ""
+
+
+def _row(fid: str, finding: str, verdict: Verdict, *, runner: str = "", setting: str = "",
+         estimate: Estimate = Estimate(), deviation: str = "") -> dict:
+    runner = RUNNER_LABELS.get(runner, runner)
+    if runner == PROBE and not deviation:
+        deviation = "linear probe on frozen features (paper: full finetuning)"
+    return {"id": fid, "finding": finding, "runner": runner, "setting": setting, "number": _float(estimate.number),
+            "ci_low": _float(estimate.low), "ci_high": _float(estimate.high), "interval": estimate.interval,
+            "rule": verdict.rule, "verdict": verdict.verdict, "reason": verdict.reason, "deviation": deviation}
 
 
 def _float(v) -> float:
@@ -159,24 +178,42 @@ def _setting_rows(table: pd.DataFrame, runner: str, setting: str, n) -> tuple[pd
     return cells[cells["level"] == strongest], f"stereotype level {strongest:g}, n = {chosen}"
 
 
+def _competence(rows: pd.DataFrame, biased_label: str) -> str:
+    """Both AUCs of a biased - control comparison (``biased - <control>``), with the competence caveat."""
+    if "auc" not in rows.columns:
+        return ""
+    auc = rows.groupby("backbone")["auc"].mean()
+    biased, _ = _kinds(rows)
+    control = biased_label.split(" - ", 1)[-1]
+    if len(biased) != 1 or control not in auc.index:
+        return ""
+    return competence_note(float(auc[biased[0]]), float(auc[control]), name_a="biased", name_b=control)
+
+
 def transfer_findings(table: pd.DataFrame, *, metric: str, method: str, auc_floor: float, n=None) -> list[dict]:
-    """Finding 1: the biased base's gap exceeds every control's (per runner and setting)."""
+    """Finding 1: the biased base's gap exceeds the largest of the controls' mean gaps (per runner and setting)."""
     found = []
-    name = "biased base's stereotype-direction FPR gap > every control's"
+    name = "biased base's stereotype-direction FPR gap > the largest control's"
     for fid, runner, setting in (("1a", "probe", "natural"), ("1b", "probe", "strongest"),
                                  ("1c", "finetune", "natural"), ("1d", "finetune", "strongest")):
         rows, where = _setting_rows(table, runner, setting, n.get(runner) if isinstance(n, dict) else n)
-        rule = "every biased - control difference's interval lies above 0"
+        rule = "the interval of biased - (the control with the largest mean gap) lies above 0"
         rows, problem = _prepare(rows, metric=metric, auc_floor=auc_floor)
         if problem is None:
             diffs, problem = _differences(rows, metric=metric, method=method)
         if problem is not None:
             found.append(_row(fid, name, inconclusive(rule, problem), runner=runner, setting=where))
             continue
-        verdict = all_above_zero([d[:4] for d in diffs], what="biased - control difference")
-        label, est, low, high, words = min(diffs, key=lambda d: d[1])
-        found.append(_row(fid, name, verdict, runner=runner, setting=f"{where}; smallest: {label}", number=est,
-                          low=low, high=high, interval=words))
+        label, est, low, high, words = min(diffs, key=lambda d: d[1])  # the control with the largest mean gap
+        verdict = all_above_zero([(label, est, low, high)], what="biased - largest control difference")
+        reason = "; ".join(x for x in (verdict.reason, _competence(rows, label)) if x)
+        deviation = "" if setting == "natural" else ("strongest stereotype level of the correlation grid "
+                                                     "(paper: skewz sets, 80%)")
+        found.append(_row(fid, name, Verdict(verdict.verdict, rule, reason), runner=runner,
+                          setting=f"{where}; largest control: {label.split(' - ', 1)[-1]}",
+                          estimate=Estimate(est, low, high, words),
+                          deviation=deviation + ("; " if deviation and runner == "probe" else "")
+                          + ("linear probe on frozen features (paper: full finetuning)" if runner == "probe" else "")))
     return found
 
 
@@ -216,13 +253,34 @@ def effect_findings(table: pd.DataFrame, *, metric: str, auc_floor: float, n=Non
                                                                    "in the cells or a base kind is missing)"),
                               runner="probe", setting=str(coefs["formula"].iloc[0])))
             continue
-        r = hit.iloc[0]
-        found.append(_row(fid, name, sign_rule(r["coef"], r["ci_low"], r["ci_high"], expected=sign, term=full),
-                          runner="probe", setting=f"{r['formula']}, OLS, errors cluster-robust by target",
-                          number=r["coef"], low=r["ci_low"], high=r["ci_high"],
-                          interval="95% interval of the coefficient (cluster-robust by target)"))
+        est = _cluster_interval(rows, str(hit.iloc[0]["formula"]), full, hit.iloc[0])
+        verdict = sign_rule(est.number, est.low, est.high, expected=sign, term=full)
+        if term == "salience":  # over a grid symmetric around balance a positive and a negative effect cancel
+            verdict = Verdict(verdict.verdict, verdict.rule, "; ".join(x for x in (verdict.reason, (
+                "the additive salience term is not what the design identifies over a grid symmetric around balance "
+                "(the moderation model's correlation_strength:salience is)")) if x))
+        found.append(_row(fid, name, verdict, runner="probe",
+                          setting=f"{hit.iloc[0]['formula']}, OLS, clustered by target", estimate=est))
     found += _paper_findings(rows, metric=metric, problem=problem, n=n)
     return found
+
+
+def _cluster_interval(rows: pd.DataFrame, formula: str, term: str, coef: pd.Series) -> Estimate:
+    """The OLS coefficient's interval clustered by target: the wild cluster bootstrap with fewer than
+    :data:`~analyze.reproduce.inference.FEW_CLUSTERS` targets, the cluster-robust Wald interval otherwise."""
+    import statsmodels.formula.api as smf
+
+    data = with_derived_columns(rows)
+    model = smf.ols(formula, data=data)
+    clusters = data.loc[model.data.row_labels, "target"].astype(str).to_numpy()
+    if len(set(clusters)) >= FEW_CLUSTERS:
+        return Estimate(coef["coef"], coef["ci_low"], coef["ci_high"],
+                        "95% interval of the coefficient (cluster-robust by target)")
+    if len(set(clusters)) < 2:
+        return Estimate(coef["coef"], interval="one target: no clustered interval")
+    ci = wild_cluster_bootstrap(model.exog, model.endog, clusters, term=model.exog_names.index(term),
+                                weights="webb", n_boot=999, seed=0)
+    return Estimate(ci.estimate, ci.low, ci.high, f"95% {ci.method}")
 
 
 def _paper_findings(rows: pd.DataFrame, *, metric: str, problem: str | None, n=None) -> list[dict]:
@@ -241,99 +299,150 @@ def _paper_findings(rows: pd.DataFrame, *, metric: str, problem: str | None, n=N
                               runner="probe"))
             continue
         r = coefs[coefs["term"] == term].iloc[0]
-        found.append(_row(fid, name, sign_rule(r["coef"], r["ci_low"], r["ci_high"], expected=1, term=term),
-                          runner="probe", setting=f"{r['formula']}, mixed model, {int(r['n_obs'])} rows",
-                          number=r["coef"], low=r["ci_low"], high=r["ci_high"],
-                          interval="95% Wald interval of the coefficient"))
+        few = int(r["n_obs"]) < MIN_PAPER_ROWS
+        verdict = (inconclusive(f"the interval of {term} lies above 0 on >= {MIN_PAPER_ROWS} rows",
+                                f"only {int(r['n_obs'])} rows (the paper: 22; at least {MIN_PAPER_ROWS} needed)")
+                   if few else sign_rule(r["coef"], r["ci_low"], r["ci_high"], expected=1, term=term))
+        found.append(_row(fid, name, verdict, runner="probe",
+                          setting=f"{r['formula']}, mixed model, {int(r['n_obs'])} rows",
+                          estimate=Estimate(r["coef"], r["ci_low"], r["ci_high"],
+                                            "95% Wald interval of the coefficient"),
+                          deviation="probe-estimated salience and Skew of the training rows (paper: salience from "
+                                    "scratch models, Skew over the whole dataset); linear probe (paper: full "
+                                    "finetuning)"))
     return found
 
 
 # -- finding 3 -----------------------------------------------------------------------------------
 
 
-def size_finding(table: pd.DataFrame, *, metric: str, method: str, auc_floor: float) -> dict:
-    """Finding 3: at the largest n of the natural n-sweep every biased - control interval includes 0."""
-    name = "with enough finetuning data the base stops mattering"
-    rule = "every biased - control difference's interval at the largest n includes 0"
-    rows = table[(table["runner"] == "probe") & (table["spec_kind"] == "natural")] \
+def _size_rows(table: pd.DataFrame, runner: str) -> tuple[pd.DataFrame, list]:
+    rows = table[(table["runner"] == runner) & (table["spec_kind"] == "natural")] \
         if {"runner", "spec_kind"} <= set(table.columns) else table.iloc[0:0]
-    sizes = sorted(pd.to_numeric(rows["n"], errors="coerce").dropna().unique()) if len(rows) else []
+    return rows, sorted(pd.to_numeric(rows["n"], errors="coerce").dropna().unique()) if len(rows) else []
+
+
+def _seed_differences(rows: pd.DataFrame, biased: str, control: str, *, metric: str) -> np.ndarray:
+    """Per seed (each the mean over targets): biased minus control, on the seeds both hold."""
+    summary = pooled_summary(rows, by=["backbone"], value=metric).set_index("backbone")
+    a, b = summary.loc[biased, "per_seed"], summary.loc[control, "per_seed"]
+    return np.array([a[s] - b[s] for s in sorted(set(a) & set(b))], dtype=float)
+
+
+def size_finding(table: pd.DataFrame, *, metric: str, method: str, auc_floor: float, runner: str = "probe") -> dict:
+    """Finding 3 (R3): the biased - control difference shrinks with n toward equivalence (:func:`shrink_rule`).
+
+    The control is the one with the best AUC at the size nearest 1024 (chosen once); the margin is
+    the spread of the controls' mean gaps at the largest n.
+    """
+    name = "with enough finetuning data the base stops mattering (the difference shrinks with n)"
+    rule = shrink_rule((1, 1, 1), (1, 1, 1), (0, 0, 0), margin=1).rule
+    rows, sizes = _size_rows(table, runner)
     if len(sizes) < 2:
-        return _row("3", name, inconclusive(rule, f"no n-sweep (natural probe cells at {len(sizes)} size(s))"),
-                    runner="probe")
-    largest = int(sizes[-1])
-    rows, problem = _prepare(rows[pd.to_numeric(rows["n"], errors="coerce") == largest], metric=metric,
-                             auc_floor=auc_floor)
-    diffs = None
-    if problem is None:
-        diffs, problem = _differences(rows, metric=metric, method=method)
-    setting = f"natural level, n = {largest} (sizes {', '.join(str(int(s)) for s in sizes)})"
-    if problem is not None:
-        return _row("3", name, inconclusive(rule, problem), runner="probe", setting=setting)
-    verdicts = [includes_zero(est, low, high, what=label) for label, est, low, high, _ in diffs]
-    worst = max(diffs, key=lambda d: abs(d[1]))
-    if any(v.verdict == INCONCLUSIVE for v in verdicts):
-        verdict = inconclusive(rule, "; ".join(v.reason for v in verdicts if v.verdict == INCONCLUSIVE))
-    elif any(v.verdict == NOT_REPRODUCED for v in verdicts):
-        verdict = Verdict(NOT_REPRODUCED, rule, "; ".join(v.reason for v in verdicts if v.verdict == NOT_REPRODUCED))
-    else:
-        verdict = Verdict(REPRODUCED, rule)
-    return _row("3", name, verdict, runner="probe", setting=f"{setting}; largest |difference|: {worst[0]}",
-                number=worst[1], low=worst[2], high=worst[3], interval=worst[4])
+        return _row("3", name, inconclusive(rule, f"no n-sweep (natural {runner} cells at {len(sizes)} size(s))"),
+                    runner=runner)
+    parts = {}
+    for size in (sizes[0], sizes[-1]):
+        parts[size], problem = _prepare(rows[pd.to_numeric(rows["n"], errors="coerce") == size], metric=metric,
+                                        auc_floor=auc_floor if size == sizes[-1] else 0.0)
+        biased, controls = _kinds(parts[size]) if problem is None else ([], [])
+        if problem is None and (len(biased) != 1 or not controls):
+            problem = f"needs one biased base and a control (found {len(biased)} and {len(controls)})"
+        if problem is not None:
+            return _row("3", name, inconclusive(rule, f"at n = {int(size)}: {problem}"), runner=runner)
+    reference = min(sizes, key=lambda s: (abs(np.log2(s / 1024)), -s))
+    at_reference = rows[pd.to_numeric(rows["n"], errors="coerce") == reference]
+    control = at_reference[at_reference["backbone"].isin(controls)].groupby("backbone")["auc"].mean().idxmax()
+    d_min, d_max = (_seed_differences(parts[s], biased[0], control, metric=metric) for s in (sizes[0], sizes[-1]))
+    first, last90 = replicate_ci(d_min, method=method), replicate_ci(d_max, confidence=0.90, method=method)
+    shrink = difference_ci(d_min, d_max, paired=False, method=method)
+    gaps = parts[sizes[-1]][parts[sizes[-1]]["backbone"].isin(controls)].groupby("backbone")[metric].mean()
+    margin = float(gaps.max() - gaps.min()) if len(gaps) >= 2 else float("nan")
+    verdict = shrink_rule((first.estimate, first.low, first.high), (shrink.estimate, shrink.low, shrink.high),
+                          (last90.estimate, last90.low, last90.high), margin=margin)
+    if len(gaps) < 2:
+        verdict = inconclusive(rule, "one control: no spread of the controls' gaps to set the equivalence margin")
+    auc = parts[sizes[-1]].groupby("backbone")["auc"].mean() if "auc" in rows.columns else {}
+    note = competence_note(float(auc[biased[0]]), float(auc[control]), name_a="biased", name_b=control) \
+        if len(auc) else ""
+    return _row("3", name, Verdict(verdict.verdict, rule, "; ".join(x for x in (verdict.reason, note) if x)),
+                runner=runner, setting=(f"natural level, n = {int(sizes[0])} -> {int(sizes[-1])} (sizes "
+                                        f"{', '.join(str(int(s)) for s in sizes)}); control {control} (best AUC at "
+                                        f"n = {int(reference)}); margin {margin:.3f}"),
+                estimate=Estimate(shrink.estimate, shrink.low, shrink.high, f"shrink diff(n_min) - diff(n_max): "
+                                                                           f"{shrink.method}"),
+                deviation=f"largest n {int(sizes[-1])} (paper: up to 130,216)")
 
 
 # -- finding 4 -----------------------------------------------------------------------------------
 
 
-def curation_findings(table: pd.DataFrame, *, metric: str, method: str, auc_floor: float, n=None) -> list[dict]:
-    """Finding 4: 20% -> 30% counter-stereotypical positives cuts the biased base's gap by >= 40% cheaply."""
+def _curation_rows(table: pd.DataFrame, kind: str, *, runner: str, n) -> dict:
+    """The biased base's cells at stereotype levels 0.8 and 0.7, on the targets both levels hold."""
+    rows = table[(table["runner"] == runner) & (table["spec_kind"] == kind)] \
+        if {"runner", "spec_kind", "base_kind"} <= set(table.columns) else table.iloc[0:0]
+    rows = rows[rows["base_kind"] == "biased"] if len(rows) else rows
+    if len(rows) and "stereotype_level" in rows.columns:
+        rows = rows.assign(level=pd.to_numeric(rows["stereotype_level"], errors="coerce").round(2))
+    if kind == "correlation" and len(rows):
+        chosen = n if n is not None else _most_common_n(rows)
+        rows = rows[pd.to_numeric(rows["n"], errors="coerce") == chosen]
+    parts = {lvl: rows[np.isclose(rows["level"], lvl)] if len(rows) else rows
+             for lvl in (CURATION_BEFORE, CURATION_AFTER)}
+    if all(len(part) for part in parts.values()):  # the same targets on both sides of the move
+        shared = set(parts[CURATION_BEFORE]["target"]) & set(parts[CURATION_AFTER]["target"])
+        parts = {lvl: part[part["target"].isin(shared)] for lvl, part in parts.items()}
+    return parts
+
+
+def _gap_column(rows: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, str, str]:
+    """The paper code's TPR gap, stereotype-signed, where the table has it; else ``metric`` (a deviation)."""
+    if {"tpr_gap", "natural_over_represented_group"} <= set(rows.columns) and rows["tpr_gap"].notna().any():
+        return rows.assign(tpr_gap_stereotype=oriented_column(rows, "tpr_gap")), "tpr_gap_stereotype", ""
+    return rows, metric, f"{metric} (paper: the TPR gap vary_corr.py computes)"
+
+
+def _cut_estimate(parts: dict, *, gap: str, method: str) -> tuple[Verdict, Estimate, str]:
+    before, after = parts[CURATION_BEFORE], parts[CURATION_AFTER]
+    keys = ["target", "seed"]
+    cells = before.groupby(keys)[gap].mean().rename("before").to_frame().join(
+        after.groupby(keys)[gap].mean().rename("after"), how="inner").reset_index()
+    gap20 = pooled_summary(before, by=["backbone"], value=gap, method=method).iloc[0]
+    cut = bootstrap_cut(cells, before="before", after="after")
+    auc_before = pooled_summary(before, by=["backbone"], value="auc", method=method).iloc[0]
+    auc_after = pooled_summary(after, by=["backbone"], value="auc", method=method).iloc[0]
+    change = difference_interval(auc_after, auc_before, method=method)
+    verdict = cut_rule((gap20["mean"], gap20["ci_low"], gap20["ci_high"]), (cut.estimate, cut.low, cut.high),
+                       (change.estimate, change.low, change.high))
+    detail = (f"gap20 {gap20['mean']:.3f} [{gap20['ci_low']:.3f}, {gap20['ci_high']:.3f}]; AUC change "
+              f"{float(change.estimate):.3f} ({change.method})")
+    return (Verdict(verdict.verdict, verdict.rule, "; ".join(x for x in (verdict.reason, detail) if x)),
+            Estimate(cut.estimate, cut.low, cut.high, f"cut 1 - gap30/gap20: {cut.method}"), str(gap20["backbone"]))
+
+
+def curation_findings(table: pd.DataFrame, *, metric: str, method: str, auc_floor: float, n=None,
+                      runner: str = "probe") -> list[dict]:
+    """Finding 4 (R4): 20% -> 30% minority share among positives cuts the gap at little AUC cost (:func:`cut_rule`)."""
     found = []
-    rule_words = reduction_rule((1, 1, 1), (1, 1, 1), (0, 0, 0)).rule
+    rule = cut_rule((1, 1, 1), (1, 1, 1), (0, 0, 0)).rule
     for fid, kind, words in (("4a", "correlation", "by correlation level"), ("4b", "subselection", "by sub-selection")):
         name = f"curation {words}: 20% -> 30% counter-stereotypical positives"
-        rows = table[(table["runner"] == "probe") & (table["spec_kind"] == kind)] \
-            if {"runner", "spec_kind", "base_kind"} <= set(table.columns) else table.iloc[0:0]
-        rows = rows[rows["base_kind"] == "biased"] if len(rows) else rows
-        if len(rows) and "stereotype_level" in rows.columns:
-            rows = rows.assign(level=pd.to_numeric(rows["stereotype_level"], errors="coerce").round(2))
-        if kind == "correlation" and len(rows):
-            chosen = n if n is not None else _most_common_n(rows)
-            rows = rows[pd.to_numeric(rows["n"], errors="coerce") == chosen]
-        parts = {lvl: rows[np.isclose(rows["level"], lvl)] if len(rows) else rows
-                 for lvl in (CURATION_BEFORE, CURATION_AFTER)}
-        if all(len(part) for part in parts.values()):  # the same targets on both sides of the move
-            shared = set(parts[CURATION_BEFORE]["target"]) & set(parts[CURATION_AFTER]["target"])
-            parts = {lvl: part[part["target"].isin(shared)] for lvl, part in parts.items()}
-        problems = []
+        parts, problems = _curation_rows(table, kind, runner=runner, n=n), []
         for lvl, part in parts.items():
-            part, problem = _prepare(part, metric=metric, auc_floor=auc_floor)
-            parts[lvl] = part
+            parts[lvl], problem = _prepare(part, metric=metric, auc_floor=auc_floor)
             if problem:
                 problems.append(f"at stereotype level {lvl:g}: {problem}")
+        deviation = "the biased base (paper: the off-the-shelf bases); threshold and test set of the cells"
         if problems:
-            found.append(_row(fid, name, inconclusive(rule_words, "; ".join(problems)), runner="probe",
-                              setting="biased base"))
+            found.append(_row(fid, name, inconclusive(rule, "; ".join(problems)), runner=runner,
+                              setting="biased base", deviation=deviation))
             continue
-        before = pooled_summary(parts[CURATION_BEFORE], by=["backbone"], value=metric, method=method).iloc[0]
-        after = pooled_summary(parts[CURATION_AFTER], by=["backbone"], value=metric, method=method).iloc[0]
-        cut = difference_interval(before, after, method=method)
-        auc_before = pooled_summary(parts[CURATION_BEFORE], by=["backbone"], value="auc", method=method).iloc[0]
-        auc_after = pooled_summary(parts[CURATION_AFTER], by=["backbone"], value="auc", method=method).iloc[0]
-        cost = difference_interval(auc_before, auc_after, method=method)
-        verdict = reduction_rule((before["mean"], before["ci_low"], before["ci_high"]),
-                                 (cut.estimate, cut.low, cut.high), (cost.estimate, cost.low, cost.high),
-                                 min_share=CURATION_MIN_CUT, max_cost=CURATION_MAX_COST)
-        gap = float(before["mean"])
-        share = float(cut.estimate) / gap if gap else float("nan")
-        scale = gap if gap > 0 else float("nan")
-        detail = (f"gap {gap:.3f} [{before['ci_low']:.3f}, {before['ci_high']:.3f}] -> {after['mean']:.3f} "
-                  f"[{after['ci_low']:.3f}, {after['ci_high']:.3f}]; AUC cost {float(cost.estimate):.3f} "
-                  f"[{float(cost.low):.3f}, {float(cost.high):.3f}]")
-        found.append(_row(fid, name, Verdict(verdict.verdict, verdict.rule,
-                                             "; ".join(x for x in (verdict.reason, detail) if x)),
-                          runner="probe", setting=f"biased base {before['backbone']}", number=share,
-                          low=float(cut.low) / scale, high=float(cut.high) / scale,
-                          interval=f"share of the gap cut: the cut's {cut.method}, divided by the gap before"))
+        gap_rows = {lvl: _gap_column(part, metric) for lvl, part in parts.items()}
+        gap, gap_note = gap_rows[CURATION_BEFORE][1], gap_rows[CURATION_BEFORE][2]
+        verdict, estimate, backbone = _cut_estimate({lvl: r[0] for lvl, r in gap_rows.items()}, gap=gap,
+                                                    method=method)
+        found.append(_row(fid, name, verdict, runner=runner, setting=f"biased base {backbone}, gap {gap}",
+                          estimate=estimate, deviation="; ".join(x for x in (deviation, gap_note) if x)))
     return found
 
 
@@ -371,8 +480,9 @@ def underrep_finding(underrep: pd.DataFrame | None, *, method: str, auc_floor: f
     verdict = all_above_zero([("AUC_A(on A) - AUC_A(on B)", float(ci.estimate), float(ci.low), float(ci.high))],
                              what="AUC_A(on A) - AUC_A(on B)")
     return _row("5", name, Verdict(verdict.verdict, rule, verdict.reason), runner="probe",
-                setting=f"{pair}; share of A-only positives {low_share:g}", number=ci.estimate, low=ci.low,
-                high=ci.high, interval=ci.method)
+                setting=f"{pair}; share of A-only positives {low_share:g}",
+                estimate=Estimate(ci.estimate, ci.low, ci.high, ci.method),
+                deviation="control bases' probes (paper: finetunes of bases pretrained on A and on B)")
 
 
 # -- finding 6 -----------------------------------------------------------------------------------
@@ -416,8 +526,9 @@ def salience_finding(salience: pd.DataFrame | None, *, truth: str = "true_log_ra
     rho, low, high = spearman_interval(rows["salience"], rows[truth])
     verdict = at_least(rho, low, high, floor=SALIENCE_FLOOR, what="Spearman rho")
     return _row("6", name, Verdict(verdict.verdict, verdict.rule, "; ".join(x for x in (verdict.reason, left) if x)),
-                setting=f"{len(rows)} targets, truth = {truth}", number=rho, low=low, high=high,
-                interval="95% Fisher-z interval (Bonett-Wright variance)")
+                setting=f"{len(rows)} targets, truth = {truth}",
+                estimate=Estimate(rho, low, high, "95% Fisher-z interval (Bonett-Wright variance)"),
+                deviation="the toolkit's own validation of its salience estimate, not a claim of the paper")
 
 
 # -- finding 7 -----------------------------------------------------------------------------------
@@ -446,13 +557,17 @@ def geography_finding(geography) -> dict:
         details.append(f"{r.metric}: {r.base} at share {r.at_share:g}: {r.reference:.3f} [{r.reference_low:.3f}, "
                        f"{r.reference_high:.3f}]; {r.other}: {_float(r.other_at_same_share):.3f} "
                        f"[{_float(r.other_low):.3f}, {_float(r.other_high):.3f}]: {r.status}")
-    held = (rows["status"].astype(str) == "holds").all()  # every part of the finding (e.g. each source)
+    status = rows["status"].astype(str)
+    if (status == "does not hold").any():  # some part (a source) shows the other base needs no larger share
+        verdict = CONTRADICTED
+    else:
+        verdict = REPRODUCED if (status == "holds").all() else INCONCLUSIVE  # overlapping intervals decide nothing
     first = rows.iloc[0]
-    return _row("7", name, Verdict(REPRODUCED if held else NOT_REPRODUCED, rule, "; ".join(details)),
+    return _row("7", name, Verdict(verdict, rule, "; ".join(details)),
                 runner="probe", setting=f"{len(rows)} part(s), first: {first['metric']}",
-                number=_float(first["reference"]) - _float(first.get("other_at_same_share")),
-                interval="difference of the two bases' means at the small share (each mean's t interval over "
-                         "seeds in the reason)")
+                estimate=Estimate(_float(first["reference"]) - _float(first.get("other_at_same_share")),
+                                  interval="difference of the two bases' means at the small share (each mean's t "
+                                           "interval over seeds in the reason)"))
 
 
 # -- the table ------------------------------------------------------------------------------------
@@ -502,19 +617,34 @@ def _cell(v) -> str:
     return "" if v is None or (isinstance(v, float) and not math.isfinite(v)) else str(v).replace("|", "\\|")
 
 
+def verdict_counts(findings: pd.DataFrame) -> str:
+    """The verdicts counted per runner: probe (proxy) rows never count as reproducing a finetune claim."""
+    parts = []
+    runners = findings["runner"].fillna("").astype(str) if "runner" in findings.columns else \
+        pd.Series("", index=findings.index)
+    for label, keep in ((FINETUNE, runners == FINETUNE), (PROBE, runners == PROBE),
+                        ("other", ~runners.isin([FINETUNE, PROBE]))):
+        if keep.any():
+            counts = findings.loc[keep, "verdict"].value_counts()
+            words = ", ".join(f"{counts.get(v, 0)} {v}" for v in (REPRODUCED, CONTRADICTED, INCONCLUSIVE))
+            parts.append(f"{label} rows: {words}")
+    return "; ".join(parts) + (" (probe rows are a fast proxy and never count as reproducing a finetune claim)"
+                               if (runners == PROBE).any() else "")
+
+
 def findings_markdown(findings: pd.DataFrame) -> str:
-    """The findings table as Markdown: number with interval, rule, verdict and reason per finding."""
-    lines = ["| # | finding | runner | setting | number [95% CI] | rule | verdict | reason |",
-             "|---|---|---|---|---|---|---|---|"]
+    """The findings table as Markdown: number with interval, rule, verdict, reason and deviation per finding."""
+    lines = ["| # | finding | runner | setting | number [95% CI] | rule | verdict | reason | deviation |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in findings.itertuples(index=False):
         number = "" if not math.isfinite(r.number) else f"{r.number:.3f}"
         if math.isfinite(r.number) and math.isfinite(r.ci_low) and math.isfinite(r.ci_high):
             number += f" [{r.ci_low:.3f}, {r.ci_high:.3f}]"
         lines.append("| " + " | ".join(_cell(v) for v in (r.id, r.finding, r.runner, r.setting, number, r.rule,
-                                                            f"**{r.verdict}**", r.reason)) + " |")
-    counts = findings["verdict"].value_counts()
-    summary = ", ".join(f"{counts.get(v, 0)} {v}" for v in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE))
-    return "\n".join(lines) + f"\n\n{len(findings)} findings: {summary}. Intervals: the `interval` column of the CSV.\n"
+                                                            f"**{r.verdict}**", r.reason,
+                                                            getattr(r, "deviation", ""))) + " |")
+    return ("\n".join(lines) + f"\n\n{len(findings)} findings: {verdict_counts(findings)}. Intervals: the "
+            "`interval` column of the CSV.\n")
 
 
 def write_findings(findings: pd.DataFrame, out_dir) -> tuple[Path, Path]:
