@@ -107,3 +107,22 @@ def test_oriented_column_and_competence_note():
     assert competence_note(0.9, 0.88, name_a="biased", name_b="control") == "AUC biased 0.900, control 0.880"
     note = competence_note(0.9, 0.7, name_a="biased", name_b="scratch")
     assert "(scratch) larger gap may be a competence effect" in note
+
+
+def test_target_table_and_paper_gap_column_over_all_images():
+    from analyze.reproduce.measures import paper_condition, paper_gap_column, target_table
+
+    y, s, _ = _data(4)
+    meta = pd.DataFrame({"t": y, "g": s, "split": np.where(np.arange(len(y)) % 3, "train", "test")})
+    meta.loc[:9, "t"] = -1  # unknown labels are left out
+    table = target_table(meta, ["t"], "g", saliency={"t": 0.6})
+    known = meta[meta["t"] >= 0]
+    assert table.loc["t", "orientation"] == -1
+    assert table.loc["t", "skew_natural"] == pytest.approx(abs(known.loc[known["t"] == 1, "g"].mean() - known["g"].mean()))
+    assert table.loc["t", "skew_skewz"] == pytest.approx(abs(0.8 - known["g"].mean()))
+    assert table.loc["t", "saliency"] == 0.6
+    cells = pd.DataFrame({"target": ["t"] * 3, "spec_kind": ["natural", "skew", "correlation"],
+                          "p": [np.nan, 0.8, np.nan], "fpr_gap": [0.1, 0.1, 0.1]})
+    assert paper_condition(cells).tolist() == ["natural", "skewz", ""]
+    gaps = paper_gap_column(cells, table["orientation"])
+    assert gaps.iloc[0] == pytest.approx(-0.1) and gaps.iloc[1] == pytest.approx(0.1) and np.isnan(gaps.iloc[2])

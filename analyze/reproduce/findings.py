@@ -39,7 +39,7 @@ from scipy import stats
 from analyze.effects.fit import coefficient_table
 from analyze.effects.models import DEFAULT_METRIC, fit_general, fit_paper, paper_rows, with_derived_columns
 from analyze.metrics.diagnosis import DEFAULT_AUC_FLOOR
-from analyze.metrics.intervals import DEFAULT_METHOD, difference_ci, replicate_ci
+from analyze.metrics.intervals import DEFAULT_METHOD, ConfidenceInterval, difference_ci, replicate_ci
 from analyze.report.findings import (
     MIN_CLEAN_REPLICATES,
     clean_cells,
@@ -47,7 +47,7 @@ from analyze.report.findings import (
     difference_interval,
     pooled_summary,
 )
-from analyze.reproduce.inference import FEW_CLUSTERS, bootstrap_cut, wild_cluster_bootstrap
+from analyze.reproduce.inference import FEW_CLUSTERS, bootstrap_cut, target_pooled_ci, wild_cluster_bootstrap
 from analyze.reproduce.measures import competence_note, oriented_column
 from analyze.reproduce.verdicts import (
     CONTRADICTED,
@@ -69,6 +69,7 @@ COLUMNS = ["id", "finding", "runner", "setting", "number", "ci_low", "ci_high", 
 FINETUNE = "finetune"
 PROBE = "probe (proxy)"  # a fast proxy: never counted as reproducing a finetune claim
 RUNNER_LABELS = {"finetune": FINETUNE, "probe": PROBE}
+PROBE_DEVIATION = "linear probe on frozen features (paper: full finetuning)"
 CURATION_BEFORE = 0.8  # stereotype level: 20% of positives counter-stereotypical
 CURATION_AFTER = 0.7   # 30%
 SALIENCE_FLOOR = 0.9
@@ -77,8 +78,8 @@ COMPARED = ("biased", "control")  # the base kinds the findings compare
 INTERACTIONS = (("correlation_strength", 1, "grows with the finetuning correlation strength"),
                 ("salience", 1, "grows with salience"),
                 ("log2_n", -1, "shrinks as n grows"))
-__all__ = ["COLUMNS", "FINETUNE", "PROBE", "Estimate", "build_findings", "findings_markdown", "spearman_interval",
-           "write_findings"]
+__all__ = ["COLUMNS", "FINETUNE", "PROBE", "Estimate", "build_findings", "finding_row", "findings_markdown",
+           "spearman_interval", "verdict_counts", "write_findings"]
 
 
 @dataclass(frozen=True)
@@ -91,11 +92,12 @@ class Estimate:
     interval: str = ""
 
 
-def _row(fid: str, finding: str, verdict: Verdict, *, runner: str = "", setting: str = "",
-         estimate: Estimate = Estimate(), deviation: str = "") -> dict:
+def finding_row(fid: str, finding: str, verdict: Verdict, *, runner: str = "", setting: str = "",
+                estimate: Estimate = Estimate(), deviation: str = "") -> dict:
+    """One row of the findings table (:data:`COLUMNS`); a probe row's deviation says it is a proxy."""
     runner = RUNNER_LABELS.get(runner, runner)
-    if runner == PROBE and not deviation:
-        deviation = "linear probe on frozen features (paper: full finetuning)"
+    if runner == PROBE and PROBE_DEVIATION not in deviation:
+        deviation = "; ".join(x for x in (PROBE_DEVIATION, deviation) if x)
     return {"id": fid, "finding": finding, "runner": runner, "setting": setting, "number": _float(estimate.number),
             "ci_low": _float(estimate.low), "ci_high": _float(estimate.high), "interval": estimate.interval,
             "rule": verdict.rule, "verdict": verdict.verdict, "reason": verdict.reason, "deviation": deviation}
@@ -202,18 +204,17 @@ def transfer_findings(table: pd.DataFrame, *, metric: str, method: str, auc_floo
         if problem is None:
             diffs, problem = _differences(rows, metric=metric, method=method)
         if problem is not None:
-            found.append(_row(fid, name, inconclusive(rule, problem), runner=runner, setting=where))
+            found.append(finding_row(fid, name, inconclusive(rule, problem), runner=runner, setting=where))
             continue
         label, est, low, high, words = min(diffs, key=lambda d: d[1])  # the control with the largest mean gap
         verdict = all_above_zero([(label, est, low, high)], what="biased - largest control difference")
         reason = "; ".join(x for x in (verdict.reason, _competence(rows, label)) if x)
         deviation = "" if setting == "natural" else ("strongest stereotype level of the correlation grid "
                                                      "(paper: skewz sets, 80%)")
-        found.append(_row(fid, name, Verdict(verdict.verdict, rule, reason), runner=runner,
+        found.append(finding_row(fid, name, Verdict(verdict.verdict, rule, reason), runner=runner,
                           setting=f"{where}; largest control: {label.split(' - ', 1)[-1]}",
                           estimate=Estimate(est, low, high, words),
-                          deviation=deviation + ("; " if deviation and runner == "probe" else "")
-                          + ("linear probe on frozen features (paper: full finetuning)" if runner == "probe" else "")))
+                          deviation=deviation))
     return found
 
 
@@ -245,13 +246,13 @@ def effect_findings(table: pd.DataFrame, *, metric: str, auc_floor: float, n=Non
         rule_words = f"the interval of {full} lies {'above' if sign > 0 else 'below'} 0"
         fid = f"2{'abc'[i]}"
         if problem is not None:
-            found.append(_row(fid, name, inconclusive(rule_words, problem), runner="probe"))
+            found.append(finding_row(fid, name, inconclusive(rule_words, problem), runner="probe"))
             continue
         hit = coefs[coefs["term"] == full]
         if hit.empty:
-            found.append(_row(fid, name, inconclusive(rule_words, f"{full} is not in the model ({term} is constant "
-                                                                   "in the cells or a base kind is missing)"),
-                              runner="probe", setting=str(coefs["formula"].iloc[0])))
+            missing = f"{full} is not in the model ({term} is constant in the cells or a base kind is missing)"
+            found.append(finding_row(fid, name, inconclusive(rule_words, missing), runner="probe",
+                                     setting=str(coefs["formula"].iloc[0])))
             continue
         est = _cluster_interval(rows, str(hit.iloc[0]["formula"]), full, hit.iloc[0])
         verdict = sign_rule(est.number, est.low, est.high, expected=sign, term=full)
@@ -259,7 +260,7 @@ def effect_findings(table: pd.DataFrame, *, metric: str, auc_floor: float, n=Non
             verdict = Verdict(verdict.verdict, verdict.rule, "; ".join(x for x in (verdict.reason, (
                 "the additive salience term is not what the design identifies over a grid symmetric around balance "
                 "(the moderation model's correlation_strength:salience is)")) if x))
-        found.append(_row(fid, name, verdict, runner="probe",
+        found.append(finding_row(fid, name, verdict, runner="probe",
                           setting=f"{hit.iloc[0]['formula']}, OLS, clustered by target", estimate=est))
     found += _paper_findings(rows, metric=metric, problem=problem, n=n)
     return found
@@ -295,7 +296,7 @@ def _paper_findings(rows: pd.DataFrame, *, metric: str, problem: str | None, n=N
         name = f"W&R's Value ~ Saliency + Skew (mixed by attribute): Value {words}"
         rule = f"the interval of {term} lies above 0"
         if problem is not None or coefs is None or coefs[coefs["term"] == term].empty:
-            found.append(_row(fid, name, inconclusive(rule, problem or f"{term} is not in the fitted model"),
+            found.append(finding_row(fid, name, inconclusive(rule, problem or f"{term} is not in the fitted model"),
                               runner="probe"))
             continue
         r = coefs[coefs["term"] == term].iloc[0]
@@ -303,13 +304,12 @@ def _paper_findings(rows: pd.DataFrame, *, metric: str, problem: str | None, n=N
         verdict = (inconclusive(f"the interval of {term} lies above 0 on >= {MIN_PAPER_ROWS} rows",
                                 f"only {int(r['n_obs'])} rows (the paper: 22; at least {MIN_PAPER_ROWS} needed)")
                    if few else sign_rule(r["coef"], r["ci_low"], r["ci_high"], expected=1, term=term))
-        found.append(_row(fid, name, verdict, runner="probe",
+        found.append(finding_row(fid, name, verdict, runner="probe",
                           setting=f"{r['formula']}, mixed model, {int(r['n_obs'])} rows",
                           estimate=Estimate(r["coef"], r["ci_low"], r["ci_high"],
                                             "95% Wald interval of the coefficient"),
                           deviation="probe-estimated salience and Skew of the training rows (paper: salience from "
-                                    "scratch models, Skew over the whole dataset); linear probe (paper: full "
-                                    "finetuning)"))
+                                    "scratch models, Skew over the whole dataset)"))
     return found
 
 
@@ -322,25 +322,56 @@ def _size_rows(table: pd.DataFrame, runner: str) -> tuple[pd.DataFrame, list]:
     return rows, sorted(pd.to_numeric(rows["n"], errors="coerce").dropna().unique()) if len(rows) else []
 
 
-def _seed_differences(rows: pd.DataFrame, biased: str, control: str, *, metric: str) -> np.ndarray:
-    """Per seed (each the mean over targets): biased minus control, on the seeds both hold."""
-    summary = pooled_summary(rows, by=["backbone"], value=metric).set_index("backbone")
-    a, b = summary.loc[biased, "per_seed"], summary.loc[control, "per_seed"]
-    return np.array([a[s] - b[s] for s in sorted(set(a) & set(b))], dtype=float)
+def _cell_differences(rows: pd.DataFrame, biased: str, control: str, *, metric: str) -> pd.DataFrame:
+    """Per (target, seed): biased minus control, on the cells both hold."""
+    means = rows.groupby(["backbone", "target", "seed"])[metric].mean()
+    both = means.loc[biased].to_frame("biased").join(means.loc[control].rename("control"), how="inner")
+    return (both["biased"] - both["control"]).rename("difference").reset_index()
+
+
+def _shrink(d_min: pd.DataFrame, d_max: pd.DataFrame, *, method: str):
+    """diff(n_min) - diff(n_max): t over targets of each target's shrink, or Welch over seeds with one target."""
+    per_target = (d_min.groupby("target")["difference"].mean() - d_max.groupby("target")["difference"].mean()).dropna()
+    if len(per_target) >= 2:
+        ci = replicate_ci(per_target.to_numpy(dtype=float), method=method)
+        return ConfidenceInterval(ci.estimate, ci.low, ci.high, f"{ci.method} over {len(per_target)} targets")
+    return difference_ci(d_min["difference"], d_max["difference"], paired=False, method=method)
+
+
+def _sweep_notes(rows: pd.DataFrame, sizes: list, biased: str, control: str) -> str:
+    """AUC rising with n per base, whether scratch is lowest at the smallest n, and the raw gap at the largest."""
+    if "auc" not in rows.columns:
+        return ""
+    n = pd.to_numeric(rows["n"], errors="coerce")
+    auc = rows.assign(_n=n).groupby(["backbone", "_n"])["auc"].mean()
+    kinds = rows.drop_duplicates("backbone").set_index("backbone")["base_kind"].astype(str)
+    shown = [b for b in (biased, control, *kinds[kinds == "scratch"].index) if b in auc.index.get_level_values(0)]
+    words = ["AUC by n: " + "; ".join(f"{b} " + " -> ".join(f"{auc[b].get(s, np.nan):.3f}" for s in sizes)
+                                      for b in shown)]
+    first = auc.xs(sizes[0], level="_n") if sizes[0] in auc.index.get_level_values(1) else pd.Series(dtype=float)
+    scratch = [b for b in kinds[kinds == "scratch"].index if b in first.index]
+    if scratch and len(first):
+        words.append(f"scratch {'is' if first.idxmin() in scratch else 'is not'} lowest at n = {int(sizes[0])}")
+    if "fpr_gap" in rows.columns:
+        last = rows[n == sizes[-1]].groupby("backbone")["fpr_gap"].mean()
+        words.append("raw FPR(s=1) - FPR(s=0) at the largest n: "
+                     + ", ".join(f"{b} {last[b]:.3f}" for b in (biased, control) if b in last.index))
+    return "; ".join(words)
 
 
 def size_finding(table: pd.DataFrame, *, metric: str, method: str, auc_floor: float, runner: str = "probe") -> dict:
     """Finding 3 (R3): the biased - control difference shrinks with n toward equivalence (:func:`shrink_rule`).
 
     The control is the one with the best AUC at the size nearest 1024 (chosen once); the margin is
-    the spread of the controls' mean gaps at the largest n.
+    the spread of the controls' mean gaps at the largest n. Differences are pooled over targets
+    with between-target variation (t over targets, seeds nested; over seeds with one target).
     """
     name = "with enough finetuning data the base stops mattering (the difference shrinks with n)"
     rule = shrink_rule((1, 1, 1), (1, 1, 1), (0, 0, 0), margin=1).rule
     rows, sizes = _size_rows(table, runner)
     if len(sizes) < 2:
-        return _row("3", name, inconclusive(rule, f"no n-sweep (natural {runner} cells at {len(sizes)} size(s))"),
-                    runner=runner)
+        return finding_row("3", name, inconclusive(rule, f"no n-sweep (natural {runner} cells at {len(sizes)} "
+                                                         "size(s))"), runner=runner)
     parts = {}
     for size in (sizes[0], sizes[-1]):
         parts[size], problem = _prepare(rows[pd.to_numeric(rows["n"], errors="coerce") == size], metric=metric,
@@ -349,13 +380,14 @@ def size_finding(table: pd.DataFrame, *, metric: str, method: str, auc_floor: fl
         if problem is None and (len(biased) != 1 or not controls):
             problem = f"needs one biased base and a control (found {len(biased)} and {len(controls)})"
         if problem is not None:
-            return _row("3", name, inconclusive(rule, f"at n = {int(size)}: {problem}"), runner=runner)
+            return finding_row("3", name, inconclusive(rule, f"at n = {int(size)}: {problem}"), runner=runner)
     reference = min(sizes, key=lambda s: (abs(np.log2(s / 1024)), -s))
     at_reference = rows[pd.to_numeric(rows["n"], errors="coerce") == reference]
     control = at_reference[at_reference["backbone"].isin(controls)].groupby("backbone")["auc"].mean().idxmax()
-    d_min, d_max = (_seed_differences(parts[s], biased[0], control, metric=metric) for s in (sizes[0], sizes[-1]))
-    first, last90 = replicate_ci(d_min, method=method), replicate_ci(d_max, confidence=0.90, method=method)
-    shrink = difference_ci(d_min, d_max, paired=False, method=method)
+    d_min, d_max = (_cell_differences(parts[s], biased[0], control, metric=metric) for s in (sizes[0], sizes[-1]))
+    first = target_pooled_ci(d_min, value="difference")
+    last90 = target_pooled_ci(d_max, value="difference", confidence=0.90)
+    shrink = _shrink(d_min, d_max, method=method)
     gaps = parts[sizes[-1]][parts[sizes[-1]]["backbone"].isin(controls)].groupby("backbone")[metric].mean()
     margin = float(gaps.max() - gaps.min()) if len(gaps) >= 2 else float("nan")
     verdict = shrink_rule((first.estimate, first.low, first.high), (shrink.estimate, shrink.low, shrink.high),
@@ -365,7 +397,8 @@ def size_finding(table: pd.DataFrame, *, metric: str, method: str, auc_floor: fl
     auc = parts[sizes[-1]].groupby("backbone")["auc"].mean() if "auc" in rows.columns else {}
     note = competence_note(float(auc[biased[0]]), float(auc[control]), name_a="biased", name_b=control) \
         if len(auc) else ""
-    return _row("3", name, Verdict(verdict.verdict, rule, "; ".join(x for x in (verdict.reason, note) if x)),
+    note = "; ".join(x for x in (verdict.reason, note, _sweep_notes(rows, sizes, biased[0], control)) if x)
+    return finding_row("3", name, Verdict(verdict.verdict, rule, note),
                 runner=runner, setting=(f"natural level, n = {int(sizes[0])} -> {int(sizes[-1])} (sizes "
                                         f"{', '.join(str(int(s)) for s in sizes)}); control {control} (best AUC at "
                                         f"n = {int(reference)}); margin {margin:.3f}"),
@@ -434,14 +467,14 @@ def curation_findings(table: pd.DataFrame, *, metric: str, method: str, auc_floo
                 problems.append(f"at stereotype level {lvl:g}: {problem}")
         deviation = "the biased base (paper: the off-the-shelf bases); threshold and test set of the cells"
         if problems:
-            found.append(_row(fid, name, inconclusive(rule, "; ".join(problems)), runner=runner,
+            found.append(finding_row(fid, name, inconclusive(rule, "; ".join(problems)), runner=runner,
                               setting="biased base", deviation=deviation))
             continue
         gap_rows = {lvl: _gap_column(part, metric) for lvl, part in parts.items()}
         gap, gap_note = gap_rows[CURATION_BEFORE][1], gap_rows[CURATION_BEFORE][2]
         verdict, estimate, backbone = _cut_estimate({lvl: r[0] for lvl, r in gap_rows.items()}, gap=gap,
                                                     method=method)
-        found.append(_row(fid, name, verdict, runner=runner, setting=f"biased base {backbone}, gap {gap}",
+        found.append(finding_row(fid, name, verdict, runner=runner, setting=f"biased base {backbone}, gap {gap}",
                           estimate=estimate, deviation="; ".join(x for x in (deviation, gap_note) if x)))
     return found
 
@@ -449,26 +482,33 @@ def curation_findings(table: pd.DataFrame, *, metric: str, method: str, auc_floo
 # -- finding 5 -----------------------------------------------------------------------------------
 
 
-def underrep_finding(underrep: pd.DataFrame | None, *, method: str, auc_floor: float) -> dict:
-    """Finding 5: at the smallest share of A-only positives, AUC on A-positives, base on A minus base on B."""
+def underrep_finding(underrep: pd.DataFrame | None, *, method: str, auc_floor: float, runner: str = "probe",
+                     n: int | None = None) -> dict:
+    """Finding 5: at the smallest share of A-only positives, AUC on A-positives, base on A minus base on B.
+
+    ``n`` keeps the pairs cells of that training size (the paper's verdict: 10% at n = 128).
+    """
     name = "underrepresentation: a base pretrained on A keeps A recognisable when A-only positives are scarce"
     rule = "the interval of AUC_A(base on A) - AUC_A(base on B) at the smallest share lies above 0"
+    if underrep is not None and n is not None and "n" in underrep.columns:
+        underrep = underrep[pd.to_numeric(underrep["n"], errors="coerce") == n]
     if underrep is None or underrep.empty:
-        return _row("5", name, inconclusive(rule, "no pairs-experiment results"))
+        return finding_row("5", name, inconclusive(rule, "no pairs-experiment results"), runner=runner)
     found = underrep[np.isfinite(underrep["auc_a"])]
     shares = sorted(s for s in found["share_a"].unique() if s > 0)
     if not shares:
-        return _row("5", name, inconclusive(rule, "no share of A-only positives above 0 has a result"))
+        return finding_row("5", name, inconclusive(rule, "no share of A-only positives above 0 has a result"))
     low_share = shares[0]
     at = found[np.isclose(found["share_a"], low_share)]
     on_a, on_b = at[at["role"] == "A"], at[at["role"] == "B"]
     pair = f"A = {at['attr_a'].iloc[0]}, B = {at['attr_b'].iloc[0]}" if len(at) else ""
     if on_a["seed"].nunique() < MIN_CLEAN_REPLICATES or on_b["seed"].nunique() < MIN_CLEAN_REPLICATES:
-        return _row("5", name, inconclusive(rule, f"fewer than {MIN_CLEAN_REPLICATES} seeds per base"), setting=pair)
+        return finding_row("5", name, inconclusive(rule, f"fewer than {MIN_CLEAN_REPLICATES} seeds per base"),
+                           setting=pair)
     full = found[np.isclose(found["share_a"], max(found["share_a"]))]
     weak = full.groupby("role")["auc_a"].mean()
     if (weak < auc_floor).any():
-        return _row("5", name, inconclusive(rule, "the probes did not learn A even with every positive A-only: "
+        return finding_row("5", name, inconclusive(rule, "the probes did not learn A even with every positive A-only: "
                                                   + ", ".join(f"base on {r}: AUC {v:.3f}" for r, v in weak.items())
                                                   + f" below {auc_floor:g}"), setting=pair)
     merged = on_a.merge(on_b, on="seed", suffixes=("_a", "_b"))
@@ -479,10 +519,13 @@ def underrep_finding(underrep: pd.DataFrame | None, *, method: str, auc_floor: f
         ci = difference_ci(on_a["auc_a"], on_b["auc_a"], paired=False, method=method)
     verdict = all_above_zero([("AUC_A(on A) - AUC_A(on B)", float(ci.estimate), float(ci.low), float(ci.high))],
                              what="AUC_A(on A) - AUC_A(on B)")
-    return _row("5", name, Verdict(verdict.verdict, rule, verdict.reason), runner="probe",
-                setting=f"{pair}; share of A-only positives {low_share:g}",
-                estimate=Estimate(ci.estimate, ci.low, ci.high, ci.method),
-                deviation="control bases' probes (paper: finetunes of bases pretrained on A and on B)")
+    aucs = f"AUC_A with every positive A-only: on A {weak.get('A', np.nan):.3f}, on B {weak.get('B', np.nan):.3f}"
+    return finding_row("5", name, Verdict(verdict.verdict, rule, "; ".join(x for x in (verdict.reason, aucs) if x)),
+                       runner=runner, setting=f"{pair}; share of A-only positives {low_share:g}"
+                                              + (f", n = {n}" if n is not None else ""),
+                       estimate=Estimate(ci.estimate, ci.low, ci.high, ci.method),
+                       deviation="control bases' probes (paper: finetunes of bases pretrained on A and on B)"
+                       if runner == "probe" else "")
 
 
 # -- finding 6 -----------------------------------------------------------------------------------
@@ -511,9 +554,9 @@ def salience_finding(salience: pd.DataFrame | None, *, truth: str = "true_log_ra
     name = "salience estimates vs the generator's truth (Spearman)"
     rule = f"Spearman rho >= {SALIENCE_FLOOR:g} and its interval lies above 0"
     if salience is None or salience.empty:
-        return _row("6", name, inconclusive(rule, "no salience table"))
+        return finding_row("6", name, inconclusive(rule, "no salience table"))
     if truth not in salience.columns or salience[truth].notna().sum() < 4:
-        return _row("6", name, inconclusive(rule, f"fewer than four targets with the generator's {truth}"))
+        return finding_row("6", name, inconclusive(rule, f"fewer than four targets with the generator's {truth}"))
     rows, left = salience, ""
     if "flagged" in salience.columns or "diagnosis" in salience.columns:
         flagged = (salience["flagged"].fillna(False).astype(bool) if "flagged" in salience.columns
@@ -522,10 +565,11 @@ def salience_finding(salience: pd.DataFrame | None, *, truth: str = "true_log_ra
         if flagged.any():
             left = f"left out {int(flagged.sum())} flagged target(s): " + ", ".join(salience.loc[flagged, "target"])
         if len(rows) < 4:
-            return _row("6", name, inconclusive(rule, f"fewer than four unflagged targets ({left})"))
+            return finding_row("6", name, inconclusive(rule, f"fewer than four unflagged targets ({left})"))
     rho, low, high = spearman_interval(rows["salience"], rows[truth])
     verdict = at_least(rho, low, high, floor=SALIENCE_FLOOR, what="Spearman rho")
-    return _row("6", name, Verdict(verdict.verdict, verdict.rule, "; ".join(x for x in (verdict.reason, left) if x)),
+    reason = "; ".join(x for x in (verdict.reason, left) if x)
+    return finding_row("6", name, Verdict(verdict.verdict, verdict.rule, reason),
                 setting=f"{len(rows)} targets, truth = {truth}",
                 estimate=Estimate(rho, low, high, "95% Fisher-z interval (Bonett-Wright variance)"),
                 deviation="the toolkit's own validation of its salience estimate, not a claim of the paper")
@@ -543,15 +587,16 @@ def geography_finding(geography) -> dict:
         path = path / "findings.csv"
     if path is None or not path.is_file():
         where = "" if path is None else f" ({path} does not exist)"
-        return _row("7", name, inconclusive(rule, "no geography results: run `biastransfer geography-avatars`, or "
-                                                  "`biastransfer sweep wr-geography` on Dollar Street, COCO and GeoDE "
-                                                  f"stores (results in work/results/wr-geography), and pass its folder{where}"))
+        return finding_row("7", name, inconclusive(
+            rule, "no geography results: run `biastransfer geography-avatars`, or `biastransfer sweep wr-geography` on "
+                  "Dollar Street, COCO and GeoDE stores (results in work/results/wr-geography), and pass its folder"
+                  f"{where}"))
     try:
         rows = pd.read_csv(path)
     except pd.errors.EmptyDataError:
-        return _row("7", name, inconclusive(rule, f"{path} is empty (no finding)"))
+        return finding_row("7", name, inconclusive(rule, f"{path} is empty (no finding)"))
     if rows.empty or "status" not in rows.columns:
-        return _row("7", name, inconclusive(rule, f"{path} holds no finding"))
+        return finding_row("7", name, inconclusive(rule, f"{path} holds no finding"))
     details = []
     for r in rows.itertuples(index=False):
         details.append(f"{r.metric}: {r.base} at share {r.at_share:g}: {r.reference:.3f} [{r.reference_low:.3f}, "
@@ -563,7 +608,7 @@ def geography_finding(geography) -> dict:
     else:
         verdict = REPRODUCED if (status == "holds").all() else INCONCLUSIVE  # overlapping intervals decide nothing
     first = rows.iloc[0]
-    return _row("7", name, Verdict(verdict, rule, "; ".join(details)),
+    return finding_row("7", name, Verdict(verdict, rule, "; ".join(details)),
                 runner="probe", setting=f"{len(rows)} part(s), first: {first['metric']}",
                 estimate=Estimate(_float(first["reference"]) - _float(first.get("other_at_same_share")),
                                   interval="difference of the two bases' means at the small share (each mean's t "

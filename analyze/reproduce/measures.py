@@ -36,8 +36,8 @@ COMPETENCE_GAP = 0.05        # two bases' AUCs further apart than this: a compet
 CONDITIONS = ("natural", "skewz")
 
 __all__ = ["COMPETENCE_GAP", "CONDITIONS", "SKEWZ_GROUP", "SKEWZ_SHARE", "SMALL_CONTROL", "PaperValue",
-           "competence_note", "natural_test_rows", "orientation", "oriented_column", "paper_gap", "paper_skew",
-           "paper_value", "skewz_spec", "validation_threshold_gaps"]
+           "competence_note", "natural_test_rows", "orientation", "oriented_column", "paper_condition", "paper_gap",
+           "paper_gap_column", "paper_skew", "paper_value", "skewz_spec", "target_table", "validation_threshold_gaps"]
 
 
 def _binary(name: str, values) -> np.ndarray:
@@ -176,3 +176,41 @@ def competence_note(auc_a: float, auc_b: float, *, name_a: str, name_b: str, gap
     weaker = name_a if auc_a < auc_b else name_b
     return (f"{words}: they differ by more than {gap:g}, so the weaker model's ({weaker}) larger gap may be a "
             "competence effect (compare at matched AUC, e.g. the stronger base at a smaller n)")
+
+
+def target_table(meta: pd.DataFrame, targets, sensitive: str, *, saliency: dict | None = None) -> pd.DataFrame:
+    """Per target, over **all** images of ``meta``: ``orientation``, ``skew_natural``, ``skew_skewz``
+    (:func:`orientation`, :func:`paper_skew`) and ``saliency`` where given (the paper's estimator,
+    models trained from scratch on the aligned and inverted sets)."""
+    rows = []
+    for target in targets:
+        known = (meta[target] >= 0) & (meta[sensitive] >= 0)
+        y, s = meta.loc[known, target].to_numpy(), meta.loc[known, sensitive].to_numpy()
+        rows.append({"target": target, "orientation": orientation(y, s),
+                     "skew_natural": paper_skew(y, s, condition="natural"),
+                     "skew_skewz": paper_skew(y, s, condition="skewz"),
+                     "saliency": float("nan") if saliency is None else float(saliency.get(target, float("nan")))})
+    return pd.DataFrame(rows).set_index("target")
+
+
+def paper_condition(cells: pd.DataFrame) -> pd.Series:
+    """``natural`` for natural cells, ``skewz`` for skew cells at p = 0.8, "" for every other cell."""
+    kind = cells["spec_kind"].astype(str) if "spec_kind" in cells.columns else pd.Series("", index=cells.index)
+    p = pd.to_numeric(cells["p"], errors="coerce") if "p" in cells.columns else pd.Series(np.nan, index=cells.index)
+    return pd.Series(np.where(kind == "natural", "natural",
+                              np.where((kind == "skew") & np.isclose(p, SKEWZ_SHARE), "skewz", "")), index=cells.index)
+
+
+def paper_gap_column(cells: pd.DataFrame, orientations, *, column: str = "fpr_gap") -> pd.Series:
+    """The gap ``regress.py`` regresses, from a collected raw ``rate(s=1) - rate(s=0)`` column.
+
+    Natural cells: the raw gap times the target's :func:`orientation` over the dataset
+    (``orientations``: target -> +1/-1); skewz cells: the raw gap (the fixed group ``s = 1`` is
+    at 80% of the positives); NaN elsewhere.
+    """
+    if column not in cells.columns:
+        raise UserError(f"the table has no {column!r} column; pass the table `biastransfer collect` wrote.")
+    condition = paper_condition(cells)
+    sign = cells["target"].map(dict(orientations)).astype(float)
+    raw = cells[column].astype(float)
+    return raw.where(condition == "skewz", (raw * sign).where(condition == "natural"))
