@@ -191,6 +191,20 @@ def test_finding_4_on_tables():
     assert _finding(curation_findings(curation(0.3, 0.1), **kw), "4b")["verdict"] == INCONCLUSIVE  # no sub-selection
 
 
+def test_finding_4_on_an_off_the_shelf_base_with_the_tpr_gap():
+    kw = {"metric": "fpr_gap_stereotype", "method": "t", "auc_floor": 0.65}
+    a = cells({"lite0": ("imagenet", 0.0)}, spec_kind="correlation", level=0.8)
+    b = cells({"lite0": ("imagenet", 0.0)}, spec_kind="correlation", level=0.7)
+    # the TPR gap (vary_corr.py's measure) is primary: 0.4 -> 0.2, stereotype-signed by the natural group
+    a, b = (part.assign(tpr_gap=-gap + part["fpr_gap_stereotype"], natural_over_represented_group=0)
+            for part, gap in ((a, 0.4), (b, 0.2)))
+    row = _finding(curation_findings(pd.concat([a, b]), base_kind="imagenet", **kw), "4a")
+    assert row["verdict"] == REPRODUCED and row["number"] == pytest.approx(0.5, abs=0.02)
+    assert "tpr_gap_stereotype" in row["setting"] and "extra row" not in row["deviation"]
+    biased = _finding(curation_findings(pd.concat([a, b]), **kw), "4a")
+    assert biased["verdict"] == INCONCLUSIVE and "extra row" in biased["deviation"]  # no biased cells
+
+
 def _pairs(delta, auc_full=0.9):
     rows = []
     for role, shift in (("A", delta), ("B", 0.0)):

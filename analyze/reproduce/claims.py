@@ -230,7 +230,9 @@ def paper_findings(table: pd.DataFrame, targets: pd.DataFrame, *, underrep: pd.D
             rows += inheritance_claims(table, targets, condition=condition, options=opts)
         rows += value_claims(value_rows(table, targets, options=opts), options=opts)
         rows.append(size_finding(table, metric=metric, method="t", auc_floor=opts.auc_floor, runner=runner))
-        rows += curation_findings(table, metric=metric, method="t", auc_floor=opts.auc_floor, runner=runner)
+        for kind in ("imagenet", "scratch", "biased"):  # the paper's off-the-shelf bases, then the biased one
+            rows += curation_findings(table, metric=metric, method="t", auc_floor=opts.auc_floor, runner=runner,
+                                      base_kind=kind)
         if underrep is not None and "runner" in underrep.columns:
             rows.append(underrep_finding(underrep[underrep["runner"] == runner], method="t",
                                          auc_floor=opts.auc_floor, runner=runner, n=128))

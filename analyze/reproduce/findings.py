@@ -410,11 +410,11 @@ def size_finding(table: pd.DataFrame, *, metric: str, method: str, auc_floor: fl
 # -- finding 4 -----------------------------------------------------------------------------------
 
 
-def _curation_rows(table: pd.DataFrame, kind: str, *, runner: str, n) -> dict:
-    """The biased base's cells at stereotype levels 0.8 and 0.7, on the targets both levels hold."""
+def _curation_rows(table: pd.DataFrame, kind: str, *, runner: str, n, base_kind: str) -> dict:
+    """One base kind's cells at stereotype levels 0.8 and 0.7, on the targets both levels hold."""
     rows = table[(table["runner"] == runner) & (table["spec_kind"] == kind)] \
         if {"runner", "spec_kind", "base_kind"} <= set(table.columns) else table.iloc[0:0]
-    rows = rows[rows["base_kind"] == "biased"] if len(rows) else rows
+    rows = rows[rows["base_kind"] == base_kind] if len(rows) else rows
     if len(rows) and "stereotype_level" in rows.columns:
         rows = rows.assign(level=pd.to_numeric(rows["stereotype_level"], errors="coerce").round(2))
     if kind == "correlation" and len(rows):
@@ -454,27 +454,34 @@ def _cut_estimate(parts: dict, *, gap: str, method: str) -> tuple[Verdict, Estim
 
 
 def curation_findings(table: pd.DataFrame, *, metric: str, method: str, auc_floor: float, n=None,
-                      runner: str = "probe") -> list[dict]:
-    """Finding 4 (R4): 20% -> 30% minority share among positives cuts the gap at little AUC cost (:func:`cut_rule`)."""
+                      runner: str = "probe", base_kind: str = "biased") -> list[dict]:
+    """Finding 4 (R4): 20% -> 30% minority share among positives cuts the gap at little AUC cost (:func:`cut_rule`).
+
+    The paper ran it on its off-the-shelf bases (``base_kind`` "imagenet", "scratch"); the biased
+    base's rows say so in ``deviation``.
+    """
     found = []
     rule = cut_rule((1, 1, 1), (1, 1, 1), (0, 0, 0)).rule
     for fid, kind, words in (("4a", "correlation", "by correlation level"), ("4b", "subselection", "by sub-selection")):
         name = f"curation {words}: 20% -> 30% counter-stereotypical positives"
-        parts, problems = _curation_rows(table, kind, runner=runner, n=n), []
+        parts, problems = _curation_rows(table, kind, runner=runner, n=n, base_kind=base_kind), []
         for lvl, part in parts.items():
             parts[lvl], problem = _prepare(part, metric=metric, auc_floor=auc_floor)
             if problem:
                 problems.append(f"at stereotype level {lvl:g}: {problem}")
-        deviation = "the biased base (paper: the off-the-shelf bases); threshold and test set of the cells"
+        deviation = "; ".join(x for x in ("the biased base, an extra row (paper: the off-the-shelf bases)"
+                                          if base_kind == "biased" else "",
+                                          "threshold and test set of the cells (paper: top-P on the run's validation "
+                                          "set, test resampled to the natural level)") if x)
         if problems:
             found.append(finding_row(fid, name, inconclusive(rule, "; ".join(problems)), runner=runner,
-                              setting="biased base", deviation=deviation))
+                                     setting=f"{base_kind} base", deviation=deviation))
             continue
         gap_rows = {lvl: _gap_column(part, metric) for lvl, part in parts.items()}
         gap, gap_note = gap_rows[CURATION_BEFORE][1], gap_rows[CURATION_BEFORE][2]
         verdict, estimate, backbone = _cut_estimate({lvl: r[0] for lvl, r in gap_rows.items()}, gap=gap,
                                                     method=method)
-        found.append(finding_row(fid, name, verdict, runner=runner, setting=f"biased base {backbone}, gap {gap}",
+        found.append(finding_row(fid, name, verdict, runner=runner, setting=f"{base_kind} base {backbone}, gap {gap}",
                           estimate=estimate, deviation="; ".join(x for x in (deviation, gap_note) if x)))
     return found
 
