@@ -118,6 +118,9 @@ def test_finding_2_each_outcome_and_against_statsmodels():
         assert row["number"] == pytest.approx(reference.params[term], rel=1e-4)
         assert (row["ci_low"], row["ci_high"]) == pytest.approx(tuple(reference.conf_int().loc[term]), rel=1e-4)
         assert row["verdict"] == REPRODUCED and "16 rows" in row["setting"]
+    from sklearn.metrics import r2_score
+
+    assert f"fixed effects {r2_score(rows['Value'], reference.predict(rows)):.3f}" in _by_id(found, "2a")["setting"]
     negative = value_claims(value_rows(*_value_table(-2.0, -3.0)))
     assert [r["verdict"] for r in negative] == [CONTRADICTED, CONTRADICTED]
     flat = value_claims(value_rows(*_value_table(0.0, 0.0, seed=4)))

@@ -326,13 +326,14 @@ def _reproduce_blocks(findings: pd.DataFrame) -> list:
                                                                                            "reason")}
         rows.append((str(r.id), str(r.finding), text["runner"], text["setting"], number, str(r.rule), str(r.verdict),
                      text["reason"]))
-    counts = findings["verdict"].value_counts()
+    from analyze.reproduce.findings import verdict_counts  # probe rows counted apart from finetune rows
+
     failed = findings[findings["verdict"] == "contradicted"]
-    words = (f"{len(findings)} findings: {counts.get('reproduced', 0)} reproduced, "
-             f"{counts.get('contradicted', 0)} contradicted, {counts.get('inconclusive', 0)} inconclusive. "
-             "Each verdict is computed from the number and its 95% interval by the rule beside it; inconclusive "
-             "means the data needed are missing, too few, flagged by the diagnosis or from models below the AUC "
-             f"floor (definitions: {SCIENCE_DOC}).")
+    words = (f"{len(findings)} findings: {verdict_counts(findings)}. "
+             "Each verdict is computed from the number and its 95% interval by the rule beside it: reproduced on "
+             "the paper's side, contradicted on the opposite side, inconclusive otherwise (the interval covers 0, "
+             "or the data needed are missing, too few, flagged by the diagnosis or from models below the AUC "
+             f"floor; definitions: {SCIENCE_DOC}).")
     blocks = [Heading("The papers' findings", 2), Paragraph(words),
               Table(("#", "finding", "runner", "setting", "number [95% CI]", "rule", "verdict", "reason"), tuple(rows),
                     caption="Findings table of `biastransfer reproduce`")]

@@ -184,6 +184,13 @@ def _mixed_fit(rows: pd.DataFrame):
         return smf.mixedlm("Value ~ Saliency + Skew", rows, groups=rows["target"]).fit(reml=True)
 
 
+def _fixed_r2(fit, rows: pd.DataFrame) -> float:
+    """``r2_score(Value, fixed-effect predictions)``, as ``regress.py`` prints it."""
+    predicted = np.asarray(fit.predict(rows), dtype=float)
+    value = rows["Value"].to_numpy(dtype=float)
+    return float(1 - ((value - predicted) ** 2).sum() / ((value - value.mean()) ** 2).sum())
+
+
 def value_claims(rows: pd.DataFrame, *, options: ClaimOptions = ClaimOptions()) -> list[dict]:
     """Finding 2 (R2) on :func:`value_rows`: both coefficients' 95% intervals above 0 reproduce it."""
     where = {"runner": options.runner, "deviation": options.deviation}
@@ -214,7 +221,8 @@ def value_claims(rows: pd.DataFrame, *, options: ClaimOptions = ClaimOptions()) 
             fid, name, Verdict(verdict.verdict, rule, "; ".join(x for x in (verdict.reason, (
                 f"{notes} row(s) with both gaps negative or |max control v| < 0.01 (their difference is in the rows "
                 "table)" if notes else "")) if x)),
-            setting=f"MixedLM (REML), {len(usable)} rows, {usable['target'].nunique()} targets, n = {options.n}",
+            setting=(f"MixedLM (REML), {len(usable)} rows, {usable['target'].nunique()} targets, n = {options.n}, "
+                     f"R^2 of the fixed effects {_fixed_r2(fit, usable):.3f}"),
             estimate=Estimate(float(fit.params[term]), float(low), float(high), "95% Wald interval (MixedLM)"),
             **where))
     return found

@@ -57,7 +57,7 @@ def _studentized(x: np.ndarray, stars: np.ndarray, indicator: np.ndarray, term: 
     bread = np.linalg.pinv(x.T @ x)
     betas = stars @ (bread @ x.T).T
     residuals = stars - betas @ x.T
-    scores = np.einsum("gn,bn,nk->bgk", indicator, residuals, x)
+    scores = indicator @ (residuals[:, :, None] * x[None, :, :])  # (draws, clusters, k)
     row = bread[term]
     variance = np.einsum("bg,bg->b", scores @ row, scores @ row)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -78,13 +78,15 @@ def _wcr_pvalue(x: np.ndarray, y: np.ndarray, setup: tuple, term: int, null: flo
 
 
 def _bound(pvalue, inside: float, step: float, alpha: float) -> float:
-    """The null value where ``pvalue`` falls to ``alpha``, searched outward from ``inside`` by ``step``."""
+    """The null value where ``pvalue`` falls to ``alpha``, searched outward from ``inside`` by ``step``
+    (doubling), then bisected to a thousandth of ``step``."""
     outside = inside + step
     for _ in range(60):
         if pvalue(outside) <= alpha:
             break
         inside, outside = outside, outside + 2 * (outside - inside)
-    for _ in range(40):
+    tolerance = 1e-3 * abs(step)
+    while abs(outside - inside) > tolerance:
         middle = (inside + outside) / 2
         inside, outside = (middle, outside) if pvalue(middle) > alpha else (inside, middle)
     return (inside + outside) / 2
