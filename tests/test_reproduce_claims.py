@@ -134,8 +134,11 @@ def test_paper_findings_have_a_finetune_and_a_probe_row_for_each_finding():
     found = paper_findings(table, _targets(), options=ClaimOptions(deviation="n = 1024"))
     for runner in ("finetune", "probe (proxy)"):
         ids = set(found.loc[found["runner"] == runner, "id"])
-        assert {"1a", "1a+", "1b", "1b+", "2a", "2b", "3", "4a", "4b"} <= ids
+        assert {"1a", "1a+", "1b", "1b+", "2a", "2b", "3", "4a", "4b", "5"} <= ids
     assert set(found["verdict"]) <= {REPRODUCED, CONTRADICTED, INCONCLUSIVE}
     assert found["deviation"].str.contains("n = 1024").all()
+    first = found.set_index(["runner", "id"])["verdict"]
+    assert first[("finetune", "1a")] == REPRODUCED and first[("probe (proxy)", "1a")] == REPRODUCED
+    assert first[("finetune", "5")] == INCONCLUSIVE  # no pairs experiment given
     probe = found[found["runner"] == "probe (proxy)"]
     assert probe["deviation"].str.contains("paper: full finetuning").all()

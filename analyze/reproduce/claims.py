@@ -241,9 +241,10 @@ def paper_findings(table: pd.DataFrame, targets: pd.DataFrame, *, underrep: pd.D
         for kind in ("imagenet", "scratch", "biased"):  # the paper's off-the-shelf bases, then the biased one
             rows += curation_findings(table, metric=metric, method="t", auc_floor=opts.auc_floor, runner=runner,
                                       base_kind=kind)
-        if underrep is not None and "runner" in underrep.columns:
-            rows.append(underrep_finding(underrep[underrep["runner"] == runner], method="t",
-                                         auc_floor=opts.auc_floor, runner=runner, n=128))
+        pairs = None if underrep is None else (
+            underrep[underrep["runner"] == runner] if "runner" in underrep.columns  # a table without runner: probes
+            else underrep if runner == "probe" else underrep.iloc[0:0])
+        rows.append(underrep_finding(pairs, method="t", auc_floor=opts.auc_floor, runner=runner, n=128))
     found = pd.DataFrame(rows, columns=COLUMNS)
     if options.deviation:
         found["deviation"] = [options.deviation if not d else d if options.deviation in d

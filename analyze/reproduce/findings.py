@@ -4,26 +4,34 @@
 runners), the salience table, the pairs experiment's table (:func:`analyze.reproduce.run.underrep_table`)
 and, optionally, the geography experiment's ``findings.csv``, and computes:
 
-1. the biased base's stereotype-direction FPR gap minus every control's, at the natural level
-   and at the strongest stereotype level, for probes and full finetunes (``1a`` ... ``1d``);
+1. the biased base's stereotype-direction FPR gap minus the largest control's, at the natural
+   level and at the strongest stereotype level, for probes and full finetunes (``1a`` ... ``1d``),
+   both AUCs beside it;
 2. the interactions of the effect model ``bias ~ base * (correlation_strength + salience +
-   log2_n)`` on probes (biased vs controls; positive, positive, negative), with W&R's mixed
-   model ``Value ~ Saliency + Skew`` beside it (``2a`` ... ``2e``);
-3. the difference at the largest n of the natural n-sweep (its interval should include 0);
+   log2_n)`` on probes (biased vs controls; positive, positive, negative; clustered by target,
+   the wild cluster bootstrap with fewer than 30 targets), with W&R's mixed model
+   ``Value ~ Saliency + Skew`` beside it on >= 16 rows (``2a`` ... ``2e``);
+3. the shrink of the biased - control difference over the natural n-sweep, with the
+   equivalence of the remainder within the controls' spread (:func:`~analyze.reproduce.verdicts.shrink_rule`);
 4. curation: 20% -> 30% counter-stereotypical positives, by correlation level and by
-   sub-selection (cut >= 40% of the gap at an AUC cost whose interval includes 0 or stays
-   under 0.02);
+   sub-selection: the cut ``1 - gap30 / gap20`` with a bootstrap interval and the AUC change
+   (:func:`~analyze.reproduce.verdicts.cut_rule`);
 5. underrepresentation: AUC on A-positives at the smallest share of A-only positives, base
    pretrained on A minus base pretrained on B;
-6. salience estimates vs the generator's truth (Spearman with a Fisher-z interval);
+6. salience estimates vs the generator's truth (Spearman with a Fisher-z interval): the
+   toolkit's own validation, not a claim of the paper;
 7. W&R's geographic finding, from the geography experiment's results when given.
 
-Intervals come from :mod:`analyze.metrics.intervals` through the report's pooled summaries
-(each seed's mean over targets, then Student's t over seeds; differences paired by seed
-where the rows match, Welch's otherwise). Cells the diagnosis flags (``EXCLUDING_FLAGS``)
-are left out; a finding whose models have a mean test AUC below the floor, or that has fewer
-than :data:`~analyze.report.findings.MIN_CLEAN_REPLICATES` clean seeds, is inconclusive.
-The verdict rules are in :mod:`analyze.reproduce.verdicts`.
+Every row carries its ``runner`` (``finetune`` or ``probe (proxy)``: probe rows never count as
+reproducing a finetune claim) and a ``deviation`` from the paper's design. Intervals come from
+:mod:`analyze.metrics.intervals` through the report's pooled summaries (each seed's mean over
+targets, then Student's t over seeds; differences paired by seed where the rows match, Welch's
+otherwise), and from :mod:`analyze.reproduce.inference` where a claim pools over targets or a
+ratio needs a bootstrap. Cells the diagnosis flags (``EXCLUDING_FLAGS``) are left out; a
+finding whose models have a mean test AUC below the floor, or that has fewer than
+:data:`~analyze.report.findings.MIN_CLEAN_REPLICATES` clean seeds, is inconclusive. The verdict
+rules are in :mod:`analyze.reproduce.verdicts`; W&R's findings as the paper measured them, for
+both runners, in :mod:`analyze.reproduce.claims`.
 """
 
 from __future__ import annotations
