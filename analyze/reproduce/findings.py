@@ -211,14 +211,15 @@ def transfer_findings(table: pd.DataFrame, *, metric: str, method: str, auc_floo
         rows, problem = _prepare(rows, metric=metric, auc_floor=auc_floor)
         if problem is None:
             diffs, problem = _differences(rows, metric=metric, method=method)
+        deviation = "" if setting == "natural" else ("strongest stereotype level of the correlation grid "
+                                                     "(paper: skewz sets, 80%)")
         if problem is not None:
-            found.append(finding_row(fid, name, inconclusive(rule, problem), runner=runner, setting=where))
+            found.append(finding_row(fid, name, inconclusive(rule, problem), runner=runner, setting=where,
+                                     deviation=deviation))
             continue
         label, est, low, high, words = min(diffs, key=lambda d: d[1])  # the control with the largest mean gap
         verdict = all_above_zero([(label, est, low, high)], what="biased - largest control difference")
         reason = "; ".join(x for x in (verdict.reason, _competence(rows, label)) if x)
-        deviation = "" if setting == "natural" else ("strongest stereotype level of the correlation grid "
-                                                     "(paper: skewz sets, 80%)")
         found.append(finding_row(fid, name, Verdict(verdict.verdict, rule, reason), runner=runner,
                           setting=f"{where}; largest control: {label.split(' - ', 1)[-1]}",
                           estimate=Estimate(est, low, high, words),
