@@ -325,24 +325,41 @@ def test_an_empty_geography_findings_file_is_inconclusive(tmp_path):
     assert "sweep wr-geography" in geography_finding(tmp_path / "missing")["reason"]
 
 
-def test_finding_2_interactions_use_the_wild_cluster_bootstrap_with_few_targets():
-    from analyze.reproduce.findings import effect_findings
-
+def _effect_cells(levels, gap):
     rng = np.random.default_rng(0)
     rows = []
     for t, sal in (("a", 0.3), ("b", 0.5), ("c", 0.6), ("d", 0.8), ("e", 0.4), ("f", 0.7)):
-        for backbone, kind, slope in (("biased", "biased", 0.6), ("control-0", "control", 0.1)):
-            for level in (0.5, 0.7, 0.9):
+        for backbone, kind in (("biased", "biased"), ("control-0", "control")):
+            for level in levels:
                 for n in (64, 256):
                     for s in SEEDS[:3]:
-                        gap = slope * (level - 0.5) + 0.02 * rng.standard_normal() + 0.05 * sal
                         row = {"runner": "probe", "backbone": backbone, "base_kind": kind, "spec_kind": "correlation",
                                "target": t, "n": n, "seed": s, "level": level, "stereotype_level": level, "auc": 0.9,
-                               "salience": sal, "fpr_gap_stereotype": gap}
+                               "salience": sal,
+                               "fpr_gap_stereotype": gap(kind, level - 0.5, sal) + 0.02 * rng.standard_normal()}
                         row.update({f"flag_{f}": False for f in FLAGS})
                         rows.append(row)
-    found = {r["id"]: r for r in effect_findings(pd.DataFrame(rows), metric="fpr_gap_stereotype", auc_floor=0.65)}
+    return pd.DataFrame(rows)
+
+
+def test_finding_2_interactions_use_the_wild_cluster_bootstrap_with_few_targets():
+    from analyze.reproduce.findings import effect_findings
+
+    table = _effect_cells((0.5, 0.7, 0.9), lambda kind, strength, sal: (0.6 if kind == "biased" else 0.1) * strength
+                          + 0.05 * sal)
+    found = {r["id"]: r for r in effect_findings(table, metric="fpr_gap_stereotype", auc_floor=0.65)}
     strength = found["2a"]
     assert strength["verdict"] == REPRODUCED and "wild cluster restricted bootstrap" in strength["interval"]
     assert "6 clusters" in strength["interval"] and strength["runner"] == "probe (proxy)"
-    assert "does not identify" in found["2b"]["reason"] or "not what the design identifies" in found["2b"]["reason"]
+    assert "base[T.biased]:salience" in found["2b"]["rule"]  # one side of balance: the additive term
+
+
+def test_finding_2b_reads_the_term_the_design_identifies_across_balance():
+    from analyze.reproduce.findings import effect_findings
+
+    # the biased base's gap per unit of correlation strength grows with salience; its sign flips at balance
+    table = _effect_cells((0.1, 0.3, 0.5, 0.7, 0.9), lambda kind, strength, sal: (
+        strength * (0.2 + (0.8 * sal if kind == "biased" else 0.0))))
+    row = {r["id"]: r for r in effect_findings(table, metric="fpr_gap_stereotype", auc_floor=0.65)}["2b"]
+    assert "base[T.biased]:correlation_strength:salience" in row["rule"] and row["verdict"] == REPRODUCED
+    assert row["number"] == pytest.approx(0.8, abs=0.1) and "wild cluster" in row["interval"]

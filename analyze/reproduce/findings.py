@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analyze.effects.fit import coefficient_table
+from analyze.effects.fit import coefficient_table, fit_model
 from analyze.effects.models import DEFAULT_METRIC, fit_general, fit_paper, paper_rows, with_derived_columns
 from analyze.metrics.diagnosis import DEFAULT_AUC_FLOOR
 from analyze.metrics.intervals import DEFAULT_METHOD, ConfidenceInterval, difference_ci, replicate_ci
@@ -263,16 +263,45 @@ def effect_findings(table: pd.DataFrame, *, metric: str, auc_floor: float, n=Non
             found.append(finding_row(fid, name, inconclusive(rule_words, missing), runner="probe",
                                      setting=str(coefs["formula"].iloc[0])))
             continue
+        if term == "salience" and _straddles_balance(rows):
+            found.append(_salience_row(rows, metric=metric, fid=fid, name=name))
+            continue
         est = _cluster_interval(rows, str(hit.iloc[0]["formula"]), full, hit.iloc[0])
-        verdict = sign_rule(est.number, est.low, est.high, expected=sign, term=full)
-        if term == "salience":  # over a grid symmetric around balance a positive and a negative effect cancel
-            verdict = Verdict(verdict.verdict, verdict.rule, "; ".join(x for x in (verdict.reason, (
-                "the additive salience term is not what the design identifies over a grid symmetric around balance "
-                "(the moderation model's correlation_strength:salience is)")) if x))
-        found.append(finding_row(fid, name, verdict, runner="probe",
-                          setting=f"{hit.iloc[0]['formula']}, OLS, clustered by target", estimate=est))
+        found.append(finding_row(fid, name, sign_rule(est.number, est.low, est.high, expected=sign, term=full),
+                                 runner="probe", setting=f"{hit.iloc[0]['formula']}, OLS, clustered by target",
+                                 estimate=est))
     found += _paper_findings(rows, metric=metric, problem=problem, n=n)
     return found
+
+
+def _straddles_balance(rows: pd.DataFrame) -> bool:
+    """Whether the cells' correlation strength lies on both sides of balance (stereotype level 0.5)."""
+    strength = with_derived_columns(rows)["correlation_strength"].astype(float)
+    return bool(strength.min() < 0 < strength.max())
+
+
+def _salience_row(rows: pd.DataFrame, *, metric: str, fid: str, name: str) -> dict:
+    """Finding 2b where the grid spans balance: the additive ``base:salience`` term averages a positive
+    effect above balance and a negative one below it, so the salience test reads the term the design
+    identifies, ``base[T.biased]:correlation_strength:salience`` (bias per unit of correlation strength
+    grows with salience)."""
+    full = "base[T.biased]:correlation_strength:salience"
+    rule = f"the interval of {full} lies above 0 (the additive base:salience term is not identified over a grid " \
+           "on both sides of balance)"
+    formula = f"{metric} ~ base * correlation_strength * salience"
+    try:
+        coefs = coefficient_table([fit_model(with_derived_columns(rows), formula, estimator="ols", groups="target",
+                                             name="three-way")])
+    except UserError as exc:
+        return finding_row(fid, name, inconclusive(rule, f"the model could not be fitted: {exc}"), runner="probe")
+    hit = coefs[coefs["term"] == full]
+    if hit.empty:
+        return finding_row(fid, name, inconclusive(rule, f"{full} is not in the model (a base kind or a predictor is "
+                                                         "constant)"), runner="probe", setting=formula)
+    est = _cluster_interval(rows, formula, full, hit.iloc[0])
+    verdict = sign_rule(est.number, est.low, est.high, expected=1, term=full)
+    return finding_row(fid, name, Verdict(verdict.verdict, rule, verdict.reason), runner="probe",
+                       setting=f"{formula}, OLS, clustered by target", estimate=est)
 
 
 def _cluster_interval(rows: pd.DataFrame, formula: str, term: str, coef: pd.Series) -> Estimate:
