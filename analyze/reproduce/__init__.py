@@ -10,6 +10,7 @@ table from collected results, and :mod:`~analyze.reproduce.run` runs the grids
 (``biastransfer reproduce``).
 """
 
+from analyze.reproduce.claims import ClaimOptions, paper_findings
 from analyze.reproduce.findings import (
     COLUMNS,
     build_findings,
@@ -24,5 +25,5 @@ from analyze.reproduce.verdicts import (
     Verdict,
 )
 
-__all__ = ["COLUMNS", "CONTRADICTED", "INCONCLUSIVE", "REPRODUCED", "VERDICTS", "Verdict", "build_findings",
-           "findings_markdown", "write_findings"]
+__all__ = ["COLUMNS", "CONTRADICTED", "INCONCLUSIVE", "REPRODUCED", "VERDICTS", "ClaimOptions", "Verdict",
+           "build_findings", "findings_markdown", "paper_findings", "write_findings"]
