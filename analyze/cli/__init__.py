@@ -53,7 +53,7 @@ VERBS = {
     "plan": ("analyze.cli.plan", "curation planner: the correlation move that halves the stereotype FPR gap"),
     "report": ("analyze.cli.report", "a Markdown and a self-contained HTML report from a collected results table"),
     "reproduce": ("analyze.cli.reproduce", "run the grids the papers' findings need on the avatars and write the "
-                  "findings table (reproduced / not reproduced / inconclusive) and a report"),
+                  "findings table (reproduced / contradicted / inconclusive) and a report"),
 }
 COMMAND_MODULES = list(dict.fromkeys(module for module, _ in VERBS.values()))
 

@@ -11,7 +11,7 @@ from analyze.cli.options import SCIENCE_DOC
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``reproduce`` verb."""
     p = sub.add_parser("reproduce", help="run the grids the papers' findings need on the avatars and write the "
-                                         "findings table (reproduced / not reproduced / inconclusive) and a report",
+                                         "findings table (reproduced / contradicted / inconclusive) and a report",
                        description="Renders the avatars, builds the bases of data/recipes/avatars-bases.toml, runs "
                                    "probe and finetune grids and the pairs experiment, and writes "
                                    "findings/findings.csv and findings.md (one row per finding: number, 95% "

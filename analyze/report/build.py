@@ -397,9 +397,6 @@ def _note_blocks(notes: dict) -> list:
     return blocks
 
 
-FAILED_VERDICTS = ("not reproduced", "contradicted")
-
-
 def _reproduce_blocks(findings: pd.DataFrame) -> list:
     """The findings table of ``biastransfer reproduce`` (under the report's own findings table), its verdict
     counts, and a line per finding the data contradict. A ``deviation`` column is shown when present."""
@@ -412,17 +409,19 @@ def _reproduce_blocks(findings: pd.DataFrame) -> list:
         text = {k: "" if pd.isna(getattr(r, k, "")) else str(getattr(r, k, "")) for k in (*extra, "reason")}
         rows.append((str(r.id), str(r.finding), *[text[k] for k in extra], number, str(r.rule), str(r.verdict),
                      text["reason"]))
-    counts = findings["verdict"].astype(str).value_counts()
-    failed = findings[findings["verdict"].isin(FAILED_VERDICTS)]
-    words = (f"{len(findings)} findings: " + ", ".join(f"{count} {verdict}" for verdict, count in counts.items())
-             + ". Each verdict is computed from the number and its 95% interval by the rule beside it; inconclusive "
-             "means the data needed are missing, too few, flagged by the diagnosis or from models below the AUC "
-             f"floor (definitions: {SCIENCE_DOC}).")
+    from analyze.reproduce.findings import verdict_counts  # probe rows counted apart from finetune rows
+
+    failed = findings[findings["verdict"] == "contradicted"]
+    words = (f"{len(findings)} findings: {verdict_counts(findings)}. "
+             "Each verdict is computed from the number and its 95% interval by the rule beside it: reproduced on "
+             "the paper's side, contradicted on the opposite side, inconclusive otherwise (the interval covers 0, "
+             "or the data needed are missing, too few, flagged by the diagnosis or from models below the AUC "
+             f"floor; definitions: {SCIENCE_DOC}).")
     blocks = [Heading("The papers' findings", 3), Paragraph(words),
               Table(("#", "finding", *extra, "number [95% CI]", "rule", "verdict", "reason"), tuple(rows),
                     caption="Findings table of `biastransfer reproduce`")]
     if len(failed):
-        blocks.append(Bullets(tuple(f"{str(r.verdict).capitalize()}: {r.finding} ({r.id})"
+        blocks.append(Bullets(tuple(f"Contradicted: {r.finding} ({r.id}): {r.reason}"
                                     for r in failed.itertuples(index=False))))
     return blocks
 

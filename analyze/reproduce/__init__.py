@@ -1,10 +1,16 @@
 """Reproduce the papers' findings on the embedded avatars, each with a computed verdict.
 
-:mod:`~analyze.reproduce.verdicts` holds the rules (reproduced / not reproduced /
-inconclusive), :mod:`~analyze.reproduce.findings` builds the findings table from collected
-results, and :mod:`~analyze.reproduce.run` runs the grids (``biastransfer reproduce``).
+:mod:`~analyze.reproduce.verdicts` holds the rules (reproduced / contradicted /
+inconclusive), :mod:`~analyze.reproduce.measures` W&R's measurements as the paper's code makes
+them (oriented gaps, Skew, Value, the validation threshold on a resampled test set),
+:mod:`~analyze.reproduce.inference` the intervals they need (wild cluster bootstrap, a
+bootstrap of the cut, pooled over targets), :mod:`~analyze.reproduce.claims` W&R's findings 1-5
+as pure functions of per-cell tables, :mod:`~analyze.reproduce.findings` builds the findings
+table from collected results, and :mod:`~analyze.reproduce.run` runs the grids
+(``biastransfer reproduce``).
 """
 
+from analyze.reproduce.claims import ClaimOptions, paper_findings
 from analyze.reproduce.findings import (
     COLUMNS,
     build_findings,
@@ -12,12 +18,12 @@ from analyze.reproduce.findings import (
     write_findings,
 )
 from analyze.reproduce.verdicts import (
+    CONTRADICTED,
     INCONCLUSIVE,
-    NOT_REPRODUCED,
     REPRODUCED,
     VERDICTS,
     Verdict,
 )
 
-__all__ = ["COLUMNS", "INCONCLUSIVE", "NOT_REPRODUCED", "REPRODUCED", "VERDICTS", "Verdict", "build_findings",
-           "findings_markdown", "write_findings"]
+__all__ = ["COLUMNS", "CONTRADICTED", "INCONCLUSIVE", "REPRODUCED", "VERDICTS", "ClaimOptions", "Verdict",
+           "build_findings", "findings_markdown", "paper_findings", "write_findings"]

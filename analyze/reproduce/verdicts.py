@@ -1,25 +1,28 @@
-"""The rules that turn a finding's numbers into a verdict: reproduced, not reproduced or inconclusive.
+"""The rules that turn a finding's numbers into a verdict: reproduced, contradicted or inconclusive.
 
 A verdict is computed from an estimate and its interval, never asserted. Every rule returns
 a :class:`Verdict` with the words of the rule and, where the verdict is not "reproduced", the
-reason. The verdicts (``docs/science.md``, "Reproducing the papers' findings"):
+reason. Three words (``docs/science.md``, "Reproducing the papers' findings"):
 
 ``reproduced``
-    The data are clean and the interval(s) satisfy the rule.
-``not reproduced``
-    The data are clean and present, and the interval(s) do not satisfy the rule (a claimed
-    difference whose interval includes 0 is *not reproduced*: the data do not show it).
+    The interval lies entirely on the paper's side (of 0, or of the bound the finding's rule
+    names).
+``contradicted``
+    The interval lies entirely on the opposite side.
 ``inconclusive``
-    The data needed are missing, too few (fewer than two replicates give no interval), left
-    out by the diagnosis, or from models below the AUC floor (``weak_task``): no verdict on
-    the claim can be read from them.
+    Anything else, with the reason: the interval covers 0 (or the bound), too few clean
+    replicates to give an interval, models below the AUC floor, cells left out by the
+    diagnosis, or a design that does not identify the term. An interval that covers both 0
+    and the paper's effect is never a refutation.
 
-Rule kinds: :func:`all_above_zero` (a difference against every comparison base excludes 0
-on the positive side), :func:`sign_rule` (a model coefficient's interval excludes 0 with the
-expected sign), :func:`includes_zero` (an interval includes 0), :func:`reduction_rule` (the
-curation rule: a cut of at least a share of the gap at an AUC cost whose interval includes 0
-or stays under a bound) and :func:`at_least` (an estimate reaches a floor and its interval
-excludes 0).
+Generic rules: :func:`all_above_zero` (a difference against every comparison lies above 0),
+:func:`sign_rule` (a coefficient's interval lies on the expected side of 0) and
+:func:`at_least` (an estimate reaches a floor and its interval lies above 0). The rules of
+W&R's findings 3 and 4, as the paper measured them, are :func:`shrink_rule` (the biased -
+control difference shrinks with n and its remainder is equivalent to 0 within the controls'
+spread, two one-sided tests) and :func:`cut_rule` (20% -> 30% minority share cuts the gap by
+at least a quarter, about a third or more at the point estimate, at an AUC change within
++-0.02).
 """
 
 from __future__ import annotations
@@ -29,22 +32,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 REPRODUCED = "reproduced"
-NOT_REPRODUCED = "not reproduced"
+CONTRADICTED = "contradicted"
 INCONCLUSIVE = "inconclusive"
-VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
+VERDICTS = (REPRODUCED, CONTRADICTED, INCONCLUSIVE)
+CUT_FLOOR = 0.25        # finding 4: the cut's interval must lie above a quarter of the gap ...
+CUT_POINT = 0.35        # ... and its point estimate reach about a third ("almost half" in the summaries)
+AUC_TOLERANCE = 0.02    # ... at an AUC change within +-0.02
 
 __all__ = [
+    "AUC_TOLERANCE",
+    "CONTRADICTED",
+    "CUT_FLOOR",
+    "CUT_POINT",
     "INCONCLUSIVE",
-    "NOT_REPRODUCED",
     "REPRODUCED",
     "VERDICTS",
     "Verdict",
     "all_above_zero",
     "at_least",
+    "cut_rule",
     "finite",
-    "includes_zero",
     "inconclusive",
-    "reduction_rule",
+    "shrink_rule",
     "sign_rule",
 ]
 
@@ -75,15 +84,15 @@ def _ci(low: float, high: float) -> str:
 
 
 def inconclusive(rule: str, reason: str) -> Verdict:
-    """The verdict when the data cannot decide (missing, too few, flagged or below the AUC floor)."""
+    """The verdict when the data cannot decide (missing, too few, flagged, below the AUC floor, covering 0)."""
     return Verdict(INCONCLUSIVE, rule, reason)
 
 
 def all_above_zero(differences: Sequence[tuple[str, float, float, float]], *, what: str = "difference") -> Verdict:
     """Reproduced when every ``(label, estimate, low, high)`` interval lies above 0.
 
-    An interval that is missing (fewer than two replicates) makes the verdict inconclusive;
-    one that includes or lies below 0 makes it not reproduced.
+    Contradicted when some interval lies entirely below 0; inconclusive when an interval is
+    missing (fewer than two replicates) or one covers 0 and none lies below it.
     """
     rule = f"every {what}'s interval lies above 0"
     if not differences:
@@ -91,85 +100,125 @@ def all_above_zero(differences: Sequence[tuple[str, float, float, float]], *, wh
     missing = [label for label, _, low, high in differences if not finite(low, high)]
     if missing:
         return inconclusive(rule, f"no interval for {', '.join(missing)} (fewer than two replicates)")
-    failing = [(label, est, low, high) for label, est, low, high in differences if not low > 0]
-    if failing:
-        words = "; ".join(f"{label}: {_num(est)} {_ci(low, high)}" for label, est, low, high in failing)
-        return Verdict(NOT_REPRODUCED, rule, f"interval not above 0 for {words}")
+    below = [d for d in differences if d[3] < 0]
+    if below:
+        words = "; ".join(f"{label}: {_num(est)} {_ci(low, high)}" for label, est, low, high in below)
+        return Verdict(CONTRADICTED, rule, f"interval entirely below 0 for {words}")
+    covering = [d for d in differences if not d[2] > 0]
+    if covering:
+        words = "; ".join(f"{label}: {_num(est)} {_ci(low, high)}" for label, est, low, high in covering)
+        return inconclusive(rule, f"the interval covers 0 for {words}")
     return Verdict(REPRODUCED, rule)
 
 
 def sign_rule(estimate: float, low: float, high: float, *, expected: int, term: str) -> Verdict:
-    """Reproduced when the interval of ``term`` excludes 0 on the side of ``expected`` (+1 or -1)."""
+    """Reproduced when the interval of ``term`` lies on the side of ``expected`` (+1 or -1), contradicted
+    when it lies on the other side, inconclusive when it covers 0."""
     if expected not in (1, -1):
         raise ValueError("expected must be +1 or -1")
     side = "above" if expected > 0 else "below"
     rule = f"the interval of {term} lies {side} 0"
     if not finite(estimate, low, high):
         return inconclusive(rule, f"{term} has no estimate or interval")
-    ok = low > 0 if expected > 0 else high < 0
-    if ok:
+    if (low > 0) if expected > 0 else (high < 0):
         return Verdict(REPRODUCED, rule)
-    where = "includes 0" if low <= 0 <= high else f"lies {'below' if expected > 0 else 'above'} 0"
-    return Verdict(NOT_REPRODUCED, rule, f"{term} = {_num(estimate)} {_ci(low, high)}: its interval {where}")
-
-
-def includes_zero(estimate: float, low: float, high: float, *, what: str) -> Verdict:
-    """Reproduced when the interval of ``what`` includes 0 (the base stops mattering)."""
-    rule = f"the interval of {what} includes 0"
-    if not finite(estimate, low, high):
-        return inconclusive(rule, f"{what} has no interval (fewer than two replicates)")
-    if low <= 0 <= high:
-        return Verdict(REPRODUCED, rule)
-    return Verdict(NOT_REPRODUCED, rule, f"{what} = {_num(estimate)} {_ci(low, high)} excludes 0")
-
-
-def reduction_rule(gap: tuple[float, float, float], cut: tuple[float, float, float],
-                   cost: tuple[float, float, float], *, min_share: float = 0.4, max_cost: float = 0.02) -> Verdict:
-    """The curation rule.
-
-    Parameters
-    ----------
-    gap : (estimate, low, high)
-        The gap before curation; its interval must lie above 0 (else there is no gap to cut:
-        inconclusive).
-    cut : (estimate, low, high)
-        The gap before minus the gap after (paired by seed where the rows match).
-    cost : (estimate, low, high)
-        AUC before minus AUC after.
-    min_share : float
-        The cut must be at least this share of the gap before (point estimates).
-    max_cost : float
-        The AUC cost's interval must include 0 or its upper bound stay under this.
-    """
-    rule = (f"the cut is at least {min_share:.0%} of the gap before curation, and the AUC cost's interval includes 0 "
-            f"or stays under {max_cost:g}")
-    if not finite(*gap, *cut, *cost):
-        return inconclusive(rule, "a gap, cut or AUC cost has no interval (missing cells or fewer than two replicates)")
-    if not gap[1] > 0:
-        return inconclusive(rule, f"the gap before curation {_num(gap[0])} {_ci(gap[1], gap[2])} does not lie above 0, "
-                                  "so there is no bias to cut")
-    share = cut[0] / gap[0]
-    cheap = cost[1] <= 0 <= cost[2] or cost[2] < max_cost
-    problems = []
-    if share < min_share:
-        problems.append(f"the cut is {share:.0%} of the gap (< {min_share:.0%})")
-    if not cheap:
-        problems.append(f"the AUC cost {_num(cost[0])} {_ci(cost[1], cost[2])} excludes 0 and reaches {max_cost:g}")
-    if problems:
-        return Verdict(NOT_REPRODUCED, rule, "; ".join(problems))
-    return Verdict(REPRODUCED, rule)
+    words = f"{term} = {_num(estimate)} {_ci(low, high)}"
+    if (high < 0) if expected > 0 else (low > 0):
+        return Verdict(CONTRADICTED, rule, f"{words}: its interval lies {'below' if expected > 0 else 'above'} 0")
+    return inconclusive(rule, f"{words}: its interval covers 0")
 
 
 def at_least(estimate: float, low: float, high: float, *, floor: float, what: str) -> Verdict:
-    """Reproduced when ``estimate >= floor`` and its interval lies above 0."""
+    """Reproduced when ``estimate >= floor`` and its interval lies above 0; contradicted when the
+    whole interval lies below ``floor``; inconclusive otherwise."""
     rule = f"{what} >= {floor:g} and its interval lies above 0"
     if not finite(estimate, low, high):
         return inconclusive(rule, f"{what} has no estimate or interval (too few values)")
-    problems = []
-    if estimate < floor:
-        problems.append(f"{what} = {_num(estimate)} < {floor:g}")
-    if not low > 0:
-        problems.append(f"its interval {_ci(low, high)} does not lie above 0")
-    if problems:
-        return Verdict(NOT_REPRODUCED, rule, "; ".join(problems))
-    return Verdict(REPRODUCED, rule)
+    words = f"{what} = {_num(estimate)} {_ci(low, high)}"
+    if high < floor:
+        return Verdict(CONTRADICTED, rule, f"{words}: the whole interval lies below {floor:g}")
+    if estimate >= floor and low > 0:
+        return Verdict(REPRODUCED, rule)
+    return inconclusive(rule, f"{words}: " + ("below the floor" if estimate < floor else "its interval covers 0"))
+
+
+def shrink_rule(first: tuple[float, float, float], shrink: tuple[float, float, float],
+                last90: tuple[float, float, float], *, margin: float) -> Verdict:
+    """W&R's finding 3 (R3): the biased - control difference shrinks with n toward equivalence.
+
+    Parameters
+    ----------
+    first : (estimate, low, high)
+        The difference at the smallest n (95% interval); the rule is defined only when it lies
+        above 0 (else there is nothing to shrink: inconclusive).
+    shrink : (estimate, low, high)
+        ``diff(n_min) - diff(n_max)`` with its 95% interval.
+    last90 : (estimate, low, high)
+        The difference at the largest n with its **90%** interval (two one-sided tests at 5%).
+    margin : float
+        Equivalence margin: the spread (max - min) of the controls' gaps at the largest n.
+
+    Reproduced when shrink's interval lies above 0 and ``last90`` lies within ``+-margin``;
+    contradicted only when shrink's interval lies entirely at or below 0 (no shrinking at all);
+    inconclusive otherwise: a difference that remains at the largest n is not a contradiction
+    (the paper's models converged near 130k images).
+    """
+    rule = ("the shrink diff(n_min) - diff(n_max) lies above 0 and the 90% interval of diff(n_max) lies within "
+            "+-margin (the controls' spread at n_max; two one-sided tests at 5%)")
+    if not finite(*first, *shrink, *last90, margin):
+        return inconclusive(rule, "a difference, the shrink or the margin has no interval (missing sizes, controls "
+                                  "or fewer than two replicates)")
+    if not first[1] > 0:
+        return inconclusive(rule, f"the difference at the smallest n {_num(first[0])} {_ci(first[1], first[2])} "
+                                  "does not lie above 0, so there is nothing to shrink")
+    words = f"shrink {_num(shrink[0])} {_ci(shrink[1], shrink[2])}"
+    if shrink[2] <= 0:
+        return Verdict(CONTRADICTED, rule, f"{words}: the difference does not shrink at all")
+    equivalent = -margin < last90[1] and last90[2] < margin
+    if shrink[1] > 0 and equivalent:
+        return Verdict(REPRODUCED, rule, f"{words}; diff(n_max) {_num(last90[0])}, 90% "
+                                         f"{_ci(last90[1], last90[2])} within +-{_num(margin)}")
+    problems = [] if shrink[1] > 0 else [f"{words} covers 0"]
+    if not equivalent:
+        problems.append(f"diff(n_max) {_num(last90[0])}, 90% {_ci(last90[1], last90[2])} is not within "
+                        f"+-{_num(margin)} (a remaining difference, not a contradiction: the paper converged "
+                        "near 130k images)")
+    return inconclusive(rule, "; ".join(problems))
+
+
+def cut_rule(gap_before: tuple[float, float, float], cut: tuple[float, float, float],
+             auc_change: tuple[float, float, float], *, floor: float = CUT_FLOOR, point: float = CUT_POINT,
+             tolerance: float = AUC_TOLERANCE) -> Verdict:
+    """W&R's finding 4 (R4): 20% -> 30% minority share among positives cuts the gap cheaply.
+
+    Parameters
+    ----------
+    gap_before : (estimate, low, high)
+        The gap at 20%; the cut is defined only when its interval lies above 0.
+    cut : (estimate, low, high)
+        ``1 - gap30 / gap20`` with an interval that carries both gaps' uncertainty (a bootstrap
+        over seeds, and targets where pooled).
+    auc_change : (estimate, low, high)
+        ``AUC(30%) - AUC(20%)`` with its interval.
+    floor, point, tolerance : float
+        The cut's interval must lie above ``floor`` with a point estimate >= ``point``, and the
+        AUC change's interval within ``+-tolerance``.
+
+    Contradicted when the cut's interval lies below ``floor`` or the AUC change's interval lies
+    entirely below ``-tolerance``; inconclusive otherwise.
+    """
+    rule = (f"the cut 1 - gap30/gap20 lies above {floor:g} with a point estimate >= {point:g}, and the AUC change's "
+            f"interval lies within +-{tolerance:g}")
+    if not finite(*gap_before, *cut, *auc_change):
+        return inconclusive(rule, "a gap, the cut or the AUC change has no interval (missing cells or fewer than two "
+                                  "replicates)")
+    if not gap_before[1] > 0:
+        return inconclusive(rule, f"the gap at 20% {_num(gap_before[0])} {_ci(gap_before[1], gap_before[2])} does "
+                                  "not lie above 0, so there is no bias to cut")
+    cut_words = f"cut {_num(cut[0])} {_ci(cut[1], cut[2])}"
+    auc_words = f"AUC change {_num(auc_change[0])} {_ci(auc_change[1], auc_change[2])}"
+    if cut[2] < floor or auc_change[2] < -tolerance:
+        return Verdict(CONTRADICTED, rule, f"{cut_words}; {auc_words}")
+    if cut[1] > floor and cut[0] >= point and -tolerance < auc_change[1] and auc_change[2] < tolerance:
+        return Verdict(REPRODUCED, rule, f"{cut_words}; {auc_words}")
+    return inconclusive(rule, f"{cut_words}; {auc_words}: neither inside the rule nor entirely outside it")
