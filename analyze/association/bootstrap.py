@@ -97,7 +97,7 @@ def resolve_measure(sets: Mapping, measure: str | None) -> str:
     return measure
 
 
-def _check_interval_options(*, n_bootstrap, confidence, seed) -> None:
+def check_interval_options(*, n_bootstrap, confidence, seed) -> None:
     check_test_options(n_permutations=1, seed=seed, exact="auto", alternative="greater")
     if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) \
             or n_bootstrap < 1:
@@ -203,7 +203,7 @@ def bootstrap_replicates(sets: Mapping[str, object], *, measure: str | None = No
     ndarray of shape (n_bootstrap,), float64; NaN where a replicate's effect size is undefined.
     """
     measure = resolve_measure(sets, measure)
-    _check_interval_options(n_bootstrap=n_bootstrap, confidence=0.5, seed=seed)
+    check_interval_options(n_bootstrap=n_bootstrap, confidence=0.5, seed=seed)
     unit = unit_sets(sets, min_rows=MIN_SET_SIZE)
     return _replicates(unit, measure, n_bootstrap, seed)
 
@@ -222,7 +222,7 @@ def set_bootstrap_ci(sets: Mapping[str, object], *, measure: str | None = None,
     BootstrapInterval
     """
     measure = resolve_measure(sets, measure)
-    _check_interval_options(n_bootstrap=n_bootstrap, confidence=confidence, seed=seed)
+    check_interval_options(n_bootstrap=n_bootstrap, confidence=confidence, seed=seed)
     unit = unit_sets(sets, min_rows=MIN_SET_SIZE)
     replicates = _replicates(unit, measure, n_bootstrap, seed)
     low, high = _percentile_interval(replicates, confidence)
@@ -276,7 +276,7 @@ def paired_change(before: Mapping[str, object], after: Mapping[str, object], *,
     """
     measure = resolve_measure(before, measure)
     resolve_measure(after, measure)
-    _check_interval_options(n_bootstrap=n_bootstrap, confidence=confidence, seed=seed)
+    check_interval_options(n_bootstrap=n_bootstrap, confidence=confidence, seed=seed)
     before_unit, after_unit = _check_paired(before, after)
     sizes = {name: int(array.shape[0]) for name, array in before_unit.items()}
     # One draw of row indices applied to both stages: this is what pairs the bootstrap.
