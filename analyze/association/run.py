@@ -286,3 +286,87 @@ def load_concepts(source: str, names: Sequence[str], *, per_set: int = 24,
                     "folder:ROOT (a folder per concept).")
 
 
+
+
+# -- Ranjit et al.'s comparison groups and retention -----------------------------------------
+GROUP_COLUMNS = ["backbone", "model", "stage", "condition", "finetune_seed", "item", "kind",
+                 "object", "plot_groups", "value", "ci_low", "ci_high"]
+TRIALS_MODEL = "mean of {k} finetunes"
+
+
+def _retention_rows(identity: dict, result) -> list[dict]:
+    return [{**identity, **row} for row in result.table.to_dict("records")]
+
+
+def _trial_groups(models: Sequence[ModelInfo]) -> dict:
+    """After-stage models with a base among ``models``, grouped by (base, condition)."""
+    groups = {}
+    for model in models:
+        base = find_base(model, models) if model.stage == "after" else None
+        if base is not None:
+            groups.setdefault((models.index(base), model.condition), []).append(model)
+    return groups
+
+
+def run_comparison_groups(backbones: Sequence[str | Path], sets: ConceptSets,
+                          items: Sequence, *, options=None, image_size: int | None = None,
+                          batch_size: int = DEFAULT_BATCH_SIZE,
+                          device="cpu") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Ranjit et al.'s comparison groups on every backbone, and each finetune's retention.
+
+    Parameters
+    ----------
+    backbones : sequence of str or Path
+        Bases and the checkpoints finetuned from them (as in :func:`run_association`).
+    sets : ConceptSets
+        Must hold every set the items use.
+    items : sequence of ComparisonItem
+        E.g. :func:`analyze.association.groups.comparison_groups`.
+    options : RetentionOptions, optional
+        Bootstrap settings of the similarity intervals and of retention.
+    image_size, batch_size, device
+        As in :func:`run_association`.
+
+    Returns
+    -------
+    (similarities, retention) : (DataFrame, DataFrame)
+        ``similarities`` has the columns :data:`GROUP_COLUMNS`, one row per (model, item);
+        ``retention`` one row per (finetuned model, scope, group) with the identity columns
+        and :data:`analyze.association.retention.RETENTION_COLUMNS`. Finetunes of one base under
+        one condition (several seeds) also get a row averaged over them as trials, with
+        ``model`` = "mean of k finetunes".
+    """
+    from analyze.association.groups import check_item_sets, item_sets, similarity_table
+    from analyze.association.retention import RETENTION_COLUMNS, RetentionOptions, retention
+
+    options = options or RetentionOptions()
+    items = list(items)
+    if not backbones:
+        raise UserError("no backbone was given; pass at least one in `backbones`.")
+    check_item_sets(items, sets.names)
+    models = [describe_model(name, image_size=image_size) for name in backbones]
+    embeddings = [embed_sets(m.backbone, sets, item_sets(items), batch_size=batch_size,
+                             device=device) for m in models]
+    similarities = []
+    for model, observed in zip(models, embeddings):
+        base = find_base(model, models) if model.stage == "after" else None
+        table = similarity_table(observed, items, n_bootstrap=options.n_bootstrap,
+                                 confidence=options.confidence, seed=options.seed)
+        similarities.append(table.assign(**_identity(model, base), stage=model.stage))
+    rows = []
+    for (base_index, condition), finetunes in _trial_groups(models).items():
+        base = models[base_index]
+        for model in finetunes:
+            result = retention(embeddings[base_index], embeddings[models.index(model)], items,
+                               options=options)
+            rows += _retention_rows(_identity(model, base), result)
+        if len(finetunes) > 1:
+            result = retention(embeddings[base_index],
+                               [embeddings[models.index(m)] for m in finetunes], items,
+                               options=options)
+            rows += _retention_rows({"backbone": base.label, "condition": condition,
+                                     "model": TRIALS_MODEL.format(k=len(finetunes)),
+                                     "finetune_seed": pd.NA}, result)
+    columns = ["backbone", "model", "condition", "finetune_seed", *RETENTION_COLUMNS]
+    return pd.concat(similarities, ignore_index=True)[GROUP_COLUMNS], \
+        pd.DataFrame(rows, columns=columns)
