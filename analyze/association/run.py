@@ -57,6 +57,7 @@ from analyze.association.models import (
     find_base,
     random_twin,
 )
+from analyze.association.options import AssociationOptions, EmbedOptions
 from analyze.association.significance import association_test, concept_association, pair_association
 from analyze.association.spec import (
     MEASURES,
@@ -105,10 +106,10 @@ def run_test(test: AssociationSpec, embeddings: dict) -> dict:
     sets = _measure_sets(test, embeddings)
     options = test.options
     if test.kind == "weat":
-        result = association_test(**sets, **options).to_dict()
+        result = association_test(**sets, options=AssociationOptions(**options)).to_dict()
     else:
         measure = concept_association if test.kind == "concept" else pair_association
-        result = measure(*sets.values(), **options).to_dict()
+        result = measure(*sets.values(), options=AssociationOptions(**options)).to_dict()
         result["effect_size"], result["n_x"], result["n_y"] = result["association"], \
             result["n_w"], pd.NA
     row = {key: result[key] for key in ("effect_size", "p_value", "ci_low", "ci_high", "n_x",
@@ -193,8 +194,7 @@ def _identity(model: ModelInfo, base: ModelInfo | None) -> dict:
 def run_association(backbones: Sequence[str | Path], sets: ConceptSets,
                     tests: Sequence[AssociationSpec], *, stages: Sequence[str] | None = None,
                     null_seeds: Sequence[int] = (0, 1, 2, 3, 4), null_arch: str | None = None,
-                    image_size: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                    device="cpu") -> pd.DataFrame:
+                    embed: EmbedOptions = EmbedOptions()) -> pd.DataFrame:
     """Run every test on every backbone; one tidy row per (model, stage, test).
 
     Parameters
@@ -211,10 +211,8 @@ def run_association(backbones: Sequence[str | Path], sets: ConceptSets,
         Seeds of the random-init networks of the null; empty skips the null.
     null_arch : str, optional
         A registered name whose architecture every null uses; default each model's own.
-    image_size : int, optional
-        Override every backbone's resize and crop.
-    batch_size : int, default 64
-    device : str, default "cpu"
+    embed : EmbedOptions
+        ``image_size`` (override every backbone's resize and crop), ``batch_size``, ``device``.
 
     Returns
     -------
@@ -227,10 +225,10 @@ def run_association(backbones: Sequence[str | Path], sets: ConceptSets,
         raise UserError("no association test was given; pass a specification with tests.")
     check_sets_exist(tests, sets.names)
     names = set_names(tests)
-    models = [describe_model(name, image_size=image_size, null_arch=null_arch)
+    models = [describe_model(name, image_size=embed.image_size, null_arch=null_arch)
               for name in backbones]
-    embed = dict(batch_size=batch_size, device=device)
-    embeddings = [embed_sets(m.backbone, sets, names, **embed) for m in models]
+    embed_kwargs = dict(batch_size=embed.batch_size, device=embed.device)
+    embeddings = [embed_sets(m.backbone, sets, names, **embed_kwargs) for m in models]
     nulls = {}
     rows = []
     for model, observed in zip(models, embeddings):
@@ -242,7 +240,7 @@ def run_association(backbones: Sequence[str | Path], sets: ConceptSets,
         if model.stage in stages:
             if model.null_key not in nulls and null_seeds:
                 nulls[model.null_key] = null_distribution(model, sets, tests, seeds=null_seeds,
-                                                          **embed)
+                                                          **embed_kwargs)
             null = nulls.get(model.null_key)
             for test in tests:
                 row = run_test(test, observed)
@@ -309,9 +307,8 @@ def _trial_groups(models: Sequence[ModelInfo]) -> dict:
 
 
 def run_comparison_groups(backbones: Sequence[str | Path], sets: ConceptSets,
-                          items: Sequence, *, options=None, image_size: int | None = None,
-                          batch_size: int = DEFAULT_BATCH_SIZE,
-                          device="cpu") -> tuple[pd.DataFrame, pd.DataFrame]:
+                          items: Sequence, *, options=None,
+                          embed: EmbedOptions = EmbedOptions()) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Ranjit et al.'s comparison groups on every backbone, and each finetune's retention.
 
     Parameters
@@ -324,7 +321,7 @@ def run_comparison_groups(backbones: Sequence[str | Path], sets: ConceptSets,
         E.g. :func:`analyze.association.groups.comparison_groups`.
     options : RetentionOptions, optional
         Bootstrap settings of the similarity intervals and of retention.
-    image_size, batch_size, device
+    embed : EmbedOptions
         As in :func:`run_association`.
 
     Returns
@@ -344,9 +341,9 @@ def run_comparison_groups(backbones: Sequence[str | Path], sets: ConceptSets,
     if not backbones:
         raise UserError("no backbone was given; pass at least one in `backbones`.")
     check_item_sets(items, sets.names)
-    models = [describe_model(name, image_size=image_size) for name in backbones]
-    embeddings = [embed_sets(m.backbone, sets, item_sets(items), batch_size=batch_size,
-                             device=device) for m in models]
+    models = [describe_model(name, image_size=embed.image_size) for name in backbones]
+    embeddings = [embed_sets(m.backbone, sets, item_sets(items), batch_size=embed.batch_size,
+                             device=embed.device) for m in models]
     similarities = []
     for model, observed in zip(models, embeddings):
         base = find_base(model, models) if model.stage == "after" else None

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from analyze.association.groups import NAME_PRESETS, comparison_groups, item_sets
 from analyze.association.models import DEFAULT_BATCH_SIZE
+from analyze.association.options import EmbedOptions
 from analyze.association.retention import RetentionOptions
 from analyze.association.run import load_concepts, run_association, run_comparison_groups
 from analyze.association.spec import load_tests, set_names
@@ -89,11 +90,12 @@ def cmd_associate(args) -> int:
     sets = load_concepts(args.concepts, list(dict.fromkeys(set_names(tests) + item_sets(items))),
                          per_set=args.per_set, split=None if args.split == "all" else args.split,
                          seed=args.concept_seed, folder_size=args.folder_size)
-    device, written = resolve_device(args.device), []
+    embed = EmbedOptions(image_size=args.image_size, batch_size=args.batch_size,
+                         device=resolve_device(args.device))
+    written = []
     if tests:
         table = run_association(args.backbone, sets, tests, null_seeds=range(args.null_seeds),
-                                null_arch=args.null_arch, image_size=args.image_size,
-                                batch_size=args.batch_size, device=device)
+                                null_arch=args.null_arch, embed=embed)
         written.append(write_table(table, args.out))
         summary = summarize_change(table)
         if len(summary):
@@ -101,19 +103,18 @@ def cmd_associate(args) -> int:
         if not args.no_plot:
             written += plot_association(table, args.out.with_suffix(""))
     if items:
-        written += _write_groups(args, sets, items, options, device)
+        written += _write_groups(args, sets, items, options, embed)
     for path in written:
         print(f"wrote {path}")
     return 0
 
 
-def _write_groups(args, sets, items, options, device) -> list[Path]:
+def _write_groups(args, sets, items, options, embed) -> list[Path]:
     """The comparison-group similarities and the retention table (and its plot) next to --out."""
     from analyze.association.report import plot_retention
 
-    similarities, retention = run_comparison_groups(
-        args.backbone, sets, items, options=options, image_size=args.image_size,
-        batch_size=args.batch_size, device=device)
+    similarities, retention = run_comparison_groups(args.backbone, sets, items, options=options,
+                                                    embed=embed)
     stem = args.out.with_name(args.out.stem)
     written = [write_table(similarities, Path(f"{stem}_groups.csv"))]
     if len(retention):
