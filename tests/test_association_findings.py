@@ -12,6 +12,7 @@ from analyze.association.findings import (
     mcnemar_one_sided,
     new_bias_rule,
     retention_rule,
+    stage_rows,
     transfer_rule,
 )
 from analyze.association.measures import effect_size
@@ -154,3 +155,19 @@ def test_paired_amplification_is_the_change_of_absolute_d():
     assert result.ci_low <= result.estimate <= result.ci_high
     same = paired_amplification(before, before, n_bootstrap=100, seed=0)
     assert same.ci_low == same.ci_high == 0
+
+
+def test_tests_of_selects_one_stage_and_model():
+    table = pd.DataFrame({"test": ["a", "b", "a", "b", "a", "b"],
+                          "stage": ["before"] * 2 + ["after"] * 4,
+                          "model": ["base"] * 2 + ["ft0"] * 2 + ["ft1"] * 2,
+                          "effect_size": [0.5, 0.0, 0.6, 0.1, 0.7, 0.2],
+                          "ci_low": [0.3, -0.2, 0.4, -0.1, 0.5, 0.0],
+                          "ci_high": [0.7, 0.2, 0.8, 0.3, 0.9, 0.4], "confidence": 0.99})
+    before = stage_rows(table, stage="before")
+    assert list(before.index) == ["a", "b"] and before.at["a", "effect_size"] == 0.5
+    assert stage_rows(table, stage="after", model="ft1").at["b", "effect_size"] == 0.2
+    with pytest.raises(UserError, match="pass `model`"):
+        stage_rows(table, stage="after")
+    with pytest.raises(UserError, match="no 'change' row"):
+        stage_rows(table, stage="change")

@@ -355,3 +355,32 @@ def amplification_rule(amplification: pd.DataFrame, null: pd.DataFrame, *,
     return FindingRow(finding, *number, "inconclusive",
                       f"no test of {len(table)} is amplified beyond the random-init finetunes "
                       "and not all lost strength.")
+
+
+def stage_rows(table: pd.DataFrame, *, stage: str, model: str | None = None) -> pd.DataFrame:
+    """The rows of one stage (and model) of a :func:`analyze.association.run.run_association`
+    table, indexed by test: the ``before`` / ``after`` inputs of the rules above.
+
+    Parameters
+    ----------
+    table : DataFrame
+        An association table (columns ``test``, ``stage``, ``model``, ``effect_size``,
+        ``ci_low``, ``ci_high``, ``confidence``, ...).
+    stage : {"before", "after", "change"}
+    model : str, optional
+        Keep this model's rows only (needed when the stage holds several models).
+
+    Returns
+    -------
+    DataFrame indexed by test.
+    """
+    _check_table("table", table.reset_index(drop=True), ("test", "stage", "model"))
+    rows = table[table["stage"] == stage]
+    if model is not None:
+        rows = rows[rows["model"] == model]
+    if rows.empty:
+        raise UserError(f"the table has no {stage!r} row" + (f" of model {model!r}" if model
+                        else "") + "; pass a `stage` and `model` the table holds.")
+    if rows["test"].duplicated().any():
+        raise UserError(f"the {stage!r} rows repeat a test over several models; pass `model`.")
+    return rows.set_index("test")
