@@ -38,12 +38,12 @@ class AssociationOptions:
                            alternative=self.alternative)
         if isinstance(self.n_bootstrap, bool) or not isinstance(self.n_bootstrap, (int, np.integer)) \
                 or self.n_bootstrap < 0:
-            raise UserError(f"n_bootstrap={self.n_bootstrap!r} is invalid; pass a non-negative "
+            raise UserError(f"`n_bootstrap` {self.n_bootstrap!r} is invalid; pass a non-negative "
                             "integer such as 2000 (0 skips the interval).")
         if isinstance(self.confidence, bool) \
                 or not isinstance(self.confidence, (float, int, np.floating)) \
                 or not 0 < self.confidence < 1:
-            raise UserError(f"confidence={self.confidence!r} is invalid; pass a level in (0, 1) "
+            raise UserError(f"`confidence` {self.confidence!r} is invalid; pass a level in (0, 1) "
                             "such as 0.95.")
 
     def to_dict(self) -> dict:

@@ -79,14 +79,14 @@ def _trials(stage: str, embeddings) -> list[Mapping]:
 def _unit_trials(stage: str, trials: list[Mapping], names: list[str]) -> list[dict]:
     units = []
     for number, trial in enumerate(trials):
-        check_item_sets_in(trial, names, stage)
+        _check_stage_sets(trial, names, stage)
         labelled = unit_sets({f"{name} ({stage} {number})": trial[name] for name in names},
                              min_rows=MIN_SET_SIZE)
         units.append({name: labelled[f"{name} ({stage} {number})"] for name in names})
     return units
 
 
-def check_item_sets_in(trial: Mapping, names: list[str], stage: str) -> None:
+def _check_stage_sets(trial: Mapping, names: list[str], stage: str) -> None:
     missing = [name for name in names if name not in trial]
     if missing:
         raise UserError(f"the {stage} embeddings lack the concept set {missing[0]!r}; embed "
