@@ -66,3 +66,26 @@ def test_groups_need_objects_and_something_to_measure(workspace, capsys):
                        f"avatars:{cache}", "--comparison-groups", "avatars",
                        "--out", str(root / "x.csv")])
     assert status == 2 and "--objects" in capsys.readouterr().err
+
+
+def test_finetunes_with_a_dict_condition_are_grouped_as_trials(workspace, tmp_path):
+    from analyze.association.groups import comparison_groups
+    from analyze.association.options import EmbedOptions
+    from analyze.association.retention import RetentionOptions
+    from analyze.association.run import load_concepts, run_comparison_groups
+
+    root, cache = workspace
+    backbone = create_backbone("smallcnn.scratch")
+    condition = {"kind": "correlation", "level": 0.9}
+    for seed in (0, 1):
+        save_checkpoint(tmp_path / f"d{seed}.pt", backbone.model, arch="smallcnn",
+                        arch_kwargs={"width": 16}, preprocess=backbone.preprocess,
+                        meta={"base": "smallcnn.scratch", "condition": condition, "seed": seed})
+    items = comparison_groups(["hat"], names="avatars")
+    sets = load_concepts(f"avatars:{cache}", sorted({n for i in items for n in i.sets}),
+                         per_set=8, split=None)
+    _, retention = run_comparison_groups(
+        ["smallcnn.scratch", str(tmp_path / "d0.pt"), str(tmp_path / "d1.pt")], sets, items,
+        options=RetentionOptions(n_bootstrap=20), embed=EmbedOptions(image_size=32))
+    mean = retention[retention["model"] == "mean of 2 finetunes"]
+    assert len(mean) and (mean["rho"] == 1.0).all()  # identical weights: nothing changed
