@@ -68,7 +68,7 @@ def test_groups_need_objects_and_something_to_measure(workspace, capsys):
     assert status == 2 and "--objects" in capsys.readouterr().err
 
 
-def test_finetunes_with_a_dict_condition_are_grouped_as_trials(workspace, tmp_path):
+def test_finetunes_of_one_condition_are_grouped_as_trials(workspace, tmp_path):
     from analyze.association.groups import comparison_groups
     from analyze.association.options import EmbedOptions
     from analyze.association.retention import RetentionOptions
@@ -89,3 +89,4 @@ def test_finetunes_with_a_dict_condition_are_grouped_as_trials(workspace, tmp_pa
         options=RetentionOptions(n_bootstrap=20), embed=EmbedOptions(image_size=32))
     mean = retention[retention["model"] == "mean of 2 finetunes"]
     assert len(mean) and (mean["rho"] == 1.0).all()  # identical weights: nothing changed
+    assert set(retention["condition"]) == {str(condition)}  # as describe_model records it

@@ -39,7 +39,6 @@ With a handful of seeds the percentile is coarse; read ``null_z`` alongside it. 
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -297,21 +296,13 @@ def _retention_rows(identity: dict, result) -> list[dict]:
     return [{**identity, **row} for row in result.table.to_dict("records")]
 
 
-def _condition_key(condition) -> str:
-    """A finetuning condition as a hashable label (a checkpoint may record it as a dict)."""
-    if isinstance(condition, str):
-        return condition
-    return json.dumps(condition, sort_keys=True, default=str)
-
-
 def _trial_groups(models: Sequence[ModelInfo]) -> dict:
     """After-stage models with a base among ``models``, grouped by (base, condition)."""
     groups = {}
     for model in models:
         base = find_base(model, models) if model.stage == "after" else None
         if base is not None:
-            key = (models.index(base), _condition_key(model.condition))
-            groups.setdefault(key, []).append(model)
+            groups.setdefault((models.index(base), model.condition), []).append(model)
     return groups
 
 
