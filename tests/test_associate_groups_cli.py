@@ -77,10 +77,11 @@ def test_finetunes_of_one_condition_are_grouped_as_trials(workspace, tmp_path):
     root, cache = workspace
     backbone = create_backbone("smallcnn.scratch")
     condition = {"kind": "correlation", "level": 0.9}
-    for seed in (0, 1):
+    for seed in (0, 1):  # a finetune spec recorded as the condition names its seed too
         save_checkpoint(tmp_path / f"d{seed}.pt", backbone.model, arch="smallcnn",
                         arch_kwargs={"width": 16}, preprocess=backbone.preprocess,
-                        meta={"base": "smallcnn.scratch", "condition": condition, "seed": seed})
+                        meta={"base": "smallcnn.scratch", "condition": {**condition, "seed": seed},
+                              "seed": seed})
     items = comparison_groups(["hat"], names="avatars")
     sets = load_concepts(f"avatars:{cache}", sorted({n for i in items for n in i.sets}),
                          per_set=8, split=None)
@@ -89,4 +90,4 @@ def test_finetunes_of_one_condition_are_grouped_as_trials(workspace, tmp_path):
         options=RetentionOptions(n_bootstrap=20), embed=EmbedOptions(image_size=32))
     mean = retention[retention["model"] == "mean of 2 finetunes"]
     assert len(mean) and (mean["rho"] == 1.0).all()  # identical weights: nothing changed
-    assert set(retention["condition"]) == {str(condition)}  # as describe_model records it
+    assert set(mean["condition"]) == {str(condition)}

@@ -39,6 +39,7 @@ With a handful of seeds the percentile is coarse; read ``null_z`` alongside it. 
 
 from __future__ import annotations
 
+import ast
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -296,13 +297,26 @@ def _retention_rows(identity: dict, result) -> list[dict]:
     return [{**identity, **row} for row in result.table.to_dict("records")]
 
 
+def _trial_condition(condition: str) -> str:
+    """The condition without its seed: a finetune spec recorded as a dict names its seed too,
+    and finetunes differing only in seed are trials of one condition."""
+    try:
+        spec = ast.literal_eval(condition)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return condition
+    if not isinstance(spec, dict):
+        return condition
+    return str({key: value for key, value in spec.items() if key != "seed"})
+
+
 def _trial_groups(models: Sequence[ModelInfo]) -> dict:
-    """After-stage models with a base among ``models``, grouped by (base, condition)."""
+    """After-stage models with a base among ``models``, grouped by (base, condition less seed)."""
     groups = {}
     for model in models:
         base = find_base(model, models) if model.stage == "after" else None
         if base is not None:
-            groups.setdefault((models.index(base), model.condition), []).append(model)
+            key = (models.index(base), _trial_condition(model.condition))
+            groups.setdefault(key, []).append(model)
     return groups
 
 
@@ -330,8 +344,9 @@ def run_comparison_groups(backbones: Sequence[str | Path], sets: ConceptSets,
         ``similarities`` has the columns :data:`GROUP_COLUMNS`, one row per (model, item);
         ``retention`` one row per (finetuned model, scope, group) with the identity columns
         and :data:`analyze.association.retention.RETENTION_COLUMNS`. Finetunes of one base under
-        one condition (several seeds) also get a row averaged over them as trials, with
-        ``model`` = "mean of k finetunes".
+        one condition (several seeds; a condition recorded as a finetune spec is compared without
+        its ``seed``) also get a row averaged over them as trials, with ``model`` = "mean of k
+        finetunes".
     """
     from analyze.association.groups import check_item_sets, item_sets, similarity_table
     from analyze.association.retention import RETENTION_COLUMNS, RetentionOptions, retention
