@@ -171,3 +171,29 @@ def test_tests_of_selects_one_stage_and_model():
         stage_rows(table, stage="after")
     with pytest.raises(UserError, match="no 'change' row"):
         stage_rows(table, stage="change")
+
+
+def test_retention_estimates_from_retention_results_feed_the_rule():
+    from analyze.association.findings import retention_estimate
+    from analyze.association.groups import comparison_groups
+    from analyze.association.retention import RetentionOptions, retention
+
+    rng = np.random.default_rng(5)
+    names = ["car", "car+man", "car+woman", "man", "woman", "random", "stop_sign"]
+    before = {n: rng.normal(size=(8, 6)) + rng.normal(size=6) for n in names}
+    items, options = comparison_groups(["car"]), RetentionOptions(n_bootstrap=200, seed=0)
+    by_set = {}
+    for finetune_set, seed in (("coco", 1), ("oi", 2)):
+        noise = np.random.default_rng(seed)
+        kept = {n: v + 0.05 * noise.normal(size=v.shape) for n, v in before.items()}
+        moved = {n: v + 3.0 * noise.normal(size=v.shape) for n, v in before.items()}
+        by_set[finetune_set] = [
+            retention_estimate(retention(before, kept, items, options=options), model="bit",
+                               objective="supervised"),
+            retention_estimate(retention(before, moved, items, options=options), model="moco",
+                               objective="self_supervised")]
+    row = retention_rule(by_set)
+    assert row.verdict == "reproduced" and row.number > 0
+    with pytest.raises(UserError, match="`objective`"):
+        retention_estimate(retention(before, before, items, options=options), model="x",
+                           objective="contrastive")

@@ -51,7 +51,9 @@ from analyze.association.findings import (
     amplification_rule,
     mcnemar_one_sided,
     new_bias_rule,
+    retention_estimate,
     retention_rule,
+    stage_rows,
     transfer_rule,
 )
 from analyze.association.groups import (
@@ -104,6 +106,7 @@ __all__ = [
     "ComparisonItem", "EmbedOptions", "FindingRow", "GroupNames", "RetentionEstimate",
     "RetentionOptions", "RetentionResult", "amplification_rule", "comparison_groups",
     "inter_random_subsets", "inter_similarity", "intra_similarity", "intra_split_half",
-    "mcnemar_one_sided", "new_bias_rule", "paired_amplification", "retention", "retention_rule",
+    "mcnemar_one_sided", "new_bias_rule", "paired_amplification", "retention", "retention_estimate", "retention_rule",
+    "stage_rows",
     "similarity_table", "transfer_rule",
 ]

@@ -25,6 +25,9 @@ sentence (docs/science.md section 11). The rules, as issue 27 states them:
 
 Anything else is inconclusive, and so is a rule whose inputs are too few (the reason says what
 is missing), so the rules can run on any stage's output, the reproduce stage's included.
+:func:`retention_estimate` turns a :func:`analyze.association.retention.retention` result
+into the input of rule 1; :func:`stage_rows` picks the ``before`` / ``after`` tables of rules
+2 and 3 out of an association table.
 """
 
 from __future__ import annotations
@@ -75,6 +78,34 @@ class RetentionEstimate:
     objective: str
     rho: float
     replicates: np.ndarray
+
+
+def retention_estimate(result, *, model: str, objective: str,
+                       group: str = "object") -> RetentionEstimate:
+    """One model's :class:`RetentionEstimate` of a plot group from its
+    :func:`analyze.association.retention.retention` result (the input of :func:`retention_rule`).
+
+    Parameters
+    ----------
+    result : RetentionResult
+    model : str
+        The model's name, for the reason.
+    objective : {"supervised", "self_supervised"}
+        Its pretraining objective.
+    group : str, default "object"
+        A plot group of the result.
+    """
+    if objective not in ("supervised", "self_supervised"):
+        raise UserError(f"`objective` {objective!r} is unknown; pass supervised or "
+                        "self_supervised.")
+    key = ("plot_group", group)
+    if key not in result.replicates:
+        raise UserError(f"the retention result has no plot group {group!r}; pass one of "
+                        f"{[name for scope, name in result.replicates if scope == 'plot_group']}.")
+    table = result.table
+    rho = table.loc[(table["scope"] == "plot_group") & (table["group"] == group), "rho"]
+    return RetentionEstimate(model=model, objective=objective, rho=float(rho.iloc[0]),
+                             replicates=np.asarray(result.replicates[key]))
 
 
 def _interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
