@@ -8,6 +8,7 @@ from scipy import stats
 
 from analyze.association import association_test, concept_association, paired_change
 from analyze.association.concepts import avatar_concept_sets
+from analyze.association.options import AssociationOptions, EmbedOptions
 from analyze.association.models import describe_model, embed_images
 from analyze.association.report import summarize_change
 from analyze.association.run import COLUMNS, null_summary, run_association
@@ -60,7 +61,7 @@ def checkpoints(tmp_path_factory):
 @pytest.fixture(scope="module")
 def table(sets, checkpoints):
     return run_association([BASE, *checkpoints], sets, TESTS, null_seeds=(3, 4, 5),
-                           image_size=SIZE)
+                           embed=EmbedOptions(image_size=SIZE))
 
 
 def _embed(name, sets, **options):
@@ -103,7 +104,7 @@ def test_observed_rows_equal_direct_measures(table, sets):
     embeddings = _embed(BASE, sets)
     options = TESTS[0].options
     weat = association_test(embeddings["hat"], embeddings["no_hat"], embeddings["dark"],
-                            embeddings["light"], **options)
+                            embeddings["light"], options=AssociationOptions(**options))
     row = table[(table["stage"] == "before") & (table["test"] == "weat")].iloc[0]
     assert row["effect_size"] == pytest.approx(weat.effect_size, rel=1e-6)
     assert row["p_value"] == pytest.approx(weat.p_value)
@@ -111,7 +112,7 @@ def test_observed_rows_equal_direct_measures(table, sets):
     assert (row["n_x"], row["n_y"], row["n_a"], row["n_b"]) == (8, 8, 8, 8)
     assert row["n_partitions"] == weat.n_partitions and not row["exact"]
     pair = concept_association(embeddings["hat"], embeddings["hat+dark"],
-                               embeddings["hat+light"], **options)
+                               embeddings["hat+light"], options=AssociationOptions(**options))
     row = table[(table["stage"] == "before") & (table["test"] == "pair")].iloc[0]
     assert row["effect_size"] == pytest.approx(pair.association, rel=1e-6)
     assert row["p_value"] == pytest.approx(pair.p_value) and pd.isna(row["n_y"])
@@ -123,8 +124,9 @@ def test_null_uses_the_same_architecture_at_each_seed(table, sets):
     for seed in (3, 4, 5):
         embeddings = _embed(BASE, sets, seed=seed)
         null.append(association_test(embeddings["hat"], embeddings["no_hat"], embeddings["dark"],
-                                     embeddings["light"], n_bootstrap=0,
-                                     n_permutations=1).effect_size)
+                                     embeddings["light"],
+                                     options=AssociationOptions(n_bootstrap=0,
+                                                                n_permutations=1)).effect_size)
     rows = table[(table["test"] == "weat") & (table["stage"] != "change")]
     assert (rows["null_n"] == 3).all()
     np.testing.assert_allclose(rows["null_mean"], np.mean(null), rtol=1e-5)
@@ -168,19 +170,20 @@ def test_change_rows_equal_paired_change_and_summary_pools_models(table, sets, c
 
 def test_rerun_gives_the_same_table(sets, table, checkpoints):
     again = run_association([BASE, checkpoints[0]], sets, TESTS, null_seeds=(3, 4, 5),
-                            image_size=SIZE)
+                            embed=EmbedOptions(image_size=SIZE))
     expected = table[table["model"].isin([BASE, checkpoints[0]])].reset_index(drop=True)
     pd.testing.assert_frame_equal(again, expected)
 
 
 def test_stages_filter_and_missing_base(sets, checkpoints, tmp_path):
     only_after = run_association([checkpoints[0]], sets, TESTS[:1], null_seeds=(),
-                                 image_size=SIZE, stages=["after"])
+                                 embed=EmbedOptions(image_size=SIZE), stages=["after"])
     assert list(only_after["stage"]) == ["after"] and only_after["null_n"].iat[0] == 0
     assert pd.isna(only_after["null_mean"].iat[0]) and only_after["backbone"].iat[0] == BASE
     orphan = _finetuned(tmp_path, 7, meta_extra={"base": "resnet18.scratch"})
     with pytest.warns(UserWarning, match="not among the backbones"):
-        result = run_association([BASE, orphan], sets, TESTS[:1], null_seeds=(), image_size=SIZE)
+        result = run_association([BASE, orphan], sets, TESTS[:1], null_seeds=(),
+                                 embed=EmbedOptions(image_size=SIZE))
     assert list(result["stage"]) == ["before", "after"]
 
 
@@ -190,7 +193,8 @@ def test_stages_filter_and_missing_base(sets, checkpoints, tmp_path):
 ])
 def test_bad_options_are_user_errors(sets, kwargs, pattern):
     with pytest.raises(UserError, match=pattern):
-        run_association([BASE], sets, TESTS[:1], null_seeds=(0,), image_size=SIZE, **kwargs)
+        run_association([BASE], sets, TESTS[:1], null_seeds=(0,), embed=EmbedOptions(image_size=SIZE),
+                        **kwargs)
 
 
 def test_unknown_set_is_a_user_error(sets):

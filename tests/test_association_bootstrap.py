@@ -5,6 +5,7 @@ import pytest
 
 import analyze.association.bootstrap as bootstrap_module
 from analyze.association import (
+    AssociationOptions,
     association,
     association_test,
     set_bootstrap_ci,
@@ -75,14 +76,15 @@ def test_estimate_equals_effect_size_and_test_reuses_the_interval():
     sets = _sets(4)
     interval = set_bootstrap_ci(sets, n_bootstrap=300, seed=1)
     assert interval.estimate == pytest.approx(effect_size(**sets), abs=1e-12)
-    result = association_test(*sets.values(), n_bootstrap=300, seed=1)
+    result = association_test(*sets.values(), options=AssociationOptions(n_bootstrap=300, seed=1))
     assert (result.ci_low, result.ci_high) == (interval.ci_low, interval.ci_high)
     assert result.to_dict()["n_bootstrap"] == 300
 
 
 def test_concept_association_interval_surrounds_estimate():
     sets = _sets(5)
-    result = concept_association(sets["X"], sets["A"], sets["B"], n_bootstrap=400, seed=3)
+    result = concept_association(sets["X"], sets["A"], sets["B"],
+                                 options=AssociationOptions(n_bootstrap=400, seed=3))
     assert result.ci_low < result.association < result.ci_high
     assert result.association > 0 and result.p_value < 0.05  # X was planted near A
 

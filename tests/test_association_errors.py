@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from analyze.association import (
+    AssociationOptions,
     association,
     association_test,
     set_bootstrap_ci,
@@ -83,7 +84,7 @@ def test_zero_row_and_wrong_shape_and_dtype():
 ])
 def test_bad_options(options):
     with pytest.raises(UserError) as error:
-        association_test(*_sets(), **options)
+        association_test(*_sets(), options=AssociationOptions(**options))
     _one_sentence(error)
 
 
@@ -125,6 +126,6 @@ def test_identical_associations_give_nan_effect_with_warning():
     with pytest.warns(RuntimeWarning, match="identical"):
         assert np.isnan(effect_size(X, Y, A, B))
     with pytest.warns(RuntimeWarning):
-        result = association_test(X, Y, A, B, n_bootstrap=50)
+        result = association_test(X, Y, A, B, options=AssociationOptions(n_bootstrap=50))
     assert np.isnan(result.effect_size) and np.isnan(result.ci_low)
     assert result.p_value == 1.0  # every partition ties with the observed one

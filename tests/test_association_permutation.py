@@ -8,6 +8,7 @@ from sklearn.metrics.pairwise import cosine_similarity
 
 import analyze.association.permutation as permutation_module
 from analyze.association import (
+    AssociationOptions,
     association_test,
     concept_association,
     mean_cosine,
@@ -103,7 +104,7 @@ def test_chunking_does_not_change_the_result(monkeypatch):
 
 def test_large_effect_gives_tiny_p_and_no_effect_does_not():
     X, Y, A, B = _planted(8, n=20, strength=1.5)
-    strong = association_test(X, Y, A, B, n_bootstrap=0)
+    strong = association_test(X, Y, A, B, options=AssociationOptions(n_bootstrap=0))
     assert strong.effect_size > 1.5
     assert strong.p_value == pytest.approx(1 / 10000)  # the +1 pseudo-count is the floor
     null_p = [permutation_pvalue(*_planted(seed, n=6, strength=0.0)).p_value
@@ -129,7 +130,7 @@ def test_concept_association_p_matches_loop_over_group_labels():
     rng = np.random.default_rng(10)
     W = rng.normal(size=(5, 8)) + 0.5
     A, B = rng.normal(size=(4, 8)) + 0.4, rng.normal(size=(5, 8))
-    result = concept_association(W, A, B, n_bootstrap=0)
+    result = concept_association(W, A, B, options=AssociationOptions(n_bootstrap=0))
     pool = np.concatenate([A, B])
     observed = mean_cosine(W, A) - mean_cosine(W, B)
     hits = total = 0
@@ -146,7 +147,8 @@ def test_concept_association_p_matches_loop_over_group_labels():
 def test_pair_association_is_the_papers_pair_gap():
     rng = np.random.default_rng(11)
     car, car_man, car_woman = (rng.normal(size=(n, 8)) for n in (6, 5, 4))
-    result = pair_association(car, car_man, car_woman, n_bootstrap=0)
+    result = pair_association(car, car_man, car_woman,
+                              options=AssociationOptions(n_bootstrap=0))
     expected = mean_cosine(car_man, car) - mean_cosine(car_woman, car)
     assert result.association == pytest.approx(expected, abs=1e-12)
     assert (result.n_w, result.n_a, result.n_b) == (6, 5, 4)

@@ -118,3 +118,17 @@ def test_missing_cache_and_inconsistent_values_are_user_errors(tmp_path):
         ConceptSets(images={"a": images.astype(float)}, ids={"a": ("x", "y")})
     with pytest.raises(UserError, match="does not exist"):
         ConceptSets(images={"a": images}, ids={"a": ("x", "y")})["b"]
+
+
+def test_reference_sets_neutral_and_random(cache, meta, sets):
+    with_references = avatar_concept_sets(cache, [*NAMES, "neutral", "random"], per_set=PER_SET,
+                                          split=None, seed=0)
+    for name in NAMES:  # drawn last: the other sets are unchanged
+        assert with_references.ids[name] == sets.ids[name]
+    neutral = _rows(meta, with_references, "neutral")
+    assert (neutral["hat"] == 0).all()
+    assert neutral["dark_skin"].value_counts().to_dict() == {0: 5, 1: 5}
+    random = _rows(meta, with_references, "random")
+    assert random["dark_skin"].value_counts().to_dict() == {0: 5, 1: 5}
+    all_ids = [i for name in with_references.names for i in with_references.ids[name]]
+    assert len(all_ids) == len(set(all_ids))

@@ -19,6 +19,14 @@ Measures
 * :func:`pair_association` — the paper's concept-pair measure, see its docstring.
 * :func:`set_bootstrap_ci`, :func:`bootstrap_replicates`, :func:`paired_change` — within-set
   bootstrap intervals and the before/after-finetuning change paired over the same images.
+* :func:`comparison_groups`, :func:`similarity_table` — the paper's own comparison groups
+  (intra- / inter-class cosine similarity, plot groups indiv / pairs / comps / object) with
+  bootstrap intervals; :func:`retention` — Spearman rho of a group before vs after, with a
+  paired bootstrap over images; :mod:`~analyze.association.findings` — the paper's three
+  findings as rules with a verdict (docs/science.md section 11).
+
+Options travel as :class:`AssociationOptions` (permutations, bootstrap, level, seed, exactness,
+alternative) and :class:`EmbedOptions` (image size, batch size, device).
 
 The paper averaged p-values over trials; do not: pool permutations or combine p-values
 (Fisher / Stouffer) instead. Random features can show large spurious associations, so read
@@ -33,7 +41,33 @@ from analyze.association.bootstrap import (
     PairedChange,
     set_bootstrap_ci,
     bootstrap_replicates,
+    paired_amplification,
     paired_change,
+)
+from analyze.association.findings import (
+    VERDICTS,
+    FindingRow,
+    RetentionEstimate,
+    amplification_rule,
+    mcnemar_one_sided,
+    new_bias_rule,
+    retention_estimate,
+    retention_rule,
+    stage_rows,
+    transfer_rule,
+)
+from analyze.association.groups import (
+    AVATAR_NAMES,
+    PAPER_NAMES,
+    PLOT_GROUPS,
+    ComparisonItem,
+    GroupNames,
+    comparison_groups,
+    inter_random_subsets,
+    inter_similarity,
+    intra_similarity,
+    intra_split_half,
+    similarity_table,
 )
 from analyze.association.measures import (
     MIN_SET_SIZE,
@@ -44,6 +78,7 @@ from analyze.association.measures import (
     mean_within_cosine,
     unit_sets,
 )
+from analyze.association.options import AssociationOptions, EmbedOptions
 from analyze.association.permutation import (
     ALTERNATIVES,
     PermutationResult,
@@ -51,6 +86,7 @@ from analyze.association.permutation import (
     partition_pvalue,
     permutation_pvalue,
 )
+from analyze.association.retention import RetentionOptions, RetentionResult, retention
 from analyze.association.significance import (
     AssociationTest,
     ConceptAssociation,
@@ -65,4 +101,12 @@ __all__ = [
     "association_test", "set_bootstrap_ci", "bootstrap_replicates", "concept_association",
     "cosine_matrix", "effect_size", "mean_cosine", "mean_within_cosine", "pair_association",
     "paired_change", "permutation_pvalue",
+    # Ranjit et al.'s comparison groups, retention and findings
+    "AVATAR_NAMES", "PAPER_NAMES", "PLOT_GROUPS", "VERDICTS", "AssociationOptions",
+    "ComparisonItem", "EmbedOptions", "FindingRow", "GroupNames", "RetentionEstimate",
+    "RetentionOptions", "RetentionResult", "amplification_rule", "comparison_groups",
+    "inter_random_subsets", "inter_similarity", "intra_similarity", "intra_split_half",
+    "mcnemar_one_sided", "new_bias_rule", "paired_amplification", "retention", "retention_estimate", "retention_rule",
+    "stage_rows",
+    "similarity_table", "transfer_rule",
 ]

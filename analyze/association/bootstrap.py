@@ -97,7 +97,7 @@ def resolve_measure(sets: Mapping, measure: str | None) -> str:
     return measure
 
 
-def _check_interval_options(*, n_bootstrap, confidence, seed) -> None:
+def check_interval_options(*, n_bootstrap, confidence, seed) -> None:
     check_test_options(n_permutations=1, seed=seed, exact="auto", alternative="greater")
     if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) \
             or n_bootstrap < 1:
@@ -203,7 +203,7 @@ def bootstrap_replicates(sets: Mapping[str, object], *, measure: str | None = No
     ndarray of shape (n_bootstrap,), float64; NaN where a replicate's effect size is undefined.
     """
     measure = resolve_measure(sets, measure)
-    _check_interval_options(n_bootstrap=n_bootstrap, confidence=0.5, seed=seed)
+    check_interval_options(n_bootstrap=n_bootstrap, confidence=0.5, seed=seed)
     unit = unit_sets(sets, min_rows=MIN_SET_SIZE)
     return _replicates(unit, measure, n_bootstrap, seed)
 
@@ -222,7 +222,7 @@ def set_bootstrap_ci(sets: Mapping[str, object], *, measure: str | None = None,
     BootstrapInterval
     """
     measure = resolve_measure(sets, measure)
-    _check_interval_options(n_bootstrap=n_bootstrap, confidence=confidence, seed=seed)
+    check_interval_options(n_bootstrap=n_bootstrap, confidence=confidence, seed=seed)
     unit = unit_sets(sets, min_rows=MIN_SET_SIZE)
     replicates = _replicates(unit, measure, n_bootstrap, seed)
     low, high = _percentile_interval(replicates, confidence)
@@ -276,7 +276,7 @@ def paired_change(before: Mapping[str, object], after: Mapping[str, object], *,
     """
     measure = resolve_measure(before, measure)
     resolve_measure(after, measure)
-    _check_interval_options(n_bootstrap=n_bootstrap, confidence=confidence, seed=seed)
+    check_interval_options(n_bootstrap=n_bootstrap, confidence=confidence, seed=seed)
     before_unit, after_unit = _check_paired(before, after)
     sizes = {name: int(array.shape[0]) for name, array in before_unit.items()}
     # One draw of row indices applied to both stages: this is what pairs the bootstrap.
@@ -294,3 +294,40 @@ def paired_change(before: Mapping[str, object], after: Mapping[str, object], *,
                         after_ci_low=after_low, after_ci_high=after_high,
                         confidence=float(confidence), n_bootstrap=int(n_bootstrap),
                         seed=int(seed), set_sizes=sizes)
+
+
+def paired_amplification(before: Mapping[str, object], after: Mapping[str, object], *,
+                         n_bootstrap: int = 2000, confidence: float = 0.95,
+                         seed: int = 0) -> BootstrapInterval:
+    """``|d after| - |d before|`` of a WEAT / iEAT test, paired over images (Ranjit's finding 3b).
+
+    The same resampled rows enter both stages, as in :func:`paired_change`; positive means the
+    effect size moved away from 0 with finetuning, whatever its sign.
+
+    Parameters
+    ----------
+    before, after : mapping with keys ``X, Y, A, B`` -> array-like of shape (n_name, d_stage)
+        The same images in the same order at both stages.
+    n_bootstrap : int, default 2000
+    confidence : float, default 0.95
+    seed : int, default 0
+
+    Returns
+    -------
+    BootstrapInterval
+        ``measure = "amplification"``.
+    """
+    resolve_measure(before, "effect_size")
+    resolve_measure(after, "effect_size")
+    check_interval_options(n_bootstrap=n_bootstrap, confidence=confidence, seed=seed)
+    before_unit, after_unit = _check_paired(before, after)
+    sizes = {name: int(array.shape[0]) for name, array in before_unit.items()}
+    index = _resample_indices(sizes, MEASURE_SETS["effect_size"], n_bootstrap, seed)
+    replicates = np.abs(_measure_over(after_unit, "effect_size", index)) \
+        - np.abs(_measure_over(before_unit, "effect_size", index))
+    estimate = abs(_point_estimate(after_unit, "effect_size")) \
+        - abs(_point_estimate(before_unit, "effect_size"))
+    low, high = _percentile_interval(replicates, confidence)
+    return BootstrapInterval(measure="amplification", estimate=float(estimate), ci_low=low,
+                             ci_high=high, confidence=float(confidence),
+                             n_bootstrap=int(n_bootstrap), seed=int(seed))

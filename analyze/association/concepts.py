@@ -20,6 +20,9 @@ image array of shape ``(k, H, W, 3)`` and the ids of those ``k`` images. Two sou
   ``t+light``     light avatars with ``t`` (concept pair: object with group b)   ``per_set``
   ``dark``        dark avatars with none of the accessories named in the request ``per_set``
   ``light``       light avatars with none of the accessories named in the request ``per_set``
+  ``neutral``     avatars with none of the accessories named in the request, half ``per_set``
+                  dark and half light (the reference object, the paper's stop sign)
+  ``random``      any avatars, half dark and half light (the paper's random set)  ``per_set``
   ==============  =============================================================  ==========
 
   All requested sets are pairwise **disjoint** (no avatar is in two sets), and the selection
@@ -45,6 +48,8 @@ FOLDER_LAYOUT = "<root>/<concept>/<image>.png|.jpg|.jpeg, one sub-folder per con
 #: Group set names of the avatar sets, keyed by the value of the sensitive attribute.
 GROUPS = {1: "dark", 0: "light"}
 SENSITIVE = "dark_skin"
+#: Reference sets of Ranjit et al.: a neutral object (their stop sign) and a random set.
+REFERENCE_SETS = ("neutral", "random")
 DEFAULT_PER_SET = 24
 _PAIR = re.compile(r"^(?P<target>[a-z_]+)\+(?P<group>dark|light)$")
 
@@ -181,10 +186,15 @@ class _AvatarSet:
     has_target: bool
     groups: tuple[int, ...]
     order: tuple[int, str]
+    any_row: bool = False
 
 
 def avatar_set_names(targets: Iterable[str]) -> list[str]:
-    """The full vocabulary of avatar set names for the given targets (see module docstring)."""
+    """The avatar set names of the given targets and the two groups (see the module docstring).
+
+    The reference sets :data:`REFERENCE_SETS` (``neutral``, ``random``) are valid names too but
+    are not listed here; :func:`analyze.association.groups.comparison_groups` asks for them.
+    """
     names = ["dark", "light"]
     for target in targets:
         names += [target, f"no_{target}", f"{target}+dark", f"{target}+light"]
@@ -197,6 +207,10 @@ def _parse_avatar_name(name: str) -> _AvatarSet:
     pair = _PAIR.match(name)
     if name in group_value:
         return _AvatarSet(name, None, False, (group_value[name],), (0, name))
+    if name in REFERENCE_SETS:
+        # Drawn after every other set, so adding them never changes the other sets' draws.
+        return _AvatarSet(name, None, False, (1, 0), (4 + REFERENCE_SETS.index(name), name),
+                          any_row=name == "random")
     if pair and pair["target"] in TARGETS:
         return _AvatarSet(name, pair["target"], True, (group_value[pair["group"]],),
                           (1, name))
@@ -204,8 +218,8 @@ def _parse_avatar_name(name: str) -> _AvatarSet:
         return _AvatarSet(name, name[3:], False, (1, 0), (3, name))
     if name in TARGETS:
         return _AvatarSet(name, name, True, (1, 0), (2, name))
-    raise UserError(f"avatar concept set {name!r} is unknown; use dark, light, or for a target t "
-                    f"in {list(TARGETS)}: t, no_t, t+dark, t+light.")
+    raise UserError(f"avatar concept set {name!r} is unknown; use dark, light, neutral, random, "
+                    f"or for a target t in {list(TARGETS)}: t, no_t, t+dark, t+light.")
 
 
 def _check_per_set(per_set) -> int:
@@ -234,7 +248,9 @@ def _select_rows(meta, rules: list[_AvatarSet], per_set: int, seed: int) -> dict
     sensitive = meta[SENSITIVE].to_numpy()
     rows = {}
     for rule in sorted(rules, key=lambda r: r.order):  # fixed order: names' order is irrelevant
-        if rule.target is None:
+        if rule.any_row:
+            eligible = np.ones(len(meta), dtype=bool)
+        elif rule.target is None:
             eligible = ~has_any
         else:
             eligible = (meta[rule.target].to_numpy() == 1) == rule.has_target

@@ -140,3 +140,67 @@ def plot_association(table: pd.DataFrame, out_prefix: str | Path) -> list[Path]:
                 for suffix in (".png", ".svg")]
     finally:
         plt.close(figure)
+
+
+def _draw_retention(axis, similarities: pd.DataFrame, retention: pd.DataFrame, group: str,
+                    models: list[str]) -> None:
+    """Before (x) vs after (y) of one plot group's items, one colour per finetuned model."""
+    in_group = similarities["plot_groups"].str.split(",").apply(lambda groups: group in groups)
+    part = similarities[in_group]
+    for j, model in enumerate(models):
+        after = part[part["model"] == model].set_index("item")
+        base = after["backbone"].iloc[0]
+        before = part[(part["backbone"] == base) & (part["stage"] == "before")].set_index("item")
+        before = before.reindex(after.index)
+        rho = retention[(retention["model"] == model) & (retention["group"] == group)]["rho"]
+        label = f"#{j + 1}: rho {rho.iloc[0]:.2f}" if len(rho) else f"#{j + 1}"
+        axis.errorbar(before["value"], after["value"], fmt="o", color=f"C{j}", capsize=2,
+                      xerr=np.nan_to_num(np.vstack([before["value"] - before["ci_low"],
+                                                    before["ci_high"] - before["value"]])),
+                      yerr=np.nan_to_num(np.vstack([after["value"] - after["ci_low"],
+                                                    after["ci_high"] - after["value"]])),
+                      label=label)
+    (x_low, x_high), (y_low, y_high) = axis.get_xlim(), axis.get_ylim()
+    low, high = min(x_low, y_low), max(x_high, y_high)
+    axis.plot([low, high], [low, high], color="0.6", linewidth=0.8)
+    axis.set_xlabel("before (cosine similarity)")
+    axis.set_ylabel("after")
+
+
+def plot_retention(similarities: pd.DataFrame, retention: pd.DataFrame,
+                   out_prefix: str | Path) -> list[Path]:
+    """Ranjit et al.'s before-vs-after plot per plot group, each finetune's rho in its legend.
+
+    One panel per plot group that has a retention row: every item's similarity before (x) and
+    after (y) finetuning with its bootstrap intervals; the diagonal is "unchanged". Each legend
+    gives every finetuned model's retention rho (Spearman over the panel's items); the caption
+    names the numbered models.
+
+    Returns
+    -------
+    list of Path
+        ``<out_prefix>.png`` and ``<out_prefix>.svg``, each written atomically.
+    """
+    groups = list(dict.fromkeys(retention.loc[retention["scope"] == "plot_group", "group"]))
+    if not groups:
+        raise UserError("the retention table has no plot-group row, so there is nothing to "
+                        "plot; measure a base and a model finetuned from it.")
+    out_prefix = Path(out_prefix)
+    out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    # A trial-mean row ("mean of k finetunes") has no similarities of its own to draw.
+    models = [model for model in dict.fromkeys(retention["model"])
+              if model in set(similarities["model"])]
+    figure, axes = plt.subplots(1, len(groups), squeeze=False, figsize=(4.2 * len(groups), 4.0))
+    for axis, group in zip(axes[0], groups):
+        _draw_retention(axis, similarities, retention, group, models)
+        axis.set_title(f"{group} group", fontsize="medium")
+        axis.legend(fontsize="x-small", loc="best")
+    key = "; ".join(f"#{j + 1} {model}" for j, model in enumerate(models))
+    figure.tight_layout()
+    figure.text(0.01, -0.02, f"Retention: Spearman rho before vs after over each group's items. "
+                f"{key}", fontsize="x-small", ha="left", va="top", wrap=True)
+    try:
+        return [_save_atomic(figure, out_prefix.with_name(out_prefix.name + suffix))
+                for suffix in (".png", ".svg")]
+    finally:
+        plt.close(figure)

@@ -39,6 +39,7 @@ With a handful of seeds the percentile is coarse; read ``null_z`` alongside it. 
 
 from __future__ import annotations
 
+import ast
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,6 +58,7 @@ from analyze.association.models import (
     find_base,
     random_twin,
 )
+from analyze.association.options import AssociationOptions, EmbedOptions
 from analyze.association.significance import association_test, concept_association, pair_association
 from analyze.association.spec import (
     MEASURES,
@@ -105,10 +107,10 @@ def run_test(test: AssociationSpec, embeddings: dict) -> dict:
     sets = _measure_sets(test, embeddings)
     options = test.options
     if test.kind == "weat":
-        result = association_test(**sets, **options).to_dict()
+        result = association_test(**sets, options=AssociationOptions(**options)).to_dict()
     else:
         measure = concept_association if test.kind == "concept" else pair_association
-        result = measure(*sets.values(), **options).to_dict()
+        result = measure(*sets.values(), options=AssociationOptions(**options)).to_dict()
         result["effect_size"], result["n_x"], result["n_y"] = result["association"], \
             result["n_w"], pd.NA
     row = {key: result[key] for key in ("effect_size", "p_value", "ci_low", "ci_high", "n_x",
@@ -193,8 +195,7 @@ def _identity(model: ModelInfo, base: ModelInfo | None) -> dict:
 def run_association(backbones: Sequence[str | Path], sets: ConceptSets,
                     tests: Sequence[AssociationSpec], *, stages: Sequence[str] | None = None,
                     null_seeds: Sequence[int] = (0, 1, 2, 3, 4), null_arch: str | None = None,
-                    image_size: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                    device="cpu") -> pd.DataFrame:
+                    embed: EmbedOptions = EmbedOptions()) -> pd.DataFrame:
     """Run every test on every backbone; one tidy row per (model, stage, test).
 
     Parameters
@@ -211,10 +212,8 @@ def run_association(backbones: Sequence[str | Path], sets: ConceptSets,
         Seeds of the random-init networks of the null; empty skips the null.
     null_arch : str, optional
         A registered name whose architecture every null uses; default each model's own.
-    image_size : int, optional
-        Override every backbone's resize and crop.
-    batch_size : int, default 64
-    device : str, default "cpu"
+    embed : EmbedOptions
+        ``image_size`` (override every backbone's resize and crop), ``batch_size``, ``device``.
 
     Returns
     -------
@@ -227,10 +226,10 @@ def run_association(backbones: Sequence[str | Path], sets: ConceptSets,
         raise UserError("no association test was given; pass a specification with tests.")
     check_sets_exist(tests, sets.names)
     names = set_names(tests)
-    models = [describe_model(name, image_size=image_size, null_arch=null_arch)
+    models = [describe_model(name, image_size=embed.image_size, null_arch=null_arch)
               for name in backbones]
-    embed = dict(batch_size=batch_size, device=device)
-    embeddings = [embed_sets(m.backbone, sets, names, **embed) for m in models]
+    embed_kwargs = dict(batch_size=embed.batch_size, device=embed.device)
+    embeddings = [embed_sets(m.backbone, sets, names, **embed_kwargs) for m in models]
     nulls = {}
     rows = []
     for model, observed in zip(models, embeddings):
@@ -242,7 +241,7 @@ def run_association(backbones: Sequence[str | Path], sets: ConceptSets,
         if model.stage in stages:
             if model.null_key not in nulls and null_seeds:
                 nulls[model.null_key] = null_distribution(model, sets, tests, seeds=null_seeds,
-                                                          **embed)
+                                                          **embed_kwargs)
             null = nulls.get(model.null_key)
             for test in tests:
                 row = run_test(test, observed)
@@ -286,3 +285,100 @@ def load_concepts(source: str, names: Sequence[str], *, per_set: int = 24,
                     "folder:ROOT (a folder per concept).")
 
 
+
+
+# -- Ranjit et al.'s comparison groups and retention -----------------------------------------
+GROUP_COLUMNS = ["backbone", "model", "stage", "condition", "finetune_seed", "item", "kind",
+                 "object", "plot_groups", "value", "ci_low", "ci_high"]
+TRIALS_MODEL = "mean of {k} finetunes"
+
+
+def _retention_rows(identity: dict, result) -> list[dict]:
+    return [{**identity, **row} for row in result.table.to_dict("records")]
+
+
+def _trial_condition(condition: str) -> str:
+    """The condition without its seed: a finetune spec recorded as a dict names its seed too,
+    and finetunes differing only in seed are trials of one condition."""
+    try:
+        spec = ast.literal_eval(condition)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return condition
+    if not isinstance(spec, dict):
+        return condition
+    return str({key: value for key, value in spec.items() if key != "seed"})
+
+
+def _trial_groups(models: Sequence[ModelInfo]) -> dict:
+    """After-stage models with a base among ``models``, grouped by (base, condition less seed)."""
+    groups = {}
+    for model in models:
+        base = find_base(model, models) if model.stage == "after" else None
+        if base is not None:
+            key = (models.index(base), _trial_condition(model.condition))
+            groups.setdefault(key, []).append(model)
+    return groups
+
+
+def run_comparison_groups(backbones: Sequence[str | Path], sets: ConceptSets,
+                          items: Sequence, *, options=None,
+                          embed: EmbedOptions = EmbedOptions()) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Ranjit et al.'s comparison groups on every backbone, and each finetune's retention.
+
+    Parameters
+    ----------
+    backbones : sequence of str or Path
+        Bases and the checkpoints finetuned from them (as in :func:`run_association`).
+    sets : ConceptSets
+        Must hold every set the items use.
+    items : sequence of ComparisonItem
+        E.g. :func:`analyze.association.groups.comparison_groups`.
+    options : RetentionOptions, optional
+        Bootstrap settings of the similarity intervals and of retention.
+    embed : EmbedOptions
+        As in :func:`run_association`.
+
+    Returns
+    -------
+    (similarities, retention) : (DataFrame, DataFrame)
+        ``similarities`` has the columns :data:`GROUP_COLUMNS`, one row per (model, item);
+        ``retention`` one row per (finetuned model, scope, group) with the identity columns
+        and :data:`analyze.association.retention.RETENTION_COLUMNS`. Finetunes of one base under
+        one condition (several seeds; a condition recorded as a finetune spec is compared without
+        its ``seed``) also get a row averaged over them as trials, with ``model`` = "mean of k
+        finetunes".
+    """
+    from analyze.association.groups import check_item_sets, item_sets, similarity_table
+    from analyze.association.retention import RETENTION_COLUMNS, RetentionOptions, retention
+
+    options = options or RetentionOptions()
+    items = list(items)
+    if not backbones:
+        raise UserError("no backbone was given; pass at least one in `backbones`.")
+    check_item_sets(items, sets.names)
+    models = [describe_model(name, image_size=embed.image_size) for name in backbones]
+    embeddings = [embed_sets(m.backbone, sets, item_sets(items), batch_size=embed.batch_size,
+                             device=embed.device) for m in models]
+    similarities = []
+    for model, observed in zip(models, embeddings):
+        base = find_base(model, models) if model.stage == "after" else None
+        table = similarity_table(observed, items, n_bootstrap=options.n_bootstrap,
+                                 confidence=options.confidence, seed=options.seed)
+        similarities.append(table.assign(**_identity(model, base), stage=model.stage))
+    rows = []
+    for (base_index, condition), finetunes in _trial_groups(models).items():
+        base = models[base_index]
+        for model in finetunes:
+            result = retention(embeddings[base_index], embeddings[models.index(model)], items,
+                               options=options)
+            rows += _retention_rows(_identity(model, base), result)
+        if len(finetunes) > 1:
+            result = retention(embeddings[base_index],
+                               [embeddings[models.index(m)] for m in finetunes], items,
+                               options=options)
+            rows += _retention_rows({"backbone": base.label, "condition": condition,
+                                     "model": TRIALS_MODEL.format(k=len(finetunes)),
+                                     "finetune_seed": pd.NA}, result)
+    columns = ["backbone", "model", "condition", "finetune_seed", *RETENTION_COLUMNS]
+    return pd.concat(similarities, ignore_index=True)[GROUP_COLUMNS], \
+        pd.DataFrame(rows, columns=columns)

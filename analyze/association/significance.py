@@ -15,7 +15,8 @@ import numpy as np
 
 from analyze.association.bootstrap import set_bootstrap_ci
 from analyze.association.measures import MIN_SET_SIZE, effect_size, unit_sets
-from analyze.association.permutation import check_test_options, partition_pvalue, permutation_pvalue
+from analyze.association.options import AssociationOptions
+from analyze.association.permutation import partition_pvalue, permutation_pvalue
 
 _NAN = float("nan")
 
@@ -78,9 +79,8 @@ class ConceptAssociation:
         return asdict(self)
 
 
-def association_test(X, Y, A, B, *, n_permutations: int = 10000, n_bootstrap: int = 2000,
-                     confidence: float = 0.95, seed: int = 0, exact="auto",
-                     alternative: str = "greater") -> AssociationTest:
+def association_test(X, Y, A, B, *,
+                     options: AssociationOptions = AssociationOptions()) -> AssociationTest:
     """Effect size, permutation p-value and bootstrap interval of a WEAT / iEAT test.
 
     Parameters
@@ -89,44 +89,41 @@ def association_test(X, Y, A, B, *, n_permutations: int = 10000, n_bootstrap: in
         Target images (e.g. X = man, Y = woman in the paper), at least 2 each.
     A, B : array-like of shape (n_a, d) and (n_b, d)
         Attribute images (e.g. two objects), at least 2 each.
-    n_permutations : int, default 10000
-        See :func:`permutation_pvalue`.
-    n_bootstrap : int, default 2000
-        Within-set bootstrap replicates of the effect size; 0 skips the interval.
-    confidence : float, default 0.95
-    seed : int, default 0
-        Seeds both the sampled partitions and the bootstrap (each from its own generator).
-    exact : {"auto", True, False}
-    alternative : {"greater", "less", "two-sided"}
+    options : AssociationOptions
+        ``n_permutations`` (see :func:`permutation_pvalue`), ``n_bootstrap`` (within-set
+        bootstrap replicates of the effect size; 0 skips the interval), ``confidence``,
+        ``seed`` (seeds both the sampled partitions and the bootstrap, each from its own
+        generator), ``exact`` and ``alternative``.
 
     Returns
     -------
     AssociationTest
     """
+    o = options
     sets = {"X": X, "Y": Y, "A": A, "B": B}
-    permutation = permutation_pvalue(X, Y, A, B, n_permutations=n_permutations, seed=seed,
-                                     exact=exact, alternative=alternative)
+    permutation = permutation_pvalue(X, Y, A, B, n_permutations=o.n_permutations, seed=o.seed,
+                                     exact=o.exact, alternative=o.alternative)
     d = effect_size(X, Y, A, B)
-    low, high = _interval(sets, "effect_size", n_bootstrap, confidence, seed)
+    low, high = _interval(sets, "effect_size", o)
     sizes = {f"n_{name.lower()}": int(np.shape(value)[0]) for name, value in sets.items()}
     return AssociationTest(effect_size=d, p_value=permutation.p_value,
                            n_partitions=permutation.n_partitions, exact=permutation.exact,
-                           seed=int(seed), statistic=permutation.statistic,
-                           alternative=alternative, ci_low=low, ci_high=high,
-                           confidence=float(confidence), n_bootstrap=int(n_bootstrap), **sizes)
+                           seed=int(o.seed), statistic=permutation.statistic,
+                           alternative=o.alternative, ci_low=low, ci_high=high,
+                           confidence=float(o.confidence), n_bootstrap=int(o.n_bootstrap),
+                           **sizes)
 
 
-def _interval(sets, measure, n_bootstrap, confidence, seed) -> tuple[float, float]:
-    if n_bootstrap == 0:
+def _interval(sets, measure, options: AssociationOptions) -> tuple[float, float]:
+    if options.n_bootstrap == 0:
         return _NAN, _NAN
-    interval = set_bootstrap_ci(sets, measure=measure, n_bootstrap=n_bootstrap,
-                            confidence=confidence, seed=seed)
+    interval = set_bootstrap_ci(sets, measure=measure, n_bootstrap=options.n_bootstrap,
+                                confidence=options.confidence, seed=options.seed)
     return interval.ci_low, interval.ci_high
 
 
-def concept_association(W, A, B, *, n_permutations: int = 10000, n_bootstrap: int = 2000,
-                        confidence: float = 0.95, seed: int = 0, exact="auto",
-                        alternative: str = "greater") -> ConceptAssociation:
+def concept_association(W, A, B, *,
+                        options: AssociationOptions = AssociationOptions()) -> ConceptAssociation:
     """Association of one target concept ``W`` with group ``A`` rather than group ``B``.
 
     Estimate: ``mean_{w in W} s(w, A, B)``, equal to ``mean_cosine(W, A) - mean_cosine(W, B)``
@@ -147,43 +144,38 @@ def concept_association(W, A, B, *, n_permutations: int = 10000, n_bootstrap: in
         Target images, at least 2.
     A, B : array-like of shape (n_a, d) and (n_b, d)
         Group images, at least 2 each.
-    n_permutations, n_bootstrap, confidence, seed, exact, alternative
+    options : AssociationOptions
         As in :func:`association_test`.
 
     Returns
     -------
     ConceptAssociation
     """
-    return _concept_association({"W": W, "A": A, "B": B}, n_permutations=n_permutations,
-                                n_bootstrap=n_bootstrap, confidence=confidence, seed=seed,
-                                exact=exact, alternative=alternative)
+    return _concept_association({"W": W, "A": A, "B": B}, options)
 
 
-def _concept_association(named_sets: dict, *, n_permutations, n_bootstrap, confidence, seed,
-                         exact, alternative) -> ConceptAssociation:
+def _concept_association(named_sets: dict, options: AssociationOptions) -> ConceptAssociation:
     """:func:`concept_association` on sets given as ``{name: array}`` in W, A, B order."""
-    check_test_options(n_permutations=n_permutations, seed=seed, exact=exact,
-                       alternative=alternative)
+    o = options
     unit = unit_sets(named_sets, min_rows=MIN_SET_SIZE)
     target, group_a, group_b = unit.values()
     similarity_to_target = np.concatenate([group_a, group_b]) @ target.mean(axis=0)
     estimate = float(similarity_to_target[:len(group_a)].mean()
                      - similarity_to_target[len(group_a):].mean())
     p_value, n_partitions, used_exact = partition_pvalue(
-        similarity_to_target, len(group_a), n_permutations=n_permutations, seed=seed,
-        exact=exact, alternative=alternative)
+        similarity_to_target, len(group_a), n_permutations=o.n_permutations, seed=o.seed,
+        exact=o.exact, alternative=o.alternative)
     sets = dict(zip(("W", "A", "B"), named_sets.values(), strict=True))
-    low, high = _interval(sets, "association", n_bootstrap, confidence, seed)
+    low, high = _interval(sets, "association", o)
     return ConceptAssociation(association=estimate, p_value=p_value, n_partitions=n_partitions,
                               exact=used_exact, ci_low=low, ci_high=high,
-                              confidence=float(confidence), n_bootstrap=int(n_bootstrap),
+                              confidence=float(o.confidence), n_bootstrap=int(o.n_bootstrap),
                               n_w=len(target), n_a=len(group_a), n_b=len(group_b),
-                              seed=int(seed), alternative=alternative)
+                              seed=int(o.seed), alternative=o.alternative)
 
 
-def pair_association(object_only, object_with_a, object_with_b, *, n_permutations: int = 10000,
-                     n_bootstrap: int = 2000, confidence: float = 0.95, seed: int = 0,
-                     exact="auto", alternative: str = "greater") -> ConceptAssociation:
+def pair_association(object_only, object_with_a, object_with_b, *,
+                     options: AssociationOptions = AssociationOptions()) -> ConceptAssociation:
     """The paper's concept-pair measure: is an object closer to its images with group ``a``?
 
     ``mean_cosine(object_with_a, object_only) - mean_cosine(object_with_b, object_only)``,
@@ -200,7 +192,7 @@ def pair_association(object_only, object_with_a, object_with_b, *, n_permutation
     ----------
     object_only : array-like of shape (n_o, d)
     object_with_a, object_with_b : array-like of shape (n_oa, d) and (n_ob, d)
-    n_permutations, n_bootstrap, confidence, seed, exact, alternative
+    options : AssociationOptions
         As in :func:`association_test`.
 
     Returns
@@ -210,6 +202,4 @@ def pair_association(object_only, object_with_a, object_with_b, *, n_permutation
     """
     named_sets = {"object_only": object_only, "object_with_a": object_with_a,
                   "object_with_b": object_with_b}
-    return _concept_association(named_sets, n_permutations=n_permutations,
-                                n_bootstrap=n_bootstrap, confidence=confidence, seed=seed,
-                                exact=exact, alternative=alternative)
+    return _concept_association(named_sets, options)
