@@ -11,13 +11,19 @@ the field in backticks (the command line maps the name to its flag).
 :class:`RunContext`
     Where and how a stage writes: output folder, overwrite, progress bars.
 
+Every group has ``from_mapping(mapping, where=...)``, which builds it from one section of a
+grid or recipe file (lists become tuples) and names the file and key in its errors:
+``grid.toml [probe]: `Cs` must be ...``.
+
 The runners' own groups live beside them (``FinetuneConfig`` in
 :mod:`analyze.finetune.search`, the probe's in :mod:`analyze.probe`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -29,15 +35,49 @@ THRESHOLD_POLICIES = ("top_p", "top_p_reference", "val_top_p", "fixed")
 AUC_FLOOR = 0.65
 
 
+def config_from_mapping(cls, mapping, where: str | None = None, *, ignore=()):
+    """``cls(**mapping)`` for a frozen config dataclass, from one section of a grid or recipe file.
+
+    Lists become tuples (a TOML array is a list); keys that are not fields of ``cls`` raise,
+    except those in ``ignore`` (keys of the same section that another group takes). Errors
+    start with ``where`` (e.g. ``"grid.toml [probe]"``) so they name the file and section.
+    """
+    prefix = f"{where}: " if where else ""
+    if not isinstance(mapping, Mapping):
+        raise UserError(f"{prefix}expected a table of options, got {type(mapping).__name__}.")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(mapping) - fields - set(ignore))
+    if unknown:
+        raise UserError(f"{prefix}unknown key `{unknown[0]}`; use some of {sorted(fields)}.")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in mapping.items() if k in fields}
+    try:
+        return cls(**values)
+    except UserError as error:
+        raise type(error)(f"{prefix}{error}") from None
+
+
+class _FromMapping:
+    """Mixin: :meth:`from_mapping` and :meth:`with_` for a frozen config dataclass."""
+
+    @classmethod
+    def from_mapping(cls, mapping, where: str | None = None, *, ignore=()):
+        """Built from one section of a grid or recipe file (see :func:`config_from_mapping`)."""
+        return config_from_mapping(cls, mapping, where, ignore=ignore)
+
+    def with_(self, **changes):
+        """A copy with ``changes`` applied (validated again)."""
+        return replace(self, **changes)
+
+
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(_FromMapping):
     """How every model of a stage is scored.
 
     Parameters
     ----------
     policy : {"top_p", "top_p_reference", "val_top_p", "fixed"}, default="top_p"
         Threshold policy of the FPR/TPR metrics (docs/science.md section 3).
-    auc_floor : float, default=0.65
+    auc_floor : float in [0.5, 1), default=0.65
         Test AUC under which a cell is flagged ``weak_task``.
     sensitive : str, optional
         Group column of the metrics (default: each cell's own ``sensitive``).
@@ -51,19 +91,15 @@ class EvalConfig:
         if self.policy not in THRESHOLD_POLICIES:
             raise UserError(f"Unknown threshold policy {self.policy!r}; set `policy` to one of {THRESHOLD_POLICIES}.")
         floor = self.auc_floor
-        if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not math.isfinite(floor) or not 0 <= floor <= 1:
-            raise UserError(f"`auc_floor` must be a number in [0, 1], got {floor!r}.")
+        if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not math.isfinite(floor) or not 0.5 <= floor < 1:
+            raise UserError(f"`auc_floor` must be a number in [0.5, 1), got {floor!r}.")
         object.__setattr__(self, "auc_floor", float(floor))
         if self.sensitive is not None and (not isinstance(self.sensitive, str) or not self.sensitive):
             raise UserError(f"`sensitive` must be a column name, got {self.sensitive!r}.")
 
-    def with_(self, **changes) -> "EvalConfig":
-        """A copy with ``changes`` applied (validated again)."""
-        return replace(self, **changes)
-
 
 @dataclass(frozen=True)
-class RunContext:
+class RunContext(_FromMapping):
     """Where a stage writes and how it reports.
 
     Parameters
@@ -88,7 +124,3 @@ class RunContext:
         for name in ("overwrite", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise UserError(f"`{name}` must be true or false, got {getattr(self, name)!r}.")
-
-    def with_(self, **changes) -> "RunContext":
-        """A copy with ``changes`` applied (validated again)."""
-        return replace(self, **changes)

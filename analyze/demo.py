@@ -138,6 +138,7 @@ def estimate_salience(out: Path, cache: Path, *, seed: int):
     import pandas as pd
 
     from analyze.salience.estimate import validate_salience
+    from analyze.salience.config import SalienceConfig
     from analyze.salience.table import salience_table
     from extract.datasets.avatars import AvatarAdapter
 
@@ -146,7 +147,8 @@ def estimate_salience(out: Path, cache: Path, *, seed: int):
         table = pd.read_csv(path)
     else:
         adapter = AvatarAdapter(cache)
-        table = salience_table(list(TARGETS), SENSITIVE, adapter=adapter, method="probe", replicates=3, seed=seed)
+        table = salience_table(list(TARGETS), SENSITIVE, adapter=adapter,
+                               config=SalienceConfig(method="probe", replicates=3, seed=seed))
         check = validate_salience(table, adapter.signal_strength, sensitive=SENSITIVE)
         table = check.table
         table.to_csv(path, index=False)
@@ -156,6 +158,7 @@ def estimate_salience(out: Path, cache: Path, *, seed: int):
 
 
 def run_probes(out: Path, stores: dict[str, Path]) -> Path:
+    from analyze.config import RunContext
     from analyze.probe.cells import run_probe_cells
     from analyze.subsets import Correlation, Natural, Skew, level_toward_stereotype
     from extract.store.reader import FeatureStore
@@ -169,7 +172,7 @@ def run_probes(out: Path, stores: dict[str, Path]) -> Path:
     specs += [Skew(t, SENSITIVE, level_toward_stereotype(meta, t, SENSITIVE, SKEW_STEREOTYPE), n=PROBE_N, seed=s)
               for t in TARGETS for s in PROBE_SEEDS]
     for name, store in opened.items():
-        records = run_probe_cells(store, specs, out=results, progress=False)
+        records = run_probe_cells(store, specs, context=RunContext(out=results, progress=False))
         print(f"  {name}: {len(records)} probe cells fitted ({len(specs) - len(records)} reused)")
     return results
 

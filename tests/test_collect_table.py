@@ -7,6 +7,8 @@ import pandas as pd
 import pytest
 
 import analyze.results.tables as tables_module
+from analyze.config import RunContext
+from analyze.probe import ProbeConfig
 from analyze.probe.cells import run_probe_cells
 from analyze.results.collect import SkippedRecordsWarning, collect, record_row
 from analyze.results.records import make_record, write_record
@@ -21,7 +23,7 @@ SPECS = [Correlation("hat", "dark_skin", 0.0, n=40, seed=0), Correlation("hat", 
 @pytest.fixture(scope="module")
 def records(avatar_store, tmp_path_factory):
     folder = tmp_path_factory.mktemp("records")
-    run_probe_cells(avatar_store, SPECS, out=folder, Cs=[0.1, 1.0], progress=False)
+    run_probe_cells(avatar_store, SPECS, context=RunContext(out=folder, progress=False), config=ProbeConfig(Cs=[0.1, 1.0]))
     return folder
 
 

@@ -26,3 +26,32 @@ def test_run_context_paths_and_copies(tmp_path):
     assert ctx.out == tmp_path and ctx.with_(progress=False).progress is False and ctx.progress is True
     with pytest.raises(UserError, match="`overwrite`"):
         RunContext(overwrite="yes")
+
+
+def test_probe_config_validates_and_parses_a_grid_section():
+    from analyze.probe import DEFAULT_CS, ProbeConfig
+
+    assert ProbeConfig().Cs == DEFAULT_CS and ProbeConfig(Cs=[1, 0.1]).Cs == (1.0, 0.1)
+    for changes, word in [({"Cs": []}, "`Cs`"), ({"select": "f1"}, "`select`"), ({"tol": -1}, "`tol`"),
+                          ({"max_iter": 0}, "`max_iter`"), ({"n_jobs": 0}, "`n_jobs`"), ({"share_rows": "yes"}, "`share_rows`")]:
+        with pytest.raises(UserError, match=word):
+            ProbeConfig(**changes)
+    parsed = ProbeConfig.from_mapping({"Cs": [0.1, 1.0], "select": "auc"}, where="grid.toml [probe]")
+    assert parsed == ProbeConfig(Cs=(0.1, 1.0), select="auc")
+    with pytest.raises(UserError, match=r"^grid.toml \[probe\]: `Cs` must be"):
+        ProbeConfig.from_mapping({"Cs": [0.0]}, where="grid.toml [probe]")
+    with pytest.raises(UserError, match=r"^grid.toml \[probe\]: unknown key `lr`"):
+        ProbeConfig.from_mapping({"lr": 0.1}, where="grid.toml [probe]")
+
+
+def test_probe_options_split_a_grid_section():
+    from analyze.probe import ProbeConfig
+    from analyze.probe.cells import probe_options
+
+    config, evaluation, resample = probe_options({"Cs": [1.0], "policy": "fixed", "test_resample": True,
+                                                  "device": "cpu"}, "grid.toml [probe]")
+    assert config == ProbeConfig(Cs=(1.0,)) and evaluation == EvalConfig(policy="fixed") and resample is True
+    with pytest.raises(UserError, match=r"^grid.toml \[probe\]: .*`policy`"):
+        probe_options({"policy": "median"}, "grid.toml [probe]")
+    with pytest.raises(UserError, match=r"grid.toml \[probe\]: unknown key `epochs`"):
+        probe_options({"epochs": 3}, "grid.toml [probe]")

@@ -21,6 +21,8 @@ import pytest
 
 from analyze.demo import RECIPE
 from analyze.finetune.runner import FinetuneConfig, finetune_cells
+from analyze.config import RunContext
+from analyze.probe import ProbeConfig
 from analyze.probe.cells import run_probe_cells
 from analyze.results.collect import collect
 from analyze.subsets import Correlation, level_toward_stereotype
@@ -93,7 +95,7 @@ def test_probes_on_the_biased_base_inherit_more_bias_than_on_every_control(world
     cells = specs(meta, PROBE_TARGETS, (1.0, 0.5), n=128)
     out = world["root"] / "probe-results"
     for store in world["stores"].values():
-        run_probe_cells(store, cells, out=out, Cs=(0.01, 0.1, 1.0), progress=False)
+        run_probe_cells(store, cells, context=RunContext(out=out, progress=False), config=ProbeConfig(Cs=(0.01, 0.1, 1.0)))
     table = collect(out)
     assert set(table["stereotype_level"].round(6)) == {0.5, 1.0} and len(table) == 3 * len(cells)
     backbone = {name: store.provenance["backbone_name"] for name, store in world["stores"].items()}

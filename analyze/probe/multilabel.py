@@ -47,7 +47,8 @@ import pandas as pd
 from analyze.metrics.base import UndefinedMetricWarning
 from analyze.metrics.intervals import replicate_ci
 from analyze.metrics.multilabel import by_group, macro_average_precision, top_k_accuracy
-from analyze.probe.engine import DEFAULT_CS, ProbeTask, fit_probes
+from analyze.probe.config import DEFAULT_CS, ProbeConfig
+from analyze.probe.engine import ProbeTask, fit_probes
 from analyze.results.records import (
     cell_id,
     make_record,
@@ -133,8 +134,8 @@ def fit_multilabel_probes(features, labels, splits: Sequence[SubsetSplit], *, te
             else:
                 scores[r, :, c] = np.log((positives[c] + 0.5) / (len(train) - positives[c] + 0.5))
     if tasks:
-        results = fit_probes(features, tasks, test=test, Cs=Cs, select=select, device=device, n_jobs=n_jobs,
-                             **engine_options)
+        results = fit_probes(features, tasks, test=test, config=ProbeConfig(
+            Cs=Cs, select=select, device=device, n_jobs=n_jobs, **engine_options))
         for i, (r, c) in enumerate(where):
             scores[r, :, c] = results.test_scores[i]
             fitted[r, c] = True
