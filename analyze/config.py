@@ -21,13 +21,13 @@ The runners' own groups live beside them (``FinetuneConfig`` in
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from extract.errors import UserError
+from extract.parsing import FromMapping
+from extract.parsing import config_from_mapping  # noqa: F401 (re-exported)
 
 # The values live in analyze.metrics (threshold.POLICIES, diagnosis.DEFAULT_AUC_FLOOR); they are
 # repeated here so that building a config imports neither pandas nor the metrics package.
@@ -35,42 +35,8 @@ THRESHOLD_POLICIES = ("top_p", "top_p_reference", "val_top_p", "fixed")
 AUC_FLOOR = 0.65
 
 
-def config_from_mapping(cls, mapping, where: str | None = None, *, ignore=()):
-    """``cls(**mapping)`` for a frozen config dataclass, from one section of a grid or recipe file.
-
-    Lists become tuples (a TOML array is a list); keys that are not fields of ``cls`` raise,
-    except those in ``ignore`` (keys of the same section that another group takes). Errors
-    start with ``where`` (e.g. ``"grid.toml [probe]"``) so they name the file and section.
-    """
-    prefix = f"{where}: " if where else ""
-    if not isinstance(mapping, Mapping):
-        raise UserError(f"{prefix}expected a table of options, got {type(mapping).__name__}.")
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(mapping) - fields - set(ignore))
-    if unknown:
-        raise UserError(f"{prefix}unknown key `{unknown[0]}`; use some of {sorted(fields)}.")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in mapping.items() if k in fields}
-    try:
-        return cls(**values)
-    except UserError as error:
-        raise type(error)(f"{prefix}{error}") from None
-
-
-class _FromMapping:
-    """Mixin: :meth:`from_mapping` and :meth:`with_` for a frozen config dataclass."""
-
-    @classmethod
-    def from_mapping(cls, mapping, where: str | None = None, *, ignore=()):
-        """Built from one section of a grid or recipe file (see :func:`config_from_mapping`)."""
-        return config_from_mapping(cls, mapping, where, ignore=ignore)
-
-    def with_(self, **changes):
-        """A copy with ``changes`` applied (validated again)."""
-        return replace(self, **changes)
-
-
 @dataclass(frozen=True)
-class EvalConfig(_FromMapping):
+class EvalConfig(FromMapping):
     """How every model of a stage is scored.
 
     Parameters
@@ -99,7 +65,7 @@ class EvalConfig(_FromMapping):
 
 
 @dataclass(frozen=True)
-class RunContext(_FromMapping):
+class RunContext(FromMapping):
     """Where a stage writes and how it reports.
 
     Parameters

@@ -78,11 +78,11 @@ class Stage:
 
 
 def render_avatars(out: Path, *, n: int, size: int, seed: int, workers) -> Path:
-    from extract.datasets.avatars import contact_sheet, render_dataset
+    from extract.datasets.avatars import RenderSpec, contact_sheet, render_dataset
 
     cache = out / "avatars" / f"avatars-{n}-{size}px-seed{seed}.h5"
     if not cache.exists():
-        render_dataset(cache, n=n, size=size, seed=seed, workers=workers)
+        render_dataset(cache, spec=RenderSpec(n=n, size=size, seed=seed), workers=workers)
     sheet = cache.with_suffix(".sheet.png")
     if not sheet.exists():
         contact_sheet(cache, sheet, n=32, seed=seed)
@@ -117,20 +117,21 @@ def extract_stores(out: Path, cache: Path, bases: dict[str, Path], *, size: int)
     from extract.backbones import create_backbone
     from extract.datasets.avatars import AvatarAdapter
     from extract.errors import UserError
-    from extract.extraction import extract_features
+    from extract.extraction import ExtractOptions, extract_features
 
     adapter = AvatarAdapter(cache)
     stores = {}
     for name, checkpoint in bases.items():
         stores[name] = extract_features(adapter, create_backbone(checkpoint), out / "stores" / f"avatars__{name}.h5",
-                                        device="cpu")
+                                        options=ExtractOptions(device="cpu"))
     try:
         # at the bases' size: the ImageNet base is the trained bases' common starting point
         imagenet = create_backbone(IMAGENET, image_size=size)
     except UserError as exc:
         print(f"  skipping {IMAGENET}: {exc}")
     else:
-        stores[IMAGENET] = extract_features(adapter, imagenet, out / "stores" / f"avatars__{IMAGENET}.h5", device="cpu")
+        stores[IMAGENET] = extract_features(adapter, imagenet, out / "stores" / f"avatars__{IMAGENET}.h5",
+                                            options=ExtractOptions(device="cpu"))
     return stores
 
 

@@ -55,3 +55,27 @@ def test_probe_options_split_a_grid_section():
         probe_options({"policy": "median"}, "grid.toml [probe]")
     with pytest.raises(UserError, match=r"grid.toml \[probe\]: unknown key `epochs`"):
         probe_options({"epochs": 3}, "grid.toml [probe]")
+
+
+def test_pretrain_configs_parse_a_recipe_section():
+    from extract.pretrain.config import PretrainConfig, PretrainModel
+
+    assert PretrainConfig.from_mapping({"epochs": 2, "factors": ["eyes"]}) == PretrainConfig(epochs=2, factors=("eyes",))
+    with pytest.raises(UserError, match=r"^recipe.toml \[train\]: `epochs` must be an integer > 0"):
+        PretrainConfig.from_mapping({"epochs": 0}, where="recipe.toml [train]")
+    with pytest.raises(UserError, match=r"^recipe.toml \[model\]: unknown architecture 'vgg'"):
+        PretrainModel.from_mapping({"arch": "vgg"}, where="recipe.toml [model]")
+
+
+def test_extract_options_validate_on_construction():
+    from extract.extraction import ExtractOptions
+    from extract.sharded import ShardOptions
+
+    assert ExtractOptions.from_mapping({"batch_size": 64}).with_(overwrite=True) == ExtractOptions(batch_size=64,
+                                                                                                  overwrite=True)
+    for changes, word in [({"batch_size": 0}, "`batch_size`"), ({"num_workers": -1}, "`num_workers`"),
+                          ({"decode": "gpu"}, "`decode`"), ({"resume": 1}, "`resume`")]:
+        with pytest.raises(UserError, match=word):
+            ExtractOptions(**changes)
+    with pytest.raises(UserError, match="`join`"):
+        ShardOptions(join="merge")

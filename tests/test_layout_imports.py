@@ -122,7 +122,7 @@ def test_no_module_repeats_its_package_as_prefix():
 
 def test_top_level_of_analyze_is_the_stages_and_the_public_names():
     top = sorted(p.name for p in (ROOT / "analyze").glob("*.py"))
-    assert top == ["__init__.py", "api.py", "curation.py", "demo.py"], top
+    assert top == ["__init__.py", "api.py", "config.py", "curation.py", "demo.py"], top
 
 
 def test_store_imports_nothing_of_the_extraction():

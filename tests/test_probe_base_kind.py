@@ -13,7 +13,7 @@ from analyze.results.records import read_record
 from analyze.subsets import Correlation
 from extract.backbones import create_backbone
 from extract.datasets.avatars import AvatarAdapter
-from extract.extraction import extract_features
+from extract.extraction import ExtractOptions, extract_features
 from extract.pretrain.train import write_scratch_base
 from extract.store.reader import FeatureStore
 
@@ -26,8 +26,7 @@ def control_store(avatar_cache, tmp_path_factory):
     base = write_scratch_base(folder / "ctrl.pt", arch="smallcnn", arch_kwargs={"width": 4}, image_size=32, seed=3,
                               name="ctrl", meta={"role": "control"})
     out = folder / "avatars__ctrl.h5"
-    extract_features(AvatarAdapter(avatar_cache), create_backbone(base), out, batch_size=200, device="cpu",
-                     progress=False)
+    extract_features(AvatarAdapter(avatar_cache), create_backbone(base), out, options=ExtractOptions(batch_size=200, device="cpu", progress=False))
     return FeatureStore.open(out)
 
 

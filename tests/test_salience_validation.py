@@ -11,7 +11,7 @@ from analyze.cli.salience import register
 from analyze.salience import SalienceConfig, salience_table, validate_salience
 from analyze.salience.fit import SCRATCH_CONFIG
 from extract.backbones import create_backbone, save_checkpoint
-from extract.datasets.avatars import TARGETS, AvatarAdapter, render_dataset
+from extract.datasets.avatars import TARGETS, AvatarAdapter, RenderSpec, render_dataset
 from extract.errors import UserError
 
 # 1200 balanced avatars at 32 px: every (target, dark_skin) cell holds ~180 training rows.
@@ -24,8 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory):
-    path = render_dataset(tmp_path_factory.mktemp("avatars") / "balanced.h5", n=N, size=SIZE, seed=SEED,
-                          preset="balanced", workers=1, progress=False, signal_sample=64)
+    path = render_dataset(tmp_path_factory.mktemp("avatars") / "balanced.h5", spec=RenderSpec(n=N, size=SIZE, seed=SEED, preset="balanced", signal_sample=64), workers=1, progress=False)
     return AvatarAdapter(path)
 
 
@@ -81,13 +80,13 @@ def test_cli_writes_the_table_and_prints_the_validation(adapter, tmp_path, capsy
 
 
 def test_probe_on_a_feature_store_matches_probe_on_embeddings(adapter, tmp_path):
-    from extract.extraction import extract_features
+    from extract.extraction import ExtractOptions, extract_features
     from extract.store.reader import FeatureStore
 
     base = create_backbone("smallcnn.scratch", seed=4, image_size=SIZE)
     path = save_checkpoint(tmp_path / "base.pt", base.model, arch="smallcnn", arch_kwargs={"width": 16},
                            preprocess=base.preprocess, meta={"name": "fixed"})
-    store = extract_features(adapter, create_backbone(path), tmp_path / "store.h5", progress=False)
+    store = extract_features(adapter, create_backbone(path), tmp_path / "store.h5", options=ExtractOptions(progress=False))
     config = SalienceConfig(method="probe", replicates=2, seed=1)
     direct = salience_table(["hat", "eyewear"], "dark_skin", adapter=adapter, config=config.with_(base=str(path)))
     stored = salience_table(["hat", "eyewear"], "dark_skin", store=FeatureStore.open(store), config=config)

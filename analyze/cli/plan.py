@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analyze.curation import RESIGNED_METRICS, plan_curation, plan_markdown
+from analyze.curation import RESIGNED_METRICS, IntervalConfig, plan_curation, plan_markdown
 from extract.errors import UserError
 
 
@@ -34,7 +34,7 @@ def cmd_plan(args) -> int:
     if args.bootstrap < 0:
         raise UserError(f"--bootstrap must be >= 0, got {args.bootstrap}.")
     plan = plan_curation(read_table(args.table), metric=args.metric, runner=args.runner, n=args.n,
-                         n_boot=args.bootstrap, random_state=args.seed, method=args.ci,
+                         intervals=IntervalConfig(n_boot=args.bootstrap, random_state=args.seed, method=args.ci),
                          include_flagged=args.include_flagged)
     prefix = args.out or args.table.with_name(f"{args.table.stem}-plan")
     prefix.parent.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from analyze.config import EvalConfig, RunContext
 from analyze.metrics.diagnosis import diagnose_record
 from analyze.metrics import (
+    TrainingRows,
     UndefinedMetricWarning,
     evaluate_runs,
     natural_over_represented_group,
@@ -104,9 +105,9 @@ def evaluate_cell(meta, spec, task: ProbeTask, scores: np.ndarray, *, policy: st
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)  # NaN is recorded; the reason is structural
         row = evaluate_runs(
-            task.labels[task.test], scores, sensitive[task.test], policy=policy,
-            threshold=0.0, over_represented=None if np.isnan(over) else over,
-            y_train=task.labels[task.train], group_train=sensitive[task.train],
+            task.labels[task.test], scores, sensitive[task.test], policy=policy, threshold=0.0,
+            training=TrainingRows(y_true=task.labels[task.train], group=sensitive[task.train],
+                                  over_represented=None if np.isnan(over) else over),
         ).iloc[0].to_dict()
     row["natural_level"] = level
     row["natural_over_represented_group"] = over
@@ -186,10 +187,11 @@ def run_probe_cells(store: FeatureStore, specs, *, config: ProbeConfig = ProbeCo
             hyperparameters={"C": float(results.C[i]), "Cs": list(map(float, results.Cs)), "select": config.select,
                              "policy": policy, "n_iter": int(results.n_iter[i, results.C_index[i]]),
                              "converged": bool(results.converged[i, results.C_index[i]])},
-            backbone_config=store.provenance.get("backbone_config", {}),
-            dataset={"name": store.provenance["dataset_name"], "manifest_hash": store.provenance["manifest_hash"]},
-            sizes={"n_train": len(task.train), "n_val": len(task.val), "n_test": len(task.test)},
-            timings={"fit_seconds_batch": fit_seconds, "fit_seconds_per_cell": fit_seconds / len(specs)},
+            sections={"backbone_config": store.provenance.get("backbone_config", {}),
+                      "dataset": {"name": store.provenance["dataset_name"],
+                                  "manifest_hash": store.provenance["manifest_hash"]},
+                      "sizes": {"n_train": len(task.train), "n_val": len(task.val), "n_test": len(task.test)},
+                      "timings": {"fit_seconds_batch": fit_seconds, "fit_seconds_per_cell": fit_seconds / len(specs)}},
             extra={"store": str(store.path) if hasattr(store, "path") else None, "test_resample": test_resample,
                    "composition": training_composition(task.labels[task.train], sensitive[task.train]),
                    "rows_digest": rows_digest(spec.to_dict(), task.train, task.val, task.test)},

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from analyze.config import _FromMapping
+from extract.parsing import FromMapping
 from analyze.probe.checks import ProbeInputError
 
 # sklearn's LogisticRegressionCV default grid is logspace(-4, 4, 10); probes on CNN
@@ -28,7 +28,7 @@ def _positive_int(value) -> bool:
 
 
 @dataclass(frozen=True)
-class ProbeConfig(_FromMapping):
+class ProbeConfig(FromMapping):
     """How a batch of linear probes is fitted (:func:`analyze.probe.fit_probes`).
 
     Parameters

@@ -182,13 +182,13 @@ def extract_stores(out: Path, cache: Path, bases: dict[str, Path], config: Repro
     """A feature store per base (reused when it matches), plus ImageNet when asked and installed."""
     from extract.backbones import create_backbone
     from extract.datasets.avatars import AvatarAdapter
-    from extract.extraction import extract_features
+    from extract.extraction import ExtractOptions, extract_features
 
     adapter = AvatarAdapter(cache)
     stores = {}
     for name, checkpoint in bases.items():
         stores[name] = extract_features(adapter, create_backbone(checkpoint), out / "stores" / f"avatars__{name}.h5",
-                                        device="cpu", progress=config.progress)
+                                        options=ExtractOptions(device="cpu", progress=config.progress))
     if config.imagenet:
         try:
             # at the bases' size: the trained bases' common starting point
@@ -197,7 +197,7 @@ def extract_stores(out: Path, cache: Path, bases: dict[str, Path], config: Repro
             print(f"  skipping {IMAGENET}: {exc}")
         else:
             stores[IMAGENET] = extract_features(adapter, backbone, out / "stores" / f"avatars__{IMAGENET}.h5",
-                                                device="cpu", progress=config.progress)
+                                                options=ExtractOptions(device="cpu", progress=config.progress))
     return stores
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analyze.config import _FromMapping
+from extract.parsing import FromMapping
 from extract.errors import UserError
 
 METHODS = ("scratch", "probe")
@@ -26,7 +26,7 @@ def _count(value, *, allow_none: bool, minimum: int = 1) -> bool:
 
 
 @dataclass(frozen=True)
-class SalienceConfig(_FromMapping):
+class SalienceConfig(FromMapping):
     """Which models a salience estimate trains, and where.
 
     Parameters

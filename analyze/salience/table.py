@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -66,8 +67,8 @@ def salience_table(targets: Sequence[str], sensitive: str, *, adapter=None, stor
     for target in tqdm(targets, desc=f"salience ({method})", unit="target", disable=not progress):
         scores, arrangements, test, details = scorer(target)
         y, s = meta[target].to_numpy()[test], meta[sensitive].to_numpy()[test]
-        estimate = salience_from_scores(y, s, scores, arrangements, target=target, sensitive=sensitive,
-                                        method=method, seed=config.seed, details=details)
+        estimate = replace(salience_from_scores(y, s, scores, arrangements, target=target, sensitive=sensitive,
+                                                method=method, seed=config.seed), details=details)
         grids = (dict(Cs=Cs) if method == "probe" else dict(lrs=training.lrs, epochs=training.epochs))
         diagnosis = diagnose_salience(estimate.per_model["A_y"], estimate.per_model["A_s"], details, **grids,
                                       not_converged=sum(int(d.get("not_converged", 0)) for d in details.values()),
