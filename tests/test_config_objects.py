@@ -79,3 +79,17 @@ def test_extract_options_validate_on_construction():
             ExtractOptions(**changes)
     with pytest.raises(UserError, match="`join`"):
         ShardOptions(join="merge")
+
+
+def test_the_command_line_names_config_fields_by_their_flags():
+    import argparse
+
+    from extract.cli import shard
+    from extract.cli.parser import flag_table
+    from extract.extraction import ExtractOptions
+
+    parser = argparse.ArgumentParser()
+    shard.add_arguments(parser)
+    with pytest.raises(UserError) as caught:
+        ExtractOptions(num_workers=-1)
+    assert caught.value.with_flags(flag_table(parser)).startswith("--workers -1 is invalid")

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from analyze.curation import RESIGNED_METRICS, IntervalConfig, plan_curation, plan_markdown
+from extract.cli.parser import map_params
 from extract.errors import UserError
 
 
@@ -24,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the natural gap's replicate interval: Student's t (default) or the normal 1.96")
     p.add_argument("--include-flagged", action="store_true",
                    help="keep cells the diagnosis flagged (degenerate, grid edge, unconverged)")
+    map_params(p, {"n_boot": "--bootstrap", "random_state": "--seed", "method": "--ci"})  # IntervalConfig's fields
     p.set_defaults(func=cmd_plan)
 
 
