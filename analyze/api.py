@@ -18,12 +18,15 @@ from analyze.association import (
     permutation_pvalue,
     set_bootstrap_ci,
 )
-from analyze.curation import plan_curation, plan_markdown
+from analyze.config import EvalConfig, RunContext
+from analyze.curation import IntervalConfig, plan_curation, plan_markdown
 from analyze.demo import run_demo
-from analyze.effects import fit_general, fit_moderation, fit_paper, paper_rows, run_effects, write_tables
+from analyze.effects import EffectsModel, fit_general, fit_moderation, fit_paper, paper_rows, run_effects, write_tables
 from analyze.finetune import FinetuneConfig, finetune_cells
 from analyze.metrics import (
     GroupReport,
+    TrainingRows,
+    ValidationRows,
     bootstrap_ci,
     directional_bias_amplification,
     evaluate_runs,
@@ -33,7 +36,7 @@ from analyze.metrics import (
     roc_auc,
     stereotype_fpr_gap,
 )
-from analyze.probe import LinearProbe, ProbeTask, fit_probes
+from analyze.probe import LinearProbe, ProbeConfig, ProbeTask, fit_probes
 from analyze.probe.cells import run_probe_cells
 from analyze.report import (
     build_report,
@@ -44,7 +47,7 @@ from analyze.report import (
     plot_tradeoff,
 )
 from analyze.results import collect, read_record, read_table, write_table
-from analyze.salience import salience_table, validate_salience
+from analyze.salience import SalienceConfig, salience_table, validate_salience
 from analyze.subsets import (
     Correlation,
     Natural,
@@ -59,6 +62,9 @@ from analyze.subsets import (
 from analyze.sweep import load_grid, sweep
 
 __all__ = [
+    # option groups
+    "EvalConfig", "RunContext", "ProbeConfig", "SalienceConfig", "EffectsModel", "IntervalConfig",
+    "TrainingRows", "ValidationRows",
     # subsets
     "Correlation", "Natural", "SalienceSets", "Skew", "SubSelection", "TestResample", "Underrepresentation",
     "level_toward_stereotype", "spec_from_dict",

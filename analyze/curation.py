@@ -32,20 +32,53 @@ Cells the diagnosis flagged degenerate, at a grid edge or unconverged are left o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from analyze.metrics.diagnosis import excluded_cells
-from analyze.metrics.intervals import DEFAULT_METHOD, critical_value
+from analyze.metrics.intervals import DEFAULT_METHOD, METHODS, critical_value
 from extract.errors import UserError
+from extract.parsing import FromMapping
 
 RESIGNED_METRICS = ("fpr_gap", "tpr_gap")
 GROUP_KEYS = ("runner", "backbone", "base_name", "base_kind", "dataset", "target", "sensitive", "n")
 
 
+@dataclass(frozen=True)
+class IntervalConfig(FromMapping):
+    """How the plan's intervals are computed.
+
+    Parameters
+    ----------
+    n_boot : int, default=2000
+        Bootstrap resamples over seeds (0: point estimates only).
+    confidence : float, default=0.95
+        Coverage of the intervals.
+    random_state : int, default=0
+        Seeds the bootstrap.
+    method : {"t", "normal"}, default="t"
+        The natural gap's replicate interval.
+    """
+
+    n_boot: int = 2000
+    confidence: float = 0.95
+    random_state: int = 0
+    method: str = DEFAULT_METHOD
+
+    def __post_init__(self):
+        if isinstance(self.n_boot, bool) or not isinstance(self.n_boot, (int, np.integer)) or self.n_boot < 0:
+            raise UserError(f"`n_boot` must be an integer >= 0, got {self.n_boot!r}.")
+        if isinstance(self.confidence, bool) or not isinstance(self.confidence, (int, float)) \
+                or not 0 < self.confidence < 1:
+            raise UserError(f"`confidence` must be between 0 and 1, got {self.confidence!r}.")
+        if self.method not in METHODS:
+            raise UserError(f"unknown interval method {self.method!r}; set `method` to one of {', '.join(METHODS)}.")
+
+
 def plan_curation(table: pd.DataFrame, *, metric: str = "fpr_gap", runner: str | None = None, n: int | None = None,
-                  n_boot: int = 2000, confidence: float = 0.95, random_state: int = 0,
-                  method: str = DEFAULT_METHOD, include_flagged: bool = False) -> pd.DataFrame:
+                  intervals: IntervalConfig = IntervalConfig(), include_flagged: bool = False) -> pd.DataFrame:
     """The curation plan, one row per (runner, base, target, n) of the correlation cells.
 
     Parameters
@@ -57,14 +90,9 @@ def plan_curation(table: pd.DataFrame, *, metric: str = "fpr_gap", runner: str |
         Raw group gap ``rate(s=1) - rate(s=0)``, re-signed to the stereotype direction.
     runner, n : optional
         Keep only this runner / training size.
-    n_boot : int
-        Bootstrap resamples over seeds (0: point estimates only).
-    confidence : float
-        Coverage of the intervals.
-    random_state : int
-        Seeds the bootstrap.
-    method : {"t", "normal"}
-        The natural gap's replicate interval.
+    intervals : IntervalConfig, default=IntervalConfig()
+        Bootstrap resamples ``n_boot`` (0: point estimates only), ``confidence``, the
+        bootstrap's ``random_state`` and the natural gap's replicate interval ``method``.
     include_flagged : bool
         Keep the cells the diagnosis flagged (module docstring).
 
@@ -90,12 +118,12 @@ def plan_curation(table: pd.DataFrame, *, metric: str = "fpr_gap", runner: str |
     excluded = excluded_cells(cells)
     if excluded is None or include_flagged:
         excluded = pd.Series(False, index=cells.index)
-    rng = np.random.default_rng(random_state)
+    rng = np.random.default_rng(intervals.random_state)
     rows = []
     for key, group in cells.groupby(keys, sort=True, dropna=False):
         left_out = excluded.loc[group.index].to_numpy()
-        plan = plan_one(group[~left_out], metric=metric, n_boot=n_boot, confidence=confidence, rng=rng, method=method,
-                        natural=float(group["natural_level"].median()))
+        plan = plan_one(group[~left_out], metric=metric, n_boot=intervals.n_boot, confidence=intervals.confidence,
+                        rng=rng, method=intervals.method, natural=float(group["natural_level"].median()))
         rows.append({**dict(zip(keys, key)), **plan, "excluded": int(left_out.sum())})
     return pd.DataFrame(rows, columns=keys + PLAN_COLUMNS)
 

@@ -78,11 +78,11 @@ class Stage:
 
 
 def render_avatars(out: Path, *, n: int, size: int, seed: int, workers) -> Path:
-    from extract.datasets.avatars import contact_sheet, render_dataset
+    from extract.datasets.avatars import RenderSpec, contact_sheet, render_dataset
 
     cache = out / "avatars" / f"avatars-{n}-{size}px-seed{seed}.h5"
     if not cache.exists():
-        render_dataset(cache, n=n, size=size, seed=seed, workers=workers)
+        render_dataset(cache, spec=RenderSpec(n=n, size=size, seed=seed), workers=workers)
     sheet = cache.with_suffix(".sheet.png")
     if not sheet.exists():
         contact_sheet(cache, sheet, n=32, seed=seed)
@@ -117,20 +117,21 @@ def extract_stores(out: Path, cache: Path, bases: dict[str, Path], *, size: int)
     from extract.backbones import create_backbone
     from extract.datasets.avatars import AvatarAdapter
     from extract.errors import UserError
-    from extract.extraction import extract_features
+    from extract.extraction import ExtractOptions, extract_features
 
     adapter = AvatarAdapter(cache)
     stores = {}
     for name, checkpoint in bases.items():
         stores[name] = extract_features(adapter, create_backbone(checkpoint), out / "stores" / f"avatars__{name}.h5",
-                                        device="cpu")
+                                        options=ExtractOptions(device="cpu"))
     try:
         # at the bases' size: the ImageNet base is the trained bases' common starting point
         imagenet = create_backbone(IMAGENET, image_size=size)
     except UserError as exc:
         print(f"  skipping {IMAGENET}: {exc}")
     else:
-        stores[IMAGENET] = extract_features(adapter, imagenet, out / "stores" / f"avatars__{IMAGENET}.h5", device="cpu")
+        stores[IMAGENET] = extract_features(adapter, imagenet, out / "stores" / f"avatars__{IMAGENET}.h5",
+                                            options=ExtractOptions(device="cpu"))
     return stores
 
 
@@ -138,6 +139,7 @@ def estimate_salience(out: Path, cache: Path, *, seed: int):
     import pandas as pd
 
     from analyze.salience.estimate import validate_salience
+    from analyze.salience.config import SalienceConfig
     from analyze.salience.table import salience_table
     from extract.datasets.avatars import AvatarAdapter
 
@@ -146,7 +148,8 @@ def estimate_salience(out: Path, cache: Path, *, seed: int):
         table = pd.read_csv(path)
     else:
         adapter = AvatarAdapter(cache)
-        table = salience_table(list(TARGETS), SENSITIVE, adapter=adapter, method="probe", replicates=3, seed=seed)
+        table = salience_table(list(TARGETS), SENSITIVE, adapter=adapter,
+                               config=SalienceConfig(method="probe", replicates=3, seed=seed))
         check = validate_salience(table, adapter.signal_strength, sensitive=SENSITIVE)
         table = check.table
         table.to_csv(path, index=False)
@@ -156,6 +159,7 @@ def estimate_salience(out: Path, cache: Path, *, seed: int):
 
 
 def run_probes(out: Path, stores: dict[str, Path]) -> Path:
+    from analyze.config import RunContext
     from analyze.probe.cells import run_probe_cells
     from analyze.subsets import Correlation, Natural, Skew, level_toward_stereotype
     from extract.store.reader import FeatureStore
@@ -169,7 +173,7 @@ def run_probes(out: Path, stores: dict[str, Path]) -> Path:
     specs += [Skew(t, SENSITIVE, level_toward_stereotype(meta, t, SENSITIVE, SKEW_STEREOTYPE), n=PROBE_N, seed=s)
               for t in TARGETS for s in PROBE_SEEDS]
     for name, store in opened.items():
-        records = run_probe_cells(store, specs, out=results, progress=False)
+        records = run_probe_cells(store, specs, context=RunContext(out=results, progress=False))
         print(f"  {name}: {len(records)} probe cells fitted ({len(specs) - len(records)} reused)")
     return results
 

@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from extract.backbones import create_backbone  # noqa: E402
 from extract.datasets.folder import ImageFolderAdapter  # noqa: E402
 from extract.devices import resolve_device
-from extract.extraction import MAX_DEFAULT_WORKERS, extract_features  # noqa: E402
+from extract.extraction import MAX_DEFAULT_WORKERS, ExtractOptions, extract_features  # noqa: E402
 from extract.store.reader import FeatureStore  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -139,8 +139,9 @@ def run_biastransfer(root: Path, args, device: torch.device, workers: int, store
     backbone = create_backbone(args.backbone, seed=args.seed, image_size=args.image_size)
     store.unlink(missing_ok=True)
     began = time.perf_counter()
-    extract_features(ImageFolderAdapter(root), backbone, store, batch_size=args.batch_size, device=str(device),
-                     num_workers=workers, resume=False, overwrite=True, progress=False, decode=decode)
+    options = ExtractOptions(batch_size=args.batch_size, device=str(device), num_workers=workers, resume=False,
+                             overwrite=True, progress=False, decode=decode)
+    extract_features(ImageFolderAdapter(root), backbone, store, options=options)
     seconds = time.perf_counter() - began
     return seconds, FeatureStore.open(store).features
 

@@ -330,7 +330,7 @@ def run_baseline(plan, args, Cs, tol, max_iter):
 # -- the run ---------------------------------------------------------------------------------
 def main(argv=None):
     args = parse_args(argv)
-    from analyze.probe.engine import fit_probes
+    from analyze.probe import ProbeConfig
     from analyze.sweep.grid import load_grid
     from analyze.sweep.run import sweep
     from analyze.sweep.units import plan_sweep
@@ -345,8 +345,7 @@ def main(argv=None):
     overrides += [("subsets.*.n", sizes), ("probe.device", args.device)]
     grid = load_grid("wr-correlation", overrides=overrides, backbones=list(names))
     plan = plan_sweep(grid)
-    defaults = inspect.signature(fit_probes).parameters
-    tol, max_iter = defaults["tol"].default, defaults["max_iter"].default
+    tol, max_iter = ProbeConfig().tol, ProbeConfig().max_iter
     store_bytes = sum(len(meta) * FEATURE_DIM * 2 for _ in paths)
 
     results = Path(tempfile.mkdtemp(prefix="grid-bench-"))

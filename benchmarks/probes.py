@@ -36,7 +36,7 @@ from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from analyze.probe import DEFAULT_CS, ProbeTask, fit_probes, make_probe_features  # noqa: E402
+from analyze.probe import DEFAULT_CS, ProbeConfig, ProbeTask, fit_probes, make_probe_features  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VAL_ROWS, TEST_ROWS = 256, 2048
@@ -113,8 +113,9 @@ def run_kind(kind, args, device):
     for path in args.paths.split(",") if args.sweep else ["joint"]:
         for setting in args.engine.split(","):
             option = {"t": "n_threads", "j": "n_jobs"}[setting[0]]
-            found = fit_probes(X, tasks, labels=y, test=test, Cs=Cs, tol=args.tol, max_iter=args.max_iter,
-                               device=device, path=path, **{option: int(setting[1:])})
+            config = ProbeConfig(Cs=Cs, tol=args.tol, max_iter=args.max_iter, device=device, path=path,
+                                 **{option: int(setting[1:])})
+            found = fit_probes(X, tasks, labels=y, test=test, config=config)
             runs = [(roc_auc_score(y[test], scores), int(found.n_iter[p, found.C_index[p]]))
                     for p, scores in enumerate(found.test_scores)]
             label = f"c: fit_probes {option}={setting[1:]}" + (f" path={path}" if args.sweep else "")

@@ -129,15 +129,15 @@ def shm_entries(pids) -> list[Path]:
 
 def build_store(folder: Path) -> Path:
     from extract.backbones import create_backbone
-    from extract.datasets.avatars import AvatarAdapter, render_dataset
-    from extract.extraction import extract_features
+    from extract.datasets.avatars import AvatarAdapter, RenderSpec, render_dataset
+    from extract.extraction import ExtractOptions, extract_features
 
     store = folder / "store.h5"
     if not store.exists():
-        cache = render_dataset(folder / "avatars-600-32px-seed0.h5", n=600, size=32, seed=0, workers=1,
-                               progress=False, signal_sample=4)
+        cache = render_dataset(folder / "avatars-600-32px-seed0.h5", spec=RenderSpec(n=600, size=32, seed=0, signal_sample=4),
+                               workers=1, progress=False)
         extract_features(AvatarAdapter(cache), create_backbone("smallcnn.scratch", image_size=32), store,
-                         batch_size=128, device="cpu", progress=False)
+                         options=ExtractOptions(batch_size=128, device="cpu", progress=False))
     return store
 
 

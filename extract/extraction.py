@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +35,11 @@ from tqdm.auto import tqdm
 
 from extract.backbones import Backbone, Preprocess
 from extract.datasets.base import BASE_COLUMNS, Adapter
-from extract.device_decode import DeviceDecoder, check_decode, read_encoded, rgb_tensor
+from extract.device_decode import DECODE_MODES, DeviceDecoder, check_decode, read_encoded, rgb_tensor
 from extract.devices import resolve_device
 from extract.errors import UserError
 from extract.image_prep import prepare_uint8
+from extract.parsing import FromMapping
 from extract.store.background import BackgroundWriter
 from extract.store.reader import (
     StoreWriter,
@@ -107,72 +109,83 @@ def _set_worker_threads(_: int) -> None:
     torch.set_num_threads(1)  # workers decode; the main process owns the compute threads
 
 
-def extract_features(adapter: Adapter, backbone: Backbone, out: str | Path, *, batch_size: int = 256,
-                     device: str = "auto", num_workers: int | None = None, resume: bool = True,
-                     overwrite: bool = False, progress: bool = True, decode: str = "host") -> Path:
-    """Embed every image of ``adapter`` with ``backbone`` into the feature store ``out``.
+@dataclass(frozen=True)
+class ExtractOptions(FromMapping):
+    """How a feature store is written (:func:`extract_features`, :func:`extract.sharded.extract_sharded`).
 
     Parameters
     ----------
-    adapter : Adapter
-        The dataset; its metadata row order becomes the store's row order.
-    backbone : Backbone
-        From :func:`extract.backbones.create_backbone`; its model is moved to the device.
-    out : path
-        Store path. The run writes ``<out>.partial`` and renames it when every row is done.
-        Text ending in ``/`` names a folder: the store is ``<dataset>__<backbone>.h5`` in it.
-        An existing file that is not a feature store is never replaced (a :class:`UserError`).
-    batch_size : int
-        Images per forward pass (and per write). Keep it fixed when resuming.
-    device : {"auto", "cpu", "cuda", "cuda:N"}
-        ``"auto"``: CUDA (bf16 autocast, channels_last) when present, else CPU (float32).
+    batch_size : int, default=256
+        Images per forward pass (and per written block).
+    device : str, default="auto"
+        ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     num_workers : int, optional
-        DataLoader processes; default :func:`default_num_workers`.
-    resume : bool
-        Continue a matching ``<out>.partial`` from its written rows (False: start over).
-    overwrite : bool
-        If ``out`` is already a complete store of the same dataset and backbone, it is kept
-        and the run is skipped unless ``overwrite``; a complete store of anything else is
-        an error unless ``overwrite``. An overwritten store stays in place until the new
-        one is complete.
-    progress : bool
-        Show a tqdm bar (rows).
-    decode : {"host", "device"}
-        ``"host"``: workers decode, resize and crop. ``"device"``: workers read the files and
-        JPEGs are decoded with ``torchvision.io.decode_jpeg`` on ``device`` (nvjpeg on CUDA),
-        then resized and cropped there; other formats are decoded on the host as usual.
-        Features match host decoding to a small tolerance (different decoders); not for
-        in-memory datasets (avatars). See :mod:`extract.device_decode`.
+        Decode worker processes (0: the main process); default :func:`default_num_workers`.
+    resume : bool, default=True
+        Continue a partial store written with the same dataset, backbone and settings.
+    overwrite : bool, default=False
+        Redo a complete store instead of keeping it.
+    progress : bool, default=True
+        Show a progress bar.
+    decode : {"host", "device"}, default="host"
+        ``"host"``: workers decode and resize; ``"device"``: JPEG files decoded on the device.
+    """
 
-    Returns
-    -------
-    Path of the complete store.
+    batch_size: int = 256
+    device: str = "auto"
+    num_workers: int | None = None
+    resume: bool = True
+    overwrite: bool = False
+    progress: bool = True
+    decode: str = "host"
+
+    def __post_init__(self):
+        size = self.batch_size
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise UserError(f"`batch_size` {size!r} is invalid; pass a positive integer such as 256.")
+        workers = self.num_workers
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer))
+                                    or workers < 0):
+            raise UserError(f"`num_workers` {workers!r} is invalid; pass 0 (main process) or a positive number.")
+        if not isinstance(self.device, (str, torch.device)):
+            raise UserError(f"`device` must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}.")
+        for name in ("resume", "overwrite", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(f"`{name}` must be true or false, got {getattr(self, name)!r}.")
+        if self.decode not in DECODE_MODES:
+            raise UserError(f"`decode` {self.decode!r} is not a decode mode; use 'host' (workers decode) or "
+                            "'device' (JPEG files decoded on the device).")
+
+
+def extract_features(adapter: Adapter, backbone: Backbone, out: str | Path, *,
+                     options: ExtractOptions = ExtractOptions()) -> Path:
+    """Embed every image of ``adapter`` with ``backbone`` into the feature store ``out``.
+
+    ``options`` (:class:`ExtractOptions`) sets the batch size, device, decode workers and
+    mode, and what happens to an existing store (``resume``, ``overwrite``).
     """
     out = check_store_output(store_output_path(out, adapter.name, backbone.name))  # before any heavy work
-    if int(batch_size) < 1:
-        raise UserError(f"batch size {batch_size} is invalid; pass a positive integer such as 256.")
-    if num_workers is not None and int(num_workers) < 0:
-        raise UserError(f"num_workers={num_workers} is invalid; pass 0 (main process) or a positive number.")
     meta = adapter.metadata()
     if len(meta) == 0:
         raise UserError(f"the {adapter.name} dataset has no images; check the root and the manifest.")
-    dev = resolve_device(device)
-    decode = check_decode(decode, adapter)
-    workers = default_num_workers(adapter) if num_workers is None else int(num_workers)
-    settings = {"batch_size": int(batch_size), "device": str(dev), "num_workers": workers, "decode": decode,
+    dev = resolve_device(options.device)
+    decode = check_decode(options.decode, adapter)
+    workers = default_num_workers(adapter) if options.num_workers is None else int(options.num_workers)
+    settings = {"batch_size": int(options.batch_size), "device": str(dev), "num_workers": workers, "decode": decode,
                 "precision": "bfloat16" if dev.type == "cuda" else "float32",
                 "channels_last": dev.type == "cuda"}
     provenance = make_provenance(dataset_name=adapter.name, manifest_hash=adapter.manifest_hash(), n_rows=len(meta),
                                  backbone_config=backbone.config(), extraction=settings)
-    if out.exists() and not overwrite and existing_store_matches(out, provenance):
+    if out.exists() and not options.overwrite and existing_store_matches(out, provenance):
         log.info("%s is already a complete store of %s with %s; skipping (pass --overwrite to redo it)",
                  out, adapter.name, backbone.name)
         return out
     attributes = [c for c in meta.columns if c not in BASE_COLUMNS]
-    with StoreWriter.start(out, metadata=meta, attributes=attributes, provenance=provenance, resume=resume) as writer:
+    with StoreWriter.start(out, metadata=meta, attributes=attributes, provenance=provenance,
+                           resume=options.resume) as writer:
         _warn_changed_settings(writer, settings)
         began, first_row = time.perf_counter(), writer.rows_written
-        _run_batches(adapter, backbone, writer, device=dev, settings=settings, progress=progress)
+        _run_batches(adapter, backbone, writer, device=dev, settings=settings, progress=options.progress)
         elapsed = time.perf_counter() - began
         path = writer.finalize()
     done = writer.n_rows - first_row
@@ -244,4 +257,4 @@ class _Normaliser:
         return (batch.to(torch.float32).div_(255.0) - self.mean).div_(self.std)
 
 
-__all__ = ["BatchImages", "default_num_workers", "extract_features", "prepare_uint8"]
+__all__ = ["BatchImages", "ExtractOptions", "default_num_workers", "extract_features", "prepare_uint8"]

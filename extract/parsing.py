@@ -4,6 +4,9 @@ The command line, recipes and grid overrides all use these rules."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+
 from extract.errors import UserError
 
 
@@ -50,3 +53,36 @@ def _parse_value(text: str):
             pass
     return text
 
+
+def config_from_mapping(cls, mapping, where: str | None = None, *, ignore=()):
+    """``cls(**mapping)`` for a frozen config dataclass, from one section of a grid or recipe file.
+
+    Lists become tuples (a TOML array is a list); keys that are not fields of ``cls`` raise,
+    except those in ``ignore`` (keys of the same section that another group takes). Errors
+    start with ``where`` (e.g. ``"grid.toml [probe]"``) so they name the file and section.
+    """
+    prefix = f"{where}: " if where else ""
+    if not isinstance(mapping, Mapping):
+        raise UserError(f"{prefix}expected a table of options, got {type(mapping).__name__}.")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(mapping) - fields - set(ignore))
+    if unknown:
+        raise UserError(f"{prefix}unknown key `{unknown[0]}`; use some of {sorted(fields)}.")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in mapping.items() if k in fields}
+    try:
+        return cls(**values)
+    except UserError as error:
+        raise type(error)(f"{prefix}{error}") from None
+
+
+class FromMapping:
+    """Mixin: :meth:`from_mapping` and :meth:`with_` for a frozen config dataclass."""
+
+    @classmethod
+    def from_mapping(cls, mapping, where: str | None = None, *, ignore=()):
+        """Built from one section of a grid or recipe file (see :func:`config_from_mapping`)."""
+        return config_from_mapping(cls, mapping, where, ignore=ignore)
+
+    def with_(self, **changes):
+        """A copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)

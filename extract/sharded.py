@@ -57,7 +57,8 @@ from extract.backbones import Backbone
 from extract.datasets.base import Adapter
 from extract.devices import resolve_device
 from extract.errors import UserError
-from extract.extraction import MAX_DEFAULT_WORKERS, extract_features
+from extract.extraction import MAX_DEFAULT_WORKERS, ExtractOptions, extract_features
+from extract.parsing import FromMapping
 from extract.store.join import JOIN_MODES, join_shards, joined_provenance
 from extract.store.reader import existing_store_matches
 from extract.paths import store_output_path
@@ -211,11 +212,40 @@ def _gather(status: dict) -> list[dict]:
 
 
 # -- the run ------------------------------------------------------------------------------------
-def extract_sharded(adapter: Adapter, backbone: Backbone, out: str | Path, *, batch_size: int = 256,
-                    device: str = "auto", num_workers: int | None = None, resume: bool = True,
-                    overwrite: bool = False, join: str = "copy", keep_shards: bool = False,
-                    progress: bool = True, backend: str = "auto", timeout: timedelta = DEFAULT_TIMEOUT,
-                    decode: str = "host") -> Path:
+@dataclass(frozen=True)
+class ShardOptions(FromMapping):
+    """How the ranks of :func:`extract_sharded` meet and join their shards.
+
+    Parameters
+    ----------
+    join : {"copy", "virtual"}, default="copy"
+        How rank 0 joins the shards (see the module docstring).
+    keep_shards : bool, default=False
+        Keep the shard files after a copy join (a virtual join always keeps them).
+    backend : {"auto", "gloo", "nccl"}, default="auto"
+        torch.distributed backend; ``auto``: NCCL on GPUs, gloo on CPU.
+    timeout : timedelta, default=24 hours
+        How long a rank waits for the others.
+    """
+
+    join: str = "copy"
+    keep_shards: bool = False
+    backend: str = "auto"
+    timeout: timedelta = DEFAULT_TIMEOUT
+
+    def __post_init__(self):
+        if self.join not in JOIN_MODES:
+            raise UserError(f"unknown join mode {self.join!r}; set `join` to one of {list(JOIN_MODES)}.")
+        if not isinstance(self.keep_shards, bool):
+            raise UserError(f"`keep_shards` must be true or false, got {self.keep_shards!r}.")
+        if self.backend not in BACKENDS:
+            raise UserError(f"unknown backend {self.backend!r}; set `backend` to one of {list(BACKENDS)}.")
+        if not isinstance(self.timeout, timedelta) or self.timeout <= timedelta(0):
+            raise UserError(f"`timeout` must be a positive timedelta, got {self.timeout!r}.")
+
+
+def extract_sharded(adapter: Adapter, backbone: Backbone, out: str | Path, *,
+                    options: ExtractOptions = ExtractOptions(), sharding: ShardOptions = ShardOptions()) -> Path:
     """Embed ``adapter`` with ``backbone`` into the store ``out``, this process being one rank.
 
     Call it on every rank with the same arguments (torchrun sets ``RANK``, ``WORLD_SIZE``,
@@ -223,49 +253,35 @@ def extract_sharded(adapter: Adapter, backbone: Backbone, out: str | Path, *, ba
 
     Parameters
     ----------
-    adapter, backbone, out, batch_size, resume, overwrite, decode
-        As in :func:`extract.extraction.extract_features`; ``out`` is the joined store and
-        ``batch_size`` also sets the shard boundaries (keep it fixed when resuming).
-    device : {"auto", "cpu", "cuda"}
-        On GPUs each rank uses ``cuda:LOCAL_RANK``.
-    num_workers : int, optional
-        Decode workers per rank; default :func:`default_rank_workers`.
-    join : {"copy", "virtual"}
-        How rank 0 joins the shards (see the module docstring).
-    keep_shards : bool
-        Keep the shard files after a copy join (a virtual join always keeps them).
-    progress : bool
-        Progress bar on rank 0.
-    backend : {"auto", "gloo", "nccl"}
-        torch.distributed backend; ``auto``: NCCL on GPUs, gloo on CPU.
-    timeout : timedelta
-        How long a rank waits for the others.
+    adapter, backbone, out
+        As in :func:`extract.extraction.extract_features`; ``out`` is the joined store.
+    options : ExtractOptions
+        As in :func:`extract.extraction.extract_features`, except that ``batch_size`` also
+        sets the shard boundaries (keep it fixed when resuming), ``device`` ``"auto"`` or
+        ``"cuda"`` puts each rank on ``cuda:LOCAL_RANK``, ``num_workers`` counts decode workers
+        per rank (default :func:`default_rank_workers`) and the progress bar shows on rank 0.
+    sharding : ShardOptions
+        Join mode, whether to keep the shards, the torch.distributed backend and timeout.
 
     Returns
     -------
     Path of the complete joined store (on every rank, once rank 0 has joined).
     """
-    if join not in JOIN_MODES:
-        raise UserError(f"unknown join mode {join!r}; use one of {list(JOIN_MODES)}.")
-    if int(batch_size) < 1:
-        raise UserError(f"batch size {batch_size} is invalid; pass a positive integer such as 256.")
     out = check_store_output(store_output_path(out, adapter.name, backbone.name))
     info = RankInfo.from_env()
     if info.world_size == 1:
-        return extract_features(adapter, backbone, out, batch_size=batch_size, device=device, num_workers=num_workers,
-                                resume=resume, overwrite=overwrite, progress=progress, decode=decode)
-    dev = rank_device(device, info)
-    with _process_group(dev, backend, timeout):
+        return extract_features(adapter, backbone, out, options=options)
+    dev = rank_device(options.device, info)
+    join = sharding.join
+    with _process_group(dev, sharding.backend, sharding.timeout):
         began = time.perf_counter()
-        status, failure = _run_rank(adapter, backbone, out, info, device=dev, batch_size=int(batch_size),
-                                    num_workers=num_workers, resume=resume, overwrite=overwrite, progress=progress,
-                                    decode=decode)
+        status, failure = _run_rank(adapter, backbone, out, info, options=options.with_(device=dev))
         statuses = _gather(status)
         _raise_failures(statuses, info, failure)
         if info.rank == 0 and not status["skipped"]:
             log.info("all %d shards done in %.1f s; joining them (%s)", info.world_size, time.perf_counter() - began, join)
             try:
-                join_shards(adapter, backbone, out, statuses, mode=join, keep_shards=keep_shards)
+                join_shards(adapter, backbone, out, statuses, mode=join, keep_shards=sharding.keep_shards)
                 joined = {"rank": 0, "error": None}
             except Exception as exc:  # reported to every rank, then raised here as is
                 joined, failure = {"rank": 0, "error": str(exc)}, exc
@@ -275,28 +291,27 @@ def extract_sharded(adapter: Adapter, backbone: Backbone, out: str | Path, *, ba
     return out
 
 
-def _run_rank(adapter, backbone, out, info: RankInfo, *, device, batch_size, num_workers, resume, overwrite,
-              progress, decode="host") -> tuple[dict, Exception | None]:
-    """Extract this rank's shard; never raises, so no rank hangs waiting for a failed one."""
+def _run_rank(adapter, backbone, out, info: RankInfo, *, options: ExtractOptions) -> tuple[dict, Exception | None]:
+    """Extract this rank's shard (on ``options.device``); never raises, so no rank hangs waiting for a failed one."""
+    device = options.device
     path = shard_path(out, info.rank, info.world_size)
     status = {"rank": info.rank, "start": 0, "stop": 0, "path": str(path), "device": device,
               "host": socket.gethostname(), "skipped": False, "error": None}
     try:
         n_rows = len(adapter.metadata())
-        start, stop = shard_bounds(n_rows, world_size=info.world_size, batch_size=batch_size)[info.rank]
+        start, stop = shard_bounds(n_rows, world_size=info.world_size, batch_size=options.batch_size)[info.rank]
         status.update(start=start, stop=stop)
         precision = "bfloat16" if device.startswith("cuda") else "float32"
-        if out.exists() and not overwrite and existing_store_matches(out, joined_provenance(
+        if out.exists() and not options.overwrite and existing_store_matches(out, joined_provenance(
                 adapter, backbone, {"precision": precision})):
             log.info("%s is already a complete store of %s with %s; skipping (pass --overwrite to redo it)",
                      out, adapter.name, backbone.name)
             status["skipped"] = True
         elif stop > start:
-            workers = default_rank_workers(adapter, info) if num_workers is None else int(num_workers)
+            workers = default_rank_workers(adapter, info) if options.num_workers is None else int(options.num_workers)
             log.info("rank %d/%d: rows %d-%d on %s -> %s", info.rank, info.world_size, start, stop, device, path.name)
-            extract_features(row_range(adapter, start, stop), backbone, path, batch_size=batch_size, device=device,
-                             num_workers=workers, resume=resume, overwrite=overwrite,
-                             progress=progress and info.rank == 0, decode=decode)
+            extract_features(row_range(adapter, start, stop), backbone, path, options=options.with_(
+                num_workers=workers, progress=options.progress and info.rank == 0))
         return status, None
     except Exception as exc:
         status["error"] = str(exc)
@@ -314,5 +329,5 @@ def _raise_failures(statuses: list[dict], info: RankInfo, own_failure: Exception
                         "fix that and rerun the same command, which resumes from the shards already written.")
 
 
-__all__ = ["JOIN_MODES", "InMemoryRowRange", "RankInfo", "RowRange", "default_rank_workers", "extract_sharded", "join_shards",
+__all__ = ["JOIN_MODES", "InMemoryRowRange", "RankInfo", "RowRange", "ShardOptions", "default_rank_workers", "extract_sharded", "join_shards",
            "rank_device", "row_range", "shard_bounds", "shard_path"]

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from extract.backbones import create_backbone
-from extract.datasets.avatars import AvatarAdapter, render_dataset
-from extract.extraction import extract_features
+from extract.datasets.avatars import AvatarAdapter, RenderSpec, render_dataset
+from extract.extraction import ExtractOptions, extract_features
 from extract.store.reader import FeatureStore
 
 
@@ -43,7 +43,7 @@ def one_torch_thread_per_module():
 def avatar_cache(tmp_path_factory):
     """600 avatars at 32 px (celeba-like preset, seed 0)."""
     path = tmp_path_factory.mktemp("avatars") / "avatars-600-32px-seed0.h5"
-    return render_dataset(path, n=600, size=32, seed=0, workers=1, progress=False, signal_sample=4)
+    return render_dataset(path, spec=RenderSpec(n=600, size=32, seed=0, signal_sample=4), workers=1, progress=False)
 
 
 @pytest.fixture(scope="session")
@@ -51,5 +51,5 @@ def avatar_store(avatar_cache, tmp_path_factory):
     """A complete feature store of the cache with ``smallcnn.scratch`` at 32 px."""
     out = tmp_path_factory.mktemp("stores") / "avatars__smallcnn.scratch.h5"
     backbone = create_backbone("smallcnn.scratch", image_size=32)
-    extract_features(AvatarAdapter(avatar_cache), backbone, out, batch_size=128, device="cpu", progress=False)
+    extract_features(AvatarAdapter(avatar_cache), backbone, out, options=ExtractOptions(batch_size=128, device="cpu", progress=False))
     return FeatureStore.open(out)

@@ -9,7 +9,7 @@ from analyze import cli
 from analyze.association.report import plot_association
 from analyze.association.run import COLUMNS
 from extract.backbones import create_backbone, save_checkpoint
-from extract.datasets.avatars import render_dataset
+from extract.datasets.avatars import RenderSpec, render_dataset
 from tests.fake_trees import write_image
 
 SPEC = """
@@ -39,8 +39,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("associate")
-    cache = render_dataset(root / "avatars.h5", n=300, size=32, seed=0, workers=1,
-                           progress=False, signal_sample=4)
+    cache = render_dataset(root / "avatars.h5", spec=RenderSpec(n=300, size=32, seed=0, signal_sample=4), workers=1, progress=False)
     (root / "tests.toml").write_text(SPEC)
     backbone = create_backbone("smallcnn.scratch")
     with torch.no_grad():

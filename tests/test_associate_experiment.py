@@ -23,7 +23,7 @@ from analyze.association.experiment import (
 )
 from analyze.association.summary import QUANTITIES, summarize_experiment, verdict
 from analyze.cli.associate_experiment import _config_from_args, register
-from extract.datasets.avatars import AvatarAdapter, render_dataset
+from extract.datasets.avatars import AvatarAdapter, RenderSpec, render_dataset
 from extract.errors import UserError
 
 N, SIZE = 2400, 32  # the balanced preset at 32 px: n = 256 fits every cell, 40 images per concept set
@@ -36,8 +36,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    return render_dataset(tmp_path_factory.mktemp("avatars") / "avatars-2400-32px-seed0.h5", n=N, size=SIZE, seed=0,
-                          preset="balanced", workers=1, progress=False, signal_sample=2)
+    return render_dataset(tmp_path_factory.mktemp("avatars") / "avatars-2400-32px-seed0.h5", spec=RenderSpec(n=N, size=SIZE, seed=0, preset="balanced", signal_sample=2), workers=1, progress=False)
 
 
 @pytest.fixture(scope="module")

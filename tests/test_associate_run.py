@@ -14,7 +14,7 @@ from analyze.association.report import summarize_change
 from analyze.association.run import COLUMNS, null_summary, run_association
 from analyze.association.spec import parse_tests
 from extract.backbones import create_backbone, save_checkpoint
-from extract.datasets.avatars import render_dataset
+from extract.datasets.avatars import RenderSpec, render_dataset
 from extract.errors import UserError
 
 SIZE = 32
@@ -34,8 +34,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
 
 @pytest.fixture(scope="module")
 def sets(tmp_path_factory):
-    cache = render_dataset(tmp_path_factory.mktemp("avatars") / "avatars.h5", n=300, size=SIZE,
-                           seed=0, workers=1, progress=False, signal_sample=4)
+    cache = render_dataset(tmp_path_factory.mktemp("avatars") / "avatars.h5", spec=RenderSpec(n=300, size=SIZE, seed=0, signal_sample=4), workers=1, progress=False)
     return avatar_concept_sets(cache, NAMES, per_set=8, split=None, seed=0)
 
 

@@ -8,6 +8,7 @@ from PIL import Image
 
 from extract.datasets import avatars, get_adapter
 from extract.datasets.avatars import (
+    RenderSpec,
     ATTRIBUTES,
     AvatarAdapter,
     contact_sheet,
@@ -20,8 +21,7 @@ N, SIZE = 40, 32
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    return render_dataset(tmp_path_factory.mktemp("cache") / "avatars.h5", n=N, size=SIZE, seed=2,
-                          preset="independent", workers=1, progress=False, signal_sample=4)
+    return render_dataset(tmp_path_factory.mktemp("cache") / "avatars.h5", spec=RenderSpec(n=N, size=SIZE, seed=2, preset="independent", signal_sample=4), workers=1, progress=False)
 
 
 def test_metadata_contract(cache):
@@ -87,11 +87,11 @@ def test_failed_render_leaves_no_file_and_keeps_the_old_one(tmp_path, monkeypatc
 
     monkeypatch.setattr(avatars.cache, "toggle_changes", broken)  # fails after /images is written
     with pytest.raises(RuntimeError):
-        render_dataset(out, n=8, size=SIZE, workers=1, progress=False, signal_sample=2)
+        render_dataset(out, spec=RenderSpec(n=8, size=SIZE, signal_sample=2), workers=1, progress=False)
     assert list(tmp_path.iterdir()) == []
     out.write_bytes(cache.read_bytes())
     with pytest.raises(RuntimeError):
-        render_dataset(out, n=8, size=SIZE, workers=1, progress=False, signal_sample=2)
+        render_dataset(out, spec=RenderSpec(n=8, size=SIZE, signal_sample=2), workers=1, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["avatars.h5"]
     assert len(AvatarAdapter(out)) == N  # the previous cache is untouched
 
@@ -102,9 +102,10 @@ def test_failed_render_leaves_no_file_and_keeps_the_old_one(tmp_path, monkeypatc
      dict(workers=0), dict(sensitive_rate=0.0), dict(signal_sample=0)],
 )
 def test_bad_inputs_raise_user_error(tmp_path, kwargs):
-    options = dict(n=4, size=SIZE, workers=1, progress=False, signal_sample=1) | kwargs
+    options = dict(n=4, size=SIZE, signal_sample=1) | kwargs
+    workers = options.pop("workers", 1)
     with pytest.raises(UserError):
-        render_dataset(tmp_path / "x.h5", **options)
+        render_dataset(tmp_path / "x.h5", spec=RenderSpec(**options), workers=workers, progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -112,9 +113,9 @@ def test_unwritable_output_raises_user_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(UserError):
-        render_dataset(blocker / "sub" / "x.h5", n=2, size=SIZE, workers=1, progress=False)
+        render_dataset(blocker / "sub" / "x.h5", spec=RenderSpec(n=2, size=SIZE), workers=1, progress=False)
     with pytest.raises(UserError, match="folder"):
-        render_dataset(tmp_path, n=2, size=SIZE, workers=1, progress=False)
+        render_dataset(tmp_path, spec=RenderSpec(n=2, size=SIZE), workers=1, progress=False)
 
 
 def test_contact_sheet(cache, tmp_path):

@@ -6,13 +6,13 @@ import h5py
 import numpy as np
 import pytest
 
-from extract.datasets.avatars import AvatarAdapter, render_dataset
+from extract.datasets.avatars import AvatarAdapter, RenderSpec, render_dataset
 
 N, SIZE = 72, 32  # three chunks of 32, the last one partial
 
 
 def _render(path, *, seed=0, workers=1, preset="celeba-like"):
-    return render_dataset(path, n=N, size=SIZE, seed=seed, preset=preset, workers=workers, progress=False, signal_sample=6)
+    return render_dataset(path, spec=RenderSpec(n=N, size=SIZE, seed=seed, preset=preset, signal_sample=6), workers=workers, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_different_seed_gives_different_images_and_attributes(serial, tmp_path):
 
 def test_image_depends_on_its_index_only(serial, tmp_path):
     # A longer dataset with the same seed starts with the same attributes and pixels.
-    longer = render_dataset(tmp_path / "longer.h5", n=N + 20, size=SIZE, seed=0, workers=1, progress=False, signal_sample=2)
+    longer = render_dataset(tmp_path / "longer.h5", spec=RenderSpec(n=N + 20, size=SIZE, seed=0, signal_sample=2), workers=1, progress=False)
     a, b = AvatarAdapter(serial), AvatarAdapter(longer)
     np.testing.assert_array_equal(a.read_images(), b.read_images(np.arange(N)))
     np.testing.assert_array_equal(a.metadata()[a.attributes].to_numpy(), b.metadata()[b.attributes].to_numpy()[:N])

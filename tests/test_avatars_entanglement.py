@@ -3,14 +3,13 @@ when only one attribute flips)."""
 
 import pytest
 
-from extract.datasets.avatars import AvatarAdapter, render_dataset
+from extract.datasets.avatars import AvatarAdapter, RenderSpec, render_dataset
 from extract.errors import UserError
 
 
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory):
-    path = render_dataset(tmp_path_factory.mktemp("ent") / "reference.h5", n=120, size=32, seed=5,
-                          preset="independent", workers=1, progress=False, signal_sample=2)
+    path = render_dataset(tmp_path_factory.mktemp("ent") / "reference.h5", spec=RenderSpec(n=120, size=32, seed=5, preset="independent", signal_sample=2), workers=1, progress=False)
     return AvatarAdapter(path)
 
 

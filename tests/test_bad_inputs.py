@@ -362,13 +362,13 @@ def test_store_from_another_dataset(stores):
 
 
 def test_infinite_features_in_a_probe():
-    from analyze.probe import ProbeTask, fit_probes
+    from analyze.probe import ProbeConfig, ProbeTask, fit_probes
 
     X = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
     X[7, 2] = np.inf
     task = ProbeTask(train=np.arange(40), val=np.arange(40, 50), labels=np.arange(60) % 2, test=np.arange(50, 60))
     with pytest.raises(UserError) as info:
-        fit_probes(X, [task], Cs=[1.0])
+        fit_probes(X, [task], config=ProbeConfig(Cs=[1.0]))
     one_sentence(str(info.value), r"NaN or inf in training rows of task 0")
 
 
@@ -386,12 +386,12 @@ def test_non_finite_features_in_a_linear_probe(bad):
 
 
 def test_constant_target_in_a_probe():
-    from analyze.probe import ProbeTask, fit_probes
+    from analyze.probe import ProbeConfig, ProbeTask, fit_probes
 
     X = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
     task = ProbeTask(train=np.arange(40), val=np.arange(40, 50), labels=np.zeros(60, int), test=np.arange(50, 60))
     with pytest.raises(UserError) as info:
-        fit_probes(X, [task], Cs=[1.0])
+        fit_probes(X, [task], config=ProbeConfig(Cs=[1.0]))
     one_sentence(str(info.value), r"only one class")
 
 

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 from analyze.cli import main
+from analyze.config import RunContext
+from analyze.probe import ProbeConfig
 from analyze.probe.cells import run_probe_cells
 from analyze.results.collect import SkippedRecordsWarning, collect
 from analyze.subsets import Correlation
@@ -21,7 +23,7 @@ SPECS = [Correlation("hat", "dark_skin", level, n=40, seed=0) for level in (0.0,
 @pytest.fixture(scope="module")
 def records(avatar_store, tmp_path_factory):
     folder = tmp_path_factory.mktemp("good_records")
-    run_probe_cells(avatar_store, SPECS, out=folder, Cs=[1.0], progress=False)
+    run_probe_cells(avatar_store, SPECS, context=RunContext(out=folder, progress=False), config=ProbeConfig(Cs=[1.0]))
     return folder
 
 

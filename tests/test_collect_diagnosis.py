@@ -6,6 +6,8 @@ import pytest
 
 from analyze.cli import main
 from analyze.metrics.diagnosis import FLAG_COLUMNS, flag_counts
+from analyze.config import RunContext
+from analyze.probe import ProbeConfig
 from analyze.probe.cells import run_probe_cells
 from analyze.results.collect import collect
 from analyze.subsets import Correlation
@@ -17,8 +19,8 @@ SPECS = [Correlation("hat", "dark_skin", level, n=60, seed=seed) for level in (0
 @pytest.fixture(scope="module")
 def folders(avatar_store, tmp_path_factory):
     edge, inner = tmp_path_factory.mktemp("edge"), tmp_path_factory.mktemp("inner")
-    run_probe_cells(avatar_store, SPECS, out=edge, Cs=[1e-4, 1e-3], progress=False)
-    run_probe_cells(avatar_store, SPECS, out=inner, Cs=[1.0], progress=False)
+    run_probe_cells(avatar_store, SPECS, context=RunContext(out=edge, progress=False), config=ProbeConfig(Cs=[1e-4, 1e-3]))
+    run_probe_cells(avatar_store, SPECS, context=RunContext(out=inner, progress=False), config=ProbeConfig(Cs=[1.0]))
     return edge, inner
 
 

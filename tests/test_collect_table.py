@@ -7,6 +7,8 @@ import pandas as pd
 import pytest
 
 import analyze.results.tables as tables_module
+from analyze.config import RunContext
+from analyze.probe import ProbeConfig
 from analyze.probe.cells import run_probe_cells
 from analyze.results.collect import SkippedRecordsWarning, collect, record_row
 from analyze.results.records import make_record, write_record
@@ -21,7 +23,7 @@ SPECS = [Correlation("hat", "dark_skin", 0.0, n=40, seed=0), Correlation("hat", 
 @pytest.fixture(scope="module")
 def records(avatar_store, tmp_path_factory):
     folder = tmp_path_factory.mktemp("records")
-    run_probe_cells(avatar_store, SPECS, out=folder, Cs=[0.1, 1.0], progress=False)
+    run_probe_cells(avatar_store, SPECS, context=RunContext(out=folder, progress=False), config=ProbeConfig(Cs=[0.1, 1.0]))
     return folder
 
 
@@ -93,7 +95,7 @@ def test_finetune_style_record_row():
     record = make_record(runner="finetune", backbone="work/bases/b.pt",
                          spec=Correlation("hat", "dark_skin", 0.25, n=64, seed=3).to_dict(),
                          metrics={"auc": 0.7, "fpr_gap": None}, hyperparameters={"lr": 0.01, "weight_decay": 1e-4},
-                         sizes={"n_train": 64, "n_val": 16, "n_test": 100},
+                         sections={"sizes": {"n_train": 64, "n_val": 16, "n_test": 100}},
                          extra={"sweep": {"base_kind": "biased", "backbone": "b", "grid": "g", "skew": 0.2,
                                           "natural_level": 0.6, "train_share_s_given_y": 0.25,
                                           "train_share_s": 0.45}})
@@ -113,14 +115,14 @@ def test_finetune_style_record_row():
 ])
 def test_stereotype_level_is_the_share_of_positives_in_the_stereotypical_group(spec, over, expected):
     record = make_record(runner="probe", backbone="b", spec=spec.to_dict(),
-                         metrics={"auc": 0.7, "over_represented_group": over}, hyperparameters={}, sizes={})
+                         metrics={"auc": 0.7, "over_represented_group": over}, hyperparameters={}, sections={"sizes": {}})
     value = record_row(record)["stereotype_level"]
     assert (math.isnan(value) and math.isnan(expected)) or value == pytest.approx(expected)
 
 
 def test_natural_cells_take_the_training_share_toward_the_natural_group():
     record = make_record(runner="probe", backbone="b", spec=Natural("long_hair", "dark_skin", n=64, seed=0).to_dict(),
-                         metrics={"natural_level": 0.35, "over_represented_group": 0.0}, hyperparameters={}, sizes={})
+                         metrics={"natural_level": 0.35, "over_represented_group": 0.0}, hyperparameters={}, sections={"sizes": {}})
     assert record_row(record)["stereotype_level"] == pytest.approx(0.65)
     record["sweep"] = {"train_share_s_given_y": 0.3}
     assert record_row(record)["stereotype_level"] == pytest.approx(0.7)

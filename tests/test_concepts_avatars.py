@@ -8,7 +8,7 @@ from analyze.association.concepts import (
     avatar_concept_sets,
     avatar_set_names,
 )
-from extract.datasets.avatars import AvatarAdapter, render_dataset
+from extract.datasets.avatars import AvatarAdapter, RenderSpec, render_dataset
 from extract.errors import UserError
 
 NAMES = avatar_set_names(["hat"])  # dark, light, hat, no_hat, hat+dark, hat+light
@@ -17,8 +17,7 @@ PER_SET = 10
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    return render_dataset(tmp_path_factory.mktemp("avatars") / "avatars.h5", n=300, size=32,
-                          seed=0, workers=1, progress=False, signal_sample=4)
+    return render_dataset(tmp_path_factory.mktemp("avatars") / "avatars.h5", spec=RenderSpec(n=300, size=32, seed=0, signal_sample=4), workers=1, progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import statsmodels.formula.api as smf
 
 from analyze.effects.fit import fit_model, nakagawa_r2
 from analyze.effects.models import (
+    EffectsModel,
     fit_general,
     fit_moderation,
     fit_paper,
@@ -138,17 +139,17 @@ def test_nakagawa_r2_by_hand_and_against_simulated_truth():
 
 def test_user_formula_matches_statsmodels_and_bad_formulas_fail():
     table = synthetic_results(n_targets=4, seeds=2)
-    coefficients, rows = run_effects(table, model="formula", formula="fpr_gap_stereotype ~ level * C(backbone)")
+    coefficients, rows = run_effects(table, model=EffectsModel("formula", formula="fpr_gap_stereotype ~ level * C(backbone)"))
     plain = table.dropna(subset=["level"]).drop(columns=["C"])  # the column C would hide patsy's C()
     direct = smf.ols("fpr_gap_stereotype ~ level * C(backbone)", plain).fit(cov_type="HC3")
     _compare(coefficients, direct, list(direct.params.index))
     assert rows is None and coefficients["errors"].iloc[0] == "HC3 robust (t)"
     with pytest.raises(UserError, match="no_such_column"):
-        run_effects(table, model="formula", formula="fpr_gap_stereotype ~ no_such_column")
+        run_effects(table, model=EffectsModel("formula", formula="fpr_gap_stereotype ~ no_such_column"))
     with pytest.raises(UserError, match="as `groups`"):
-        run_effects(table, model="formula", formula="auc ~ level", groups="nope")
+        run_effects(table, model=EffectsModel("formula", formula="auc ~ level", groups="nope"))
     with pytest.raises(UserError, match="needs `formula="):
-        run_effects(table, model="formula")
+        run_effects(table, model=EffectsModel("formula"))
 
 
 def test_too_few_groups_for_a_mixed_model():
@@ -156,13 +157,13 @@ def test_too_few_groups_for_a_mixed_model():
     with pytest.raises(UserError, match="2 group"):
         run_effects(table, model="paper")
     with pytest.raises(UserError, match="at least 3"):
-        run_effects(table, model="formula", formula="auc ~ level", groups="target", estimators=("mixed",))
+        run_effects(table, model=EffectsModel("formula", formula="auc ~ level", groups="target", estimators=("mixed",)))
 
 
 def test_rank_deficient_design_is_a_user_error():
     table = synthetic_results(n_targets=4, seeds=2).assign(twice=lambda t: 2 * t["level"])
     with pytest.raises(UserError, match="rank deficient"):
-        run_effects(table, model="formula", formula="auc ~ level + twice")
+        run_effects(table, model=EffectsModel("formula", formula="auc ~ level + twice"))
 
 
 def test_mixed_fit_at_the_variance_boundary_is_refitted():

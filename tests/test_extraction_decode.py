@@ -12,7 +12,7 @@ from extract.backbones import create_backbone
 from extract.datasets.folder import ImageFolderAdapter
 from extract.device_decode import DeviceDecoder, read_encoded
 from extract.errors import UserError
-from extract.extraction import extract_features
+from extract.extraction import ExtractOptions, extract_features
 from extract.store.reader import FeatureStore, partial_path
 
 BATCH = 8
@@ -47,7 +47,8 @@ def photos(tmp_path_factory):
 
 def _extract(root, out, **options):
     options = {"batch_size": BATCH, "device": "cpu", "num_workers": 0, "progress": False, **options}
-    return extract_features(ImageFolderAdapter(root), create_backbone("smallcnn.scratch", image_size=32), out, **options)
+    return extract_features(ImageFolderAdapter(root), create_backbone("smallcnn.scratch", image_size=32), out,
+                            options=ExtractOptions(**options))
 
 
 def test_device_decode_matches_host_decode(photos, tmp_path):
@@ -90,9 +91,8 @@ def test_device_decode_refuses_in_memory_datasets_and_unknown_modes(avatar_cache
     from extract.datasets.avatars import AvatarAdapter
 
     with pytest.raises(UserError, match="holds decoded images in memory.*use `decode='host'`"):
-        extract_features(AvatarAdapter(avatar_cache), create_backbone("smallcnn.scratch", image_size=32),
-                         tmp_path / "a.h5", device="cpu", decode="device", progress=False)
-    with pytest.raises(UserError, match="decode='gpu' is not a decode mode"):
+        extract_features(AvatarAdapter(avatar_cache), create_backbone("smallcnn.scratch", image_size=32), tmp_path / "a.h5", options=ExtractOptions(device="cpu", decode="device", progress=False))
+    with pytest.raises(UserError, match="`decode` 'gpu' is not a decode mode"):
         _extract(photos, tmp_path / "b.h5", decode="gpu")
     assert not partial_path(tmp_path / "a.h5").exists() and not partial_path(tmp_path / "b.h5").exists()
 

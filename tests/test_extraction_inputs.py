@@ -16,7 +16,7 @@ from extract.backbones import create_backbone
 from extract.datasets.base import Adapter
 from extract.devices import resolve_device
 from extract.errors import UserError
-from extract.extraction import extract_features, prepare_uint8
+from extract.extraction import ExtractOptions, extract_features, prepare_uint8
 from extract.store.reader import FeatureStore, partial_path
 
 N_IMAGES = 12
@@ -56,7 +56,7 @@ def folder(tmp_path):
 def _run(adapter, out, backbone=None, **options):
     backbone = backbone or create_backbone("smallcnn.scratch", image_size=32)
     options = {"batch_size": 5, "device": "cpu", "num_workers": 0, "progress": False, **options}
-    return extract_features(adapter, backbone, out, **options)
+    return extract_features(adapter, backbone, out, options=ExtractOptions(**options))
 
 
 def test_store_matches_the_adapter_and_the_fast_path_matches_per_image(folder, tmp_path):
@@ -142,7 +142,7 @@ def test_nan_features_are_refused(folder, tmp_path):
 
 
 def test_bad_options(folder, tmp_path):
-    with pytest.raises(UserError, match="batch size 0"):
+    with pytest.raises(UserError, match="`batch_size` 0 is invalid"):
         _run(FolderAdapter(folder), tmp_path / "out.h5", batch_size=0)
     with pytest.raises(UserError, match="unknown device"):
         resolve_device("tpu:x")

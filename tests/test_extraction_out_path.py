@@ -10,7 +10,7 @@ from analyze.cli import main
 from extract.backbones import create_backbone
 from extract.datasets.avatars import AvatarAdapter
 from extract.errors import UserError
-from extract.extraction import extract_features
+from extract.extraction import ExtractOptions, extract_features
 from extract.store.reader import FeatureStore
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -40,8 +40,7 @@ def test_trailing_slash_puts_the_store_in_the_folder(avatar_cache, tmp_path, cap
 
 def test_trailing_slash_from_python(avatar_cache, tmp_path):
     backbone = create_backbone("smallcnn.scratch", image_size=32)
-    path = extract_features(AvatarAdapter(avatar_cache), backbone, f"{tmp_path / 'py'}/", device="cpu",
-                            num_workers=0, progress=False)
+    path = extract_features(AvatarAdapter(avatar_cache), backbone, f"{tmp_path / 'py'}/", options=ExtractOptions(device="cpu", num_workers=0, progress=False))
     assert path == tmp_path / "py" / STORE_NAME and path.is_file()
 
 
@@ -69,5 +68,4 @@ def test_an_avatar_cache_is_not_replaced_by_a_store(avatar_cache, tmp_path, caps
     assert "delete" not in err
     assert cache.read_bytes() == before
     with pytest.raises(UserError, match="not a feature store"):  # the Python API refuses it too
-        extract_features(AvatarAdapter(avatar_cache), create_backbone("smallcnn.scratch", image_size=32), cache,
-                         device="cpu", num_workers=0, progress=False, overwrite=True)
+        extract_features(AvatarAdapter(avatar_cache), create_backbone("smallcnn.scratch", image_size=32), cache, options=ExtractOptions(device="cpu", num_workers=0, progress=False, overwrite=True))

@@ -20,7 +20,7 @@ from PIL import Image
 from extract.backbones import create_backbone
 from extract.datasets.base import Adapter
 from extract.errors import UserError
-from extract.extraction import extract_features
+from extract.extraction import ExtractOptions, extract_features
 from extract.store.reader import FeatureStore, StoreWriter, partial_path
 
 N_IMAGES, BATCH = 37, 8  # five batches, the last one short
@@ -61,14 +61,14 @@ def images(tmp_path_factory):
 def reference(images, tmp_path_factory):
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("ref") / "ref.h5"
-    extract_features(PngAdapter(images), create_backbone("smallcnn.scratch", image_size=32), out,
-                     batch_size=BATCH, device="cpu", num_workers=0, progress=False)
+    extract_features(PngAdapter(images), create_backbone("smallcnn.scratch", image_size=32), out, options=ExtractOptions(batch_size=BATCH, device="cpu", num_workers=0, progress=False))
     return FeatureStore.open(out).features
 
 
 def _extract(images, out, backbone="smallcnn.scratch", **options):
     options = {"batch_size": BATCH, "device": "cpu", "num_workers": 0, "progress": False, **options}
-    return extract_features(PngAdapter(images), create_backbone(backbone, image_size=32), out, **options)
+    return extract_features(PngAdapter(images), create_backbone(backbone, image_size=32), out,
+                            options=ExtractOptions(**options))
 
 
 def test_interrupted_then_resumed_equals_uninterrupted(images, reference, tmp_path, monkeypatch):
@@ -104,7 +104,7 @@ sys.path.insert(0, {tests!r})
 from test_extraction_resume import PngAdapter
 import extract.store.reader as store
 from extract.backbones import create_backbone
-from extract.extraction import extract_features
+from extract.extraction import ExtractOptions, extract_features
 
 torch.set_num_threads(1)
 original, calls = store.StoreWriter.write, []
@@ -119,7 +119,7 @@ def write_then_die(self, start, features):
 
 store.StoreWriter.write = write_then_die
 extract_features(PngAdapter({images!r}), create_backbone("smallcnn.scratch", image_size=32), {out!r},
-                 batch_size={batch}, device="cpu", num_workers=0, progress=False)
+                 options=ExtractOptions(batch_size={batch}, device="cpu", num_workers=0, progress=False))
 """
 
 
@@ -148,8 +148,7 @@ def test_resume_with_another_backbone_is_refused(images, tmp_path, monkeypatch):
     with pytest.raises(UserError, match=r"started with backbone_name .*delete it to start over"):
         _extract(images, out, backbone="smallcnn_w32.scratch")
     with pytest.raises(UserError, match="backbone_seed 0 instead of 1"):
-        extract_features(PngAdapter(images), create_backbone("smallcnn.scratch", image_size=32, seed=1), out,
-                         batch_size=BATCH, device="cpu", num_workers=0, progress=False)
+        extract_features(PngAdapter(images), create_backbone("smallcnn.scratch", image_size=32, seed=1), out, options=ExtractOptions(batch_size=BATCH, device="cpu", num_workers=0, progress=False))
     # resume=False discards the partial file and starts over
     _extract(images, out, backbone="smallcnn_w32.scratch", resume=False)
     assert FeatureStore.open(out).provenance["backbone_name"] == "smallcnn_w32.scratch"

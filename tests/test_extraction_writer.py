@@ -12,7 +12,7 @@ from test_extraction_resume import BATCH, PngAdapter, write_pngs
 
 from extract.backbones import create_backbone
 from extract.errors import UserError
-from extract.extraction import extract_features
+from extract.extraction import ExtractOptions, extract_features
 from extract.store.background import BackgroundWriter
 from extract.store.reader import FeatureStore, StoreWriter, partial_path
 
@@ -81,8 +81,7 @@ def test_extraction_write_error_stops_before_finalize(images, tmp_path, monkeypa
 
     monkeypatch.setattr(StoreWriter, "write", failing_write)
     with pytest.raises(UserError, match="cannot write to the disk"):
-        extract_features(PngAdapter(images), create_backbone("smallcnn.scratch", image_size=32), out,
-                         batch_size=BATCH, device="cpu", num_workers=0, progress=False)
+        extract_features(PngAdapter(images), create_backbone("smallcnn.scratch", image_size=32), out, options=ExtractOptions(batch_size=BATCH, device="cpu", num_workers=0, progress=False))
     assert threads == {"biastransfer-store-writer"}  # writes overlap the next batch's compute
     assert not out.exists()
     with h5py.File(partial_path(out), "r") as h5:

@@ -21,12 +21,14 @@ import pytest
 
 from analyze.demo import RECIPE
 from analyze.finetune.runner import FinetuneConfig, finetune_cells
+from analyze.config import RunContext
+from analyze.probe import ProbeConfig
 from analyze.probe.cells import run_probe_cells
 from analyze.results.collect import collect
 from analyze.subsets import Correlation, level_toward_stereotype
 from extract.backbones import create_backbone
-from extract.datasets.avatars import AvatarAdapter, render_dataset
-from extract.extraction import extract_features
+from extract.datasets.avatars import AvatarAdapter, RenderSpec, render_dataset
+from extract.extraction import ExtractOptions, extract_features
 from extract.pretrain.recipe import load_recipe, run_recipe
 from extract.store.reader import FeatureStore
 
@@ -41,16 +43,14 @@ FINETUNE_TARGET = "long_hair"  # stereotypical group s=0: its strong level is P(
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("finding")
-    cache = render_dataset(root / "avatars" / "avatars-1500-32px-seed0.h5", n=1500, size=32, seed=0, workers=2,
-                           progress=False, signal_sample=4)
+    cache = render_dataset(root / "avatars" / "avatars-1500-32px-seed0.h5", spec=RenderSpec(n=1500, size=32, seed=0, signal_sample=4), workers=2, progress=False)
     recipe = load_recipe(RECIPE.with_name("avatars-bases-smallcnn.toml"))
     recipe["bases"] = [b for b in recipe["bases"] if b["role"] == "biased" or b["name"] in CONTROLS]
     recipe["data"].update(size=32, n=1500, cache="pretrain-avatars-1500-32px-seed1000.h5")
     recipe["model"]["image_size"] = 32
     bases = run_recipe(recipe, out_dir=root / "bases", cache_dir=root / "avatars", workers=2, progress=False)
     adapter = AvatarAdapter(cache)
-    stores = {name: FeatureStore.open(extract_features(adapter, create_backbone(path), root / f"{name}.h5",
-                                                       device="cpu", progress=False))
+    stores = {name: FeatureStore.open(extract_features(adapter, create_backbone(path), root / f"{name}.h5", options=ExtractOptions(device="cpu", progress=False)))
               for name, path in bases.items()}
     return {"root": root, "adapter": adapter, "bases": bases, "stores": stores}
 
@@ -93,7 +93,7 @@ def test_probes_on_the_biased_base_inherit_more_bias_than_on_every_control(world
     cells = specs(meta, PROBE_TARGETS, (1.0, 0.5), n=128)
     out = world["root"] / "probe-results"
     for store in world["stores"].values():
-        run_probe_cells(store, cells, out=out, Cs=(0.01, 0.1, 1.0), progress=False)
+        run_probe_cells(store, cells, context=RunContext(out=out, progress=False), config=ProbeConfig(Cs=(0.01, 0.1, 1.0)))
     table = collect(out)
     assert set(table["stereotype_level"].round(6)) == {0.5, 1.0} and len(table) == 3 * len(cells)
     backbone = {name: store.provenance["backbone_name"] for name, store in world["stores"].items()}

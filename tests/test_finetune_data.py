@@ -6,14 +6,13 @@ import torch
 
 from analyze.finetune.data import ImageBank, load_base
 from extract.backbones import Preprocess, create_backbone
-from extract.datasets.avatars import AvatarAdapter, render_dataset
+from extract.datasets.avatars import AvatarAdapter, RenderSpec, render_dataset
 from extract.errors import UserError
 
 
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory):
-    path = render_dataset(tmp_path_factory.mktemp("avatars") / "a.h5", n=24, size=32, seed=0, preset="balanced",
-                          workers=1, progress=False, signal_sample=1)
+    path = render_dataset(tmp_path_factory.mktemp("avatars") / "a.h5", spec=RenderSpec(n=24, size=32, seed=0, preset="balanced", signal_sample=1), workers=1, progress=False)
     return AvatarAdapter(path)
 
 

@@ -15,7 +15,7 @@ from analyze.probe.cells import natural_direction
 from analyze.results.records import cell_id, read_record
 from analyze.subsets import Correlation, Natural, TestResample, Underrepresentation
 from extract.backbones import Backbone, Preprocess, create_backbone, save_checkpoint
-from extract.datasets.avatars import AvatarAdapter, render_dataset
+from extract.datasets.avatars import AvatarAdapter, RenderSpec, render_dataset
 from extract.errors import UserError
 from extract.models.smallcnn import SmallCNN
 
@@ -28,8 +28,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory):
-    path = render_dataset(tmp_path_factory.mktemp("avatars") / "a.h5", n=N, size=SIZE, seed=1, preset="balanced",
-                          workers=1, progress=False, signal_sample=2)
+    path = render_dataset(tmp_path_factory.mktemp("avatars") / "a.h5", spec=RenderSpec(n=N, size=SIZE, seed=1, preset="balanced", signal_sample=2), workers=1, progress=False)
     return AvatarAdapter(path)
 
 

@@ -13,7 +13,7 @@ from analyze import cli  # noqa: E402
 from analyze.finetune.runner import FinetuneConfig, finetune_cells  # noqa: E402
 from analyze.subsets import Correlation  # noqa: E402
 from extract.backbones import create_backbone, load_checkpoint  # noqa: E402
-from extract.datasets.avatars import AvatarAdapter, render_dataset  # noqa: E402
+from extract.datasets.avatars import AvatarAdapter, RenderSpec, render_dataset  # noqa: E402
 from extract.models.timm_bridge import TimmFeatures  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
@@ -35,8 +35,7 @@ B = "light"
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("timm_finetune")
-    cache = render_dataset(root / "avatars.h5", n=400, size=32, seed=1, preset="balanced", workers=1, progress=False,
-                           signal_sample=2)
+    cache = render_dataset(root / "avatars.h5", spec=RenderSpec(n=400, size=32, seed=1, preset="balanced", signal_sample=2), workers=1, progress=False)
     torch.manual_seed(0)
     weights = root / "test_vit.safetensors"
     save_file(dict(timm.create_model("test_vit.r160_in1k", pretrained=False).state_dict()), str(weights))

@@ -16,7 +16,7 @@ from analyze.results.records import make_record, write_record
 from analyze.results.tables import write_table
 from analyze.sweep.grid import build_grid
 from analyze.sweep.run import sweep
-from extract.datasets.avatars import render_dataset
+from extract.datasets.avatars import RenderSpec, render_dataset
 from extract.io import UNOWNED_STALE_SECONDS, atomic_write, is_stale_temporary, remove_stale_temporaries
 
 HOST = socket.gethostname()
@@ -86,8 +86,7 @@ def test_outputs_get_umask_modes(tmp_path, umask):
         record = write_record(tmp_path, make_record(runner="probe", backbone="b", spec={"kind": "natural", "seed": 0},
                                                     metrics={"auc": 0.5}, hyperparameters={}))
         table = write_table(pd.DataFrame({"a": [1]}), tmp_path / "t.csv")
-        cache = render_dataset(tmp_path / "cache.h5", n=4, size=32, seed=0, workers=1, progress=False,
-                               signal_sample=1)
+        cache = render_dataset(tmp_path / "cache.h5", spec=RenderSpec(n=4, size=32, seed=0, signal_sample=1), workers=1, progress=False)
     finally:
         os.umask(previous)
     for path in (record, table, cache):

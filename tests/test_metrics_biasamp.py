@@ -95,8 +95,8 @@ def test_indicator_rows_follow_the_documented_filters(rows, expected):
     attrs_train = np.array([[1], [1], [0], [0], [0]])
     tasks, attrs, t_hat = np.array([[0]]), np.array([[1]]), np.array([[1]])  # Δ = 1
     value = M.directional_bias_amplification(
-        tasks, attrs, t_hat, direction="A->T", task_labels_train=tasks_train,
-        attribute_labels_train=attrs_train, indicator_rows=rows)
+        tasks, attrs, t_hat, direction="A->T",
+        indicator=M.Indicator(task_labels=tasks_train, attribute_labels=attrs_train, rows=rows))
     assert value == expected
     assert loop_biasamp(tasks, attrs, t_hat, "A->T", tasks_train, attrs_train, rows) == expected
 
@@ -118,8 +118,8 @@ def test_matches_loop_implementation_on_random_multilabel_data(seed, direction, 
         warnings.simplefilter("ignore", RuntimeWarning)  # the loop's empty means
         for train in [(None, None), (train_t, train_a)]:
             ours = M.directional_bias_amplification(
-                tasks, attrs, preds, direction=direction, task_labels_train=train[0],
-                attribute_labels_train=train[1], indicator_rows=rows)
+                tasks, attrs, preds, direction=direction,
+                indicator=M.Indicator(task_labels=train[0], attribute_labels=train[1], rows=rows))
             expected = loop_biasamp(tasks, attrs, preds, direction, *train, rows=rows)
             assert ours == pytest.approx(expected, abs=1e-12)
 
@@ -131,8 +131,8 @@ def test_vectorized_over_runs_with_masks_equals_loop():
     y_pred = rng.integers(0, 2, (runs, n))
     y_train, s_train = rng.integers(0, 2, (runs, m)), rng.integers(0, 2, (runs, m))
     mask, train_mask = rng.random((runs, n)) < 0.8, rng.random((runs, m)) < 0.7
-    ours = M.binary_bias_amplification(y, s, y_pred, direction="A->T", y_train=y_train,
-                                       group_train=s_train, mask=mask, train_mask=train_mask)
+    ours = M.binary_bias_amplification(y, s, y_pred, direction="A->T", mask=mask,
+                                       training=M.TrainingRows(y_true=y_train, group=s_train, mask=train_mask))
     assert ours.shape == (runs,)
     one_hot = lambda v: np.stack([1 - v, v], axis=1)  # noqa: E731
     for r in range(runs):
@@ -164,7 +164,7 @@ def test_degenerate_inputs_give_nan_with_reason():
     with pytest.warns(M.UndefinedMetricWarning, match="no training row"):
         value = M.directional_bias_amplification(
             np.array([[1]]), np.array([[1]]), np.array([[1]]), direction="A->T",
-            task_labels_train=np.zeros((3, 1), int), attribute_labels_train=np.zeros((3, 1), int))
+            indicator=M.Indicator(task_labels=np.zeros((3, 1), int), attribute_labels=np.zeros((3, 1), int)))
     assert np.isnan(value)
 
 
@@ -176,4 +176,4 @@ def test_bad_inputs_raise_user_error():
         M.directional_bias_amplification(np.zeros((3, 1)), np.zeros((3, 1)), np.zeros((3, 1)),
                                          direction="sideways")
     with pytest.raises(UserError, match="both"):
-        M.binary_bias_amplification([0, 1], [0, 1], [0, 1], direction="A->T", y_train=[0, 1])
+        M.binary_bias_amplification([0, 1], [0, 1], [0, 1], direction="A->T", training=M.TrainingRows(y_true=[0, 1]))

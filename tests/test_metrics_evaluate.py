@@ -31,7 +31,7 @@ def test_top_p_table_matches_loop(seed):
     y, scores, group, y_train, group_train = runs_data(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # continuous scores: nothing undefined here
-        table = M.evaluate_runs(y, scores, group, y_train=y_train, group_train=group_train)
+        table = M.evaluate_runs(y, scores, group, training=M.TrainingRows(y_true=y_train, group=group_train))
     assert list(table.index) == list(range(len(scores)))
     np.testing.assert_array_equal(table["over_represented_group"], 0.0)
     for r, row in table.iterrows():
@@ -59,14 +59,15 @@ def test_top_p_table_matches_loop(seed):
         for column, value in expected.items():
             assert row[column] == pytest.approx(value, abs=1e-12), column
         assert row["bias_amplification_a_to_t"] == pytest.approx(M.binary_bias_amplification(
-            y, group, y_pred, direction="A->T", y_train=y_train[r], group_train=group_train[r]))
+            y, group, y_pred, direction="A->T", training=M.TrainingRows(y_true=y_train[r], group=group_train[r])))
 
 
 def test_val_policy_and_scalar_inputs_give_one_row():
     y, scores, group, _, _ = runs_data(3, runs=1)
     val_y, val_scores = y[:40], scores[0, :40]
-    table = M.evaluate_runs(y, scores[0], group, policy="val_top_p", val_scores=val_scores,
-                            val_y_true=val_y, over_represented=1)
+    table = M.evaluate_runs(y, scores[0], group, policy="val_top_p",
+                            validation=M.ValidationRows(y_true=val_y, scores=val_scores),
+                            training=M.TrainingRows(over_represented=1))
     assert len(table) == 1
     threshold = np.sort(val_scores)[-(val_y.sum() + 1)]
     assert table["threshold"][0] == threshold

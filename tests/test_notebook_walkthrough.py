@@ -40,7 +40,7 @@ def test_notebook_is_short_clean_and_explained():
     assert 8 <= len(kinds) <= 12 and kinds.count("markdown") >= 4 and kinds.count("code") >= 4
     assert all(not cell.get("outputs") for cell in cells if cell["cell_type"] == "code")  # stored clean
     source = "\n".join(cell["source"] for cell in cells)
-    assert 'model="formula"' in source and "BIASTRANSFER_TABLE" in source
+    assert 'EffectsModel("formula"' in source and "BIASTRANSFER_TABLE" in source
 
 
 def _outputs_text(cell) -> str:

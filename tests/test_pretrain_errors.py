@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from extract.datasets.avatars import AvatarAdapter, render_dataset
+from extract.datasets.avatars import AvatarAdapter, RenderSpec, render_dataset
 from extract.errors import UserError
-from extract.pretrain.train import pretrain_base, write_base, write_scratch_base
+from extract.pretrain.train import write_base, write_scratch_base
+from pretraining import pretrain
 
 
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory):
-    path = render_dataset(tmp_path_factory.mktemp("err") / "pretrain.h5", n=60, size=32, seed=9,
-                          preset="independent", workers=1, progress=False, signal_sample=1)
+    path = render_dataset(tmp_path_factory.mktemp("err") / "pretrain.h5", spec=RenderSpec(n=60, size=32, seed=9, preset="independent", signal_sample=1), workers=1, progress=False)
     return AvatarAdapter(path)
 
 
@@ -20,7 +20,7 @@ def _fit(adapter, **kw):
     options = dict(attributes=["dark_skin"], arch_kwargs={"width": 4}, epochs=1, batch_size=16, seed=0,
                    device="cpu", progress=False)
     options.update(kw)
-    return pretrain_base(adapter, **options)
+    return pretrain(adapter, **options)
 
 
 @pytest.mark.parametrize("kw, fragment", [
@@ -29,10 +29,10 @@ def _fit(adapter, **kw):
     ({"attributes": ["hat", "hat"]}, "repeat"),
     ({"arch": "resnet9"}, "unknown architecture"),
     ({"arch_kwargs": {"depth": 3}}, "does not accept"),
-    ({"epochs": 0}, "epochs must be"),
-    ({"batch_size": 2.5}, "batch_size must be"),
-    ({"lr": float("nan")}, "lr must be"),
-    ({"val_fraction": 1.0}, "val_fraction must be below 1"),
+    ({"epochs": 0}, "`epochs` must be"),
+    ({"batch_size": 2.5}, "`batch_size` must be"),
+    ({"lr": float("nan")}, "`lr` must be"),
+    ({"val_fraction": 1.0}, "`val_fraction` must be below 1"),
     ({"schedule": "step"}, "unknown learning-rate schedule"),
     ({"rows": np.array([0, 0, 1])}, "distinct positions"),
     ({"rows": np.ones(60, dtype=bool)}, "np.flatnonzero"),

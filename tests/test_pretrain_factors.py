@@ -7,20 +7,19 @@ import torch
 
 import extract.datasets.avatars.factors as factors_module
 import extract.datasets.avatars.render as render
-from extract.datasets.avatars import AvatarAdapter, render_dataset
+from extract.datasets.avatars import AvatarAdapter, RenderSpec, render_dataset
 from extract.datasets.avatars.factors import FACTOR_BINS, dependence, factor_labels, independence_p, resolve_factors
 from extract.datasets.avatars.spec import STREAM_IMAGES
 from extract.errors import UserError
 from extract.pretrain.recipe import check_factors, check_recipe
-from extract.pretrain.train import pretrain_base
+from pretraining import pretrain
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
 
 
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory):
-    path = render_dataset(tmp_path_factory.mktemp("fac") / "pretrain.h5", n=300, size=32, seed=11,
-                          preset="independent", workers=1, progress=False, signal_sample=2)
+    path = render_dataset(tmp_path_factory.mktemp("fac") / "pretrain.h5", spec=RenderSpec(n=300, size=32, seed=11, preset="independent", signal_sample=2), workers=1, progress=False)
     return AvatarAdapter(path)
 
 
@@ -91,8 +90,8 @@ def test_recipe_accepts_the_factor_keys():
 def test_pretraining_with_factors_learns_them_and_records_them(adapter):
     options = dict(attributes=["hat"], arch_kwargs={"width": 8}, epochs=3, batch_size=16, lr=0.05, seed=0,
                    device="cpu", progress=False)
-    with_f, history = pretrain_base(adapter, factors=["clothing_color", "bg_hue"], **options)
-    without, plain = pretrain_base(adapter, **options)
+    with_f, history = pretrain(adapter, factors=["clothing_color", "bg_hue"], **options)
+    without, plain = pretrain(adapter, **options)
     assert history["config"]["factors"] == {"clothing_color": 14, "bg_hue": 6}
     assert plain["config"]["factors"] == {} and "per_factor" not in plain["final"]["train"]
     assert len(history["data"]["factor_labels_sha256"]) == 64
@@ -103,5 +102,5 @@ def test_pretraining_with_factors_learns_them_and_records_them(adapter):
     a, b = with_f.state_dict(), without.state_dict()
     assert not all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(UserError, match="teach every base the sensitive attribute"):
-        pretrain_base(adapter, factors=["skin"], **options)
+        pretrain(adapter, factors=["skin"], **options)
 

@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from extract.backbones import create_backbone
-from extract.datasets.avatars import AvatarAdapter, render_dataset
+from extract.datasets.avatars import AvatarAdapter, RenderSpec, render_dataset
 from extract.errors import UserError
-from extract.pretrain.train import pretrain_base, write_base, write_scratch_base
+from extract.pretrain.train import write_base, write_scratch_base
+from pretraining import pretrain
 
 INIT = "efficientnet_lite0.imagenet"
 
@@ -16,8 +17,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
 
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory):
-    path = render_dataset(tmp_path_factory.mktemp("init") / "pretrain.h5", n=80, size=32, seed=7,
-                          preset="independent", workers=1, progress=False, signal_sample=1)
+    path = render_dataset(tmp_path_factory.mktemp("init") / "pretrain.h5", spec=RenderSpec(n=80, size=32, seed=7, preset="independent", signal_sample=1), workers=1, progress=False)
     return AvatarAdapter(path)
 
 
@@ -37,7 +37,7 @@ def _train(adapter, **kw):
     options = dict(attributes=["hat"], arch="efficientnet_lite0", init=INIT, epochs=1, batch_size=16, lr=0.01,
                    seed=0, rows=np.arange(48), device="cpu", progress=False)
     options.update(kw)
-    return pretrain_base(adapter, **options)
+    return pretrain(adapter, **options)
 
 
 def test_init_starts_from_the_weights_and_freeze_bn_keeps_their_statistics(adapter, start, tmp_path):

@@ -20,28 +20,29 @@ import pytest
 import torch
 
 from extract.backbones import ARCHITECTURES
-from extract.datasets.avatars import render_dataset
+from extract.datasets.avatars import RenderSpec, render_dataset
 from extract.devices import training_memory_format
 
 REPO = Path(__file__).resolve().parents[1]
 CHILD = """
 import numpy as np, torch
 from extract.datasets.avatars import AvatarAdapter
+from extract.pretrain.config import PretrainConfig, PretrainModel
 from extract.pretrain.train import pretrain_base
 torch.set_num_threads(1)
 adapter = AvatarAdapter({cache!r})
 light = np.flatnonzero(adapter.metadata()["dark_skin"].to_numpy() == 0)
 for _ in range(20):  # the calls of tests/test_pretrain_errors.py::test_single_class_in_rows, repeated
-    pretrain_base(adapter, attributes=["long_hair"], arch_kwargs={{"width": 4}}, epochs=2, batch_size=16, seed=0,
-                  device="cpu", progress=False, rows=light, val_fraction=0.0)
+    pretrain_base(adapter, attributes=["long_hair"], model=PretrainModel(arch_kwargs={{"width": 4}}),
+                  config=PretrainConfig(epochs=2, batch_size=16, seed=0, val_fraction=0.0),
+                  device="cpu", progress=False, rows=light)
 print("clean")
 """
 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    return render_dataset(tmp_path_factory.mktemp("onednn") / "pretrain.h5", n=60, size=32, seed=9,
-                          preset="independent", workers=1, progress=False, signal_sample=1)
+    return render_dataset(tmp_path_factory.mktemp("onednn") / "pretrain.h5", spec=RenderSpec(n=60, size=32, seed=9, preset="independent", signal_sample=1), workers=1, progress=False)
 
 
 def test_the_crashing_sequence_exits_cleanly_on_onednn_avx2_kernels(cache):

@@ -10,7 +10,7 @@ import pytest
 
 from extract.backbones import create_backbone
 from extract.cli.pretrain import register
-from extract.datasets.avatars import AvatarAdapter, render_dataset
+from extract.datasets.avatars import AvatarAdapter, RenderSpec, render_dataset
 from extract.errors import UserError
 from extract.pretrain.recipe import check_recipe, load_recipe, run_recipe, shared_images
 
@@ -35,8 +35,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     cache_dir = tmp_path_factory.mktemp("caches")
-    finetune = render_dataset(cache_dir / "avatars-40-32px-seed12.h5", n=40, size=32, seed=12,
-                              workers=1, progress=False, signal_sample=1)
+    finetune = render_dataset(cache_dir / "avatars-40-32px-seed12.h5", spec=RenderSpec(n=40, size=32, seed=12, signal_sample=1), workers=1, progress=False)
     out_dir = tmp_path_factory.mktemp("bases")
     paths = run_recipe(TINY, out_dir=out_dir, cache_dir=cache_dir, workers=1, device="cpu", progress=False)
     return {"paths": paths, "out_dir": out_dir, "cache_dir": cache_dir, "finetune": finetune}

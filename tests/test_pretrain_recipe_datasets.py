@@ -118,10 +118,11 @@ def test_pretraining_on_image_files_warns_nothing(tree):
 
     code = ("import sys, numpy as np, torch; torch.set_num_threads(1)\n"
             "from extract.datasets import get_adapter\n"
+            "from extract.pretrain.config import PretrainConfig, PretrainModel\n"
             "from extract.pretrain.train import pretrain_base\n"
             f"adapter = get_adapter('manifest', {str(tree)!r})\n"
-            "pretrain_base(adapter, attributes=['s'], arch_kwargs={'width': 4}, epochs=1, batch_size=16, lr=0.05,"
-            " seed=0, device='cpu', progress=False)\n"
+            "pretrain_base(adapter, attributes=['s'], model=PretrainModel(arch_kwargs={'width': 4}),"
+            " config=PretrainConfig(epochs=1, batch_size=16, lr=0.05, seed=0), device='cpu', progress=False)\n"
             "print('trained')\n")
     run = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and run.stdout.strip() == "trained", run.stderr

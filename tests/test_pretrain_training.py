@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from extract.backbones import create_backbone, load_checkpoint
-from extract.datasets.avatars import AvatarAdapter, render_dataset
+from extract.datasets.avatars import AvatarAdapter, RenderSpec, render_dataset
 from extract.pretrain.data import sha256_rows
 from extract.pretrain.train import (
     build_model,
-    pretrain_base,
     write_base,
     write_scratch_base,
 )
+from pretraining import pretrain
 
 TINY = {"width": 8}
 
@@ -25,8 +25,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
 
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory):
-    path = render_dataset(tmp_path_factory.mktemp("pre") / "pretrain.h5", n=400, size=32, seed=7,
-                          preset="independent", workers=1, progress=False, signal_sample=2)
+    path = render_dataset(tmp_path_factory.mktemp("pre") / "pretrain.h5", spec=RenderSpec(n=400, size=32, seed=7, preset="independent", signal_sample=2), workers=1, progress=False)
     return AvatarAdapter(path)
 
 
@@ -34,7 +33,7 @@ def _train(adapter, **kw):
     options = dict(attributes=["dark_skin"], arch_kwargs=TINY, epochs=1, batch_size=32, lr=0.05, seed=3,
                    rows=np.arange(160), device="cpu", progress=False)
     options.update(kw)
-    return pretrain_base(adapter, **options)
+    return pretrain(adapter, **options)
 
 
 def test_same_seed_gives_identical_weights_and_leaves_global_rng_alone(adapter):
@@ -59,8 +58,8 @@ def test_training_changes_the_seeded_initial_weights(adapter):
 
 
 def test_biased_base_learns_dark_skin(adapter):
-    model, history = pretrain_base(adapter, attributes=["dark_skin"], arch_kwargs=TINY, epochs=5, batch_size=32,
-                                   lr=0.05, seed=0, device="cpu", progress=False)
+    model, history = pretrain(adapter, attributes=["dark_skin"], arch_kwargs=TINY, epochs=5, batch_size=32,
+                              lr=0.05, seed=0, device="cpu", progress=False)
     rate = history["data"]["labels"]["dark_skin"]["base_rate"]
     chance = max(rate, 1 - rate)
     train_acc = history["final"]["train"]["per_attribute"]["dark_skin"]["accuracy"]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from analyze.probe import ProbeInputError, ProbeTask, fit_probes, make_probe_features
+from analyze.probe import ProbeConfig, ProbeInputError, ProbeTask, fit_probes, make_probe_features
 from extract.errors import UserError
 
 torch.set_num_threads(1)
@@ -22,9 +22,9 @@ def _task(**overrides):
     return ProbeTask(**fields)
 
 
-def _raises(match, X, tasks, **kwargs):
+def _raises(match, X, tasks, *, labels=None, test=None, **options):
     with pytest.raises(ProbeInputError, match=match) as caught:
-        fit_probes(X, tasks, **kwargs)
+        fit_probes(X, tasks, labels=labels, test=test, config=ProbeConfig(**options))
     message = str(caught.value)
     assert isinstance(caught.value, UserError) and isinstance(caught.value, ValueError)
     assert message.endswith(".") and ". " not in message  # one sentence
@@ -52,7 +52,7 @@ def test_nan_outside_used_rows_is_ignored(data):
     X, y = data
     X = X.copy()
     X[299] = np.nan
-    found = fit_probes(X, [_task()], labels=y, Cs=[1.0])
+    found = fit_probes(X, [_task()], labels=y, config=ProbeConfig(Cs=[1.0]))
     assert np.isfinite(found.coef).all()
 
 
@@ -94,9 +94,9 @@ def test_missing_labels_and_empty_task_list(data):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(Cs=[]), "Cs must be"), (dict(Cs=[1.0, -1.0]), "Cs must be"), (dict(Cs=[np.nan]), "Cs must be"),
-    (dict(select="accuracy"), "select must be"), (dict(path="cold"), "path must be"),
-    (dict(tol=0), "tol must be"), (dict(max_iter=0), "max_iter must be"), (dict(batch_size=0), "batch_size"),
+    (dict(Cs=[]), "`Cs` must be"), (dict(Cs=[1.0, -1.0]), "`Cs` must be"), (dict(Cs=[np.nan]), "`Cs` must be"),
+    (dict(select="accuracy"), "`select` must be"), (dict(path="cold"), "`path` must be"),
+    (dict(tol=0), "`tol` must be"), (dict(max_iter=0), "`max_iter` must be"), (dict(batch_size=0), "batch_size"),
     (dict(dtype="float16"), "dtype"), (dict(device="nonsense"), "device"), (dict(n_threads=0), "n_threads"),
     (dict(n_jobs=0), "n_jobs"),
 ])

@@ -7,7 +7,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
-from analyze.probe import ProbeTask, fit_probes, make_probe_features
+from analyze.probe import ProbeConfig, ProbeTask, fit_probes, make_probe_features
 
 torch.set_num_threads(1)
 
@@ -51,7 +51,7 @@ def references(problem):
 @pytest.fixture(scope="module")
 def results(problem):
     X, y, tasks, test = problem
-    return fit_probes(X, tasks, labels=y, test=test, Cs=CS, batch_size=3)
+    return fit_probes(X, tasks, labels=y, test=test, config=ProbeConfig(Cs=CS, batch_size=3))
 
 
 def test_each_probe_matches_its_own_sklearn_fit(problem, references, results):
@@ -81,7 +81,7 @@ def test_validation_losses_and_choice_match_a_sklearn_grid_search(references, re
 
 def test_auc_selection_matches_grid_search_on_auc(problem):
     X, y, tasks, _ = problem
-    found = fit_probes(X, tasks[:2], labels=y, Cs=CS, select="auc")
+    found = fit_probes(X, tasks[:2], labels=y, config=ProbeConfig(Cs=CS, select="auc"))
     for probe, task in enumerate(tasks[:2]):
         fits, _ = _sklearn_path(X, y, task)
         aucs = np.array([roc_auc_score(y[task.val], fit.decision_function(X[task.val])) for fit in fits])
@@ -91,8 +91,8 @@ def test_auc_selection_matches_grid_search_on_auc(problem):
 
 def test_warm_path_and_unpreconditioned_solver_give_the_same_probes(problem, results):
     X, y, tasks, test = problem
-    for other in (fit_probes(X, tasks, labels=y, test=test, Cs=CS, path="warm"),
-                  fit_probes(X, tasks, labels=y, test=test, Cs=CS, precondition=False)):
+    for other in (fit_probes(X, tasks, labels=y, test=test, config=ProbeConfig(Cs=CS, path="warm")),
+                  fit_probes(X, tasks, labels=y, test=test, config=ProbeConfig(Cs=CS, precondition=False))):
         np.testing.assert_array_equal(other.C_index, results.C_index)
         np.testing.assert_allclose(other.coef, results.coef, rtol=0, atol=2e-3 * np.abs(results.coef).max())
         np.testing.assert_allclose(other.val_loss, results.val_loss, rtol=1e-3, atol=1e-4)
@@ -103,7 +103,7 @@ def test_per_task_labels_and_test_rows(problem):
     flipped = 1 - y
     own = [ProbeTask(train=tasks[0].train, val=tasks[0].val, labels=flipped, test=np.arange(100)),
            ProbeTask(train=tasks[1].train, val=tasks[1].val, test=np.arange(50, 60))]
-    found = fit_probes(X, own, labels=y, Cs=(0.1,))
+    found = fit_probes(X, own, labels=y, config=ProbeConfig(Cs=(0.1,)))
     reference = LogisticRegression(C=0.1, tol=1e-8, max_iter=20000).fit(X[tasks[0].train].astype(np.float64),
                                                                         flipped[tasks[0].train])
     assert np.dot(found.coef[0], reference.coef_[0]) / (
@@ -114,6 +114,6 @@ def test_per_task_labels_and_test_rows(problem):
 
 def test_single_c_needs_no_validation_rows(problem):
     X, y, tasks, test = problem
-    found = fit_probes(X, [ProbeTask(train=tasks[0].train)], labels=y, test=test, Cs=[1.0])
+    found = fit_probes(X, [ProbeTask(train=tasks[0].train)], labels=y, test=test, config=ProbeConfig(Cs=[1.0]))
     assert found.C.tolist() == [1.0] and np.isnan(found.val_loss).all()
     assert found.test_score_matrix().shape == (1, len(test))

@@ -8,6 +8,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from analyze.cli import main
+from analyze.config import RunContext
+from analyze.probe import ProbeConfig
 from analyze.probe.cells import build_tasks, natural_direction, run_probe_cells
 from analyze.results.records import read_record
 from analyze.subsets import Correlation
@@ -17,7 +19,7 @@ SPECS = [Correlation("hat", "dark_skin", level, n=48, seed=seed) for level in (0
 
 
 def test_records_written_and_readable(avatar_store, tmp_path):
-    records = run_probe_cells(avatar_store, SPECS, out=tmp_path, Cs=[0.01, 1.0], progress=False)
+    records = run_probe_cells(avatar_store, SPECS, context=RunContext(out=tmp_path, progress=False), config=ProbeConfig(Cs=[0.01, 1.0]))
     assert len(records) == len(SPECS)
     files = sorted(tmp_path.glob("*.json"))
     assert len(files) == len(SPECS)
@@ -32,7 +34,7 @@ def test_records_written_and_readable(avatar_store, tmp_path):
 
 def test_parity_with_sklearn_at_the_chosen_C(avatar_store):
     meta = avatar_store.metadata
-    records = run_probe_cells(avatar_store, SPECS[:2], Cs=[0.1, 1.0], progress=False)
+    records = run_probe_cells(avatar_store, SPECS[:2], config=ProbeConfig(Cs=[0.1, 1.0]), context=RunContext(progress=False))
     tasks = build_tasks(meta, SPECS[:2])
     X = avatar_store.features.astype(np.float64)
     for record, task in zip(records, tasks):
@@ -45,7 +47,7 @@ def test_parity_with_sklearn_at_the_chosen_C(avatar_store):
 def test_stereotype_sign_follows_the_natural_direction(avatar_store):
     meta = avatar_store.metadata
     level, over = natural_direction(meta, "hat", "dark_skin")
-    (record,) = run_probe_cells(avatar_store, SPECS[:1], Cs=[1.0], progress=False)
+    (record,) = run_probe_cells(avatar_store, SPECS[:1], config=ProbeConfig(Cs=[1.0]), context=RunContext(progress=False))
     m = record["metrics"]
     raw = m["fpr_group1"] - m["fpr_group0"]
     assert m["fpr_gap"] == pytest.approx(raw)
@@ -55,16 +57,16 @@ def test_stereotype_sign_follows_the_natural_direction(avatar_store):
 
 
 def test_skip_existing_and_determinism(avatar_store, tmp_path):
-    first = run_probe_cells(avatar_store, SPECS[:2], out=tmp_path, Cs=[1.0], progress=False)
-    again = run_probe_cells(avatar_store, SPECS[:2], out=tmp_path, Cs=[1.0], progress=False)
+    first = run_probe_cells(avatar_store, SPECS[:2], context=RunContext(out=tmp_path, progress=False), config=ProbeConfig(Cs=[1.0]))
+    again = run_probe_cells(avatar_store, SPECS[:2], context=RunContext(out=tmp_path, progress=False), config=ProbeConfig(Cs=[1.0]))
     assert again == []
-    fresh = run_probe_cells(avatar_store, SPECS[:2], Cs=[1.0], progress=False)
+    fresh = run_probe_cells(avatar_store, SPECS[:2], config=ProbeConfig(Cs=[1.0]), context=RunContext(progress=False))
     assert [r["metrics"] for r in fresh] == [r["metrics"] for r in first]
 
 
 def test_infeasible_cell_names_the_largest_n(avatar_store):
     with pytest.raises(UserError, match="largest feasible n"):
-        run_probe_cells(avatar_store, [Correlation("hat", "dark_skin", 0.5, n=100000, seed=0)], progress=False)
+        run_probe_cells(avatar_store, [Correlation("hat", "dark_skin", 0.5, n=100000, seed=0)], context=RunContext(progress=False))
 
 
 def test_cli_probe_end_to_end(avatar_store, tmp_path, capsys):

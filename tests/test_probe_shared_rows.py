@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from analyze.probe import ProbeTask, engine, fit_probes, make_probe_features
+from analyze.probe import ProbeConfig, ProbeTask, engine, fit_probes, make_probe_features
 
 torch.set_num_threads(1)
 CS = (0.01, 0.1, 1.0, 10.0)
@@ -45,10 +45,10 @@ def _gathered_rows(monkeypatch):
 def test_shared_rows_give_the_probes_of_separate_fits(problem, path, monkeypatch):
     X, tasks, test = problem
     counts = _gathered_rows(monkeypatch)
-    shared = fit_probes(X, tasks, test=test, Cs=CS, path=path, tol=1e-7, batch_size=2)
+    shared = fit_probes(X, tasks, test=test, config=ProbeConfig(Cs=CS, path=path, tol=1e-7, batch_size=2))
     assert sum(counts) == 300 + 700 + 400 + 150  # each row set gathered once, not once per task
     counts.clear()
-    separate = fit_probes(X, tasks, test=test, Cs=CS, path=path, tol=1e-7, batch_size=2, share_rows=False)
+    separate = fit_probes(X, tasks, test=test, config=ProbeConfig(Cs=CS, path=path, tol=1e-7, batch_size=2, share_rows=False))
     assert sum(counts) == 4 * 300 + 3 * 700 + 400 + 150
     np.testing.assert_array_equal(shared.C_index, separate.C_index)
     scale = np.abs(separate.coef).max()
@@ -66,8 +66,8 @@ def test_lone_tasks_are_unchanged_by_sharing(problem):
     """
     X, tasks, test = problem
     alone = tasks[7:]
-    with_others = fit_probes(X, tasks, test=test, Cs=CS, batch_size=1, precondition=False)
-    by_themselves = fit_probes(X, alone, test=test, Cs=CS, batch_size=1, precondition=False, share_rows=False)
+    with_others = fit_probes(X, tasks, test=test, config=ProbeConfig(Cs=CS, batch_size=1, precondition=False))
+    by_themselves = fit_probes(X, alone, test=test, config=ProbeConfig(Cs=CS, batch_size=1, precondition=False, share_rows=False))
     np.testing.assert_array_equal(with_others.coef[7:], by_themselves.coef)
     # test rows are scored for all probes of a call by one product: round-off only
     np.testing.assert_allclose(with_others.test_score_matrix()[7:], by_themselves.test_score_matrix(), rtol=0, atol=1e-5)
@@ -77,8 +77,8 @@ def test_labels_are_not_mixed_between_tasks_of_a_group(problem):
     """Swapping two label columns of a group swaps their probes."""
     X, tasks, test = problem
     swapped = [tasks[1], tasks[0]] + tasks[2:4]
-    first = fit_probes(X, tasks[:4], test=test, Cs=CS)
-    second = fit_probes(X, swapped, test=test, Cs=CS)
+    first = fit_probes(X, tasks[:4], test=test, config=ProbeConfig(Cs=CS))
+    second = fit_probes(X, swapped, test=test, config=ProbeConfig(Cs=CS))
     scale = np.abs(first.coef).max()
     np.testing.assert_allclose(first.coef[[1, 0, 2, 3]], second.coef, rtol=0, atol=1e-4 * scale)
     assert np.abs(first.coef[0] - first.coef[1]).max() > 0.1 * scale

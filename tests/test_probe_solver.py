@@ -6,9 +6,9 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from analyze.probe import ProbeTask, fit_probes, make_probe_features
+from analyze.probe import ProbeConfig, ProbeTask, fit_probes, make_probe_features
 from analyze.probe.precondition import SpectralPreconditioner
-from analyze.probe.solver import solve_logistic
+from analyze.probe.solver import SolverOptions, solve_logistic
 
 torch.set_num_threads(1)
 
@@ -40,8 +40,8 @@ def test_same_call_gives_identical_results(data):
 
 def test_batch_size_does_not_change_the_probes(data):
     X, y, tasks = data
-    one_batch = fit_probes(X, tasks, labels=y, batch_size=16)
-    singles = fit_probes(X, tasks, labels=y, batch_size=1)
+    one_batch = fit_probes(X, tasks, labels=y, config=ProbeConfig(batch_size=16))
+    singles = fit_probes(X, tasks, labels=y, config=ProbeConfig(batch_size=1))
     np.testing.assert_array_equal(one_batch.C_index, singles.C_index)
     np.testing.assert_allclose(one_batch.coef, singles.coef, atol=1e-4 * np.abs(singles.coef).max())
 
@@ -69,7 +69,7 @@ def test_warm_start_at_the_solution_stops_at_once(data):
     rows, labels = torch.as_tensor(X[tasks[1].train])[None], torch.as_tensor(y[tasks[1].train], dtype=torch.float32)[None]
     weights, C = torch.ones_like(labels), torch.tensor([[0.5]])
     cold = solve_logistic(rows, labels, weights, C)
-    warm = solve_logistic(rows, labels, weights, C, coef=cold.coef, intercept=cold.intercept)
+    warm = solve_logistic(rows, labels, weights, C, start=cold)
     assert cold.n_iter.item() > 5 and warm.n_iter.item() <= 1
     np.testing.assert_allclose(warm.coef, cold.coef, atol=1e-5)
 
@@ -81,7 +81,7 @@ def test_weights_follow_sklearn_sample_weight_semantics(data):
     weights = np.random.default_rng(1).integers(0, 4, size=len(labels)).astype(np.float64)
     reference = LogisticRegression(C=0.3, tol=1e-10, max_iter=10000).fit(rows, labels, sample_weight=weights)
     fit = solve_logistic(torch.as_tensor(rows)[None], torch.as_tensor(labels, dtype=torch.float64)[None],
-                         torch.as_tensor(weights)[None], torch.tensor([[0.3]], dtype=torch.float64), tol=1e-10)
+                         torch.as_tensor(weights)[None], torch.tensor([[0.3]], dtype=torch.float64), options=SolverOptions(tol=1e-10))
     np.testing.assert_allclose(fit.coef[0, 0].numpy(), reference.coef_[0], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(fit.intercept[0, 0].item(), reference.intercept_[0], rtol=1e-4, atol=1e-5)
 
@@ -92,24 +92,24 @@ def test_preconditioner_changes_speed_not_the_answer(data):
     labels = torch.as_tensor(y[tasks[3].train], dtype=torch.float64)[None]
     weights, C = torch.ones_like(labels), torch.tensor([[10.0]], dtype=torch.float64)
     preconditioner = SpectralPreconditioner.from_rows(torch.as_tensor(X[:1200], dtype=torch.float64))
-    plain = solve_logistic(rows, labels, weights, C, tol=1e-9)
-    fast = solve_logistic(rows, labels, weights, C, tol=1e-9, preconditioner=preconditioner)
+    plain = solve_logistic(rows, labels, weights, C, options=SolverOptions(tol=1e-9))
+    fast = solve_logistic(rows, labels, weights, C, options=SolverOptions(tol=1e-9), preconditioner=preconditioner)
     np.testing.assert_allclose(fast.coef, plain.coef, rtol=1e-5, atol=1e-7)
     assert fast.n_iter.item() < plain.n_iter.item()
 
 
 def test_parallel_batches_give_identical_results(data):
     X, y, tasks = data
-    serial = fit_probes(X, tasks, labels=y, batch_size=2, n_threads=1)
-    parallel = fit_probes(X, tasks, labels=y, batch_size=2, n_jobs=2)
+    serial = fit_probes(X, tasks, labels=y, config=ProbeConfig(batch_size=2, n_threads=1))
+    parallel = fit_probes(X, tasks, labels=y, config=ProbeConfig(batch_size=2, n_jobs=2))
     np.testing.assert_array_equal(parallel.coef, serial.coef)
     np.testing.assert_array_equal(parallel.n_iter, serial.n_iter)
 
 
 def test_auto_device_runs_where_it_can(data):
     X, y, tasks = data
-    auto = fit_probes(X, tasks[:2], labels=y, Cs=[1.0], device="auto")
-    cpu = fit_probes(X, tasks[:2], labels=y, Cs=[1.0], device="cpu")
+    auto = fit_probes(X, tasks[:2], labels=y, config=ProbeConfig(Cs=[1.0], device="auto"))
+    cpu = fit_probes(X, tasks[:2], labels=y, config=ProbeConfig(Cs=[1.0], device="cpu"))
     if not torch.cuda.is_available():
         np.testing.assert_array_equal(auto.coef, cpu.coef)
     else:
@@ -119,14 +119,14 @@ def test_auto_device_runs_where_it_can(data):
 def test_threads_are_restored(data):
     X, y, tasks = data
     before = torch.get_num_threads()
-    fit_probes(X, tasks[:1], labels=y, Cs=[1.0], n_threads=2)
+    fit_probes(X, tasks[:1], labels=y, config=ProbeConfig(Cs=[1.0], n_threads=2))
     assert torch.get_num_threads() == before
 
 
 def test_torch_float16_features_are_accepted(data):
     X, y, tasks = data
-    half = fit_probes(torch.as_tensor(X).half(), tasks[:2], labels=y, Cs=[1.0])
-    full = fit_probes(X.astype(np.float16).astype(np.float32), tasks[:2], labels=y, Cs=[1.0])
+    half = fit_probes(torch.as_tensor(X).half(), tasks[:2], labels=y, config=ProbeConfig(Cs=[1.0]))
+    full = fit_probes(X.astype(np.float16).astype(np.float32), tasks[:2], labels=y, config=ProbeConfig(Cs=[1.0]))
     np.testing.assert_allclose(half.coef, full.coef, atol=1e-6)
 
 

@@ -62,10 +62,13 @@ def subset_digests(meta) -> dict[str, str]:
 def probe_metrics(store, *, n_jobs: int = 1) -> list[dict] | None:
     """Metrics, chosen C and sizes of four probe cells (None when the probe is not importable)."""
     try:
+        from analyze.config import RunContext
+        from analyze.probe import ProbeConfig
         from analyze.probe.cells import run_probe_cells
     except ImportError:
         return None
-    records = run_probe_cells(store, subset_specs()[:4], Cs=PROBE_CS, device="cpu", n_jobs=n_jobs, progress=False)
+    records = run_probe_cells(store, subset_specs()[:4], config=ProbeConfig(Cs=PROBE_CS, device="cpu", n_jobs=n_jobs),
+                              context=RunContext(progress=False))
     return [{"cell_id": r["cell_id"], "metrics": r["metrics"], "C": r["hyperparameters"]["C"], "sizes": r["sizes"]}
             for r in records]
 
@@ -116,13 +119,13 @@ def test_probe_metrics_are_identical_across_processes(two_processes):
 
 def test_probes_do_not_depend_on_the_number_of_workers(avatar_store):
     pytest.importorskip("analyze.probe.cells", reason="analyze.probe.cells is not importable in this checkout")
-    from analyze.probe import fit_probes
+    from analyze.probe import ProbeConfig, fit_probes
     from analyze.probe.cells import build_tasks
 
     tasks = build_tasks(avatar_store.metadata, subset_specs()[:4])
     features = avatar_store.features_float32()
     # one probe per batch, so two workers really fit different batches at the same time
-    one, two = (fit_probes(features, tasks, Cs=PROBE_CS, batch_size=1, n_jobs=jobs) for jobs in (1, 2))
+    one, two = (fit_probes(features, tasks, config=ProbeConfig(Cs=PROBE_CS, batch_size=1, n_jobs=jobs)) for jobs in (1, 2))
     np.testing.assert_array_equal(one.C, two.C)
     np.testing.assert_array_equal(one.coef, two.coef)
     for a, b in zip(one.test_scores, two.test_scores):

@@ -25,7 +25,7 @@ import torch
 from extract.backbones import create_backbone
 from extract.datasets.avatars import AvatarAdapter
 from extract.errors import UserError
-from extract.extraction import extract_features
+from extract.extraction import ExtractOptions, extract_features
 from extract.store.reader import FeatureStore, identity, partial_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,8 +96,7 @@ def reference(avatar_cache, tmp_path_factory):
     torch.set_num_threads(1)
     try:
         out = tmp_path_factory.mktemp("reference") / "ref.h5"
-        extract_features(AvatarAdapter(avatar_cache), create_backbone("smallcnn.scratch", image_size=32), out,
-                         batch_size=BATCH, device="cpu", num_workers=0, progress=False)
+        extract_features(AvatarAdapter(avatar_cache), create_backbone("smallcnn.scratch", image_size=32), out, options=ExtractOptions(batch_size=BATCH, device="cpu", num_workers=0, progress=False))
     finally:
         torch.set_num_threads(before)
     return FeatureStore.open(out)

@@ -22,8 +22,9 @@ import torch
 
 from analyze.finetune.train import FinetuneNet, RunSettings, train_run
 from extract.backbones import create_backbone
-from extract.datasets.avatars import AvatarAdapter, render_dataset
+from extract.datasets.avatars import AvatarAdapter, RenderSpec, render_dataset
 from extract.errors import UserError
+from extract.pretrain.config import PretrainConfig, PretrainModel
 from extract.pretrain.train import pretrain_base
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,8 +46,7 @@ def cache(tmp_path_factory):
         create_backbone(INIT, image_size=32)
     except UserError as exc:  # the optional weights package is absent
         pytest.skip(str(exc))
-    return render_dataset(tmp_path_factory.mktemp("det") / "pretrain.h5", n=48, size=32, seed=11,
-                          preset="independent", workers=1, progress=False, signal_sample=1)
+    return render_dataset(tmp_path_factory.mktemp("det") / "pretrain.h5", spec=RenderSpec(n=48, size=32, seed=11, preset="independent", signal_sample=1), workers=1, progress=False)
 
 
 def digest(state: dict) -> str:
@@ -57,8 +57,9 @@ def digest(state: dict) -> str:
 
 
 def pretrain_digest(cache: str) -> str:
-    model, _ = pretrain_base(AvatarAdapter(cache), attributes=["hat"], arch="efficientnet_lite0", init=INIT,
-                             freeze_bn=True, epochs=1, batch_size=16, lr=0.01, seed=0, device="cpu", progress=False)
+    model, _ = pretrain_base(AvatarAdapter(cache), attributes=["hat"], device="cpu", progress=False,
+                             model=PretrainModel(arch="efficientnet_lite0", init=INIT),
+                             config=PretrainConfig(freeze_bn=True, epochs=1, batch_size=16, lr=0.01, seed=0))
     return digest(model.state_dict())
 
 

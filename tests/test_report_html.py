@@ -195,7 +195,7 @@ def test_plan_intervals_are_merged_into_one_column():
 def test_a_plan_from_the_planner_is_rendered(tmp_path):
     planner = pytest.importorskip("analyze.curation")
     results, _, _ = report_inputs(runners=("probe",))
-    plan = planner.plan_curation(results, n_boot=20, random_state=0)
+    plan = planner.plan_curation(results, intervals=planner.IntervalConfig(n_boot=20, random_state=0))
     md_path, _ = build_report(results, out_dir=tmp_path, plan=plan)
     section = md_path.read_text(encoding="utf-8").split("\n## Curation plan")[1]
     assert "move [95% CI]" in section and "auc_cost [95% CI]" in section

@@ -11,6 +11,7 @@ import analyze.finetune.data as finetune_data
 from analyze.cli import main
 from analyze.finetune.train import FinetuneNet, RunSettings, train_run
 from analyze.salience.fit import SCRATCH_CONFIG, SCRATCH_IMAGE_SIZE, ScratchConfig
+from analyze.salience import SalienceConfig
 from analyze.salience.table import salience_table
 from extract.backbones import create_backbone
 from extract.datasets import get_adapter
@@ -59,8 +60,9 @@ def test_scratch_on_image_files_trains_at_32_px(tmp_path, monkeypatch):
         return from_adapter(cls, adapter, preprocess, rows, **{**kwargs, "num_workers": 0})
 
     monkeypatch.setattr(finetune_data.ImageBank, "from_adapter", classmethod(spy))
-    table = salience_table(["y"], "s", adapter=get_adapter("manifest", tmp_path), method="scratch", replicates=1,
-                           device="cpu", config=ScratchConfig(lrs=(0.05,), weight_decays=(0.0,), epochs=1))
+    table = salience_table(["y"], "s", adapter=get_adapter("manifest", tmp_path), config=SalienceConfig(
+        method="scratch", replicates=1, device="cpu",
+        training=ScratchConfig(lrs=(0.05,), weight_decays=(0.0,), epochs=1)))
     assert sizes == [SCRATCH_IMAGE_SIZE] == [32] and len(table) == 1
 
 

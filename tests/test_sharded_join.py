@@ -13,13 +13,14 @@ from PIL import Image
 
 from extract.backbones import create_backbone
 from extract.cli.shard import main, register
-from extract.datasets.avatars import AvatarAdapter, render_dataset
+from extract.datasets.avatars import AvatarAdapter, RenderSpec, render_dataset
 from extract.datasets.base import Adapter
 from extract.errors import UserError
-from extract.extraction import extract_features
+from extract.extraction import ExtractOptions, extract_features
 from extract.store.reader import FeatureStore
 from extract.sharded import (
     RankInfo,
+    ShardOptions,
     _raise_failures,
     _run_rank,
     default_rank_workers,
@@ -60,7 +61,7 @@ def pngs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     out = tmp_path_factory.mktemp("avatars") / "avatars.h5"
-    return render_dataset(out, n=N_IMAGES, size=32, seed=1, workers=1, progress=False, signal_sample=4)
+    return render_dataset(out, spec=RenderSpec(n=N_IMAGES, size=32, seed=1, signal_sample=4), workers=1, progress=False)
 
 
 def backbone():
@@ -68,7 +69,7 @@ def backbone():
 
 
 def extract(adapter, out):
-    return extract_features(adapter, backbone(), out, batch_size=BATCH, device="cpu", num_workers=0, progress=False)
+    return extract_features(adapter, backbone(), out, options=ExtractOptions(batch_size=BATCH, device="cpu", num_workers=0, progress=False))
 
 
 def write_shards(adapter, out, world=WORLD):
@@ -179,13 +180,12 @@ def test_world_size_one_is_plain_extraction(pngs, tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     adapter = PngAdapter(pngs)
     reference = FeatureStore.open(extract(adapter, tmp_path / "single.h5"))
-    path = extract_sharded(adapter, backbone(), tmp_path / "sharded.h5", batch_size=BATCH, device="cpu",
-                           num_workers=0, progress=False)
+    path = extract_sharded(adapter, backbone(), tmp_path / "sharded.h5", options=ExtractOptions(batch_size=BATCH, device="cpu", num_workers=0, progress=False))
     store = FeatureStore.open(path)
     assert store.features.tobytes() == reference.features.tobytes()
     assert store.provenance["extraction"] == reference.provenance["extraction"]  # no sharding fields
     with pytest.raises(UserError, match="join mode"):
-        extract_sharded(adapter, backbone(), tmp_path / "x.h5", join="merge")
+        extract_sharded(adapter, backbone(), tmp_path / "x.h5", sharding=ShardOptions(join="merge"))
 
 
 def test_cli_without_torchrun(cache, tmp_path, monkeypatch, capsys):
@@ -218,12 +218,12 @@ def test_a_rank_skips_a_complete_store_and_reports_failures(pngs, tmp_path):
     adapter = PngAdapter(pngs)
     out = extract(adapter, tmp_path / "done.h5")
     info = RankInfo(rank=1, world_size=3, local_rank=1, local_world_size=3)
-    options = dict(device="cpu", batch_size=BATCH, num_workers=0, resume=True, progress=False)
-    status, failure = _run_rank(adapter, backbone(), out, info, overwrite=False, **options)
+    options = ExtractOptions(device="cpu", batch_size=BATCH, num_workers=0, resume=True, overwrite=False, progress=False)
+    status, failure = _run_rank(adapter, backbone(), out, info, options=options)
     assert failure is None and status["skipped"] and (status["start"], status["stop"]) == (8, 20)
     assert not shard_path(out, 1, 3).exists()
     other = create_backbone("smallcnn.scratch", image_size=16, seed=2)
-    status, failure = _run_rank(adapter, other, out, info, overwrite=False, **options)
+    status, failure = _run_rank(adapter, other, out, info, options=options)
     assert isinstance(failure, UserError) and "pass `overwrite=True`" in status["error"]  # never silently replaced
     with pytest.raises(UserError, match="rank 2 of 3 failed"):
         _raise_failures([{"rank": 0, "error": None}, {"rank": 1, "error": None}, {"rank": 2, "error": "bad image."}],

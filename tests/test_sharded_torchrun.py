@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 
 from extract.backbones import create_backbone
-from extract.datasets.avatars import AvatarAdapter, render_dataset
-from extract.extraction import extract_features
+from extract.datasets.avatars import AvatarAdapter, RenderSpec, render_dataset
+from extract.extraction import ExtractOptions, extract_features
 from extract.store.reader import FeatureStore
 from extract.sharded import shard_path
 
@@ -34,7 +34,7 @@ def torchrun(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     out = tmp_path_factory.mktemp("avatars") / "avatars.h5"
-    return render_dataset(out, n=N_IMAGES, size=32, seed=0, workers=1, progress=False, signal_sample=4)
+    return render_dataset(out, spec=RenderSpec(n=N_IMAGES, size=32, seed=0, signal_sample=4), workers=1, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +43,7 @@ def reference(cache, tmp_path_factory):
     torch.set_num_threads(1)  # the ranks run with OMP_NUM_THREADS=1: same arithmetic
     try:
         out = tmp_path_factory.mktemp("single") / "single.h5"
-        extract_features(AvatarAdapter(cache), create_backbone("smallcnn.scratch", image_size=32), out,
-                         batch_size=BATCH, device="cpu", num_workers=0, progress=False)
+        extract_features(AvatarAdapter(cache), create_backbone("smallcnn.scratch", image_size=32), out, options=ExtractOptions(batch_size=BATCH, device="cpu", num_workers=0, progress=False))
     finally:
         torch.set_num_threads(threads)
     return FeatureStore.open(out)

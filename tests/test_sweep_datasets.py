@@ -18,17 +18,16 @@ from analyze.results.collect import collect
 from analyze.sweep.grid import build_grid
 from analyze.sweep.run import sweep
 from extract.backbones import create_backbone
-from extract.datasets.avatars import AvatarAdapter, render_dataset
+from extract.datasets.avatars import AvatarAdapter, RenderSpec, render_dataset
 from extract.errors import UserError
-from extract.extraction import extract_features
+from extract.extraction import ExtractOptions, extract_features
 from extract.store.reader import FeatureStore
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _extract(cache, out, name="smallcnn_w32.scratch"):
-    extract_features(AvatarAdapter(cache), create_backbone(name, image_size=32), out, batch_size=128, device="cpu",
-                     progress=False)
+    extract_features(AvatarAdapter(cache), create_backbone(name, image_size=32), out, options=ExtractOptions(batch_size=128, device="cpu", progress=False))
     return FeatureStore.open(out)
 
 
@@ -42,8 +41,7 @@ def same_data_store(avatar_cache, tmp_path_factory):
 def seed1_store(tmp_path_factory):
     """600 avatars of seed 1: the same image ids as the session's cache, other images and labels."""
     folder = tmp_path_factory.mktemp("seed1")
-    cache = render_dataset(folder / "avatars-600-32px-seed1.h5", n=600, size=32, seed=1, workers=1,
-                           progress=False, signal_sample=4)
+    cache = render_dataset(folder / "avatars-600-32px-seed1.h5", spec=RenderSpec(n=600, size=32, seed=1, signal_sample=4), workers=1, progress=False)
     return _extract(cache, folder / "avatars-seed1__w32.h5")
 
 

@@ -13,7 +13,7 @@ from analyze.sweep.run import sweep
 from extract.backbones import create_backbone
 from extract.datasets.avatars import AvatarAdapter
 from extract.errors import UserError
-from extract.extraction import extract_features
+from extract.extraction import ExtractOptions, extract_features
 from extract.store.reader import FeatureStore
 
 GRID = """
@@ -49,8 +49,7 @@ CELLS = 2 * 2 * 3 * 2  # backbones x targets x levels x seeds
 @pytest.fixture(scope="module")
 def second_store(avatar_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("stores2") / "avatars__smallcnn_w32.scratch.h5"
-    extract_features(AvatarAdapter(avatar_cache), create_backbone("smallcnn_w32.scratch", image_size=32), out,
-                     batch_size=128, device="cpu", progress=False)
+    extract_features(AvatarAdapter(avatar_cache), create_backbone("smallcnn_w32.scratch", image_size=32), out, options=ExtractOptions(batch_size=128, device="cpu", progress=False))
     return FeatureStore.open(out)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from analyze.cli.options import SCIENCE_DOC
 from analyze.effects.format import to_markdown, write_tables
 from analyze.effects.models import (
+    EffectsModel,
     DEFAULT_METRIC,
     DEFAULT_N,
     MODELS,
@@ -84,8 +85,8 @@ def cmd_effects(args) -> int:
         estimators = ("ols", "mixed")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        coefficients, rows = run_effects(table, model=args.model, formula=args.formula, estimators=estimators,
-                                         groups=args.groups, n=args.n, metric=args.metric, clip=not args.no_clip,
+        model = EffectsModel(name=args.model, formula=args.formula, estimators=estimators, groups=args.groups)
+        coefficients, rows = run_effects(table, model=model, n=args.n, metric=args.metric, clip=not args.no_clip,
                                          runner=args.runner)
     out = args.out or work_dir() / "effects" / args.model
     title = f"Effects: {args.model} model on {args.table.name}"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analyze.curation import RESIGNED_METRICS, plan_curation, plan_markdown
+from analyze.curation import RESIGNED_METRICS, IntervalConfig, plan_curation, plan_markdown
+from extract.cli.parser import map_params
 from extract.errors import UserError
 
 
@@ -24,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the natural gap's replicate interval: Student's t (default) or the normal 1.96")
     p.add_argument("--include-flagged", action="store_true",
                    help="keep cells the diagnosis flagged (degenerate, grid edge, unconverged)")
+    map_params(p, {"n_boot": "--bootstrap", "random_state": "--seed", "method": "--ci"})  # IntervalConfig's fields
     p.set_defaults(func=cmd_plan)
 
 
@@ -34,7 +36,7 @@ def cmd_plan(args) -> int:
     if args.bootstrap < 0:
         raise UserError(f"--bootstrap must be >= 0, got {args.bootstrap}.")
     plan = plan_curation(read_table(args.table), metric=args.metric, runner=args.runner, n=args.n,
-                         n_boot=args.bootstrap, random_state=args.seed, method=args.ci,
+                         intervals=IntervalConfig(n_boot=args.bootstrap, random_state=args.seed, method=args.ci),
                          include_flagged=args.include_flagged)
     prefix = args.out or args.table.with_name(f"{args.table.stem}-plan")
     prefix.parent.mkdir(parents=True, exist_ok=True)

@@ -53,20 +53,23 @@ def probe_specs(args) -> list:
 
 def cmd_probe(args) -> int:
     from analyze.metrics.diagnosis import describe_flags
-    from analyze.probe import DEFAULT_CS
+    from analyze.config import EvalConfig, RunContext
+    from analyze.probe import DEFAULT_CS, ProbeConfig
     from analyze.probe.cells import run_probe_cells
     from analyze.results.records import check_results_folder
     from extract.paths import work_dir
     from extract.store.reader import FeatureStore
 
     out = check_results_folder(args.out or work_dir() / "results" / "probe")  # before loading or fitting
+    config = ProbeConfig(Cs=args.Cs or DEFAULT_CS, device=args.device, n_jobs=args.n_jobs)
+    evaluation = EvalConfig(policy=args.policy, auc_floor=args.auc_floor)
     specs = probe_specs(args)
     total, written = 0, []
     for path in args.store:
         store = FeatureStore.open(path)
-        records = run_probe_cells(store, specs, out=out, Cs=args.Cs or DEFAULT_CS, policy=args.policy,
-                                  test_resample=args.test_resample, device=args.device, n_jobs=args.n_jobs,
-                                  skip_existing=not args.overwrite, auc_floor=args.auc_floor)
+        records = run_probe_cells(store, specs, config=config, evaluation=evaluation,
+                                  context=RunContext(out=out, overwrite=args.overwrite),
+                                  test_resample=args.test_resample)
         total += len(records)
         written += records
         print(f"{path}: {len(records)} cells fitted ({len(specs) - len(records)} already done)")

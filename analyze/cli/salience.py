@@ -6,8 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
-from analyze.cli.options import SCIENCE_DOC, add_auc_floor
-from analyze.salience.table import DEFAULT_BASE, METHODS, salience_table
+from analyze.cli.options import SCIENCE_DOC, add_auc_floor, floats
+from analyze.salience.config import DEFAULT_BASE, METHODS
 from extract.cli.options import add_dataset_arguments
 from extract.cli.parser import map_params
 from extract.errors import UserError
@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "loss)")
     p.add_argument("--lrs", default=None, help="scratch: learning-rate grid searched on validation loss (default 0.05)")
     p.add_argument("--weight-decays", default=None, help="scratch: weight-decay grid (default 5e-4)")
+    p.add_argument("--Cs", type=floats, default=None,
+                   help="probe: C grid searched on validation loss, on standardised features "
+                        "(default 0.01,0.1,1,10,100)")
     p.add_argument("--image-size", type=int, default=None,
                    help="resize images to this side (default: an avatar cache's own size; scratch on image files: "
                         "32 px, whose cost is a quarter of 64 px)")
@@ -69,7 +72,11 @@ def _scratch_config(args):
 
 
 def cmd_salience(args) -> int:
+    from analyze.config import EvalConfig
     from analyze.metrics.diagnosis import flag_counts, format_counts
+    from analyze.probe import ProbeConfig
+    from analyze.salience.config import SalienceConfig
+    from analyze.salience.table import salience_table
     from analyze.salience.estimate import validate_salience
     from extract.parsing import parse_options
     from extract.datasets import get_adapter
@@ -82,11 +89,12 @@ def cmd_salience(args) -> int:
         raise UserError("pass --dataset and --root (the images), or --store with --method probe.")
     adapter = get_adapter(args.dataset, args.root, **parse_options(args.option)) if args.root is not None else None
     store = FeatureStore.open(args.store) if args.store is not None else None
-    config = _scratch_config(args)
+    config = SalienceConfig(method=args.method, base=args.base, replicates=args.replicates, seed=args.seed, n=args.n,
+                            image_size=args.image_size, device=args.device, training=_scratch_config(args))
+    probe = ProbeConfig(Cs=args.Cs) if args.Cs is not None else None
     began = time.perf_counter()
-    table = salience_table(targets, args.sensitive, adapter=adapter, store=store, method=args.method, base=args.base,
-                           replicates=args.replicates, seed=args.seed, n=args.n, image_size=args.image_size,
-                           device=args.device, config=config, progress=True, auc_floor=args.auc_floor)
+    table = salience_table(targets, args.sensitive, adapter=adapter, store=store, config=config, probe=probe,
+                           evaluation=EvalConfig(auc_floor=args.auc_floor), progress=True)
     truth = getattr(adapter, "signal_strength", None)
     if truth is not None and len(targets) >= 3:
         check = validate_salience(table, truth, sensitive=args.sensitive)

@@ -46,6 +46,7 @@ holds both must be narrowed with ``runner`` for every model but ``formula``.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -342,17 +343,50 @@ def fit_moderation(table: pd.DataFrame, *, metric: str = DEFAULT_METRIC, estimat
     return [fit_model(data, formula, estimator=e, groups=groups, name="moderation") for e in estimators]
 
 
-def run_effects(table: pd.DataFrame, *, model: str, formula: str | None = None, estimators=None,
-                groups: str | None = None, n: int | None = None, metric: str = DEFAULT_METRIC,
+@dataclass(frozen=True)
+class EffectsModel:
+    """Which regression :func:`run_effects` fits.
+
+    Parameters
+    ----------
+    name : {"paper", "difference", "log-ratio", "general", "moderation", "formula"}
+        The model (:data:`MODELS`; module docstring).
+    formula : str, optional
+        ``"RESPONSE ~ TERMS"`` of the ``"formula"`` model (required there).
+    estimators : tuple of {"ols", "mixed"}, optional
+        Fits to run (defaults per model: paper ``("mixed", "ols")``, general and moderation
+        ``("ols", "mixed")``, formula ``("mixed",)`` with ``groups`` else ``("ols",)``).
+    groups : str, optional
+        Grouping column of the mixed fits (general and moderation default: ``"target"``).
+    """
+
+    name: str
+    formula: str | None = None
+    estimators: tuple | None = None
+    groups: str | None = None
+
+    def __post_init__(self):
+        if self.name not in MODELS:
+            raise UserError(f"model {self.name!r} is unknown; use one of {list(MODELS)}.")
+        if self.name == "formula" and not self.formula:
+            raise UserError('`model=\'formula\'` needs `formula="RESPONSE ~ TERMS"`.')
+        if isinstance(self.estimators, list):
+            object.__setattr__(self, "estimators", tuple(self.estimators))
+
+
+def run_effects(table: pd.DataFrame, *, model: str | EffectsModel, n: int | None = None, metric: str = DEFAULT_METRIC,
                 clip: bool = True, runner: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """Fit one named model; returns (coefficient table, the model's input rows or None)."""
-    if model not in MODELS:
-        raise UserError(f"model {model!r} is unknown; use one of {list(MODELS)}.")
+    """Fit one named model; returns (coefficient table, the model's input rows or None).
+
+    ``model`` is a name of :data:`MODELS` or an :class:`EffectsModel` (a formula, estimators,
+    a grouping column); ``n``, ``metric`` and ``clip`` choose the paper models' rows and
+    ``runner`` the runner whose cells are fitted.
+    """
+    spec = model if isinstance(model, EffectsModel) else EffectsModel(name=model)
+    model, formula, estimators, groups = spec.name, spec.formula, spec.estimators, spec.groups
     if table.empty:
         raise UserError("the results table has no rows; run a sweep and collect it first.")
     if model == "formula":
-        if not formula:
-            raise UserError('`model=\'formula\'` needs `formula="RESPONSE ~ TERMS"`.')
         data = with_derived_columns(table if runner is None else select_runner(table, runner))
         fits = [fit_model(data, formula, estimator=e, groups=groups, name="formula")
                 for e in (estimators or (("mixed",) if groups else ("ols",)))]

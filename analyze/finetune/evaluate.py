@@ -23,7 +23,9 @@ import torch
 
 from analyze.finetune.train import check_labels, predict_logits
 from analyze.metrics import (
+    TrainingRows,
     UndefinedMetricWarning,
+    ValidationRows,
     evaluate_runs,
     over_represented_group,
 )
@@ -77,8 +79,9 @@ def evaluate_run(*, test_scores: np.ndarray, y_test: np.ndarray, s_test: np.ndar
     ``test_scores`` and ``val_scores`` are logits (:func:`scores_of`), so the top-P policies
     rank unsaturated scores and ``"fixed"`` thresholds at 0 (probability 0.5).
     """
-    table = evaluate_runs(y_test, test_scores, s_test, policy=policy, val_scores=val_scores, val_y_true=y_val,
-                          threshold=0.0, over_represented=direction, y_train=y_train, group_train=s_train)
+    table = evaluate_runs(y_test, test_scores, s_test, policy=policy, threshold=0.0,
+                          validation=ValidationRows(y_true=y_val, scores=val_scores),
+                          training=TrainingRows(y_true=y_train, group=s_train, over_represented=direction))
     return {k: float(v) for k, v in table.iloc[0].items()}
 
 

@@ -272,9 +272,8 @@ def _write_cell(rep, run, net, metrics, hyper, timings, facts, plan, ctx) -> dic
     timings["overhead_s"] = (timings["setup_s"] + timings["eval_s"] + timings["write_s"]
                              + timings["shared_startup_s"])
     record = make_record(runner="finetune", backbone=ctx["base_name"], spec=spec, metrics=metrics,
-                         hyperparameters=hyper, backbone_config=backbone_config,
-                         dataset=ctx["dataset"],
-                         sizes=sizes, timings=timings, extra=extra)
+                         hyperparameters=hyper, sections={"backbone_config": backbone_config, "dataset": ctx["dataset"],
+                                                          "sizes": sizes, "timings": timings}, extra=extra)
     diagnosis = diagnose_record(record, auc_floor=ctx["auc_floor"])
     record["diagnosis"] = diagnosis.to_dict()
     if ctx["out"] is not None:

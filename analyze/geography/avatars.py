@@ -39,7 +39,8 @@ from extract.backbones import create_backbone
 from extract.datasets.avatars import AvatarAdapter
 from extract.datasets.avatars.domains import DOMAINS, TOP_COLUMNS, render_domain
 from extract.errors import UserError
-from extract.extraction import extract_features
+from extract.extraction import ExtractOptions, extract_features
+from extract.pretrain.config import PretrainConfig, PretrainModel
 from extract.pretrain.train import pretrain_base, write_base
 from extract.store.reader import FeatureStore
 
@@ -84,10 +85,10 @@ def _base(work: Path, domain: str, cache: Path, config: AvatarGeographyConfig, *
     name = f"domain-{domain}-{config.n_pretrain}-{config.size}px-e{config.epochs}-lr{config.lr}-w{config.width}"
     path = work / "bases" / f"{name}.pt"
     if not path.exists():
-        model, history = pretrain_base(AvatarAdapter(cache), attributes=list(TOP_COLUMNS), arch="smallcnn",
-                                       arch_kwargs={"width": config.width}, image_size=config.size,
-                                       epochs=config.epochs, lr=config.lr, seed=config.pretrain_seed,
-                                       device=device, progress=progress)
+        model, history = pretrain_base(
+            AvatarAdapter(cache), attributes=list(TOP_COLUMNS), device=device, progress=progress,
+            model=PretrainModel(arch="smallcnn", arch_kwargs={"width": config.width}, image_size=config.size),
+            config=PretrainConfig(epochs=config.epochs, lr=config.lr, seed=config.pretrain_seed))
         write_base(path, model, history=history, name=name, meta={"domain": domain})
     return path
 
@@ -116,8 +117,8 @@ def run_avatar_experiment(work_dir: str | Path, config: AvatarGeographyConfig = 
         stores[f"base-{b}"] = {}
         for d, cache in evaluation.items():
             out = work / "stores" / f"{cache.stem}__{checkpoint.stem}.h5"
-            extract_features(AvatarAdapter(cache), backbone, out, batch_size=256, device=device, num_workers=0,
-                             progress=progress)
+            extract_features(AvatarAdapter(cache), backbone, out,
+                             options=ExtractOptions(batch_size=256, device=device, num_workers=0, progress=progress))
             stores[f"base-{b}"][d] = FeatureStore.open(out)
     results = work / "results" / f"n{config.n}-k{config.k}"
     table = run_cells(stores, sources=SOURCES, classes=list(TOP_COLUMNS), shares=config.shares, n=config.n,

@@ -35,6 +35,7 @@ from analyze.metrics.biasamp import (
 from analyze.metrics.evaluation import evaluate_runs
 from analyze.metrics.frame import GroupReport
 from analyze.metrics.intervals import ConfidenceInterval, bootstrap_ci, replicate_ci
+from analyze.metrics.rows import Indicator, TrainingRows, ValidationRows
 from analyze.metrics.rates import (
     ConfusionCounts,
     accuracy,
@@ -66,8 +67,8 @@ from analyze.metrics.threshold import (
 )
 
 __all__ = [
-    "POLICIES", "ConfidenceInterval", "ConfusionCounts", "GroupReport", "ThresholdPolicy",
-    "UndefinedMetricWarning", "accuracy", "apply_threshold", "binary_bias_amplification",
+    "POLICIES", "ConfidenceInterval", "ConfusionCounts", "GroupReport", "Indicator", "ThresholdPolicy",
+    "TrainingRows", "UndefinedMetricWarning", "ValidationRows", "accuracy", "apply_threshold", "binary_bias_amplification",
     "bootstrap_ci", "confusion", "confusion_by_group", "demographic_parity_difference",
     "directional_bias_amplification", "directional_bias_amplification_pairs",
     "equalized_odds_difference", "evaluate_runs", "false_negative_rate",

@@ -32,6 +32,7 @@ from typing import Literal
 import numpy as np
 
 from analyze.metrics.base import UndefinedMetricWarning, warn_undefined
+from analyze.metrics.rows import Indicator, TrainingRows
 from extract.errors import UserError
 
 Direction = Literal["A->T", "T->A"]
@@ -88,18 +89,8 @@ def _indicator(task_train, attribute_train, indicator_rows: IndicatorRows, train
     return np.where(no_rows, np.nan, sign)
 
 
-def directional_bias_amplification_pairs(
-    task_labels,
-    attribute_labels,
-    predictions,
-    *,
-    direction: Direction,
-    task_labels_train=None,
-    attribute_labels_train=None,
-    indicator_rows: IndicatorRows = "any_label",
-    mask=None,
-    train_mask=None,
-) -> np.ndarray:
+def directional_bias_amplification_pairs(task_labels, attribute_labels, predictions, *, direction: Direction,
+                                         indicator: Indicator = Indicator(), mask=None) -> np.ndarray:
     """Per-pair terms ``y_at · Δ_at`` of directional bias amplification.
 
     Parameters
@@ -112,13 +103,13 @@ def directional_bias_amplification_pairs(
         Hard predictions: of the tasks, shape (..., n_samples, n_tasks), for ``"A->T"``;
         of the attributes, shape (..., n_samples, n_attributes), for ``"T->A"``.
     direction : {"A->T", "T->A"}
-    task_labels_train, attribute_labels_train : array-like of {0, 1}, optional
-        Training labels, shape (..., n_train, n_tasks) and (..., n_train, n_attributes),
-        that set the indicator. Both or neither; if neither, the evaluation labels do.
-    indicator_rows : {"any_label", "task_label", "all"}, default "any_label"
-        Training rows used for the indicator (see the module docstring).
-    mask, train_mask : array-like of bool, shape (..., n_samples) / (..., n_train), optional
-        Evaluation / training rows per run (e.g. each run's own subset of shared rows).
+    indicator : Indicator, default=Indicator()
+        What sets the indicator (:class:`analyze.metrics.rows.Indicator`): the training
+        ``task_labels`` and ``attribute_labels``, shape (..., n_train, n_tasks) and
+        (..., n_train, n_attributes) (neither: the evaluation labels do), the ``rows``
+        filter (see the module docstring) and the training ``mask`` per run.
+    mask : array-like of bool, shape (..., n_samples), optional
+        Evaluation rows per run (e.g. each run's own subset of shared rows).
 
     Returns
     -------
@@ -130,14 +121,12 @@ def directional_bias_amplification_pairs(
     task = _label_matrix("task_labels", task_labels)
     attribute = _label_matrix("attribute_labels", attribute_labels)
     predicted = _label_matrix("predictions", predictions)
-    if (task_labels_train is None) != (attribute_labels_train is None):
-        raise UserError("Pass both task_labels_train and attribute_labels_train, or neither.")
-    if task_labels_train is None:
+    if indicator.task_labels is None:
         task_train, attribute_train = task, attribute
     else:
-        task_train = _label_matrix("task_labels_train", task_labels_train)
-        attribute_train = _label_matrix("attribute_labels_train", attribute_labels_train)
-    indicator = _indicator(task_train, attribute_train, indicator_rows, train_mask)
+        task_train = _label_matrix("task_labels", indicator.task_labels)
+        attribute_train = _label_matrix("attribute_labels", indicator.attribute_labels)
+    sign = _indicator(task_train, attribute_train, indicator.rows, indicator.mask)
     # Zeroing excluded rows removes them from every count and conditioning set below.
     row = _row_mask("mask", mask, task.shape[-2])[..., None]
     task, attribute, predicted = task * row, attribute * row, predicted * row
@@ -150,14 +139,11 @@ def directional_bias_amplification_pairs(
         condition_size = task.sum(-2)[..., None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
         delta = np.where(condition_size > 0, excess / np.maximum(condition_size, 1), np.nan)
-    return indicator * delta
+    return sign * delta
 
 
-def directional_bias_amplification(task_labels, attribute_labels, predictions, *,
-                                   direction: Direction, task_labels_train=None,
-                                   attribute_labels_train=None,
-                                   indicator_rows: IndicatorRows = "any_label",
-                                   mask=None, train_mask=None):
+def directional_bias_amplification(task_labels, attribute_labels, predictions, *, direction: Direction,
+                                   indicator: Indicator = Indicator(), mask=None):
     """Directional bias amplification: ``nanmean`` of the per-pair terms.
 
     Same parameters as :func:`directional_bias_amplification_pairs`.
@@ -168,11 +154,8 @@ def directional_bias_amplification(task_labels, attribute_labels, predictions, *
         Positive = the model amplifies the training association of tasks and attributes.
         NaN (with an :class:`UndefinedMetricWarning`) when every pair is undefined.
     """
-    values = directional_bias_amplification_pairs(
-        task_labels, attribute_labels, predictions, direction=direction,
-        task_labels_train=task_labels_train, attribute_labels_train=attribute_labels_train,
-        indicator_rows=indicator_rows, mask=mask, train_mask=train_mask,
-    )
+    values = directional_bias_amplification_pairs(task_labels, attribute_labels, predictions, direction=direction,
+                                                  indicator=indicator, mask=mask)
     all_nan = np.isnan(values).all(axis=(-1, -2))
     warn_undefined(all_nan, metric="bias amplification", reason="every (a, t) pair undefined")
     with warnings.catch_warnings():
@@ -190,10 +173,8 @@ def _one_hot(name: str, value) -> np.ndarray:
     return np.stack([1 - positive, positive], axis=-1)
 
 
-def binary_bias_amplification(y_true, group, y_pred, *, direction: Direction,
-                              y_train=None, group_train=None,
-                              indicator_rows: IndicatorRows = "any_label",
-                              mask=None, train_mask=None):
+def binary_bias_amplification(y_true, group, y_pred, *, direction: Direction, training: TrainingRows | None = None,
+                              indicator_rows: IndicatorRows = "any_label", mask=None):
     """Directional bias amplification for one binary target and a binary attribute.
 
     Both are one-hot encoded (|T| = |A| = 2), as in the authors' COMPAS example; for a
@@ -204,26 +185,24 @@ def binary_bias_amplification(y_true, group, y_pred, *, direction: Direction,
     y_true, group : array-like of {0, 1}, shape (n_samples,) or (n_runs, n_samples)
     y_pred : array-like of {0, 1}, shape (n_samples,) or (n_runs, n_samples)
         Predicted target for ``"A->T"``; predicted group for ``"T->A"``.
-    y_train, group_train : array-like of {0, 1}, optional
-        Training labels that set the indicator (both or neither).
-    mask, train_mask : array-like of bool, optional
-        Evaluation / training rows per run, shapes like ``y_true`` / ``y_train``.
+    training : TrainingRows, optional
+        Training labels and groups that set the indicator (``y_true``, ``group``; both or
+        neither) and the training rows per run (``mask``); its ``over_represented`` is not used.
+    indicator_rows : {"any_label", "task_label", "all"}, default="any_label"
+        Training rows used for the indicator (see the module docstring).
+    mask : array-like of bool, optional
+        Evaluation rows per run, shape like ``y_true``.
 
     Returns
     -------
     float, or ndarray of shape (n_runs,)
     """
-    if (y_train is None) != (group_train is None):
-        raise UserError("Pass both y_train and group_train, or neither.")
-    train = {}
-    if y_train is not None:
-        train = dict(task_labels_train=_one_hot("y_train", y_train),
-                     attribute_labels_train=_one_hot("group_train", group_train))
+    training = training or TrainingRows()
+    labels = {} if training.y_true is None else dict(task_labels=_one_hot("y_train", training.y_true),
+                                                       attribute_labels=_one_hot("group_train", training.group))
     return directional_bias_amplification(
-        _one_hot("y_true", y_true), _one_hot("group", group), _one_hot("y_pred", y_pred),
-        direction=direction, indicator_rows=indicator_rows, mask=mask,
-        train_mask=train_mask, **train,
-    )
+        _one_hot("y_true", y_true), _one_hot("group", group), _one_hot("y_pred", y_pred), direction=direction,
+        indicator=Indicator(**labels, rows=indicator_rows, mask=training.mask), mask=mask)
 
 
 __all__ = [

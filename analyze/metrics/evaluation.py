@@ -7,6 +7,7 @@ import pandas as pd
 
 from analyze.metrics.base import broadcast_runs
 from analyze.metrics.biasamp import binary_bias_amplification
+from analyze.metrics.rows import TrainingRows, ValidationRows
 from analyze.metrics.rates import (
     accuracy,
     confusion_by_group,
@@ -26,22 +27,8 @@ def _per_group_columns(prefix: str, values) -> dict[str, np.ndarray]:
     return {f"{prefix}_group{g}": values[:, g] for g in (0, 1)}
 
 
-def evaluate_runs(
-    y_true,
-    scores,
-    group,
-    *,
-    policy: ThresholdPolicy = "top_p",
-    mask=None,
-    val_scores=None,
-    val_y_true=None,
-    val_mask=None,
-    threshold: float = 0.5,
-    over_represented=None,
-    y_train=None,
-    group_train=None,
-    train_mask=None,
-) -> pd.DataFrame:
+def evaluate_runs(y_true, scores, group, *, policy: ThresholdPolicy = "top_p", mask=None, threshold: float = 0.5,
+                  validation: ValidationRows | None = None, training: TrainingRows | None = None) -> pd.DataFrame:
     """Every metric of this module for a batch of runs: one row per run.
 
     Parameters
@@ -50,16 +37,16 @@ def evaluate_runs(
         Test labels and the binary sensitive attribute.
     scores : array-like of float, shape (n_samples,) or (n_runs, n_samples)
         Test scores (probabilities, or logits with ``threshold=0.0`` for ``"fixed"``).
-    policy, mask, val_scores, val_y_true, val_mask, threshold
-        Threshold policy and its inputs, as in :func:`predict`.
-    over_represented : {0, 1} or array-like of shape (n_runs,), optional
-        Group over-represented among training positives (sets the stereotype sign).
-        Derived from ``y_train``/``group_train`` when omitted.
-    y_train, group_train : array-like of {0, 1}, shape (n_train,) or (n_runs, n_train), optional
-        Training (finetuning) labels: set the stereotype direction and the
-        bias-amplification indicator (test labels are used for the latter without them).
-    train_mask : array-like of bool, optional
-        Training rows per run.
+    policy, mask, threshold
+        Threshold policy, test rows per run and fixed threshold, as in :func:`predict`.
+    validation : ValidationRows, optional
+        Validation ``y_true``, ``scores`` and ``mask`` (policy ``"val_top_p"``).
+    training : TrainingRows, optional
+        Training (finetuning) ``y_true`` and ``group``, shape (n_train,) or (n_runs, n_train),
+        and ``mask``: they set the stereotype direction and the bias-amplification indicator
+        (test labels are used for the latter without them); or the group
+        ``over_represented`` among training positives itself (sets the stereotype sign;
+        derived from the training rows when omitted).
 
     Returns
     -------
@@ -75,16 +62,19 @@ def evaluate_runs(
         ``scores_constant`` (1.0 when every evaluated score is equal) and ``threshold_miss``
         (:func:`analyze.metrics.threshold.threshold_miss`).
     """
-    if over_represented is None and y_train is not None:
-        over_represented = over_represented_group(y_train, group_train, mask=train_mask)
+    training = training or TrainingRows()
+    val = validation or ValidationRows(y_true=None, scores=None)
+    over_represented = training.over_represented
+    if over_represented is None and training.y_true is not None:
+        over_represented = over_represented_group(training.y_true, training.group, mask=training.mask)
     direction = np.nan if over_represented is None else over_represented
     y_pred, cutoff = predict(scores, policy=policy, y_true=y_true, mask=mask,
-                             val_scores=val_scores, val_y_true=val_y_true,
-                             val_mask=val_mask, threshold=threshold)
+                             val_scores=val.scores, val_y_true=val.y_true,
+                             val_mask=val.mask, threshold=threshold)
     counts = confusion_by_group(y_true, y_pred, group, mask=mask)
     tpr, fpr = np.atleast_2d(counts.tpr), np.atleast_2d(counts.fpr)
-    miss = threshold_miss(scores, policy=policy, y_true=y_true, mask=mask, val_scores=val_scores,
-                          val_y_true=val_y_true, val_mask=val_mask)
+    miss = threshold_miss(scores, policy=policy, y_true=y_true, mask=mask, val_scores=val.scores,
+                          val_y_true=val.y_true, val_mask=val.mask)
     columns = {"auc": roc_auc(y_true, scores, mask=mask),
                **_per_group_columns("auc", roc_auc_by_group(y_true, scores, group, mask=mask)),
                "threshold": cutoff,
@@ -104,8 +94,7 @@ def evaluate_runs(
                "worst_sensitive_group_accuracy": worst_group_accuracy(
                    y_true, y_pred, group, groups="sensitive", mask=mask),
                "bias_amplification_a_to_t": binary_bias_amplification(
-                   y_true, group, y_pred, direction="A->T", y_train=y_train,
-                   group_train=group_train, mask=mask, train_mask=train_mask),
+                   y_true, group, y_pred, direction="A->T", training=training, mask=mask),
                "over_represented_group": direction,
                **_prediction_counts(y_true, scores, y_pred, mask), "threshold_miss": miss}
     return _runs_table(columns)

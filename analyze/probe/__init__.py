@@ -5,7 +5,9 @@ Two entry points, both with the objective of ``sklearn.linear_model.LogisticRegr
 
 * :class:`LinearProbe`, a scikit-learn estimator for one binary probe;
 * :func:`fit_probes`, a batched engine that fits many probes, each on its own rows of one
-  feature matrix, chooses C per probe on its validation rows and scores test rows.
+  feature matrix, chooses C per probe on its validation rows and scores test rows; its
+  options (C grid, selection rule, tolerances, device, parallelism) are one
+  :class:`ProbeConfig`, passed whole.
 
 Sign convention: ``decision_function`` and ``ProbeResults.test_scores`` are log-odds of
 the positive class (``classes_[1]``, label 1); positive means "predict positive".
@@ -13,11 +15,11 @@ the positive class (``classes_[1]``, label 1); positive means "predict positive"
 Example
 -------
 >>> import numpy as np
->>> from analyze.probe import ProbeTask, fit_probes, make_probe_features
+>>> from analyze.probe import ProbeConfig, ProbeTask, fit_probes, make_probe_features
 >>> X, y = make_probe_features(600, 32, random_state=0)
 >>> tasks = [ProbeTask(train=np.arange(0, 200), val=np.arange(200, 300)),
 ...          ProbeTask(train=np.arange(300, 500), val=np.arange(500, 600))]
->>> results = fit_probes(X, tasks, labels=y, test=np.arange(600), Cs=[0.01, 0.1, 1.0])
+>>> results = fit_probes(X, tasks, labels=y, test=np.arange(600), config=ProbeConfig(Cs=[0.01, 0.1, 1.0]))
 >>> results.coef.shape, results.test_score_matrix().shape
 ((2, 32), (2, 600))
 """
@@ -25,9 +27,10 @@ Example
 from __future__ import annotations
 
 from analyze.probe.checks import ProbeInputError
-from analyze.probe.engine import DEFAULT_CS, ProbeResults, ProbeTask, fit_probes
+from analyze.probe.config import DEFAULT_CS, ProbeConfig
+from analyze.probe.engine import ProbeResults, ProbeTask, fit_probes
 from analyze.probe.estimator import LinearProbe
 from analyze.probe.synthetic import make_probe_features
 
-__all__ = ["DEFAULT_CS", "LinearProbe", "ProbeInputError", "ProbeResults", "ProbeTask",
+__all__ = ["DEFAULT_CS", "LinearProbe", "ProbeConfig", "ProbeInputError", "ProbeResults", "ProbeTask",
            "fit_probes", "make_probe_features"]

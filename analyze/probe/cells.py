@@ -19,20 +19,23 @@ FPR(s=1) - FPR(s=0).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from analyze.metrics.diagnosis import DEFAULT_AUC_FLOOR, check_floor, diagnose_record
+from analyze.config import EvalConfig, RunContext
+from analyze.metrics.diagnosis import diagnose_record
 from analyze.metrics import (
+    TrainingRows,
     UndefinedMetricWarning,
     evaluate_runs,
     natural_over_represented_group,
 )
-from analyze.probe.engine import DEFAULT_CS, ProbeTask, fit_probes
+from analyze.probe.config import ProbeConfig
+from analyze.probe.engine import ProbeTask, fit_probes
 from analyze.results.records import (
     cell_id,
     make_record,
@@ -102,60 +105,98 @@ def evaluate_cell(meta, spec, task: ProbeTask, scores: np.ndarray, *, policy: st
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)  # NaN is recorded; the reason is structural
         row = evaluate_runs(
-            task.labels[task.test], scores, sensitive[task.test], policy=policy,
-            threshold=0.0, over_represented=None if np.isnan(over) else over,
-            y_train=task.labels[task.train], group_train=sensitive[task.train],
+            task.labels[task.test], scores, sensitive[task.test], policy=policy, threshold=0.0,
+            training=TrainingRows(y_true=task.labels[task.train], group=sensitive[task.train],
+                                  over_represented=None if np.isnan(over) else over),
         ).iloc[0].to_dict()
     row["natural_level"] = level
     row["natural_over_represented_group"] = over
     return row
 
 
-def run_probe_cells(store: FeatureStore, specs, *, out: str | Path | None = None, Cs=DEFAULT_CS,
-                    select: str = "val_loss", policy: str = DEFAULT_POLICY, test_resample: bool = False,
-                    device: str = "cpu", n_jobs: int = 1, skip_existing: bool = True,
-                    progress: bool = True, auc_floor: float = DEFAULT_AUC_FLOOR) -> list[dict]:
-    """Fit, evaluate and (when ``out`` is given) write one record per spec; return the records.
+def probe_options(section, where: str | None = None) -> tuple[ProbeConfig, EvalConfig, bool]:
+    """A grid's ``[probe]`` section parsed once: ``(ProbeConfig, EvalConfig, test_resample)``.
 
-    Cells whose valid record already exists in ``out`` are skipped when ``skip_existing``.
-    Every record carries its ``diagnosis`` (:func:`analyze.metrics.diagnosis.diagnose_record`, with
-    ``auc_floor`` for ``weak_task``) and its ``rows_digest``.
+    Keys of :class:`~analyze.probe.ProbeConfig` (``Cs``, ``select``, ``device``, ...), of
+    :class:`~analyze.config.EvalConfig` (``policy``, ``auc_floor``) and ``test_resample``; an
+    unknown key, or a bad value, raises a :class:`~extract.errors.UserError` that starts with
+    ``where`` (e.g. ``"grid.toml [probe]"``) and names the key.
     """
-    auc_floor = check_floor(auc_floor)
+    section = dict(section)
+    probe_keys = {f.name for f in dataclasses.fields(ProbeConfig)}
+    eval_keys = {f.name for f in dataclasses.fields(EvalConfig)} - {"sensitive"}
+    resample = section.pop("test_resample", False)
+    if not isinstance(resample, bool):
+        raise UserError(f"{where + ': ' if where else ''}`test_resample` must be true or false, got {resample!r}.")
+    config = ProbeConfig.from_mapping({k: v for k, v in section.items() if k not in eval_keys}, where)
+    evaluation = EvalConfig.from_mapping({k: v for k, v in section.items() if k not in probe_keys}, where,
+                                         ignore=probe_keys)
+    return config, evaluation, resample
+
+
+def run_probe_cells(store: FeatureStore, specs, *, config: ProbeConfig = ProbeConfig(),
+                    evaluation: EvalConfig = EvalConfig(), context: RunContext = RunContext(),
+                    test_resample: bool = False) -> list[dict]:
+    """Fit, evaluate and (when ``context.out`` is given) write one record per spec; return the records.
+
+    Parameters
+    ----------
+    store : FeatureStore
+        Features and metadata of one backbone on one dataset.
+    specs : iterable of subset specs
+        One cell each (:mod:`analyze.subsets`).
+    config : ProbeConfig, default=ProbeConfig()
+        The probes' C grid, selection rule, solver options, device and parallelism.
+    evaluation : EvalConfig, default=EvalConfig()
+        Threshold ``policy`` and ``auc_floor`` (``weak_task`` in each record's ``diagnosis``,
+        :func:`analyze.metrics.diagnosis.diagnose_record`); probe cells use each spec's own
+        ``sensitive``, so ``evaluation.sensitive`` must be None.
+    context : RunContext, default=RunContext()
+        ``out`` (None: nothing written), ``overwrite`` (False: cells whose valid record
+        already exists in ``out`` are skipped) and ``progress``.
+    test_resample : bool, default=False
+        Score on :class:`analyze.subsets.TestResample` rows instead of the test split.
+
+    Every record carries its ``diagnosis`` and its ``rows_digest``.
+    """
+    if evaluation.sensitive is not None:
+        raise UserError("probe cells take the group column from each spec's `sensitive`; leave `sensitive` unset.")
+    policy, out = evaluation.policy, context.out
     backbone = store.provenance["backbone_name"]
     specs = list(specs)
-    if out is not None and skip_existing:
+    if out is not None and not context.overwrite:
         specs = [s for s in specs if not record_exists(out, cell_id(runner="probe", backbone=backbone, spec=s.to_dict()))]
     if not specs:
         return []
     meta = store.metadata
     tasks = build_tasks(meta, specs, test_resample=test_resample)
     began = time.perf_counter()
-    results = fit_probes(store.features, tasks, Cs=Cs, select=select, device=device, n_jobs=n_jobs)
+    results = fit_probes(store.features, tasks, config=config)
     fit_seconds = time.perf_counter() - began
     directions = {(s.target, s.sensitive): natural_direction(meta, s.target, s.sensitive)
                   for s in specs if hasattr(s, "target")}
     groups = {s.sensitive: meta[s.sensitive].to_numpy() for s in specs}
     records = []
     for i, (spec, task) in enumerate(tqdm(list(zip(specs, tasks)), desc=f"evaluate {backbone}", unit="cell",
-                                          disable=not progress)):
+                                          disable=not context.progress)):
         direction = directions.get((getattr(spec, "target", None), spec.sensitive), (np.nan, np.nan))
         metrics = evaluate_cell(meta, spec, task, results.test_scores[i], policy=policy, direction=direction)
         sensitive = groups[spec.sensitive]
         record = make_record(
             runner="probe", backbone=backbone, spec=spec.to_dict(), metrics=metrics,
-            hyperparameters={"C": float(results.C[i]), "Cs": list(map(float, results.Cs)), "select": select,
+            hyperparameters={"C": float(results.C[i]), "Cs": list(map(float, results.Cs)), "select": config.select,
                              "policy": policy, "n_iter": int(results.n_iter[i, results.C_index[i]]),
                              "converged": bool(results.converged[i, results.C_index[i]])},
-            backbone_config=store.provenance.get("backbone_config", {}),
-            dataset={"name": store.provenance["dataset_name"], "manifest_hash": store.provenance["manifest_hash"]},
-            sizes={"n_train": len(task.train), "n_val": len(task.val), "n_test": len(task.test)},
-            timings={"fit_seconds_batch": fit_seconds, "fit_seconds_per_cell": fit_seconds / len(specs)},
+            sections={"backbone_config": store.provenance.get("backbone_config", {}),
+                      "dataset": {"name": store.provenance["dataset_name"],
+                                  "manifest_hash": store.provenance["manifest_hash"]},
+                      "sizes": {"n_train": len(task.train), "n_val": len(task.val), "n_test": len(task.test)},
+                      "timings": {"fit_seconds_batch": fit_seconds, "fit_seconds_per_cell": fit_seconds / len(specs)}},
             extra={"store": str(store.path) if hasattr(store, "path") else None, "test_resample": test_resample,
                    "composition": training_composition(task.labels[task.train], sensitive[task.train]),
                    "rows_digest": rows_digest(spec.to_dict(), task.train, task.val, task.test)},
         )
-        record["diagnosis"] = diagnose_record(record, auc_floor=auc_floor).to_dict()
+        record["diagnosis"] = diagnose_record(record, auc_floor=evaluation.auc_floor).to_dict()
         if out is not None:
             write_record(out, record)
         records.append(record)

@@ -46,14 +46,10 @@ from sklearn.exceptions import ConvergenceWarning
 
 import analyze.probe.checks as checks
 import analyze.probe.scoring as scoring
+from analyze.probe.config import DEFAULT_CS, PATHS, SELECTION_RULES, ProbeConfig  # noqa: F401 (re-exported)
 from analyze.probe.precondition import PRECONDITIONER_ROWS, SpectralPreconditioner
-from analyze.probe.solver import HISTORY_SIZE, SolverResult, solve_logistic
+from analyze.probe.solver import HISTORY_SIZE, SolverOptions, SolverResult, solve_logistic
 
-# sklearn's LogisticRegressionCV default grid is logspace(-4, 4, 10); probes on CNN
-# features rarely want C > 100, and every extra C costs a full fit.
-DEFAULT_CS = tuple(float(c) for c in np.logspace(-4, 2, 7))
-SELECTION_RULES = ("val_loss", "auc")
-PATHS = ("warm", "joint")
 # Gathered rows and solver state per CPU batch: 64 MB keeps a batch in the last-level cache.
 CPU_BATCH_BYTES = 64 * 2**20
 # Share of free GPU memory a batch's gathered rows may use (the rest: iterates, history).
@@ -146,9 +142,7 @@ class _Checked:
     shared_test: bool
 
 
-def fit_probes(features, tasks, *, labels=None, test=None, Cs=DEFAULT_CS, select="val_loss",
-               path="joint", tol=1e-6, max_iter=1000, fit_intercept=True, precondition=True,
-               device="cpu", dtype="float32", batch_size=None, n_threads=1, n_jobs=1, share_rows=True):
+def fit_probes(features, tasks, *, labels=None, test=None, config: ProbeConfig = ProbeConfig()):
     """Fit one L2 logistic probe per task, choose its C on validation rows, score test rows.
 
     Parameters
@@ -162,82 +156,57 @@ def fit_probes(features, tasks, *, labels=None, test=None, Cs=DEFAULT_CS, select
         0/1 labels of every row, for tasks without their own ``labels``.
     test : array-like of int, optional
         Shared test rows, for tasks without their own ``test``.
-    Cs : sequence of float, default=logspace(-4, 2, 7)
-        Grid of inverse regularisation strengths (sklearn's ``C``), used ascending.
-    select : {"val_loss", "auc"}, default="val_loss"
-        Choose C by lowest mean validation log-loss or highest validation ROC AUC; exact
-        ties go to the smaller C (stronger regularisation).
-    path : {"joint", "warm"}, default="joint"
-        ``"joint"``: fit all C values at once, so each read of a probe's rows serves
-        every C; ``"warm"``: fit C values in ascending order, each warm-started from the
-        previous solution. Same probes up to ``tol``; joint measured 1.6-1.9x faster on
-        CPU (n=1024, d=2048, 7 values of C), because the fit is bound by reading rows.
-    tol : float, default=1e-6
-        Stop when max |gradient| of sklearn's scaled objective ``mean logloss +
-        ||w||^2 / (2 C n)`` is at most ``tol`` (sklearn's lbfgs ``tol`` rule).
-    max_iter : int, default=1000
-        Iteration budget per fit; unconverged fits raise one ``ConvergenceWarning``.
-    fit_intercept : bool, default=True
-        Fit an unpenalised intercept.
-    precondition : bool, default=True
-        Use the spectral preconditioner (speed only; same solutions).
-    device : {"cpu", "cuda", "auto"}, default="cpu"
-    dtype : {"float32", "float64"}, default="float32"
-        Compute precision; float32 meets ``tol`` down to about 1e-7.
-    batch_size : int, optional
-        Row blocks per batch (tasks sharing their rows count once); by default sized to the
-        device (CPU: 64 MB of rows and solver state).
-    n_threads : int or None, default=1
-        Torch/BLAS threads per batch (restored afterwards); None keeps the current
-        setting. One thread measured 2-9x faster than two on a shared 2-core machine;
-        parallelise with ``n_jobs`` instead.
-    n_jobs : int, default=1
-        Batches fitted in parallel by this many threads, each with ``n_threads`` torch
-        threads: parallelism across probes without oversubscription. Results do not
-        depend on it.
-    share_rows : bool, default=True
-        Tasks with the same training and validation rows (differing only in labels) are
-        fitted on one gathered row block: each pass over the rows serves all of them.
-        False fits every task on its own block (same probes up to float round-off).
+    config : ProbeConfig, default=ProbeConfig()
+        The C grid, selection rule, solver tolerances, device, precision, batching and
+        parallelism (:class:`analyze.probe.ProbeConfig`, validated on construction).
 
     Returns
     -------
     ProbeResults
     """
     start = time.perf_counter()
+    if not isinstance(config, ProbeConfig):
+        raise checks.ProbeInputError(f"`config` must be a ProbeConfig, got {type(config).__name__}.")
     matrix = checks.as_feature_tensor(features)
-    grid = checks.check_cs(Cs)
-    if select not in SELECTION_RULES:
-        raise checks.ProbeInputError(f"select must be one of {SELECTION_RULES}, got {select!r}.")
-    if path not in PATHS:
-        raise checks.ProbeInputError(f"path must be one of {PATHS}, got {path!r}.")
-    _check_budget(tol, max_iter, batch_size, n_jobs)
-    checked = _check_tasks(tasks, matrix.shape[0], labels, test, n_cs=len(grid), select=select)
-    device, compute = checks.resolve_device(device), checks.resolve_dtype(dtype)
-    n_jobs = n_jobs or 1
-    with checks.limited_threads(n_threads), torch.no_grad():
+    grid = checks.check_cs(config.Cs)
+    checked = _check_tasks(tasks, matrix.shape[0], labels, test, n_cs=len(grid), select=config.select)
+    device, compute = checks.resolve_device(config.device), checks.resolve_dtype(config.dtype)
+    with checks.limited_threads(config.n_threads), torch.no_grad():
         matrix = _place(matrix, device)
-        preconditioner = _preconditioner(matrix, checked, device, compute) if precondition else None
-        problems = len(grid) if path == "joint" else 1
-        groups = _row_groups(checked) if share_rows else [[i] for i in range(len(checked))]
-        batches = _batches(checked, groups, batch_size, _batch_budget(device), matrix.shape[1], compute, problems)
-        options = dict(tol=tol, max_iter=max_iter, fit_intercept=fit_intercept,
-                       preconditioner=preconditioner, path=path)
-        workspaces = [Workspace() for _ in range(n_jobs)]
-        parts = _fit_in_batches(matrix, checked, grid, select, device, compute, options, batches=batches,
-                                workspaces=workspaces)
+        setup = _Setup(grid=grid, select=config.select, device=device, compute=compute, options=dict(
+            path=config.path, solver=SolverOptions(fit_intercept=config.fit_intercept, tol=config.tol,
+                                                   max_iter=config.max_iter),
+            preconditioner=_preconditioner(matrix, checked, device, compute) if config.precondition else None))
+        problems = len(grid) if config.path == "joint" else 1
+        groups = _row_groups(checked) if config.share_rows else [[i] for i in range(len(checked))]
+        batches = _batches(checked, groups, config.batch_size, _batch_budget(device), matrix.shape[1], compute,
+                           problems)
+        workspaces = [Workspace() for _ in range(config.n_jobs or 1)]
+        parts = _fit_in_batches(matrix, checked, setup, batches=batches, workspaces=workspaces)
         _score_tests(matrix, checked, parts, device, compute, workspaces[0])
         del workspaces
     results = _assemble(parts, grid, time.perf_counter() - start)
     if not results.converged.all():
         warnings.warn(
             f"{int((~results.converged).sum())} of {results.converged.size} probe fits did not reach "
-            f"tol={tol} in max_iter={max_iter} iterations; raise max_iter or use dtype='float64'.",
+            f"tol={config.tol} in max_iter={config.max_iter} iterations; raise `max_iter` or use `dtype='float64'`.",
             ConvergenceWarning, stacklevel=2)
     return results
 
 
-def _fit_in_batches(matrix, checked, grid, select, device, compute, options, *, batches, workspaces):
+@dataclass(frozen=True)
+class _Setup:
+    """What every batch of one :func:`fit_probes` call shares: the C grid, the selection rule,
+    the device and compute dtype, and the solver options of :func:`_solve_grid`."""
+
+    grid: np.ndarray
+    select: str
+    device: torch.device
+    compute: torch.dtype
+    options: dict
+
+
+def _fit_in_batches(matrix, checked, setup, *, batches, workspaces):
     """Fit the probes batch by batch (see :func:`_batches`), one batch per workspace at once.
 
     Returns ``{task index: fitted part}``.
@@ -250,8 +219,7 @@ def _fit_in_batches(matrix, checked, grid, select, device, compute, options, *, 
         workspace = spare.get()
         try:
             with torch.no_grad():  # grad mode is per thread
-                return groups, _fit_batch(matrix, checked, groups, grid, select, device, compute, options,
-                                          workspace)
+                return groups, _fit_batch(matrix, checked, groups, setup, workspace)
         finally:
             spare.put(workspace)
 
@@ -260,17 +228,6 @@ def _fit_in_batches(matrix, checked, grid, select, device, compute, options, *, 
         fitted = list(pool.map(fit_batch, batches)) if n_jobs > 1 else map(fit_batch, batches)
         return {int(i): part for groups, found in fitted
                 for i, part in zip((i for group in groups for i in group), found)}
-
-
-def _check_budget(tol, max_iter, batch_size, n_jobs):
-    if not (isinstance(tol, (int, float)) and np.isfinite(tol) and tol > 0):
-        raise checks.ProbeInputError(f"tol must be a positive number, got {tol!r}.")
-    if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 1):
-        raise checks.ProbeInputError(f"max_iter must be a positive integer, got {max_iter!r}.")
-    if batch_size is not None and not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
-        raise checks.ProbeInputError(f"batch_size must be a positive integer or None, got {batch_size!r}.")
-    if n_jobs is not None and not (isinstance(n_jobs, (int, np.integer)) and n_jobs >= 1):
-        raise checks.ProbeInputError(f"n_jobs must be a positive integer or None, got {n_jobs!r}.")
 
 
 def _check_tasks(tasks, n_rows, labels, test, *, n_cs, select):
@@ -446,12 +403,13 @@ def _preconditioner(matrix, checked, device, compute):
     return SpectralPreconditioner.from_rows(sample)
 
 
-def _fit_batch(matrix, checked, groups, grid, select, device, compute, options, workspace):
+def _fit_batch(matrix, checked, groups, setup, workspace):
     """Fit and validate one batch of row groups; returns per-task dicts in group order.
 
     Test rows are scored afterwards (:func:`_score_tests`). A group of T tasks is one row
     block of the solver with T x K problems, column ``k * T + t`` for C ``k`` and task ``t``.
     """
+    grid, device, compute = setup.grid, setup.device, setup.compute
     leads = [checked[group[0]] for group in groups]
     numbers = [group[0] for group in groups]
     shared = len(groups[0])
@@ -466,7 +424,7 @@ def _fit_batch(matrix, checked, groups, grid, select, device, compute, options, 
     block = _gather(matrix, rows, device, compute, workspace)
     _check_finite(block, weights, numbers)
     as_tensor = lambda values: torch.as_tensor(values, dtype=compute, device=device)  # noqa: E731
-    fits = _solve_grid(block, as_tensor(labels), as_tensor(weights), as_tensor(grid), **options)
+    fits = _solve_grid(block, as_tensor(labels), as_tensor(weights), as_tensor(grid), **setup.options)
     del block
 
     def gather(source, padded):
@@ -478,7 +436,7 @@ def _fit_batch(matrix, checked, groups, grid, select, device, compute, options, 
     task_scores = [scores.reshape(len(scores), n_cs, shared)[:, :, t]
                    for scores in val_scores for t in range(shared)]
     loss, auc = scoring.validation_metrics(task_scores, [checked[i].y_val for group in groups for i in group])
-    chosen = scoring.choose_c(loss, auc, select)
+    chosen = scoring.choose_c(loss, auc, setup.select)
     column = chosen * shared + np.tile(np.arange(shared), len(groups))
     owner = np.repeat(np.arange(len(groups)), shared)
     pick, probes = torch.as_tensor(column, device=device), torch.as_tensor(owner, device=device)
@@ -531,7 +489,7 @@ def _check_scores(scores, numbers, what):
                 "drop or impute those rows.")
 
 
-def _solve_grid(block, labels, weights, grid, *, path, **solver_options):
+def _solve_grid(block, labels, weights, grid, *, path, solver, preconditioner):
     """All C values of a batch: warm-started path (ascending C) or one joint solve.
 
     ``labels`` (P, n) or, for row blocks shared by T tasks, (P, n, T); the problems come
@@ -543,14 +501,13 @@ def _solve_grid(block, labels, weights, grid, *, path, **solver_options):
         if labels.ndim == 3:
             labels = labels.repeat(1, 1, len(grid))
         C = grid.repeat_interleave(shared).expand(n_probes, -1).contiguous()
-        return solve_logistic(block, labels, weights, C, overwrite_features=True, **solver_options)
-    coef = intercept = None
+        return solve_logistic(block, labels, weights, C, options=solver, preconditioner=preconditioner,
+                              overwrite_features=True)
     steps = []
     for number, value in enumerate(grid):
         step = solve_logistic(block, labels, weights, value.expand(n_probes, shared).contiguous(),
-                              coef=coef, intercept=intercept, overwrite_features=number == len(grid) - 1,
-                              **solver_options)
-        coef, intercept = step.coef, step.intercept
+                              start=steps[-1] if steps else None, options=solver, preconditioner=preconditioner,
+                              overwrite_features=number == len(grid) - 1)
         steps.append(step)
     return SolverResult(*(torch.cat([getattr(step, name) for step in steps], dim=1)
                           for name in ("coef", "intercept", "n_iter", "converged")))

@@ -18,7 +18,7 @@ from analyze.probe.checks import (
     resolve_device,
     resolve_dtype,
 )
-from analyze.probe.solver import solve_logistic
+from analyze.probe.solver import SolverOptions, solve_logistic
 
 
 class LinearProbe(ClassifierMixin, BaseEstimator):
@@ -91,8 +91,8 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         labels = torch.as_tensor(y == self.classes_[1], dtype=compute, device=device)[None]
         C = torch.full((1, 1), float(self.C), dtype=compute, device=device)
         with limited_threads(self.n_threads), torch.no_grad():
-            result = solve_logistic(features, labels, torch.ones_like(labels), C, tol=self.tol,
-                                    max_iter=self.max_iter, fit_intercept=self.fit_intercept)
+            result = solve_logistic(features, labels, torch.ones_like(labels), C, options=SolverOptions(
+                fit_intercept=self.fit_intercept, tol=self.tol, max_iter=self.max_iter))
         self.coef_ = result.coef[0].double().cpu().numpy()
         self.intercept_ = result.intercept[0].double().cpu().numpy()
         self.n_iter_ = result.n_iter[0].cpu().numpy().astype(np.int32)

@@ -47,7 +47,8 @@ import pandas as pd
 from analyze.metrics.base import UndefinedMetricWarning
 from analyze.metrics.intervals import replicate_ci
 from analyze.metrics.multilabel import by_group, macro_average_precision, top_k_accuracy
-from analyze.probe.engine import DEFAULT_CS, ProbeTask, fit_probes
+from analyze.probe.config import DEFAULT_CS, ProbeConfig
+from analyze.probe.engine import ProbeTask, fit_probes
 from analyze.results.records import (
     cell_id,
     make_record,
@@ -133,8 +134,8 @@ def fit_multilabel_probes(features, labels, splits: Sequence[SubsetSplit], *, te
             else:
                 scores[r, :, c] = np.log((positives[c] + 0.5) / (len(train) - positives[c] + 0.5))
     if tasks:
-        results = fit_probes(features, tasks, test=test, Cs=Cs, select=select, device=device, n_jobs=n_jobs,
-                             **engine_options)
+        results = fit_probes(features, tasks, test=test, config=ProbeConfig(
+            Cs=Cs, select=select, device=device, n_jobs=n_jobs, **engine_options))
         for i, (r, c) in enumerate(where):
             scores[r, :, c] = results.test_scores[i]
             fitted[r, c] = True
@@ -357,13 +358,13 @@ def run_domain_mix_cells(stores: Mapping, specs, *, classes: Sequence[str], k: i
             hyperparameters={"C_median": float(np.nanmedian(fit.C[r])) if fit.fitted[r].any() else None,
                              "Cs": list(map(float, Cs)), "select": select, "k": k,
                              "classes_fitted": int(fit.fitted[r].sum()), "classes": len(classes)},
-            backbone_config=stores[sources[0]].provenance.get("backbone_config", {}),
+            sections=dict(backbone_config=stores[sources[0]].provenance.get("backbone_config", {}),
             dataset={"name": "+".join(stores[s].provenance["dataset_name"] for s in sources),
                      "sources": {s: {"name": stores[s].provenance["dataset_name"],
                                      "manifest_hash": stores[s].provenance["manifest_hash"]} for s in sources}},
             sizes={"n_train": len(splits[r].train), "n_val": len(splits[r].val),
                    "n_test": sum(scored[s][r] for s in sources)},
-            timings={"fit_seconds_batch": fit.seconds, "fit_seconds_per_cell": fit.seconds / len(specs)},
+            timings={"fit_seconds_batch": fit.seconds, "fit_seconds_per_cell": fit.seconds / len(specs)}),
             extra={"stores": {s: str(getattr(stores[s], "path", "")) for s in sources},
                    "rows": {s: {"train": len(part[s].train), "val": len(part[s].val), "test": scored[s][r]}
                             for s in sources},

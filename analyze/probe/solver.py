@@ -281,8 +281,29 @@ def _starting_batch(features, labels, weights, C, coef, intercept, fit_intercept
     return batch
 
 
-def solve_logistic(features, labels, weights, C, *, coef=None, intercept=None,
-                   fit_intercept=True, tol=1e-6, max_iter=1000, history_size=HISTORY_SIZE,
+@dataclass(frozen=True)
+class SolverOptions:
+    """Stopping rule and model of :func:`solve_logistic`.
+
+    Parameters
+    ----------
+    fit_intercept : bool, default=True
+        Fit an unpenalised intercept; when False the intercept stays at zero.
+    tol : float, default=1e-6
+        Stop a problem when max |gradient| of the scaled objective is at most ``tol``.
+    max_iter : int, default=1000
+        Iteration budget of each problem.
+    history_size : int, default=10
+        L-BFGS pairs kept.
+    """
+
+    fit_intercept: bool = True
+    tol: float = 1e-6
+    max_iter: int = 1000
+    history_size: int = HISTORY_SIZE
+
+
+def solve_logistic(features, labels, weights, C, *, start=None, options: SolverOptions = SolverOptions(),
                    preconditioner=None, overwrite_features=False):
     """Fit ``P x K`` L2-regularised logistic regressions with batched L-BFGS.
 
@@ -298,16 +319,11 @@ def solve_logistic(features, labels, weights, C, *, coef=None, intercept=None,
         ``sample_weight`` semantics.
     C : torch.Tensor of shape (P, K)
         Inverse regularisation strength of each problem, as in ``LogisticRegression``.
-    coef, intercept : torch.Tensor of shape (P, K, d) and (P, K), optional
-        Starting point (warm start); zeros when omitted.
-    fit_intercept : bool, default=True
-        Fit an unpenalised intercept; when False the intercept stays at zero.
-    tol : float, default=1e-6
-        Stop a problem when max |gradient| of the scaled objective is at most ``tol``.
-    max_iter : int, default=1000
-        Iteration budget of each problem.
-    history_size : int, default=10
-        L-BFGS pairs kept.
+    start : SolverResult or (coef, intercept), optional
+        Starting point (warm start): ``coef`` (P, K, d) and ``intercept`` (P, K); zeros when
+        omitted.
+    options : SolverOptions, default=SolverOptions()
+        ``fit_intercept``, ``tol``, ``max_iter`` and ``history_size``.
     preconditioner : SpectralPreconditioner, optional
         Change of variables that speeds up ill-conditioned problems; the solution is
         the same with or without it.
@@ -323,8 +339,12 @@ def solve_logistic(features, labels, weights, C, *, coef=None, intercept=None,
         progress possible in this precision).
     """
     n_probes, _, width = features.shape
-    batch = _starting_batch(features, labels, weights, C, coef, intercept, fit_intercept, overwrite_features)
-    memory = _Memory((n_probes, C.shape[1]), width + 1, history_size, dtype=features.dtype, device=features.device)
+    coef, intercept = (None, None) if start is None else (
+        (start.coef, start.intercept) if isinstance(start, SolverResult) else start)
+    tol, max_iter = options.tol, options.max_iter
+    batch = _starting_batch(features, labels, weights, C, coef, intercept, options.fit_intercept, overwrite_features)
+    memory = _Memory((n_probes, C.shape[1]), width + 1, options.history_size, dtype=features.dtype,
+                     device=features.device)
     result = SolverResult(
         coef=torch.empty_like(batch.coef),
         intercept=torch.empty_like(batch.shift),

@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from analyze.effects.format import fit_summary, format_number, format_p, write_tables
-from analyze.effects.models import run_effects, with_derived_columns
+from analyze.effects.models import EffectsModel, run_effects, with_derived_columns
 from analyze.metrics.diagnosis import excluded_cells
 from analyze.report.document import Figure, Heading, Paragraph, Table, slug
 from analyze.report.findings import (
@@ -125,7 +125,8 @@ def fit_models(rows: pd.DataFrame, *, metric: str) -> list[ModelResult]:
                 if options is None:
                     options = dict(model="formula", formula=_no_salience_formula(rows, metric), groups="target",
                                    estimators=("ols", "mixed"))
-                coefficients, model_rows = run_effects(rows, metric=metric, **options)
+                model = EffectsModel(name=options.pop("model"), **options)
+                coefficients, model_rows = run_effects(rows, metric=metric, model=model)
             results.append(ModelResult(key, title, coefficients.assign(model=key), model_rows,
                                        data=model_rows if model_rows is not None else with_derived_columns(rows)))
         except UserError as exc:

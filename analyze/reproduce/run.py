@@ -182,13 +182,13 @@ def extract_stores(out: Path, cache: Path, bases: dict[str, Path], config: Repro
     """A feature store per base (reused when it matches), plus ImageNet when asked and installed."""
     from extract.backbones import create_backbone
     from extract.datasets.avatars import AvatarAdapter
-    from extract.extraction import extract_features
+    from extract.extraction import ExtractOptions, extract_features
 
     adapter = AvatarAdapter(cache)
     stores = {}
     for name, checkpoint in bases.items():
         stores[name] = extract_features(adapter, create_backbone(checkpoint), out / "stores" / f"avatars__{name}.h5",
-                                        device="cpu", progress=config.progress)
+                                        options=ExtractOptions(device="cpu", progress=config.progress))
     if config.imagenet:
         try:
             # at the bases' size: the trained bases' common starting point
@@ -197,13 +197,14 @@ def extract_stores(out: Path, cache: Path, bases: dict[str, Path], config: Repro
             print(f"  skipping {IMAGENET}: {exc}")
         else:
             stores[IMAGENET] = extract_features(adapter, backbone, out / "stores" / f"avatars__{IMAGENET}.h5",
-                                                device="cpu", progress=config.progress)
+                                                options=ExtractOptions(device="cpu", progress=config.progress))
     return stores
 
 
 def estimate_salience(out: Path, cache: Path, config: ReproduceConfig) -> Path:
     """Salience per target checked against the generator (``salience.csv``, reused when present)."""
     from analyze.salience.estimate import validate_salience
+    from analyze.salience.config import SalienceConfig
     from analyze.salience.table import salience_table
     from extract.datasets.avatars import AvatarAdapter
     from extract.io import write_text
@@ -212,9 +213,8 @@ def estimate_salience(out: Path, cache: Path, config: ReproduceConfig) -> Path:
     if not path.exists():
         adapter = AvatarAdapter(cache)
         targets = list(dict.fromkeys([*config.targets, *(config.salience_targets or ())]))
-        table = salience_table(targets, SENSITIVE, adapter=adapter, method="probe",
-                               replicates=config.salience_replicates,
-                               seed=config.seed, progress=config.progress)
+        table = salience_table(targets, SENSITIVE, adapter=adapter, progress=config.progress, config=SalienceConfig(
+            method="probe", replicates=config.salience_replicates, seed=config.seed))
         table = validate_salience(table, adapter.signal_strength, sensitive=SENSITIVE).table
         write_text(path, table.to_csv(index=False))
     return path
@@ -259,6 +259,7 @@ def feasible(specs, meta: pd.DataFrame) -> tuple[list, list[str]]:
 
 def run_probes(out: Path, stores: dict[str, Path], config: ReproduceConfig) -> Path:
     """Fit (or reuse) every probe cell on every store; records under ``out/results``."""
+    from analyze.config import RunContext
     from analyze.probe.cells import run_probe_cells
     from extract.store.reader import FeatureStore
 
@@ -269,7 +270,7 @@ def run_probes(out: Path, stores: dict[str, Path], config: ReproduceConfig) -> P
         for note in notes if name == next(iter(stores)) else ():
             print(f"  {note}")
         began = time.perf_counter()
-        records = run_probe_cells(store, specs, out=results, progress=config.progress)
+        records = run_probe_cells(store, specs, context=RunContext(out=results, progress=config.progress))
         print(f"  {name}: {len(records)} probe cells fitted, {len(specs) - len(records)} reused "
               f"({time.perf_counter() - began:.1f} s)", flush=True)
     return results

@@ -72,24 +72,36 @@ def _clean(value):
     return value
 
 
+RECORD_SECTIONS = ("backbone_config", "dataset", "sizes", "timings")
+
+
 def make_record(*, runner: str, backbone: str, spec: dict, metrics: dict, hyperparameters: dict,
-                backbone_config: dict | None = None, dataset: dict | None = None, sizes: dict | None = None,
-                timings: dict | None = None, extra: dict | None = None) -> dict:
-    """Assemble a result record (see the module docstring for the fields)."""
+                sections: dict | None = None, extra: dict | None = None) -> dict:
+    """Assemble a result record (see the module docstring for the fields).
+
+    ``sections`` holds the record's optional sections :data:`RECORD_SECTIONS`
+    (``backbone_config``, ``dataset``, ``sizes``, ``timings``; each ``{}`` when absent);
+    ``extra`` adds top-level fields.
+    """
     import torch
+
+    sections = dict(sections or {})
+    unknown = sorted(set(sections) - set(RECORD_SECTIONS))
+    if unknown:
+        raise UserError(f"unknown record section `{unknown[0]}`; `sections` takes {list(RECORD_SECTIONS)}.")
 
     return _clean({
         "schema": RESULT_SCHEMA,
         "cell_id": cell_id(runner=runner, backbone=backbone, spec=spec),
         "runner": runner,
         "backbone": str(backbone),
-        "backbone_config": backbone_config or {},
-        "dataset": dataset or {},
+        "backbone_config": sections.get("backbone_config") or {},
+        "dataset": sections.get("dataset") or {},
         "spec": spec,
-        "sizes": sizes or {},
+        "sizes": sections.get("sizes") or {},
         "hyperparameters": hyperparameters,
         "metrics": metrics,
-        "timings": timings or {},
+        "timings": sections.get("timings") or {},
         "seed": spec.get("seed"),
         "versions": {"biastransfer": __version__, "numpy": np.__version__, "torch": torch.__version__},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

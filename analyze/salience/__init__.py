@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from analyze.salience.config import SalienceConfig
 from analyze.salience.estimate import (
     TABLE_COLUMNS,
     SalienceEstimate,
@@ -13,4 +14,4 @@ from analyze.salience.estimate import (
 )
 from analyze.salience.table import salience_table
 
-__all__ = ['TABLE_COLUMNS', 'SalienceEstimate', 'SalienceValidation', 'salience_components', 'salience_from_scores', 'salience_table', 'true_relative_strength', 'validate_salience']
+__all__ = ['TABLE_COLUMNS', 'SalienceConfig', 'SalienceEstimate', 'SalienceValidation', 'salience_components', 'salience_from_scores', 'salience_table', 'true_relative_strength', 'validate_salience']

@@ -90,7 +90,7 @@ class SalienceEstimate:
 
 
 def salience_from_scores(y, s, scores, arrangements: Sequence[str], *, target: str = "y", sensitive: str = "s",
-                         method: str = "given", seed: int = 0, details: dict | None = None) -> SalienceEstimate:
+                         method: str = "given", seed: int = 0) -> SalienceEstimate:
     """Salience, components and interval from the test scores of aligned and inverted models.
 
     Parameters
@@ -98,6 +98,9 @@ def salience_from_scores(y, s, scores, arrangements: Sequence[str], *, target: s
     y, s : array-like of {0, 1}, shape (n_test,)
     scores : array-like, shape (n_models, n_test)
     arrangements : sequence of {"aligned", "inverted"}, one per model
+    target, sensitive, method, seed
+        Recorded in the estimate (the hyperparameters chosen per arrangement go into its
+        ``details``: ``dataclasses.replace(estimate, details=...)``).
     """
     a_y, a_s = salience_components(y, s, scores)
     arrangements = np.asarray(list(arrangements))
@@ -118,7 +121,7 @@ def salience_from_scores(y, s, scores, arrangements: Sequence[str], *, target: s
         ci_low=float(ci.low), ci_high=float(ci.high), A_y=float(a_y.mean()), A_s=float(a_s.mean()),
         A_y_aligned=mean_of(a_y, "aligned"), A_y_inverted=mean_of(a_y, "inverted"),
         A_s_aligned=mean_of(a_s, "aligned"), A_s_inverted=mean_of(a_s, "inverted"),
-        n_models=len(a_y), method=method, seed=int(seed), per_model=per_model, details=details or {})
+        n_models=len(a_y), method=method, seed=int(seed), per_model=per_model, details={})
 
 
 def true_relative_strength(signal_strength: Mapping[str, float], targets: Sequence[str], sensitive: str) -> pd.Series:

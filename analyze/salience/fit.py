@@ -43,6 +43,7 @@ from analyze.finetune.search import (
     run_condition,
 )
 from analyze.finetune.train import PREDICT_BATCH, autocast, check_labels
+from analyze.salience.config import SalienceConfig
 from analyze.subsets import SalienceSets
 from extract.backbones import Backbone
 from extract.errors import UserError
@@ -108,9 +109,12 @@ def rows_needed(meta: pd.DataFrame, targets: Sequence[str], sensitive: str, *, r
 
 
 def scratch_scores(meta: pd.DataFrame, bank: ImageBank, target: str, sensitive: str, *,
-                   make_base: Callable[[int], Backbone], replicates: int = 3, seed: int = 0, n: int | None = None,
-                   config: FinetuneConfig = SCRATCH_CONFIG, device: torch.device = torch.device("cpu")):
+                   make_base: Callable[[int], Backbone], config: SalienceConfig = SalienceConfig(method="scratch"),
+                   device: torch.device = torch.device("cpu")):
     """Test scores of networks trained from scratch on the aligned and inverted sets.
+
+    ``config`` gives the replicates, seed and training rows per model (``replicates``,
+    ``seed``, ``n``) and the training protocol (``training``, default :data:`SCRATCH_CONFIG`).
 
     Returns
     -------
@@ -121,16 +125,18 @@ def scratch_scores(meta: pd.DataFrame, bank: ImageBank, target: str, sensitive: 
     details : dict
         The chosen learning rate and weight decay per arrangement.
     """
-    test = quadrant_test(meta, target, sensitive, seed=seed)
+    training = config.training or SCRATCH_CONFIG
+    test = quadrant_test(meta, target, sensitive, seed=config.seed)
     test_images = bank.take(test)
     rows, arrangements, details = [], [], {}
-    for arr, specs in salience_specs(target, sensitive, replicates=replicates, seed=seed, n=n).items():
-        outcome = run_condition(prepare_replicates(specs, meta), bank=bank, make_base=make_base, config=config,
+    specs_by_arrangement = salience_specs(target, sensitive, replicates=config.replicates, seed=config.seed, n=config.n)
+    for arr, specs in specs_by_arrangement.items():
+        outcome = run_condition(prepare_replicates(specs, meta), bank=bank, make_base=make_base, config=training,
                                 device=device)
         details[arr] = {"lr": outcome.selection.lr, "weight_decay": outcome.selection.weight_decay,
                         "best_epochs": [run.best_epoch for run in outcome.chosen]}
         for rep, run in zip(outcome.replicates, outcome.chosen):
-            net = build_net(make_base, rep.spec.seed, freeze=config.freeze, device=device)
+            net = build_net(make_base, rep.spec.seed, freeze=training.freeze, device=device)
             net.load_state_dict(run.state)
             rows.append(scores_of(net, test_images, device=device))
             arrangements.append(arr)

@@ -126,12 +126,15 @@ def run_unit(unit, *, in_pool: bool = False) -> list[dict]:
 
 
 def _run_probe(unit) -> list[dict]:
-    from analyze.probe.cells import run_probe_cells
+    from analyze.config import RunContext
+    from analyze.probe.cells import probe_options, run_probe_cells
     from analyze.subsets import spec_from_dict
 
     store = _open_store(unit.store, os.stat(unit.store).st_mtime_ns)
     specs = [spec_from_dict(d) for d in unit.specs]
-    return run_probe_cells(store, specs, out=None, n_jobs=1, skip_existing=False, progress=False, **unit.options)
+    config, evaluation, test_resample = probe_options(unit.options, "grid [probe]")
+    return run_probe_cells(store, specs, config=config.with_(n_jobs=1), evaluation=evaluation,
+                           context=RunContext(out=None, overwrite=True, progress=False), test_resample=test_resample)
 
 
 def _run_finetune(unit, *, num_workers: int | None = None) -> list[dict]:

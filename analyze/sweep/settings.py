@@ -69,12 +69,15 @@ def probe_settings(provenance: dict, spec: dict | None, options: dict) -> dict:
 
     With ``spec=None``, the settings every cell of that store shares (:func:`with_spec` adds a spec).
     """
+    from analyze.config import EvalConfig
     from analyze.probe.cells import run_probe_cells
-    from analyze.probe.engine import fit_probes
+    from analyze.probe.config import ProbeConfig
 
-    runner = {**_defaults(run_probe_cells, ("Cs", "select", "policy", "test_resample")),
+    probe, evaluation = ProbeConfig(), EvalConfig()
+    runner = {"Cs": probe.Cs, "select": probe.select, "policy": evaluation.policy,
+              **_defaults(run_probe_cells, ("test_resample",)),
               **{k: v for k, v in options.items() if k != "device"},
-              **_defaults(fit_probes, ("path", "tol", "max_iter", "fit_intercept", "dtype"))}
+              **{k: getattr(probe, k) for k in ("path", "tol", "max_iter", "fit_intercept", "dtype")}}
     runner["Cs"] = [float(c) for c in runner["Cs"]]
     common = _canonical({
         "version": SETTINGS_VERSION, "runner": "probe",

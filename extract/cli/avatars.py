@@ -30,10 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_avatars_render(args) -> int:
-    from extract.datasets.avatars import render_dataset
+    from extract.datasets.avatars import RenderSpec, render_dataset
 
     out = args.out or work_dir() / "avatars" / f"avatars-{args.n}-{args.size}px-seed{args.seed}.h5"
-    path = render_dataset(out, n=args.n, size=args.size, seed=args.seed, preset=args.preset, workers=args.workers)
+    spec = RenderSpec(n=args.n, size=args.size, seed=args.seed, preset=args.preset)
+    path = render_dataset(out, spec=spec, workers=args.workers)
     print(f"wrote {path}")
     return 0
 

@@ -57,7 +57,7 @@ def cmd_backbones(args) -> int:
 def cmd_extract(args) -> int:
     from extract.backbones import create_backbone
     from extract.datasets import get_adapter
-    from extract.extraction import extract_features
+    from extract.extraction import ExtractOptions, extract_features
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}.")
@@ -69,9 +69,9 @@ def cmd_extract(args) -> int:
     out = check_store_output(store_out(args))  # fail before any heavy work
     backbone = create_backbone(args.backbone, weights=args.weights, seed=args.seed, image_size=args.image_size)
     before = _stamp(out)
-    path = extract_features(adapter, backbone, out, batch_size=args.batch_size, device=args.device,
-                            num_workers=args.workers, resume=not args.no_resume, overwrite=args.overwrite,
-                            decode=args.decode)
+    path = extract_features(adapter, backbone, out, options=ExtractOptions(
+        batch_size=args.batch_size, device=args.device, num_workers=args.workers, resume=not args.no_resume,
+        overwrite=args.overwrite, decode=args.decode))
     if before is not None and _stamp(path) == before:
         print(f"kept {path}: already a complete store of {adapter.name} with {backbone.name} (--overwrite redoes it)")
     else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from extract.cli.parser import map_params
 from extract.paths import store_file_name, store_output_path, work_dir
 
 
@@ -49,3 +50,4 @@ def add_extract_arguments(p: argparse.ArgumentParser, *, out_help: str, batch_he
                    help="host (default): workers decode; device: workers read the files and JPEGs are decoded on "
                         "the device (nvjpeg on CUDA), other formats on the host")
     p.add_argument("--no-resume", action="store_true", help="start over instead of resuming a partial store")
+    map_params(p, {"num_workers": "--workers", "resume": "--no-resume"})  # ExtractOptions' field names

@@ -66,6 +66,7 @@ def cmd_pretrain(args) -> int:
     if args.dataset is None or args.root is None or not args.attribute:
         raise UserError("pass --dataset, --root and at least one --attribute (or --scratch, or --recipe).")
     from extract.datasets import get_adapter
+    from extract.pretrain.config import PretrainConfig, PretrainModel
     from extract.pretrain.train import pretrain_base, write_base
 
     adapter = get_adapter(args.dataset, args.root)
@@ -78,10 +79,11 @@ def cmd_pretrain(args) -> int:
 
     check_output_writable(args.out)  # fail before training, not after
     model, history = pretrain_base(
-        adapter, attributes=args.attribute, arch=args.arch, arch_kwargs=arch_kwargs, image_size=args.image_size,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-        schedule=args.schedule, seed=args.seed, rows=rows, val_fraction=args.val_fraction, device=args.device,
-    )
+        adapter, attributes=args.attribute, rows=rows, device=args.device,
+        model=PretrainModel(arch=args.arch, arch_kwargs=arch_kwargs, image_size=args.image_size),
+        config=PretrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                              weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed,
+                              val_fraction=args.val_fraction))
     path = write_base(args.out, model, history=history, name=args.name or args.out.stem, meta={"split": args.split})
     print(f"wrote {path}")
     for split, result in history["final"].items():

@@ -11,7 +11,8 @@ from datetime import timedelta
 from extract.cli.options import add_extract_arguments, store_out
 from extract.cli.parser import OneLineParser, flag_table
 from extract.errors import UserError
-from extract.sharded import BACKENDS, DEFAULT_TIMEOUT, RankInfo, extract_sharded
+from extract.extraction import ExtractOptions
+from extract.sharded import BACKENDS, DEFAULT_TIMEOUT, RankInfo, ShardOptions, extract_sharded
 from extract.store.join import JOIN_MODES
 from extract.store.writer import check_store_output
 
@@ -53,10 +54,11 @@ def cmd_extract_shard(args) -> int:
     adapter = get_adapter(args.dataset, args.root, **parse_options(args.option))
     out = check_store_output(store_out(args))
     backbone = create_backbone(args.backbone, weights=args.weights, seed=args.seed, image_size=args.image_size)
-    path = extract_sharded(adapter, backbone, out, batch_size=args.batch_size, device=args.device,
-                           num_workers=args.workers, resume=not args.no_resume, overwrite=args.overwrite,
-                           join=args.join, keep_shards=args.keep_shards,
-                           backend=args.backend, timeout=timedelta(minutes=args.timeout_minutes), decode=args.decode)
+    options = ExtractOptions(batch_size=args.batch_size, device=args.device, num_workers=args.workers,
+                             resume=not args.no_resume, overwrite=args.overwrite, decode=args.decode)
+    sharding = ShardOptions(join=args.join, keep_shards=args.keep_shards, backend=args.backend,
+                            timeout=timedelta(minutes=args.timeout_minutes))
+    path = extract_sharded(adapter, backbone, out, options=options, sharding=sharding)
     if RankInfo.from_env().rank == 0:
         print(f"wrote {path}")
     return 0

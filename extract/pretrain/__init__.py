@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from extract.pretrain.config import PretrainConfig, PretrainModel
 from extract.pretrain.recipe import (
     check_disjoint,
     check_recipe,
@@ -22,4 +23,4 @@ from extract.pretrain.train import (
     write_scratch_base,
 )
 
-__all__ = ['base_preprocess', 'build_model', 'check_disjoint', 'check_recipe', 'ensure_cache', 'entry_fingerprint', 'evaluate', 'image_digests', 'load_recipe', 'pretrain_base', 'resolve_arch', 'run_recipe', 'shared_images', 'write_base', 'write_scratch_base']
+__all__ = ['PretrainConfig', 'PretrainModel', 'base_preprocess', 'build_model', 'check_disjoint', 'check_recipe', 'ensure_cache', 'entry_fingerprint', 'evaluate', 'image_digests', 'load_recipe', 'pretrain_base', 'resolve_arch', 'run_recipe', 'shared_images', 'write_base', 'write_scratch_base']

@@ -57,6 +57,7 @@ from extract.datasets import get_adapter
 from extract.errors import UserError
 from extract.io import write_text
 from extract.paths import work_dir
+from extract.pretrain.config import PretrainConfig, PretrainModel
 from extract.pretrain.train import pretrain_base, write_base, write_scratch_base
 from extract.store.reader import check_output_writable
 
@@ -203,12 +204,13 @@ def ensure_cache(data: dict, *, cache_dir: Path, workers, progress: bool) -> Pat
             raise UserError(f"the pretraining data {path} does not exist; point [data] root at a local copy "
                             "(only avatar caches named by cache are rendered by a recipe).")
         return path
-    from extract.datasets.avatars import render_dataset
+    from extract.datasets.avatars import RenderSpec, render_dataset
 
     path = cache_dir / data["cache"]
     wanted = {k: data[k] for k in ("n", "size", "seed", "preset", "signal_sample") if k in data}
     if not path.exists():
-        return render_dataset(path, workers=workers, progress=progress, **wanted)
+        return render_dataset(path, spec=RenderSpec.from_mapping(wanted, where="[data]"), workers=workers,
+                              progress=progress)
     have = get_adapter("avatars", path).generator
     differs = {k: (have.get(k), v) for k, v in wanted.items() if have.get(k) != v}
     if differs:
@@ -248,13 +250,15 @@ def run_recipe(recipe_path: str | Path | dict, *, out_dir: str | Path, cache_dir
     out_dir = Path(out_dir).expanduser()
     check_output_writable(out_dir / SUMMARY_FILE)
     cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else work_dir() / "avatars"
-    data, model, train = recipe["data"], recipe.get("model", {}), dict(recipe.get("train", {}))
+    data, train = recipe["data"], dict(recipe.get("train", {}))
+    max_phi = float(train.pop("max_control_phi", 0.1))
+    max_dependence = float(train.pop("max_factor_dependence", MAX_FACTOR_DEPENDENCE))
+    where = source["path"] or "the recipe"
+    model = PretrainModel.from_mapping(recipe.get("model", {}), where=f"{where} [model]")
+    settings = PretrainConfig.from_mapping(train, where=f"{where} [train]")
     cache = ensure_cache(data, cache_dir=cache_dir, workers=workers, progress=progress)
     adapter = get_adapter(data["dataset"], cache, **dict(data.get("options", {})))
-    max_phi = float(train.pop("max_control_phi", 0.1))
-    phis = check_roles(adapter, recipe["bases"], sensitive=data.get("sensitive"), max_phi=max_phi,
-                       source=source["path"] or "the recipe")
-    max_dependence = float(train.pop("max_factor_dependence", MAX_FACTOR_DEPENDENCE))
+    phis = check_roles(adapter, recipe["bases"], sensitive=data.get("sensitive"), max_phi=max_phi, source=where)
     dependence = check_factors(adapter, train.get("factors"), max_dependence=max_dependence) \
         if train.get("factors") else {}
     disjoint = check_disjoint(adapter, list(data.get("disjoint_from", [])), cache_dir=cache_dir) \
@@ -271,7 +275,7 @@ def run_recipe(recipe_path: str | Path | dict, *, out_dir: str | Path, cache_dir
         t0 = time.perf_counter()
         skipped = not overwrite and _existing_matches(path, meta["recipe_entry_sha256"])
         if not skipped:
-            _build_base(adapter, base, path, meta=meta, model=model, train=train, device=device, progress=progress)
+            _build_base(adapter, base, path, meta=meta, model=model, train=settings, device=device, progress=progress)
         results[base["name"]] = path
         summary.append(_summarise(path, base, skipped=skipped, seconds=time.perf_counter() - t0))
     _write_summary(out_dir / SUMMARY_FILE, source, summary, seconds=time.perf_counter() - started)
@@ -290,16 +294,14 @@ def _existing_matches(path: Path, fingerprint: str) -> bool:
     return True
 
 
-def _build_base(adapter, base, path, *, meta, model, train, device, progress) -> None:
-    arch, arch_kwargs, init = model.get("arch", "smallcnn"), model.get("arch_kwargs"), model.get("init")
+def _build_base(adapter, base, path, *, meta, model: PretrainModel, train: PretrainConfig, device, progress) -> None:
     if base["role"] == "scratch":
-        image_size = model.get("image_size") or int(min(adapter.open_image(0).size))
-        write_scratch_base(path, arch=arch, arch_kwargs=arch_kwargs, image_size=image_size,
-                           seed=train.get("seed", 0), name=base["name"], meta=meta, init=init)
+        image_size = model.image_size or int(min(adapter.open_image(0).size))
+        write_scratch_base(path, arch=model.arch, arch_kwargs=model.arch_kwargs, image_size=image_size,
+                           seed=train.seed, name=base["name"], meta=meta, init=model.init)
         return
-    backbone, history = pretrain_base(adapter, attributes=base["attributes"], arch=arch, arch_kwargs=arch_kwargs,
-                                      image_size=model.get("image_size"), init=init, device=device,
-                                      progress=progress, **train)
+    backbone, history = pretrain_base(adapter, attributes=base["attributes"], model=model, config=train, device=device,
+                                      progress=progress)
     write_base(path, backbone, history=history, name=base["name"], meta=meta)
 
 

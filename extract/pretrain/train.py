@@ -60,7 +60,6 @@ have no image in common.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import math
 import time
@@ -85,6 +84,14 @@ from extract.backbones import (
 from extract.datasets.base import Adapter
 from extract.devices import resolve_device, training_memory_format
 from extract.errors import UserError
+from extract.pretrain.config import (  # noqa: F401 (DEFAULT_ARCH_KWARGS, SCHEDULES re-exported)
+    DEFAULT_ARCH_KWARGS,
+    SCHEDULES,
+    PretrainConfig,
+    PretrainModel,
+    check_number,
+    resolve_arch,
+)
 from extract.seeding import derived_seed, seeded_torch_rng
 from extract.pretrain.data import (
     describe_data,
@@ -94,25 +101,12 @@ from extract.pretrain.data import (
 )
 from extract.store.reader import check_output_writable
 
-DEFAULT_ARCH_KWARGS = {"smallcnn": {"width": 16}}
-SCHEDULES = ("cosine", "constant")
 MOMENTUM = 0.9
 STREAM_ORDER = 2  # seed stream of shuffling and flips (pretrain_data.STREAM_VAL_SPLIT = 1 carves val)
 STREAM_GLOBAL = 3  # seed stream of the global-RNG draws of dropout and stochastic depth in the backbone
 
 
 # -- configuration -----------------------------------------------------------------------------
-def resolve_arch(arch: str, arch_kwargs: dict | None) -> tuple[str, dict]:
-    """The architecture name, checked, and its keyword arguments (defaults filled in)."""
-    if arch not in ARCHITECTURES:
-        close = difflib.get_close_matches(str(arch), list(ARCHITECTURES), n=2)
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise UserError(f"unknown architecture {arch!r}; {hint}choose one of {sorted(ARCHITECTURES)}.")
-    kwargs = dict(DEFAULT_ARCH_KWARGS.get(arch, {}))
-    kwargs.update(arch_kwargs or {})
-    return arch, kwargs
-
-
 def base_preprocess(arch: str, image_size: int, *, init=None) -> Preprocess:
     """Preprocessing of a base: square ``image_size`` input, the architecture's mean/std.
 
@@ -176,31 +170,14 @@ def build_model(arch: str, arch_kwargs: dict, *, seed: int, n_heads: int = 0) ->
     return backbone, head
 
 
-def _check_positive(name: str, value, *, integer: bool, allow_zero: bool = False):
-    ok_type = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float, np.number))
-    if isinstance(value, bool) or not ok_type or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        kind = "an integer" if integer else "a number"
-        bound = ">= 0" if allow_zero else "> 0"
-        raise UserError(f"{name} must be {kind} {bound} (got {value!r}).")
-    return int(value) if integer else float(value)
-
-
-def _check_config(*, epochs, batch_size, lr, weight_decay, seed, val_fraction, schedule) -> dict:
-    config = {
-        "epochs": _check_positive("epochs", epochs, integer=True),
-        "batch_size": _check_positive("batch_size", batch_size, integer=True),
-        "lr": _check_positive("lr", lr, integer=False),
-        "weight_decay": _check_positive("weight_decay", weight_decay, integer=False, allow_zero=True),
-        "seed": _check_positive("seed", seed, integer=True, allow_zero=True),
-        "val_fraction": _check_positive("val_fraction", val_fraction, integer=False, allow_zero=True),
-        "schedule": schedule,
+def _config_record(config: PretrainConfig) -> dict:
+    """The training settings a base's history records (its ``config``, completed by :func:`pretrain_base`)."""
+    return {
+        "epochs": int(config.epochs), "batch_size": int(config.batch_size), "lr": float(config.lr),
+        "weight_decay": float(config.weight_decay), "seed": int(config.seed),
+        "val_fraction": float(config.val_fraction), "schedule": config.schedule,
         "optimizer": "sgd", "momentum": MOMENTUM, "loss": "bce_with_logits", "augmentation": "hflip",
     }
-    if config["val_fraction"] >= 1:
-        raise UserError(f"val_fraction must be below 1 (got {val_fraction}); use 0.2 to validate on a fifth of the rows.")
-    if schedule not in SCHEDULES:
-        raise UserError(f"unknown learning-rate schedule {schedule!r}; choose one of {list(SCHEDULES)}.")
-    return config
 
 
 # -- training ---------------------------------------------------------------------------------
@@ -301,12 +278,14 @@ def training_loss(logits: torch.Tensor, labels: torch.Tensor, factors: torch.Ten
 
 
 @torch.no_grad()
-def evaluate(backbone, head, images, labels, normalise, *, attributes, factors=None, factor_labels=None,
+def evaluate(network, images, labels, normalise, *, attributes, factors=None, factor_labels=None,
              batch_size=256) -> dict:
     """Eval-mode loss and accuracy (logit > 0) per attribute, and accuracy per generalist factor.
 
     Parameters
     ----------
+    network : nn.Module
+        Backbone and head in sequence (``nn.Sequential(backbone, head)``): images -> logits.
     factors : dict, optional
         ``{factor: bins}`` of the generalist head (its logits follow the attributes').
     factor_labels : tensor of shape (n, len(factors)), optional
@@ -319,8 +298,7 @@ def evaluate(backbone, head, images, labels, normalise, *, attributes, factors=N
         and, with factors, ``"per_factor": {name: {"accuracy", "chance"}}`` (chance: the
         share of the most frequent class).
     """
-    backbone.eval()
-    head.eval()
+    network.eval()
     device = labels.device
     factors = dict(factors or {})
     losses = torch.zeros(len(attributes), dtype=torch.float64, device=device)
@@ -330,7 +308,7 @@ def evaluate(backbone, head, images, labels, normalise, *, attributes, factors=N
         x = normalise(images[start:start + batch_size])
         y = labels[start:start + batch_size]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = head(backbone(x)).float()
+            logits = network(x).float()
         attribute_logits = logits[:, :len(attributes)]
         losses += nn.functional.binary_cross_entropy_with_logits(attribute_logits, y, reduction="none").sum(0).double()
         correct += ((attribute_logits > 0).float() == y).sum(0).double()
@@ -350,13 +328,9 @@ def evaluate(backbone, head, images, labels, normalise, *, attributes, factors=N
     return out
 
 
-def pretrain_base(
-    adapter: Adapter, *, attributes: list[str], arch: str = "smallcnn", arch_kwargs: dict | None = None,
-    image_size: int | None = None, epochs: int = 4, batch_size: int = 64, lr: float = 0.05,
-    weight_decay: float = 5e-4, schedule: str = "cosine", seed: int = 0, rows=None, val_fraction: float = 0.2,
-    factors=None, factor_weight: float = 1.0, init: str | None = None, freeze_bn: bool = False,
-    device: str = "auto", progress: bool = True,
-) -> tuple[nn.Module, dict]:
+def pretrain_base(adapter: Adapter, *, attributes: list[str], model: PretrainModel = PretrainModel(),
+                  config: PretrainConfig = PretrainConfig(), rows=None, device: str = "auto",
+                  progress: bool = True) -> tuple[nn.Module, dict]:
     """Train ``arch`` (from scratch, or from ``init``) to predict ``attributes`` (and generalist factors) on ``adapter``'s images.
 
     Parameters
@@ -365,32 +339,26 @@ def pretrain_base(
         The pretraining data (for avatars: a cache rendered for pretraining only).
     attributes : list of str
         Binary attribute columns, one linear head (logit) each; several give multi-label BCE.
-    arch, arch_kwargs : str, dict
-        A name in ``extract.backbones.ARCHITECTURES`` and its options (smallcnn: ``width``, 16).
-    image_size : int, optional
-        Square input side; default the data's shorter image side.
-    epochs, batch_size, lr, weight_decay, schedule
-        SGD (momentum 0.9) settings; ``schedule`` is ``"cosine"`` (per-step decay to 0) or
-        ``"constant"``.
-    seed : int
-        Seeds the initialisation, the val carve, the shuffling and the flips.
+    model : PretrainModel, default=PretrainModel()
+        What is trained (:class:`extract.pretrain.config.PretrainModel`): ``arch`` (a name in
+        ``extract.backbones.ARCHITECTURES``) and ``arch_kwargs`` (smallcnn: ``width``, 16);
+        ``image_size`` (default the data's shorter image side); ``init``, a registry backbone
+        whose local weights are the starting point (e.g. ``"efficientnet_lite0.imagenet"``,
+        its architecture must be ``arch`` and its normalisation becomes the base's) instead
+        of a seeded random init.
+    config : PretrainConfig, default=PretrainConfig()
+        How it is trained (:class:`extract.pretrain.config.PretrainConfig`): SGD (momentum
+        0.9) ``epochs``, ``batch_size``, ``lr``, ``weight_decay`` and ``schedule``
+        (``"cosine"``, per-step decay to 0, or ``"constant"``); ``seed`` (initialisation, val
+        carve, shuffling, flips); ``val_fraction`` of ``rows`` held out (seeded) for
+        validation, 0 for none; ``factors``, generalist factors of an avatar cache
+        (:mod:`extract.datasets.avatars.factors`: a shared many-class task, independent of
+        every attribute, each factor with ``bins`` class logits after the attribute logits)
+        weighted by ``factor_weight`` beside the attributes' BCE; ``freeze_bn`` keeps the
+        BatchNorm layers in eval mode while training (running statistics of the starting
+        point; affine weights still train).
     rows : array of int, optional
         Row positions used for pretraining (train and val); default every row.
-    val_fraction : float
-        Share of ``rows`` held out (seeded) for validation; 0 for none.
-    factors : list of str or dict, optional
-        Generalist factors of an avatar cache (:mod:`extract.datasets.avatars.factors`):
-        a shared many-class task, independent of every attribute, that teaches general
-        features; each factor gets ``bins`` class logits after the attribute logits.
-    factor_weight : float
-        Weight of the factors' mean normalised cross-entropy beside the attributes' BCE.
-    init : str, optional
-        Start from this registry backbone's weights (local files only, e.g.
-        ``"efficientnet_lite0.imagenet"``) instead of a seeded random init; its architecture
-        must be ``arch``, and its normalisation becomes the base's.
-    freeze_bn : bool
-        Keep the BatchNorm layers in eval mode while training (their running statistics
-        stay those of the starting point; their affine weights still train).
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``, ...
 
@@ -406,24 +374,20 @@ def pretrain_base(
         attribute) and ``seconds``.
     """
     started = time.perf_counter()
-    attributes = list(attributes)
-    config = _check_config(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
-                           val_fraction=val_fraction, schedule=schedule)
-    arch, arch_kwargs = resolve_arch(arch, arch_kwargs)
-    if image_size is not None:
-        image_size = _check_positive("image_size", image_size, integer=True)
+    attributes, init = list(attributes), model.init
+    settings, config = config, _config_record(config)
+    arch, arch_kwargs = resolve_arch(model.arch, model.arch_kwargs)
     device = resolve_device(device)
     positions, labels = select_rows(adapter, rows, attributes)
-    factors, factor_classes = _factor_classes(adapter, factors, positions)
-    config.update(factors=factors, factor_weight=_check_positive("factor_weight", factor_weight, integer=False,
-                                                                  allow_zero=True))
+    factors, factor_classes = _factor_classes(adapter, settings.factors, positions)
+    config.update(factors=factors, factor_weight=float(settings.factor_weight))
     train_pos, val_pos = split_train_val(len(positions), val_fraction=config["val_fraction"], seed=config["seed"])
-    images = load_images(adapter, positions, image_size)
+    images = load_images(adapter, positions, model.image_size)
     start = init_backbone(init, arch=arch, arch_kwargs=arch_kwargs, image_size=int(images.shape[-1])) \
         if init is not None else None
     preprocess = base_preprocess(arch, int(images.shape[-1]), init=start)
     config.update(arch=arch, arch_kwargs=arch_kwargs, image_size=int(images.shape[-1]),
-                  preprocess=preprocess.to_dict(), attributes=attributes, freeze_bn=bool(freeze_bn),
+                  preprocess=preprocess.to_dict(), attributes=attributes, freeze_bn=bool(settings.freeze_bn),
                   init=None if start is None else {"name": init, "weights_sha256": start.weights_sha256})
     history = {"config": config, "data": describe_data(adapter, positions, labels, attributes, len(train_pos), len(val_pos)),
                "epochs": []}
@@ -438,7 +402,7 @@ def pretrain_base(
     if start is not None:
         backbone.load_state_dict(start.model.state_dict())
         del start
-    scores = {"attributes": attributes, "factors": factors}
+    scores, network = {"attributes": attributes, "factors": factors}, nn.Sequential(backbone, head)
     with _deterministic(device.type == "cpu"), seeded_torch_rng(config["seed"], STREAM_GLOBAL, device):
         run = _start_run(backbone, head, config, preprocess, device, n_train=len(train_pos))
         bar = tqdm(range(config["epochs"]), desc=f"pretrain {'+'.join(attributes)}", unit="epoch",
@@ -448,11 +412,11 @@ def pretrain_base(
                       "lr_end": run.scheduler.get_last_lr()[0]}
             if "val" in splits:
                 images_val, labels_val, factors_val = splits["val"]
-                record["val"] = evaluate(backbone, head, images_val, labels_val, run.normalise, factor_labels=factors_val,
+                record["val"] = evaluate(network, images_val, labels_val, run.normalise, factor_labels=factors_val,
                                          **scores)
             history["epochs"].append(record)
             bar.set_postfix(loss=f"{record['train_loss']:.3f}")
-        history["final"] = {name: evaluate(backbone, head, x, y, run.normalise, factor_labels=f, **scores)
+        history["final"] = {name: evaluate(network, x, y, run.normalise, factor_labels=f, **scores)
                             for name, (x, y, f) in splits.items()}
     history["seconds"] = time.perf_counter() - started
     return backbone.to("cpu", memory_format=torch.contiguous_format).eval(), history
@@ -525,8 +489,8 @@ def write_scratch_base(out: str | Path, *, arch: str = "smallcnn", arch_kwargs: 
     """
     out = check_output_writable(out)
     arch, arch_kwargs = resolve_arch(arch, arch_kwargs)
-    image_size = _check_positive("image_size", image_size, integer=True)
-    seed = _check_positive("seed", seed, integer=True, allow_zero=True)
+    image_size = check_number("image_size", image_size, integer=True)
+    seed = check_number("seed", seed, integer=True, allow_zero=True)
     backbone, _ = build_model(arch, arch_kwargs, seed=seed)
     start = init_backbone(init, arch=arch, arch_kwargs=arch_kwargs, image_size=image_size) if init is not None else None
     preprocess = base_preprocess(arch, image_size, init=start)

@@ -25,6 +25,7 @@ from extract.datasets.avatars.cache import (
     MAX_SIZE,
     MIN_SIZE,
     SIGNAL_SAMPLE,
+    RenderSpec,
     measure_signal_strength,
     render_dataset,
 )
@@ -32,6 +33,6 @@ from extract.datasets.avatars.render import ATTRIBUTES, SENSITIVE, TARGETS
 from extract.datasets.avatars.spec import DEFAULT_PRESET, PRESETS, expected_rates, sample_attributes
 
 __all__ = [
-    "ATTRIBUTES", "PRESETS", "SENSITIVE", "TARGETS", "AvatarAdapter", "contact_sheet",
+    "ATTRIBUTES", "PRESETS", "SENSITIVE", "TARGETS", "AvatarAdapter", "RenderSpec", "contact_sheet",
     "expected_rates", "measure_signal_strength", "render_dataset", "sample_attributes",
 ]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
@@ -46,6 +47,7 @@ from extract.datasets.avatars.spec import (
 from extract.datasets.avatars.workers import _map_chunks, _resolve_workers
 from extract.errors import UserError
 from extract.io import atomic_write
+from extract.parsing import FromMapping
 
 FORMAT = "biastransfer-avatars"
 FORMAT_VERSION = 1
@@ -106,11 +108,43 @@ def measure_signal_strength(
     return {name: float(value) for name, value in zip(ATTRIBUTES, changes.mean(axis=0))}
 
 
-def render_dataset(
-    out: str | Path, *, n: int, size: int = 64, seed: int = 0, preset: str | Mapping = DEFAULT_PRESET,
-    sensitive_rate: float = 0.5, signal_sample: int = SIGNAL_SAMPLE, workers: int | None = None,
-    progress: bool = True,
-) -> Path:
+@dataclass(frozen=True)
+class RenderSpec(FromMapping):
+    """What an avatar cache holds: every setting its images and labels depend on.
+
+    Parameters
+    ----------
+    n : int
+        Number of images (>= 1).
+    size : int, default=64
+        Side of the square images in pixels, 32 to 128.
+    seed : int, default=0
+        Seed (>= 0) of every random choice.
+    preset : str or mapping, default="balanced"
+        A name in :data:`PRESETS` or ``{target: (P(t=1|s=1), P(t=1|s=0))}``.
+    sensitive_rate : float, default=0.5
+        P(dark_skin = 1), strictly between 0 and 1.
+    signal_sample : int, default=64
+        Avatars used to measure the ground-truth signal strength.
+    """
+
+    n: int
+    size: int = 64
+    seed: int = 0
+    preset: str | Mapping = DEFAULT_PRESET
+    sensitive_rate: float = 0.5
+    signal_sample: int = SIGNAL_SAMPLE
+
+    def __post_init__(self):
+        _check_int("`n`", self.n, 1)
+        _check_int("`size`", self.size, MIN_SIZE, MAX_SIZE)
+        _check_int("`seed`", self.seed, 0)
+        _check_int("`signal_sample`", self.signal_sample, 1)
+        resolve_preset(self.preset)
+        check_sensitive_rate(self.sensitive_rate)
+
+
+def render_dataset(out: str | Path, *, spec: RenderSpec, workers: int | None = None, progress: bool = True) -> Path:
     """Render ``n`` avatars into the HDF5 cache ``out`` (replaced atomically) and return it.
 
     Parameters
@@ -118,18 +152,9 @@ def render_dataset(
     out : path
         The cache file to write; written to a temporary file in the same folder, then
         renamed, so an interrupted render never leaves a file that reads as valid.
-    n : int
-        Number of images (>= 1).
-    size : int
-        Side of the square images in pixels, 32 to 128.
-    seed : int
-        Seed (>= 0) of every random choice.
-    preset : str or mapping
-        A name in :data:`PRESETS` or ``{target: (P(t=1|s=1), P(t=1|s=0))}``.
-    sensitive_rate : float
-        P(dark_skin = 1), strictly between 0 and 1.
-    signal_sample : int
-        Avatars used to measure the ground-truth signal strength.
+    spec : RenderSpec
+        Number and size of the images, seed, target rates (``preset``), P(dark_skin = 1) and
+        the sample that measures the ground-truth signal strength.
     workers : int, optional
         Rendering processes; default ``os.cpu_count()``. The images do not depend on it.
     progress : bool
@@ -140,12 +165,9 @@ def render_dataset(
     With ``workers > 1`` the worker processes start by forkserver (spawn where that is
     missing), so a script that calls this must do so under ``if __name__ == "__main__":``.
     """
-    n = _check_int("n", n, 1)
-    size = _check_int("size", size, MIN_SIZE, MAX_SIZE)
-    seed = _check_int("seed", seed, 0)
-    signal_sample = _check_int("signal_sample", signal_sample, 1)
-    spec = resolve_preset(preset)
-    rate = check_sensitive_rate(sensitive_rate)
+    n, size, seed, signal_sample = int(spec.n), int(spec.size), int(spec.seed), int(spec.signal_sample)
+    preset = spec.preset
+    spec, rate = resolve_preset(preset), check_sensitive_rate(spec.sensitive_rate)
     workers = _resolve_workers(workers)
     out = _writable_target(out, "avatar cache")
 
