@@ -1,0 +1,10 @@
+"""The finetune runner."""
+
+from __future__ import annotations
+
+from analyze.runners.registry import register_runner
+
+
+@register_runner
+class Runner:
+    name = "finetune"
