@@ -84,6 +84,7 @@ class FinetuneRunner:
 
     name = "finetune"
     records_as = "finetune"
+    cell_grid = True  # a grid of cells (grid.runners) takes it
 
     def source(self, grid, backbone, specs: list, shared: dict) -> Source:
         from analyze.sweep.settings import base_identity, finetune_settings, with_spec

@@ -62,6 +62,7 @@ class ProbeRunner:
 
     name = "probe"
     records_as = "probe"
+    cell_grid = True  # a grid of cells (grid.runners) takes it
 
     def source(self, grid, backbone, specs: list, shared: dict) -> Source:
         from analyze.sweep.settings import probe_settings, with_spec
