@@ -58,6 +58,7 @@ from analyze.reproduce.verdicts import (
     reduction_rule,
     sign_rule,
 )
+from analyze.runners import RUNNERS
 from extract.errors import UserError
 from extract.io import write_text
 
@@ -186,7 +187,7 @@ def transfer_findings(table: pd.DataFrame, *, metric: str, method: str, auc_floo
 def effect_findings(table: pd.DataFrame, *, metric: str, auc_floor: float, n=None) -> list[dict]:
     """Finding 2: interaction signs of the effect model (probes), and W&R's mixed model beside them."""
     found = []
-    rows = table[(table["runner"] == "probe") & table["base_kind"].isin(["biased", "control"])] \
+    rows = table[RUNNERS.rows(table, "probe") & table["base_kind"].isin(["biased", "control"])] \
         if {"runner", "base_kind"} <= set(table.columns) else table.iloc[0:0]
     rows, _note = clean_cells(rows) if len(rows) else (rows, None)
     problem = None
@@ -255,7 +256,7 @@ def size_finding(table: pd.DataFrame, *, metric: str, method: str, auc_floor: fl
     """Finding 3: at the largest n of the natural n-sweep every biased - control interval includes 0."""
     name = "with enough finetuning data the base stops mattering"
     rule = "every biased - control difference's interval at the largest n includes 0"
-    rows = table[(table["runner"] == "probe") & (table["spec_kind"] == "natural")] \
+    rows = table[RUNNERS.rows(table, "probe") & (table["spec_kind"] == "natural")] \
         if {"runner", "spec_kind"} <= set(table.columns) else table.iloc[0:0]
     sizes = sorted(pd.to_numeric(rows["n"], errors="coerce").dropna().unique()) if len(rows) else []
     if len(sizes) < 2:
@@ -291,7 +292,7 @@ def curation_findings(table: pd.DataFrame, *, metric: str, method: str, auc_floo
     rule_words = reduction_rule((1, 1, 1), (1, 1, 1), (0, 0, 0)).rule
     for fid, kind, words in (("4a", "correlation", "by correlation level"), ("4b", "subselection", "by sub-selection")):
         name = f"curation {words}: 20% -> 30% counter-stereotypical positives"
-        rows = table[(table["runner"] == "probe") & (table["spec_kind"] == kind)] \
+        rows = table[RUNNERS.rows(table, "probe") & (table["spec_kind"] == kind)] \
             if {"runner", "spec_kind", "base_kind"} <= set(table.columns) else table.iloc[0:0]
         rows = rows[rows["base_kind"] == "biased"] if len(rows) else rows
         if len(rows) and "stereotype_level" in rows.columns:

@@ -71,7 +71,15 @@ class DomainMixRunner:
 
     name = "domain_mix"
     records_as = "probe"
+    records_base_path = False
     cell_grid = False  # its grids are geography grids
+    grid_kind = "geography"
+
+    def build_grid(self, document: dict, *, source: str = "", only=None):
+        """The sweep grid of a raw geography grid document (:mod:`analyze.geography.grid`)."""
+        from analyze.geography.grid import build_geography_grid, sweep_grid
+
+        return sweep_grid(build_geography_grid(document, source=source, only=only))
 
     def source(self, grid, backbone, specs: list, shared: dict) -> Source:
         from analyze.sweep.settings import with_spec
@@ -120,6 +128,9 @@ class DomainMixRunner:
 
     def stores(self, unit: DomainMixUnit) -> tuple[str, ...]:
         return tuple(unit.stores.values())
+
+    def check_fit(self, record: dict, flag) -> None:
+        """Its records are probe records (``records_as``): the probe runner diagnoses them."""
 
 
 __all__ = ["DomainMixRunner", "DomainMixUnit", "mix_options", "open_stores"]

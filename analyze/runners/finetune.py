@@ -84,6 +84,7 @@ class FinetuneRunner:
 
     name = "finetune"
     records_as = "finetune"
+    records_base_path = True  # its records name the base: a registered name or a checkpoint path
     cell_grid = True  # a grid of cells (grid.runners) takes it
 
     def source(self, grid, backbone, specs: list, shared: dict) -> Source:
@@ -155,6 +156,21 @@ class FinetuneRunner:
 
     def stores(self, unit: FinetuneUnit) -> tuple[str, ...]:
         return ()  # its memory is the model's and the images', not a store's
+
+    def check_fit(self, record: dict, flag) -> None:
+        """Diagnosis flags of how a finetune was fitted (:func:`analyze.metrics.diagnosis.diagnose_record`):
+        the chosen learning rate or best epoch at an edge of its grid, curves that did not settle."""
+        from analyze.metrics.diagnosis import _curve_problem, _finite, at_edge
+
+        hyper = record.get("hyperparameters") or {}
+        grid = (hyper.get("grid") or {}).get("lrs")
+        edge = at_edge(hyper.get("lr"), grid)
+        flag("lr_at_edge", edge and f"lr = {hyper['lr']:g} is the {edge} of the grid {list(grid)}")
+        best, epochs = hyper.get("best_epoch"), hyper.get("epochs")
+        if _finite(best) and _finite(epochs) and epochs >= 2 and best in (1, epochs):
+            flag("epochs_at_edge", f"the best epoch is the {'first' if best == 1 else 'last'} of {int(epochs)}")
+        run = record.get("finetune") or {}
+        flag("not_converged", _curve_problem(run.get("train_curve"), run.get("val_curve")))
 
 
 def unit_maker(grid, backbone, adapter_options: dict, config: dict, options: dict):

@@ -62,6 +62,7 @@ class ProbeRunner:
 
     name = "probe"
     records_as = "probe"
+    records_base_path = False  # its records name the store's backbone
     cell_grid = True  # a grid of cells (grid.runners) takes it
 
     def source(self, grid, backbone, specs: list, shared: dict) -> Source:
@@ -105,6 +106,18 @@ class ProbeRunner:
 
     def stores(self, unit: ProbeUnit) -> tuple[str, ...]:
         return (unit.store,)
+
+    def check_fit(self, record: dict, flag) -> None:
+        """Diagnosis flags of how a probe was fitted (:func:`analyze.metrics.diagnosis.diagnose_record`):
+        the chosen C at an edge of its grid, a solver that did not converge."""
+        from analyze.metrics.diagnosis import at_edge
+
+        hyper = record.get("hyperparameters") or {}
+        edge = at_edge(hyper.get("C"), hyper.get("Cs"))
+        flag("c_at_edge", edge and f"C = {hyper['C']:g} is the {edge} of the grid {list(hyper['Cs'])}")
+        if hyper.get("converged") is False:
+            flag("not_converged", f"the solver did not converge for C = {hyper.get('C'):g} "
+                                  f"({hyper.get('n_iter')} iterations)")
 
 
 __all__ = ["POLICIES", "SELECT", "ProbeRunner", "ProbeUnit", "open_store", "probe_options"]

@@ -51,6 +51,15 @@ class RunnerRegistry(Mapping):
         except (KeyError, TypeError):
             raise UserError(f"runner {name!r} is unknown; choose one of {list(self._entries)}.") from None
 
+    def get(self, name, default=None):
+        """The runner registered as ``name``, or ``default`` (no error) when there is none."""
+        self._load()
+        return self._entries.get(name, default) if isinstance(name, str) else default
+
+    def __contains__(self, name) -> bool:
+        self._load()
+        return isinstance(name, str) and name in self._entries
+
     def __iter__(self) -> Iterator[str]:
         self._load()
         return iter(list(self._entries))

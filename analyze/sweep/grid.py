@@ -229,11 +229,18 @@ def grid_kind(document: dict) -> str | None:
 
 
 def build_grid(document: dict, *, source: str = "", only=None) -> Grid:
-    """Validate a raw grid document and build the :class:`Grid` (a geography grid: its domain-mix sweep grid)."""
-    if grid_kind(document) == "geography":
-        from analyze.geography.grid import build_geography_grid, sweep_grid
+    """Validate a raw grid document and build the :class:`Grid`.
 
-        return sweep_grid(build_geography_grid(document, source=source, only=only))
+    A document whose ``[grid]`` table has a ``kind`` is read by the runner registered for that
+    kind (``kind = "geography"``: the domain-mix runner, :mod:`analyze.geography.grid`).
+    """
+    kind = grid_kind(document)
+    if kind is not None:  # a grid of one experiment's own kind, read by the runner that runs it
+        readers = {RUNNERS[n].grid_kind: RUNNERS[n] for n in RUNNERS if getattr(RUNNERS[n], "grid_kind", None)}
+        if kind not in readers:
+            raise UserError(f"grid.kind = {kind!r} is unknown; leave it out for a grid of cells or write one of "
+                            f"{sorted(readers)}.")
+        return readers[kind].build_grid(document, source=source, only=only)
     check_keys(document, TOP_LEVEL, "the grid file")
     for section, keys in SECTION_KEYS.items():
         check_keys(document.get(section, {}), keys, f"[{section}]")
