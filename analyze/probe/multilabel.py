@@ -85,8 +85,7 @@ class MultilabelProbes:
 
 
 def fit_multilabel_probes(features, labels, splits: Sequence[SubsetSplit], *, test, Cs=DEFAULT_CS,
-                          select: str = "val_loss", device: str = "cpu", n_jobs: int = 1,
-                          **engine_options) -> MultilabelProbes:
+                          select: str = "val_loss", device: str = "cpu", n_jobs: int = 1) -> MultilabelProbes:
     """Fit one probe per (replicate, class) and score the shared test rows.
 
     Parameters
@@ -98,7 +97,7 @@ def fit_multilabel_probes(features, labels, splits: Sequence[SubsetSplit], *, te
         Training and validation rows of each replicate, shared by all classes.
     test : array-like of int
         Rows to score, shared by every probe.
-    Cs, select, device, n_jobs, **engine_options
+    Cs, select, device, n_jobs
         Passed to :func:`analyze.probe.fit_probes`.
 
     Returns
@@ -133,8 +132,7 @@ def fit_multilabel_probes(features, labels, splits: Sequence[SubsetSplit], *, te
             else:
                 scores[r, :, c] = np.log((positives[c] + 0.5) / (len(train) - positives[c] + 0.5))
     if tasks:
-        results = fit_probes(features, tasks, test=test, Cs=Cs, select=select, device=device, n_jobs=n_jobs,
-                             **engine_options)
+        results = fit_probes(features, tasks, test=test, Cs=Cs, select=select, device=device, n_jobs=n_jobs)
         for i, (r, c) in enumerate(where):
             scores[r, :, c] = results.test_scores[i]
             fitted[r, c] = True
