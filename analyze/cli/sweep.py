@@ -78,9 +78,10 @@ def cli_overrides(args) -> list:
 
 def cmd_sweep(args) -> int:
     """Run ``biastransfer sweep`` on a grid of cells or a geography grid (the sweep's loader reads both)."""
-    from analyze.geography.grid import is_geography_grid
+    from analyze.sweep.grid import grid_kind, read_document
 
-    geography = is_geography_grid(args.grid)  # bases with a store per source (wr-geography)
+    # bases with a store per source (wr-geography); read without importing the geography package
+    geography = grid_kind(read_document(args.grid)[1]) == "geography"
     if geography:
         from analyze.cli.geography import sweep_overrides
 
