@@ -32,8 +32,9 @@ def test_preset_is_the_papers_grid(monkeypatch, tmp_path):
     specs = grid.specs()
     assert len(specs) == 55 and {s.pool for s in specs} == {"train"}
     assert grid.reference == "geode" and grid.at_share == 0.1
-    with pytest.raises(UserError, match="is a geography grid"):
-        load_grid("wr-geography")
+    swept = load_grid("wr-geography")  # the sweep's loader reads it: a grid whose runner is the domain mix
+    assert swept.runners == ("domain_mix",) and swept.experiment == grid
+    assert [b.stores for b in swept.backbones] == [b.stores for b in grid.backbones]
 
 
 @pytest.fixture(scope="module")
@@ -94,12 +95,14 @@ def test_preset_runs_end_to_end(store_paths, tmp_path, capsys):
     # `biastransfer reproduce --geography <the results folder>` reads this folder's findings.csv
     row = geography_finding(out)
     assert row["verdict"] in ("reproduced", "contradicted", "inconclusive") and "top2_accuracy_dollarstreet" in row["reason"]
-    # a rerun keeps every record; one scored on other test rows is refused, not silently kept
+    # a rerun keeps every record; one scored on other test rows is refitted, never silently kept
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*.json")}
     assert main(preset_argv(store_paths, out)) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*.json")} == stamps
     capsys.readouterr()
-    assert main(preset_argv(store_paths, out) + ["--set", 'grid.test="split"']) == 2
-    assert "was scored on other test rows" in capsys.readouterr().err
-    # one base: no finding; findings.csv keeps its header and reproduce calls the finding inconclusive
+    assert main(preset_argv(store_paths, out) + ["--set", 'grid.test="split"']) == 0
+    assert "20 cells refit: domain_mix.test changed" in capsys.readouterr().out
+    assert {json.loads(p.read_text())["test_rows"]["dollarstreet"] for p in out.glob("*.json")} == {"split"}
     assert main(preset_argv(store_paths, out) + ["--backbones", "geode"]) == 0
     assert pd.read_csv(out / "findings.csv").empty
     assert geography_finding(out)["verdict"] == "inconclusive"

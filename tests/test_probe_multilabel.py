@@ -8,6 +8,7 @@ from sklearn.linear_model import LogisticRegression
 from analyze.metrics.intervals import replicate_ci
 from analyze.probe.multilabel import (
     fit_multilabel_probes,
+    DomainMixConfig,
     one_hot_groups,
     run_domain_mix_cells,
     source_metrics,
@@ -96,7 +97,7 @@ def test_one_hot_groups():
 def test_domain_mix_cells_records_and_direction(stores, tmp_path):
     specs = [DomainMix(("street", "coco"), share, n=60, seed=seed, targets=tuple(CLASSES))
              for share in (0.0, 1.0) for seed in (0, 1, 2)]
-    records = run_domain_mix_cells(stores, specs, classes=CLASSES, k=2, out=tmp_path, Cs=[0.1, 1.0])
+    records = run_domain_mix_cells(stores, specs, DomainMixConfig(tuple(CLASSES), k=2, Cs=(0.1, 1.0)), out=tmp_path)
     assert len(records) == 6 and len(list(tmp_path.glob("*.json"))) == 6
     record = read_record(next(tmp_path.glob("*.json")))
     assert record["spec"]["kind"] == "domain_mix" and record["sizes"]["n_train"] == 60
@@ -123,7 +124,7 @@ def test_domain_mix_cells_records_and_direction(stores, tmp_path):
     ci = replicate_ci(table.loc[table["share"] == 1.0, "top2_accuracy_street"].to_numpy())
     assert row["mean"] == pytest.approx(float(ci.estimate)) and row["low"] == pytest.approx(float(ci.low))
     assert row["seeds"] == 3
-    assert run_domain_mix_cells(stores, specs, classes=CLASSES, k=2, out=tmp_path) == []  # all recorded
+    assert run_domain_mix_cells(stores, specs, DomainMixConfig(tuple(CLASSES), k=2), out=tmp_path) == []  # all recorded
 
 
 def test_masked_metrics_equal_the_metrics_of_each_replicates_rows():
@@ -148,7 +149,7 @@ def test_masked_metrics_equal_the_metrics_of_each_replicates_rows():
 
 def test_group_metrics_add_up_to_the_overall(stores):
     spec = DomainMix(("street", "coco"), 0.5, n=80, seed=0, targets=tuple(CLASSES))
-    (record,) = run_domain_mix_cells(stores, [spec], classes=CLASSES, k=1, Cs=[1.0])
+    (record,) = run_domain_mix_cells(stores, [spec], DomainMixConfig(tuple(CLASSES), k=1, Cs=(1.0,)))
     m = record["metrics"]
     meta = stores["street"].metadata
     test = meta["split"].to_numpy() == "test"
@@ -165,12 +166,12 @@ def test_group_metrics_add_up_to_the_overall(stores):
 def test_bad_inputs(stores, tmp_path):
     spec = DomainMix(("street", "coco"), 0.5, n=40, seed=0)
     with pytest.raises(UserError, match="no feature store for source 'coco'"):
-        run_domain_mix_cells({"street": stores["street"]}, [spec], classes=CLASSES)
+        run_domain_mix_cells({"street": stores["street"]}, [spec], DomainMixConfig(tuple(CLASSES)))
     with pytest.raises(UserError, match="lacks the class column"):
-        run_domain_mix_cells(stores, [spec], classes=CLASSES + ["oven"])
+        run_domain_mix_cells(stores, [spec], DomainMixConfig((*CLASSES, "oven")))
     x, meta = domain_data(100, seed=5, shift=0)
     other = write_store(tmp_path / "other.h5", x, meta, dataset="coco", backbone="resnet18.imagenet")
     with pytest.raises(UserError, match="different backbones"):
-        run_domain_mix_cells({"street": stores["street"], "coco": other}, [spec], classes=CLASSES)
+        run_domain_mix_cells({"street": stores["street"], "coco": other}, [spec], DomainMixConfig(tuple(CLASSES)))
     with pytest.raises(UserError, match="different sources"):
-        run_domain_mix_cells(stores, [spec, DomainMix(("coco", "street"), 0.5, n=40)], classes=CLASSES)
+        run_domain_mix_cells(stores, [spec, DomainMix(("coco", "street"), 0.5, n=40)], DomainMixConfig(tuple(CLASSES)))

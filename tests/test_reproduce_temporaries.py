@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-import analyze.reproduce.run as reproduce_run
+import analyze.reproduce.stages as reproduce_stages
 from analyze.reproduce.run import PRESETS, run_reproduce
 
 HOST = socket.gethostname()
@@ -52,7 +52,7 @@ def test_a_run_removes_temporaries_of_killed_runs_only(tmp_path, monkeypatch):
     def stop(*_args, **_kwargs):  # the first stage: the cleanup has run by now
         raise _Stop
 
-    monkeypatch.setattr(reproduce_run, "render_avatars", stop)
+    monkeypatch.setattr(reproduce_stages, "render_avatars", stop)
     with pytest.raises(_Stop):
         run_reproduce(out=tmp_path, config=PRESETS["tiny"], report=False)
     assert [p for p in stale if p.exists()] == []

@@ -104,7 +104,7 @@ def test_resume_after_a_kill_gives_the_same_table(grid_file, reference, tmp_path
 
 def test_an_infeasible_cell_fails_before_any_fit(grid_file, tmp_path):
     with pytest.raises(UserError, match="largest feasible n"):
-        sweep(grid_file, out=tmp_path, overrides=["subsets.0.n=40,5000"], progress=False)
+        sweep(load_grid(grid_file, overrides=["subsets.0.n=40,5000"]), out=tmp_path, progress=False)
     assert not list(tmp_path.glob("*.json"))
 
 
@@ -116,12 +116,12 @@ def test_dry_run_counts_and_fits_nothing(grid_file, tmp_path):
 
 def test_missing_store_and_duplicate_backbones_are_clear(grid_file, avatar_store, tmp_path):
     with pytest.raises(UserError, match="give another `backbones.control.store`"):
-        sweep(grid_file, out=tmp_path, overrides=["backbones.control.store=/no/such.h5"], progress=False)
+        sweep(load_grid(grid_file, overrides=["backbones.control.store=/no/such.h5"]), out=tmp_path, progress=False)
     with pytest.raises(UserError, match="give another `backbones.biased.base`"):
-        sweep(grid_file, out=tmp_path, overrides=["grid.runners=finetune", "data.dataset=avatars", "data.root=x",
-                                                  "backbones.biased.base=/no/such.pt"], progress=False)
+        sweep(load_grid(grid_file, overrides=["grid.runners=finetune", "data.dataset=avatars", "data.root=x",
+                                          "backbones.biased.base=/no/such.pt"]), out=tmp_path, progress=False)
     with pytest.raises(UserError, match="overwrite each other"):
-        sweep(grid_file, out=tmp_path, overrides=[("backbones.control.store", str(avatar_store.path))], progress=False)
+        sweep(load_grid(grid_file, overrides=[("backbones.control.store", str(avatar_store.path))]), out=tmp_path, progress=False)
     with pytest.raises(UserError, match="underrepresentation"):
         grid = load_grid(grid_file, overrides=['subsets.0.kind="underrepresentation"'])
         sweep(grid, out=tmp_path, progress=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from analyze.cli.options import floats, ints
+from analyze.sweep.run import refit_lines
 from extract.errors import UserError
 from extract.parsing import parse_list, split_list
 
@@ -98,83 +99,79 @@ def _test_modes(text: str, sources: tuple[str, ...]):
     return modes
 
 
-def cmd_geography(args) -> int:
-    """Run ``biastransfer geography``."""
-    from analyze.geography.experiment import (
-        finding_sentence,
-        run_cells,
-        share_to_match,
-        summarize,
-        write_summary,
-    )
-    from analyze.probe.engine import DEFAULT_CS
-    from analyze.probe.multilabel import check_test_modes
-    from analyze.results.records import check_results_folder
-    from extract.datasets.targets import TARGET_SET_FILES, target_set
-    from extract.paths import work_dir
-    from extract.store.reader import FeatureStore
+def geography_document(args) -> dict:
+    """The geography grid of ``biastransfer geography``'s options (a document the sweep's loader reads)."""
+    from extract.datasets.targets import TARGET_SET_FILES
 
     sources = parse_list(args.sources, str, name="--sources")
     if len(sources) != 2 or sources[0] == sources[1]:
         raise UserError(f"--sources {args.sources!r} must name two different sources.")
     bases = _bases(args.base, sources)
-    test = check_test_modes(_test_modes(args.test, sources), sources)
-    classes = target_set(args.classes) if args.classes in TARGET_SET_FILES else list(
-        parse_list(args.classes, str, name="--classes"))
-    out = check_results_folder(args.out or work_dir() / "results" / "geography")
-    stores = {name: {s: FeatureStore.open(p) for s, p in paths.items()} for name, paths in bases.items()}
-    groups = tuple(split_list(args.groups))
-    table = run_cells(stores, sources=sources, classes=classes, shares=args.shares, n=args.n, seeds=args.seeds,
-                      k=args.k, out=out, size=args.size, group_prefixes=groups, Cs=args.Cs or DEFAULT_CS,
-                      device=args.device, test=test)
-    table = table[(table["n"] == args.n) & table["backbone"].isin(list(bases))]
-    summary = summarize(table)
-    findings = []
-    names = list(bases)
-    if len(names) >= 2:
-        reference = args.reference or names[0]
-        if reference not in bases:
-            raise UserError(f"--reference {reference!r} is not one of the bases {names}.")
-        other = next(n for n in names if n != reference)
-        findings = [share_to_match(summary, metric=f"top{args.k}_accuracy_{sources[0]}", base=reference,
-                                   other=other, at_share=args.at_share),
-                    share_to_match(summary, metric=f"macro_ap_{sources[1]}", base=other, other=reference,
-                                   at_share=args.at_share, source_index=1)]
-    paths = write_summary(summary, findings, out, metrics=[f"top{args.k}_accuracy_{sources[0]}",
-                                                           f"macro_ap_{sources[1]}"])
-    for finding in findings:
+    classes = args.classes if args.classes in TARGET_SET_FILES else list(parse_list(args.classes, str,
+                                                                                    name="--classes"))
+    reference = args.reference or next(iter(bases))
+    if reference not in bases:
+        raise UserError(f"--reference {reference!r} is not one of the bases {list(bases)}.")
+    head = {"kind": "geography", "name": "geography", "sources": list(sources), "classes": classes,
+            "groups": list(split_list(args.groups)), "k": args.k, "test": _test_modes(args.test, sources),
+            "reference": reference, "at_share": args.at_share}
+    block = {"kind": "domain_mix", "shares": list(args.shares), "n": args.n, "seeds": list(args.seeds)}
+    if args.size is not None:
+        block["size"] = args.size
+    return {"grid": head, "subsets": [block], "probe": {"device": args.device, **({"Cs": list(args.Cs)} if args.Cs
+                                                                                 else {})},
+            "backbones": [{"name": name, "base_kind": name, "stores": {s: str(p) for s, p in paths.items()}}
+                          for name, paths in bases.items()]}
+
+
+def cmd_geography(args) -> int:
+    """Run ``biastransfer geography``: its options as a geography grid, run by the sweep."""
+    from analyze.geography.experiment import finding_sentence
+    from analyze.geography.grid import run_geography_grid
+    from analyze.sweep.grid import build_grid
+    from extract.paths import work_dir
+
+    grid = build_grid(geography_document(args), source="biastransfer geography")
+    result = run_geography_grid(grid, out=args.out or work_dir() / "results" / "geography")
+    for finding in result["findings"]:
         print(finding_sentence(finding))
-    for path in paths.values():
+    for path in result["paths"].values():
         print(f"wrote {path}")
     return 0
 
 
-def cmd_sweep_geography(args) -> int:
-    """Run ``biastransfer sweep`` on a geography grid (``wr-geography``), with the sweep verb's options."""
-    from analyze.geography.experiment import finding_sentence
-    from analyze.geography.grid import (
-        load_geography_grid,
-        parse_store_flag,
-        run_geography_grid,
-    )
+SWEEP_ONLY = ("--targets", "--sensitive", "--runners", "--dataset", "--root", "--base", "--scheduler",
+              "--local-cluster")
+
+
+def sweep_overrides(args) -> list:
+    """``biastransfer sweep``'s options on a geography grid as overrides (``--store NAME.SOURCE=PATH``)."""
+    from analyze.geography.grid import parse_store_flag
     from analyze.sweep.grid import parse_value
 
-    for flag, value in (("--targets", args.targets), ("--sensitive", args.sensitive), ("--runners", args.runners),
-                        ("--dataset", args.dataset), ("--root", args.root), ("--base", args.base),
-                        ("--scheduler", args.scheduler), ("--local-cluster", args.local_cluster)):
-        if value:
+    for flag in SWEEP_ONLY:
+        if getattr(args, flag[2:].replace("-", "_")):
             raise UserError(f"{flag} does not apply to the geography grid {args.grid!r} (bases with a store per "
                             "source, probes only); leave it out or use --set and --store NAME.SOURCE=PATH.")
     overrides = list(args.overrides) + [parse_store_flag(item) for item in args.store]
-    overrides += [(f"subsets.0.{key}", parse_value(value)) for key, value in (("n", args.n), ("seeds", args.seeds))
-                  if value is not None]
-    grid = load_geography_grid(args.grid, overrides=overrides,
-                               backbones=split_list(args.backbones) if args.backbones else None)
-    result = run_geography_grid(grid, out=args.out, skip_existing=args.skip_existing, n_jobs=args.n_jobs,
-                                dry_run=args.dry_run)
-    out = result["out"]
-    print(f"grid {grid.name}: {result['cells']} cells ({len(grid.backbones)} bases x {len(grid.shares)} shares x "
-          f"{len(grid.seeds)} seeds at n = {grid.n}){' checked, nothing fitted' if args.dry_run else ''} -> {out}")
+    return overrides + [(f"subsets.0.{key}", parse_value(value)) for key, value in (("n", args.n),
+                                                                                    ("seeds", args.seeds))
+                        if value is not None]
+
+
+def run_geography(grid, out, args) -> int:
+    """Run a geography grid for ``biastransfer sweep`` and print its cells, finding and files."""
+    from analyze.geography.experiment import finding_sentence
+    from analyze.geography.grid import run_geography_grid
+
+    geo = grid.experiment
+    result = run_geography_grid(grid, out=out, skip_existing=args.skip_existing, n_jobs=args.n_jobs,
+                                dry_run=args.dry_run, progress=not args.no_progress)
+    cells = result["cells"]
+    print(f"grid {grid.name}: {len(cells)} cells ({len(geo.backbones)} bases x {len(geo.shares)} shares x "
+          f"{len(geo.seeds)} seeds at n = {geo.n}){' checked, nothing fitted' if args.dry_run else ''} -> {out}")
+    for line in refit_lines(cells):
+        print(line)
     if args.dry_run:
         return 0
     for finding in result["findings"]:

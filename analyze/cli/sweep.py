@@ -77,15 +77,24 @@ def cli_overrides(args) -> list:
 
 
 def cmd_sweep(args) -> int:
-    from analyze.geography.grid import is_geography_grid
+    """Run ``biastransfer sweep`` on a grid of cells or a geography grid (the sweep's loader reads both)."""
+    from analyze.sweep.grid import grid_kind, read_document
 
-    if is_geography_grid(args.grid):  # bases with a store per source (wr-geography): analyze/geography/grid.py
-        from analyze.cli.geography import cmd_sweep_geography
+    # bases with a store per source (wr-geography); read without importing the geography package
+    geography = grid_kind(read_document(args.grid)[1]) == "geography"
+    if geography:
+        from analyze.cli.geography import sweep_overrides
 
-        return cmd_sweep_geography(args)
+        overrides = sweep_overrides(args)
+    else:
+        overrides = cli_overrides(args)
     only = split_list(args.backbones) if args.backbones else None
-    grid = load_grid(args.grid, overrides=cli_overrides(args), backbones=only)
+    grid = load_grid(args.grid, overrides=overrides, backbones=only)
     out = args.out or work_dir() / "results" / grid.name
+    if geography:
+        from analyze.cli.geography import run_geography
+
+        return run_geography(grid, out, args)
     summary = sweep(grid, out=out, skip_existing=args.skip_existing, n_jobs=args.n_jobs, scheduler=args.scheduler,
                     local_cluster=args.local_cluster, progress=not args.no_progress, dry_run=args.dry_run)
     counts = summary["status"].value_counts()

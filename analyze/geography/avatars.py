@@ -13,7 +13,8 @@ accuracy). The steps:
 3. extract both evaluation caches with both bases;
 4. fit multi-label probes on :class:`analyze.subsets.DomainMix` sets of the two domains
    (share of domain ``a`` x seeds, n rows) for each base, and score top-k accuracy and
-   macro AP on each domain's test split;
+   macro AP on each domain's test split: a geography grid (:func:`geography_document`) run
+   by the sweep (:func:`analyze.geography.grid.run_geography_grid`);
 5. summarise over seeds and state the finding: base ``a`` with a small share of domain-``a``
    data reaches a top-k accuracy on ``a`` that base ``b`` needs a larger share to reach, and
    the reverse on ``b``.
@@ -29,12 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from analyze.geography.experiment import (
-    run_cells,
-    share_to_match,
-    summarize,
-    write_summary,
-)
+from analyze.geography.grid import run_geography_grid
+from analyze.sweep.grid import build_grid
 from extract.backbones import create_backbone
 from extract.datasets.avatars import AvatarAdapter
 from extract.datasets.avatars.domains import DOMAINS, TOP_COLUMNS, render_domain
@@ -42,7 +39,6 @@ from extract.errors import UserError
 from extract.extraction import ExtractOptions, extract_features
 from extract.pretrain.config import PretrainConfig, PretrainModel
 from extract.pretrain.train import pretrain_base, write_base
-from extract.store.reader import FeatureStore
 
 SOURCES = ("a", "b")
 
@@ -114,24 +110,30 @@ def run_avatar_experiment(work_dir: str | Path, config: AvatarGeographyConfig = 
     stores = {}
     for b, checkpoint in bases.items():
         backbone = create_backbone(checkpoint)
-        stores[f"base-{b}"] = {}
-        for d, cache in evaluation.items():
-            out = work / "stores" / f"{cache.stem}__{checkpoint.stem}.h5"
-            extract_features(AvatarAdapter(cache), backbone, out,
-                             options=ExtractOptions(batch_size=256, device=device, num_workers=0, progress=progress))
-            stores[f"base-{b}"][d] = FeatureStore.open(out)
-    results = work / "results" / f"n{config.n}-k{config.k}"
-    table = run_cells(stores, sources=SOURCES, classes=list(TOP_COLUMNS), shares=config.shares, n=config.n,
-                      seeds=config.seeds, k=config.k, out=results, group_prefixes=(), Cs=config.Cs, device=device)
-    table = table[table["n"] == config.n]
-    summary = summarize(table)
+        stores[f"base-{b}"] = {d: str(extract_features(AvatarAdapter(cache), backbone,
+                                                       work / "stores" / f"{cache.stem}__{checkpoint.stem}.h5",
+                                                       options=ExtractOptions(batch_size=256, device=device,
+                                                                              num_workers=0, progress=progress)))
+                               for d, cache in evaluation.items()}
+    grid = build_grid(geography_document(stores, config, device=device), source="geography-avatars")
+    result = run_geography_grid(grid, out=work / "results" / f"n{config.n}-k{config.k}")
+    return {"table": result["table"], "summary": result["summary"], "findings": result["findings"],
+            "paths": result["paths"], "config": asdict(config)}
+
+
+def geography_document(stores: dict[str, dict[str, str]], config: AvatarGeographyConfig, *, device: str) -> dict:
+    """The avatar experiment as a geography grid: each base's store per domain, the top columns as
+    classes, no grouping columns; both findings on top-k accuracy (on ``a`` with base ``a`` as the
+    reference, on ``b`` with base ``b``)."""
     metric = f"top{config.k}_accuracy"
-    findings = [share_to_match(summary, metric=f"{metric}_a", base="base-a", other="base-b", at_share=config.at_share),
-                share_to_match(summary, metric=f"{metric}_b", base="base-b", other="base-a", at_share=config.at_share,
-                               source_index=1)]
-    paths = write_summary(summary, findings, results, metrics=[f"{metric}_a", f"{metric}_b", "macro_ap_a",
-                                                               "macro_ap_b"])
-    return {"table": table, "summary": summary, "findings": findings, "paths": paths, "config": asdict(config)}
+    head = {"kind": "geography", "name": "geography-avatars", "sources": list(SOURCES), "classes": list(TOP_COLUMNS),
+            "groups": [], "k": config.k, "reference": "base-a", "at_share": config.at_share,
+            "metrics": [f"{metric}_a", f"{metric}_b"],
+            "shown": [f"{metric}_a", f"{metric}_b", "macro_ap_a", "macro_ap_b"]}
+    return {"grid": head, "probe": {"Cs": list(config.Cs), "device": device},
+            "subsets": [{"kind": "domain_mix", "shares": list(config.shares), "n": config.n,
+                         "seeds": list(config.seeds)}],
+            "backbones": [{"name": name, "base_kind": name, "stores": paths} for name, paths in stores.items()]}
 
 
 __all__ = ["SOURCES", "AvatarGeographyConfig", "run_avatar_experiment"]

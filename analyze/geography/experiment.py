@@ -8,84 +8,30 @@ diverse base with only 10% Dollar Street data reaches an accuracy that the Image
 needs a much larger share to reach, and the reverse on COCO.
 
 Here every base is a set of feature stores (one per source, same backbone) and every cell a
-:class:`analyze.subsets.DomainMix` fitted as multi-label probes
-(:func:`analyze.probe.multilabel.run_domain_mix_cells`). :func:`summarize` gives the mean and
-replicate interval over seeds of each metric per base and share; :func:`share_to_match`
-states the finding: the reference base's mean at a small share of a source (default 0.1),
-and the smallest share at which the other base's mean reaches it.
+:class:`analyze.subsets.DomainMix` fitted as multi-label probes by the sweep's ``domain_mix``
+runner (:mod:`analyze.runners.domain_mix`, :func:`analyze.geography.grid.run_geography_grid`).
+:func:`summarize` gives the mean and replicate interval over seeds of each metric per base and
+share; :func:`share_to_match` states the finding: the reference base's mean at a small share of
+a source (default 0.1), and the smallest share at which the other base's mean reaches it.
+:func:`conclude` is the one ending of every geography run (the grid, ``biastransfer
+geography`` and the avatar experiment): summary, the two findings, the files.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from analyze.probe.engine import DEFAULT_CS
-from analyze.probe.multilabel import (
-    DEFAULT_GROUP_PREFIXES,
-    run_domain_mix_cells,
-    summarize_over_seeds,
-)
-from analyze.results import collect
-from analyze.subsets import DomainMix
+from analyze.probe.multilabel import summarize_over_seeds
 from extract.errors import UserError
 from extract.io import write_text
 
 DEFAULT_SHARES = tuple(round(0.1 * i, 1) for i in range(11))
 FINDING_COLUMNS = ("metric", "base", "other", "at_share", "reference", "reference_low", "reference_high",
                    "other_at_same_share", "other_low", "other_high", "share_needed", "status")
-
-
-def run_cells(stores: Mapping[str, Mapping], *, sources: tuple[str, str], classes: Sequence[str],
-              shares: Sequence[float] = DEFAULT_SHARES, n: int = 128, seeds: Sequence[int] = range(5), k: int = 5,
-              out: str | Path, size: int | None = None, group_prefixes: Sequence[str] = DEFAULT_GROUP_PREFIXES, Cs=DEFAULT_CS,
-              select: str = "val_loss", device: str = "cpu", n_jobs: int = 1, test="split",
-              annotations: Mapping[str, Mapping] | None = None, skip_existing: bool = True, pool: str = "train",
-              val_fraction: float = 0.2) -> pd.DataFrame:
-    """Run every (base, share, seed) cell and return the collected table of ``out``.
-
-    Parameters
-    ----------
-    stores : mapping of base name -> (mapping of source name -> FeatureStore)
-        For every base, its feature store of each source.
-    sources : (str, str)
-        The two sources; ``share`` is the share of ``sources[0]``.
-    classes : sequence of str
-        The multi-label target set (columns of every store).
-    shares, n, seeds, k
-        The grid: shares of ``sources[0]``, training rows, replicate seeds, top-k's k.
-    out : path
-        Results folder (one JSON record per cell; cells already there are kept).
-    size : int, optional
-        Rows of each whole set before ``n`` training rows are kept (W&R: 165); default the
-        largest set the pools support (see :class:`analyze.subsets.DomainMix`).
-    group_prefixes, Cs, select, device, n_jobs, test, skip_existing
-        As in :func:`analyze.probe.multilabel.run_domain_mix_cells` (``test``: which rows of
-        each source are scored, ``"split"`` or ``"unused"``).
-    annotations : mapping of base name -> dict, optional
-        Each base's ``sweep`` annotation (``grid``, ``backbone``, ``base_kind``).
-    pool, val_fraction
-        As in :class:`analyze.subsets.DomainMix`.
-
-    Returns
-    -------
-    DataFrame
-        :func:`analyze.results.collect` of ``out``.
-    """
-    if not stores:
-        raise UserError("no base to run; give at least one base with a store per source.")
-    out = Path(out)
-    for base, by_source in stores.items():
-        for share in shares:  # one engine call per share: the test scores of its seeds stay small
-            specs = [DomainMix(tuple(sources), float(share), n=n, seed=int(seed), targets=tuple(classes),
-                               size=size, pool=pool, val_fraction=val_fraction) for seed in seeds]
-            run_domain_mix_cells(by_source, specs, classes=classes, k=k, group_prefixes=group_prefixes, out=out,
-                                 Cs=Cs, select=select, device=device, n_jobs=n_jobs, backbone=base, test=test,
-                                 annotation=(annotations or {}).get(base), skip_existing=skip_existing)
-    return collect(out)
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
@@ -192,5 +138,44 @@ def write_summary(summary: pd.DataFrame, findings: Sequence[dict], out_dir: str 
     return paths
 
 
-__all__ = ["DEFAULT_SHARES", "finding_sentence", "run_cells", "share_to_match", "summarize", "summary_markdown",
+def conclude(table: pd.DataFrame, out: str | Path, *, names: Sequence[str], reference: str | None,
+             at_share: float, metrics: tuple[str, str], shown: Sequence[str] | None = None) -> dict:
+    """Summarise ``table``, state the finding both ways and write the summary files into ``out``.
+
+    Parameters
+    ----------
+    table : DataFrame
+        The collected domain-mix records of the bases ``names`` (one ``n``).
+    out : path
+        Folder of ``summary.csv``, ``findings.csv`` and ``summary.md``.
+    names : sequence of str
+        The bases, in the grid's order; with fewer than two there is no finding.
+    reference : str, optional
+        The base expected to need less of the first source (default: the first of ``names``).
+    at_share : float
+        Share at which the finding compares the bases.
+    metrics : (str, str)
+        The metric of the first source (``reference`` is the base of its finding) and of the
+        second (the other base is), e.g. ``top5_accuracy_dollarstreet``, ``macro_ap_coco``.
+    shown : sequence of str, optional
+        Metrics tabulated in ``summary.md`` (default ``metrics``).
+
+    Returns
+    -------
+    dict
+        ``summary``, ``findings`` (two :func:`share_to_match` results, or none) and ``paths``.
+    """
+    summary = summarize(table)
+    findings = []
+    if len(names) >= 2:
+        reference = reference or names[0]
+        other = next(n for n in names if n != reference)
+        findings = [share_to_match(summary, metric=metrics[0], base=reference, other=other, at_share=at_share),
+                    share_to_match(summary, metric=metrics[1], base=other, other=reference, at_share=at_share,
+                                   source_index=1)]
+    paths = write_summary(summary, findings, out, metrics=list(shown or metrics))
+    return {"summary": summary, "findings": findings, "paths": paths}
+
+
+__all__ = ["DEFAULT_SHARES", "conclude", "finding_sentence", "share_to_match", "summarize", "summary_markdown",
            "write_summary"]

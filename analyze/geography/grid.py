@@ -3,8 +3,8 @@
 A sweep grid (:mod:`analyze.sweep.grid`) gives each backbone one feature store; a cell of
 the geographic experiment mixes two sources (Dollar Street and COCO), so each base needs
 one store per source. A geography grid is a TOML file whose ``[grid]`` table says
-``kind = "geography"``; ``biastransfer sweep`` runs it with :func:`run_geography_grid`
-(format: ``data/grids/README.md``)::
+``kind = "geography"``; ``biastransfer sweep`` runs it (:func:`run_geography_grid`: the sweep,
+then the summary and the finding; format: ``data/grids/README.md``)::
 
     [grid]
     kind = "geography"
@@ -33,31 +33,40 @@ one store per source. A geography grid is a TOML file whose ``[grid]`` table say
     Cs = [0.01, 0.1, 1.0]
 
 Every key is checked (an unknown or ill-typed one is a :class:`~extract.errors.UserError`
-naming it). Overrides use the sweep's dotted keys (:func:`analyze.sweep.grid.apply_overrides`)
-plus ``backbones.NAME.stores.SOURCE=PATH`` for one store; ``{work}`` is the work folder.
+naming it). The sweep's loader reads it (:func:`analyze.sweep.grid.load_grid`, which hands a
+``kind = "geography"`` document to :func:`build_geography_grid`) and the sweep runs it with the
+``domain_mix`` runner (:func:`sweep_grid`, :mod:`analyze.runners.domain_mix`). Overrides use the
+sweep's dotted keys (:func:`analyze.sweep.grid.apply_overrides`), ``backbones.NAME.stores.SOURCE=PATH``
+setting one store; ``{work}`` is the work folder.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import json
-import tomllib
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from analyze.geography.experiment import DEFAULT_SHARES
 from analyze.probe.multilabel import DEFAULT_GROUP_PREFIXES, check_test_modes
 from analyze.subsets import DomainMix
-from analyze.sweep.grid import apply_overrides, check_keys, grid_path
+from analyze.sweep.grid import (
+    DEFAULT_CHUNK_SIZE,
+    Grid,
+    GridBackbone,
+    check_keys,
+    expand_path,
+    grid_kind,
+    is_number,
+    is_whole,
+    load_grid,
+    read_document,
+)
 from extract.datasets.targets import TARGET_SET_FILES, target_set
 from extract.errors import UserError
-from extract.io import write_text
 from extract.paths import work_dir
 
 KIND = "geography"
-GRID_KEYS = {"kind", "name", "description", "sources", "classes", "groups", "k", "test", "reference", "at_share"}
+GRID_KEYS = {"kind", "name", "description", "sources", "classes", "groups", "k", "test", "reference", "at_share",
+             "metrics", "shown"}
 BACKBONE_KEYS = {"name", "base_kind", "stores"}
 SUBSET_KEYS = {"kind", "shares", "n", "size", "seeds", "pool", "val_fraction"}
 PROBE_KEYS = {"Cs", "select", "device"}
@@ -96,6 +105,13 @@ class GeographyGrid:
     val_fraction: float = 0.2
     probe: dict = field(default_factory=dict)
     source: str = ""
+    metrics: tuple[str, ...] = ()  # the findings' two metrics; () = top-k on the first source, macro AP on the second
+    shown: tuple[str, ...] = ()  # the metrics tabulated in summary.md; () = the findings' metrics
+
+    def finding_metrics(self) -> tuple[str, str]:
+        """The metric of each finding: the first source's (reference base) and the second's."""
+        first, second = self.sources
+        return self.metrics or (f"top{self.k}_accuracy_{first}", f"macro_ap_{second}")
 
     def specs(self) -> list[DomainMix]:
         """The cells of one base: shares (outer) x seeds (inner)."""
@@ -105,54 +121,21 @@ class GeographyGrid:
 
     def to_dict(self) -> dict:
         """JSON-serialisable form (written beside the results as provenance)."""
-        d = asdict(self)
+        d = {k: v for k, v in asdict(self).items() if k not in ("metrics", "shown") or v}
         return d | {"kind": KIND, "classes": list(self.classes) if self.class_set is None else self.class_set}
 
 
 # -- reading ---------------------------------------------------------------------------------
 
 
-def read_document(source: str | Path) -> tuple[Path, dict]:
-    """The grid file of ``source`` (a path or a preset name) and its parsed TOML."""
-    path = grid_path(source)
-    try:
-        return path, tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"grid {path} is not valid TOML ({exc}); fix the file.") from None
-
-
 def is_geography_grid(source: str | Path) -> bool:
     """Whether ``source`` (a path or a preset name) is a grid with ``kind = "geography"``."""
-    _, document = read_document(source)
-    head = document.get("grid")
-    return isinstance(head, dict) and head.get("kind") == KIND
-
-
-def apply_store_overrides(document: dict, overrides) -> dict:
-    """``document`` with the overrides applied; ``backbones.NAME.stores.SOURCE`` sets one store."""
-    document, rest = copy.deepcopy(document), []
-    for item in overrides:
-        key, value = item if not isinstance(item, str) else (item.split("=", 1) + [None])[:2]
-        parts = str(key).strip().split(".")
-        if len(parts) == 4 and parts[0] == "backbones" and parts[2] == "stores":
-            if value is None:
-                raise UserError(f"override {item!r} is not KEY=VALUE; write e.g. backbones.geode.stores.coco=PATH.")
-            entries = document.setdefault("backbones", [])
-            match = [b for b in entries if isinstance(b, dict) and b.get("name") == parts[1]]
-            if not match:
-                match = [{"name": parts[1]}]
-                entries.append(match[0])
-            stores = match[0].setdefault("stores", {})
-            if not isinstance(stores, dict):
-                raise UserError(f"backbone {parts[1]!r} has stores = {stores!r}; it must be a table source -> path.")
-            stores[parts[3]] = str(value).strip()
-        else:
-            rest.append(item)
-    return apply_overrides(document, rest)
+    return grid_kind(read_document(source)[1]) == KIND
 
 
 def load_geography_grid(source: str | Path, *, overrides=(), backbones=None) -> GeographyGrid:
-    """Read a geography grid (preset name or TOML path), apply ``overrides``, validate every key.
+    """Read a geography grid with the sweep's loader (:func:`analyze.sweep.grid.load_grid`) and
+    return its resolved settings.
 
     Parameters
     ----------
@@ -163,20 +146,22 @@ def load_geography_grid(source: str | Path, *, overrides=(), backbones=None) -> 
     backbones : iterable of str, optional
         Keep only these bases (in the grid's order).
     """
-    path, document = read_document(source)
-    return build_geography_grid(apply_store_overrides(document, overrides), source=str(path), only=backbones)
+    grid = load_grid(source, overrides=overrides, backbones=backbones)
+    if grid.experiment is None:
+        raise UserError(f"grid {source!r} is not a geography grid; its [grid] table says kind = \"geography\".")
+    return grid.experiment
 
 
-def _whole(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _expand(path) -> str:
-    return str(path).replace("{work}", str(work_dir()))
+def sweep_grid(grid: GeographyGrid) -> Grid:
+    """The sweep grid of a geography grid: every base's store per source, one domain-mix block,
+    the ``domain_mix`` runner (:mod:`analyze.runners.domain_mix`)."""
+    block = {"kind": "domain_mix", "shares": list(grid.shares), "n": grid.n, "size": grid.size,
+             "seeds": list(grid.seeds), "pool": grid.pool, "val_fraction": grid.val_fraction}
+    return Grid(name=grid.name, description=grid.description, targets=(), sensitive=None, runners=("domain_mix",),
+                chunk_size=DEFAULT_CHUNK_SIZE, data={},
+                backbones=tuple(GridBackbone(name=b.name, base_kind=b.base_kind, stores=dict(b.stores))
+                                for b in grid.backbones),
+                subsets=(block,), probe=dict(grid.probe), source=grid.source, experiment=grid)
 
 
 def build_geography_grid(document: dict, *, source: str = "", only=None) -> GeographyGrid:
@@ -198,12 +183,12 @@ def build_geography_grid(document: dict, *, source: str = "", only=None) -> Geog
         raise UserError(f"grid.groups = {groups!r} must list one-hot column prefixes, e.g. "
                         "groups = [\"income_bucket_\", \"region_\"] (or [] for none).")
     k = head.get("k", 5)
-    if not _whole(k) or not 1 <= k < len(classes):
+    if not is_whole(k) or not 1 <= k < len(classes):
         raise UserError(f"grid.k = {k!r} must be a whole number from 1 to {len(classes) - 1} "
                         f"(there are {len(classes)} classes).")
     test = check_test_modes(head.get("test", "split"), sources)
     at_share = head.get("at_share", 0.1)
-    if not _number(at_share) or not 0 <= at_share <= 1:
+    if not is_number(at_share) or not 0 <= at_share <= 1:
         raise UserError(f"grid.at_share = {at_share!r} must be a share in [0, 1], e.g. at_share = 0.1.")
     bases = _bases(document.get("backbones", []), sources, only)
     reference = head.get("reference")
@@ -216,7 +201,7 @@ def build_geography_grid(document: dict, *, source: str = "", only=None) -> Geog
     check_keys(probe, PROBE_KEYS, "[probe]")
     if "Cs" in probe:
         Cs = probe["Cs"] if isinstance(probe["Cs"], list) else [probe["Cs"]]
-        if not Cs or not all(_number(c) and c > 0 for c in Cs):
+        if not Cs or not all(is_number(c) and c > 0 for c in Cs):
             raise UserError(f"probe.Cs = {probe['Cs']!r} must list positive numbers, e.g. Cs = [0.01, 0.1, 1.0].")
         probe["Cs"] = [float(c) for c in Cs]
     shares = tuple(float(s) for s in block["shares"])
@@ -224,14 +209,27 @@ def build_geography_grid(document: dict, *, source: str = "", only=None) -> Geog
                                           and any(abs(s - (1 - at_share)) < 1e-9 for s in shares)):
         raise UserError(f"grid.at_share = {at_share} and 1 - at_share must both be among the shares {list(shares)} "
                         "(the finding compares the bases there).")
+    metrics, shown = _metric_lists(head)
     grid = GeographyGrid(
-        name=str(head.get("name", Path(source).stem or "geography")), description=str(head.get("description", "")),
+        metrics=metrics, shown=shown, name=str(head.get("name", Path(source).stem or "geography")), description=str(head.get("description", "")),
         sources=sources, classes=tuple(classes), class_set=class_set, groups=tuple(groups), k=k, test=test,
         reference=reference, at_share=float(at_share), backbones=bases, shares=shares, n=block["n"],
         size=block.get("size"), seeds=tuple(block["seeds"]), pool=block.get("pool", "train"),
         val_fraction=block.get("val_fraction", 0.2), probe=probe, source=source)
     grid.specs()  # every spec field is checked by DomainMix
     return grid
+
+
+def _metric_lists(head: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``grid.metrics`` (two metric names, optional) and ``grid.shown`` (metric names, optional)."""
+    metrics, shown = head.get("metrics", []), head.get("shown", [])
+    if not isinstance(metrics, list) or len(metrics) not in (0, 2) or not all(isinstance(m, str) and m
+                                                                              for m in metrics):
+        raise UserError(f"grid.metrics = {metrics!r} must name two metrics, the first source's and the second's, "
+                        "e.g. metrics = [\"top5_accuracy_dollarstreet\", \"macro_ap_coco\"].")
+    if not isinstance(shown, list) or not all(isinstance(m, str) and m for m in shown):
+        raise UserError(f"grid.shown = {shown!r} must list metric names, e.g. shown = [\"macro_ap_coco\"].")
+    return tuple(metrics), tuple(shown)
 
 
 def _classes(value) -> tuple[list[str], str | None]:
@@ -268,7 +266,7 @@ def _bases(entries, sources: tuple[str, str], only) -> tuple[GeographyBase, ...]
             raise UserError(f"backbone {name!r} needs stores = {{ {sources[0]} = PATH, {sources[1]} = PATH }} "
                             f"(one feature store per source); got {given!r}.")
         built.append(GeographyBase(name=str(name), base_kind=str(entry["base_kind"]),
-                                   stores={s: _expand(stores[s]) for s in sources}))
+                                   stores={s: expand_path(stores[s]) for s in sources}))
     if only:
         missing = sorted(set(only) - names)
         if missing:
@@ -288,19 +286,19 @@ def _block(blocks) -> dict:
                         "kind = \"domain_mix\".")
     shares = block.get("shares", list(DEFAULT_SHARES))
     shares = shares if isinstance(shares, list) else [shares]
-    if not shares or not all(_number(s) and 0 <= s <= 1 for s in shares) or len(set(shares)) != len(shares):
+    if not shares or not all(is_number(s) and 0 <= s <= 1 for s in shares) or len(set(shares)) != len(shares):
         raise UserError(f"shares = {block.get('shares')!r} must list distinct shares in [0, 1], "
                         "e.g. shares = [0.0, 0.1, 0.5, 1.0].")
     n = block.get("n", 128)
     if isinstance(n, list) and len(n) == 1:
         n = n[0]
-    if not _whole(n) or n < 2:
+    if not is_whole(n) or n < 2:
         raise UserError(f"n = {block.get('n')!r} must be one whole number of training rows >= 2, e.g. n = 128 "
                         "(the finding compares the bases at one n).")
     seeds = block.get("seeds", 5)
-    if _whole(seeds) and seeds >= 1:
+    if is_whole(seeds) and seeds >= 1:
         seeds = list(range(seeds))
-    elif not (isinstance(seeds, list) and seeds and all(_whole(s) and s >= 0 for s in seeds)
+    elif not (isinstance(seeds, list) and seeds and all(is_whole(s) and s >= 0 for s in seeds)
               and len(set(seeds)) == len(seeds)):
         raise UserError(f"seeds = {seeds!r} is not a count or a list of distinct whole-number seeds; "
                         "write e.g. seeds = 5 (seeds 0 ... 4) or seeds = [0, 7].")
@@ -310,99 +308,43 @@ def _block(blocks) -> dict:
 # -- running ---------------------------------------------------------------------------------
 
 
-def open_stores(grid: GeographyGrid) -> dict[str, dict]:
-    """Every base's store of each source, opened; a missing file is one sentence naming it."""
-    from extract.store.reader import FeatureStore
-
-    opened = {}
-    for base in grid.backbones:
-        opened[base.name] = {}
-        for source, path in base.stores.items():
-            if not Path(path).is_file():
-                raise UserError(f"the {source} store of base {base.name!r} ({path}) does not exist; extract the "
-                                f"{source} dataset into it with `biastransfer extract` or point "
-                                f"`backbones.{base.name}.stores.{source}` at an existing store.")
-            opened[base.name][source] = FeatureStore.open(path)
-    return opened
-
-
-def check_cells(grid: GeographyGrid, stores: Mapping[str, Mapping]) -> int:
-    """Check every cell against the stores' metadata (feasible counts, label columns); return the cell count."""
-    specs = grid.specs()
-    for base, by_source in stores.items():
-        metas = {s: store.metadata for s, store in by_source.items()}
-        for spec in specs:
-            try:
-                spec.split_indices(metas)
-            except UserError as exc:
-                raise UserError(f"base {base!r}, share {spec.share}, seed {spec.seed}: {exc}") from None
-    return len(specs) * len(stores)
-
-
-def run_geography_grid(grid: GeographyGrid, *, out: str | Path | None = None, skip_existing: bool = True,
-                       n_jobs: int = 1, dry_run: bool = False) -> dict:
-    """Run every (base, share, seed) cell of ``grid``, then summarise and state the finding.
+def run_geography_grid(grid: Grid | GeographyGrid, *, out: str | Path | None = None, skip_existing: bool = True,
+                       n_jobs: int = 1, dry_run: bool = False, progress: bool = False) -> dict:
+    """Run every (base, share, seed) cell of ``grid`` with the sweep, then summarise and state the finding.
 
     Parameters
     ----------
-    grid : GeographyGrid
+    grid : Grid (of a geography grid) or GeographyGrid
     out : path, optional
         Results folder (default ``work/results/<grid name>``). It receives one JSON record per
         cell, ``summary.csv``, ``findings.csv`` (what ``biastransfer reproduce --geography``
         reads), ``summary.md`` and the resolved grid under ``_grids/``.
-    skip_existing : bool
-        Keep cells whose records exist (a killed run resumes).
-    n_jobs : int
-        Passed to the probe engine.
-    dry_run : bool
-        Open the stores and check every cell; fit and write nothing.
+    skip_existing, n_jobs, dry_run, progress
+        As in :func:`analyze.sweep.sweep` (``dry_run``: open the stores and check every cell;
+        fit and write nothing).
 
     Returns
     -------
     dict
-        ``out``, ``cells`` and, unless ``dry_run``: ``table``, ``summary``, ``findings``, ``paths``.
+        ``out``, ``cells`` (the sweep's summary) and, unless ``dry_run``: ``table``,
+        ``summary``, ``findings``, ``paths`` (:func:`analyze.geography.experiment.conclude`).
     """
-    from analyze.geography.experiment import (
-        run_cells,
-        share_to_match,
-        summarize,
-        write_summary,
-    )
-    from analyze.probe.engine import DEFAULT_CS
-    from analyze.results.records import check_results_folder
-    from extract.io import remove_stale_temporaries
+    from analyze.geography.experiment import conclude
+    from analyze.results import collect
+    from analyze.sweep.run import sweep
 
+    grid = sweep_grid(grid) if isinstance(grid, GeographyGrid) else grid
+    geo = grid.experiment
     out = Path(out) if out is not None else work_dir() / "results" / grid.name
-    stores = open_stores(grid)
-    cells = check_cells(grid, stores)
+    cells = sweep(grid, out=out, skip_existing=skip_existing, n_jobs=n_jobs, progress=progress, dry_run=dry_run)
     if dry_run:
         return {"out": out, "cells": cells}
-    out = check_results_folder(out)
-    text = json.dumps(grid.to_dict(), indent=1, sort_keys=True)
-    write_text(out / "_grids" / f"{grid.name}-{hashlib.sha256(text.encode()).hexdigest()[:10]}.json", text,
-               hint="choose a writable `out` folder")
-    remove_stale_temporaries(out)
-    annotations = {b.name: {"grid": grid.name, "backbone": b.name, "base_kind": b.base_kind} for b in grid.backbones}
-    table = run_cells(stores, sources=grid.sources, classes=grid.classes, shares=grid.shares, n=grid.n,
-                      seeds=grid.seeds, k=grid.k, out=out, size=grid.size, group_prefixes=grid.groups,
-                      Cs=grid.probe.get("Cs", DEFAULT_CS), select=grid.probe.get("select", "val_loss"),
-                      device=grid.probe.get("device", "cpu"), n_jobs=n_jobs, test=grid.test,
-                      annotations=annotations, skip_existing=skip_existing, pool=grid.pool,
-                      val_fraction=grid.val_fraction)
-    names = [b.name for b in grid.backbones]
-    table = table[(table["n"] == grid.n) & table["backbone"].isin(names)]
-    summary = summarize(table)
-    findings = []
-    first, second = grid.sources
-    metrics = [f"top{grid.k}_accuracy_{first}", f"macro_ap_{second}"]
-    if len(names) >= 2:
-        reference = grid.reference or names[0]
-        other = next(n for n in names if n != reference)
-        findings = [share_to_match(summary, metric=metrics[0], base=reference, other=other, at_share=grid.at_share),
-                    share_to_match(summary, metric=metrics[1], base=other, other=reference, at_share=grid.at_share,
-                                   source_index=1)]
-    paths = write_summary(summary, findings, out, metrics=metrics)
-    return {"out": out, "cells": cells, "table": table, "summary": summary, "findings": findings, "paths": paths}
+    names = [b.name for b in geo.backbones]
+    table = collect(out)
+    table = table[(table["n"] == geo.n) & table["backbone"].isin(names)]
+    ending = conclude(table, out, names=names, reference=geo.reference, at_share=geo.at_share,
+                      metrics=geo.finding_metrics(), shown=geo.shown or None)
+    return {"out": out, "cells": cells, "table": table, **ending}
 
 
 def parse_store_flag(item: str) -> tuple[str, str]:
@@ -415,6 +357,5 @@ def parse_store_flag(item: str) -> tuple[str, str]:
     return f"backbones.{base}.stores.{source}", path.strip()
 
 
-__all__ = ["GeographyBase", "GeographyGrid", "apply_store_overrides", "build_geography_grid", "check_cells",
-           "is_geography_grid", "load_geography_grid", "open_stores", "parse_store_flag",
-           "run_geography_grid"]
+__all__ = ["GeographyBase", "GeographyGrid", "build_geography_grid", "is_geography_grid", "load_geography_grid",
+           "parse_store_flag", "run_geography_grid", "sweep_grid"]

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from analyze.runners import RUNNERS
 from extract.errors import UserError
 
 FLAGS = ("degenerate", "c_at_edge", "lr_at_edge", "epochs_at_edge", "not_converged", "weak_task")
@@ -176,7 +177,6 @@ def diagnose_record(record: Mapping, *, auc_floor: float = DEFAULT_AUC_FLOOR) ->
     """The :class:`Diagnosis` of one result record (probe or finetune), rules in the module docstring."""
     floor = check_floor(auc_floor)
     metrics = record.get("metrics") or {}
-    hyper = record.get("hyperparameters") or {}
     flags, reasons = dict.fromkeys(FLAGS, False), []
 
     def flag(name: str, reason: str | None) -> None:
@@ -186,21 +186,9 @@ def diagnose_record(record: Mapping, *, auc_floor: float = DEFAULT_AUC_FLOOR) ->
 
     for reason in degenerate_reasons(metrics):
         flag("degenerate", reason)
-    if record.get("runner") == "probe":
-        edge = at_edge(hyper.get("C"), hyper.get("Cs"))
-        flag("c_at_edge", edge_reason("C", hyper.get("C"), edge, hyper.get("Cs")))
-        if hyper.get("converged") is False:
-            flag("not_converged", f"the solver did not converge for C = {hyper.get('C'):g} "
-                                  f"({hyper.get('n_iter')} iterations)")
-    elif record.get("runner") == "finetune":
-        grid = (hyper.get("grid") or {}).get("lrs")
-        edge = at_edge(hyper.get("lr"), grid)
-        flag("lr_at_edge", edge_reason("lr", hyper.get("lr"), edge, grid))
-        best, epochs = hyper.get("best_epoch"), hyper.get("epochs")
-        if _finite(best) and _finite(epochs) and epochs >= 2 and best in (1, epochs):
-            flag("epochs_at_edge", f"the best epoch is the {'first' if best == 1 else 'last'} of {int(epochs)}")
-        run = record.get("finetune") or {}
-        flag("not_converged", _curve_problem(run.get("train_curve"), run.get("val_curve")))
+    runner = RUNNERS.get(record.get("runner"))
+    if runner is not None:  # the checks of how the runner fitted (C grid, learning rates, epochs, convergence)
+        runner.check_fit(record, flag)
     flag("weak_task", weak_reason(metrics.get("auc"), floor))
     return Diagnosis(flags=flags, reasons=tuple(reasons), auc_floor=floor)
 

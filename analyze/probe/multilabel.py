@@ -86,8 +86,7 @@ class MultilabelProbes:
 
 
 def fit_multilabel_probes(features, labels, splits: Sequence[SubsetSplit], *, test, Cs=DEFAULT_CS,
-                          select: str = "val_loss", device: str = "cpu", n_jobs: int = 1,
-                          **engine_options) -> MultilabelProbes:
+                          select: str = "val_loss", device: str = "cpu", n_jobs: int = 1) -> MultilabelProbes:
     """Fit one probe per (replicate, class) and score the shared test rows.
 
     Parameters
@@ -99,7 +98,7 @@ def fit_multilabel_probes(features, labels, splits: Sequence[SubsetSplit], *, te
         Training and validation rows of each replicate, shared by all classes.
     test : array-like of int
         Rows to score, shared by every probe.
-    Cs, select, device, n_jobs, **engine_options
+    Cs, select, device, n_jobs
         Passed to :func:`analyze.probe.fit_probes`.
 
     Returns
@@ -134,8 +133,8 @@ def fit_multilabel_probes(features, labels, splits: Sequence[SubsetSplit], *, te
             else:
                 scores[r, :, c] = np.log((positives[c] + 0.5) / (len(train) - positives[c] + 0.5))
     if tasks:
-        results = fit_probes(features, tasks, test=test, config=ProbeConfig(
-            Cs=Cs, select=select, device=device, n_jobs=n_jobs, **engine_options))
+        results = fit_probes(features, tasks, test=test, config=ProbeConfig(Cs=Cs, select=select, device=device,
+                                                                           n_jobs=n_jobs))
         for i, (r, c) in enumerate(where):
             scores[r, :, c] = results.test_scores[i]
             fitted[r, c] = True
@@ -258,7 +257,8 @@ def _check_existing(out, specs, backbone, modes) -> list:
     return todo
 
 
-def _check_stores(stores: Mapping, sources: Sequence[str], classes: Sequence[str]) -> None:
+def check_stores(stores: Mapping, sources: Sequence[str], classes: Sequence[str]) -> None:
+    """Refuse stores that miss a source, come from different backbones or lack a class column."""
     missing = [s for s in sources if s not in stores]
     if missing:
         raise UserError(f"no feature store for source {missing[0]!r}; give one store per source of the specs.")
@@ -276,10 +276,36 @@ def _check_stores(stores: Mapping, sources: Sequence[str], classes: Sequence[str
                             "adapter that writes the whole target set (e.g. coco-objects).")
 
 
-def run_domain_mix_cells(stores: Mapping, specs, *, classes: Sequence[str], k: int = 5,
-                         group_prefixes: Sequence[str] = DEFAULT_GROUP_PREFIXES, out: str | Path | None = None,
-                         Cs=DEFAULT_CS, select: str = "val_loss", device: str = "cpu", n_jobs: int = 1,
-                         skip_existing: bool = True, backbone: str | None = None, test="split",
+@dataclass(frozen=True)
+class DomainMixConfig:
+    """How domain-mix cells are fitted and scored (passed whole to :func:`run_domain_mix_cells`).
+
+    Attributes
+    ----------
+    classes : tuple of str
+        The target set's columns (e.g. :func:`extract.datasets.targets.target_set`).
+    k : int, default 5
+        Top-k accuracy's k.
+    group_prefixes : tuple of str
+        One-hot prefixes of grouping columns, evaluated per group where a source has them.
+    test : {"split", "unused"} or mapping of source -> mode, default "split"
+        Which rows of each source are scored (module docstring); recorded as ``test_rows``.
+    Cs, select, device, n_jobs
+        Passed to the engine (:func:`analyze.probe.fit_probes`).
+    """
+
+    classes: tuple
+    k: int = 5
+    group_prefixes: tuple = DEFAULT_GROUP_PREFIXES
+    test: object = "split"
+    Cs: tuple = tuple(DEFAULT_CS)
+    select: str = "val_loss"
+    device: str = "cpu"
+    n_jobs: int = 1
+
+
+def run_domain_mix_cells(stores: Mapping, specs, config: DomainMixConfig, *, out: str | Path | None = None,
+                         skip_existing: bool = True, backbone: str | None = None,
                          annotation: Mapping | None = None) -> list[dict]:
     """Fit, evaluate and (when ``out`` is given) write one record per :class:`DomainMix` spec.
 
@@ -289,22 +315,14 @@ def run_domain_mix_cells(stores: Mapping, specs, *, classes: Sequence[str], k: i
         One store per source named in the specs, all of one backbone.
     specs : sequence of DomainMix
         The cells (typically shares x seeds at one ``n``); all must name the same sources.
-    classes : sequence of str
-        The target set's columns (e.g. :func:`extract.datasets.targets.target_set`).
-    k : int, default 5
-        Top-k accuracy's k.
-    group_prefixes : sequence of str
-        One-hot prefixes of grouping columns, evaluated per group where a source has them.
+    config : DomainMixConfig
+        Classes, k, grouping columns, test rows and the engine's options.
     out : path, optional
         Results folder; records are written there atomically.
-    Cs, select, device, n_jobs
-        Passed to the engine.
     skip_existing : bool, default True
         Leave out cells whose valid record already exists in ``out``.
     backbone : str, optional
         The records' backbone name; default the stores' ``backbone_name``.
-    test : {"split", "unused"} or mapping of source -> mode, default "split"
-        Which rows of each source are scored (module docstring); recorded as ``test_rows``.
     annotation : mapping, optional
         Written as each record's ``sweep`` annotation (``grid``, ``backbone``, ``base_kind``),
         which the collected table reads.
@@ -320,9 +338,9 @@ def run_domain_mix_cells(stores: Mapping, specs, *, classes: Sequence[str], k: i
     sources = specs[0].sources
     if any(s.sources != sources for s in specs):
         raise UserError("the domain-mix specs name different sources; run each pair of sources separately.")
-    classes = list(classes)
-    _check_stores(stores, sources, classes)
-    modes = check_test_modes(test, sources)
+    classes = list(config.classes)
+    check_stores(stores, sources, classes)
+    modes = check_test_modes(config.test, sources)
     backbone = backbone or stores[sources[0]].provenance["backbone_name"]
     if out is not None and skip_existing:
         specs = _check_existing(out, specs, backbone, modes)
@@ -335,45 +353,64 @@ def run_domain_mix_cells(stores: Mapping, specs, *, classes: Sequence[str], k: i
     offsets = dict(zip(sources, np.cumsum([0] + [len(rows[s]) for s in sources])[:-1]))
     features = np.concatenate([stores[s].rows(rows[s], dtype=np.float32) for s in sources])
     labels = np.concatenate([metas[s][classes].to_numpy()[rows[s]] for s in sources]).astype(np.int8)
-    place = lambda s, positions: offsets[s] + np.searchsorted(rows[s], positions)
+    place = lambda s, positions: offsets[s] + np.searchsorted(rows[s], positions)  # noqa: E731
     splits = [SubsetSplit(train=np.concatenate([place(s, p[s].train) for s in sources]),
                           val=np.concatenate([place(s, p[s].val) for s in sources])) for p in parts]
     test = np.concatenate([place(s, tests[s]) for s in sources])
-    fit = fit_multilabel_probes(features, labels, splits, test=test, Cs=Cs, select=select, device=device,
-                                n_jobs=n_jobs)
+    fit = fit_multilabel_probes(features, labels, splits, test=test, Cs=config.Cs, select=config.select,
+                                device=config.device, n_jobs=config.n_jobs)
     metrics, start = {}, 0
     for s in sources:
         stop = start + len(tests[s])
-        groups = {p: g[tests[s]] for p in group_prefixes if (g := one_hot_groups(metas[s], p)) is not None}
+        groups = {p: g[tests[s]] for p in config.group_prefixes if (g := one_hot_groups(metas[s], p)) is not None}
         metrics |= source_metrics(metas[s][classes].to_numpy()[tests[s]], fit.scores[:, start:stop], groups,
-                                  k=k, name=s, mask=masks[s])
+                                  k=config.k, name=s, mask=masks[s])
         start = stop
     scored = {s: [len(tests[s]) if masks[s] is None else int(masks[s][r].sum()) for r in range(len(specs))]
               for s in sources}
-    records = []
-    for r, (spec, part) in enumerate(zip(specs, parts)):
-        record = make_record(
-            runner="probe", backbone=backbone, spec=spec.to_dict(),
-            metrics={name: values[r] for name, values in metrics.items()},
-            hyperparameters={"C_median": float(np.nanmedian(fit.C[r])) if fit.fitted[r].any() else None,
-                             "Cs": list(map(float, Cs)), "select": select, "k": k,
-                             "classes_fitted": int(fit.fitted[r].sum()), "classes": len(classes)},
-            sections=dict(backbone_config=stores[sources[0]].provenance.get("backbone_config", {}),
+    cells = _Cells(specs=specs, parts=parts, splits=splits, scored=scored, modes=modes)
+    records = [_record(stores, cells, r, fit, metrics, config, backbone=backbone, annotation=annotation)
+               for r in range(len(specs))]
+    for record in records if out is not None else ():
+        write_record(out, record)
+    return records
+
+
+@dataclass(frozen=True)
+class _Cells:
+    """What :func:`_record` needs of the fitted cells: specs, their draws, splits, scored rows, test modes."""
+
+    specs: list
+    parts: list
+    splits: list
+    scored: dict
+    modes: dict
+
+
+def _record(stores, cells: _Cells, r: int, fit: MultilabelProbes, metrics: dict, config: DomainMixConfig, *,
+            backbone: str, annotation) -> dict:
+    """The record of cell ``r``."""
+    sources, spec, part = cells.specs[0].sources, cells.specs[r], cells.parts[r]
+    first = stores[sources[0]].provenance
+    return make_record(
+        runner="probe", backbone=backbone, spec=spec.to_dict(),
+        metrics={name: values[r] for name, values in metrics.items()},
+        hyperparameters={"C_median": float(np.nanmedian(fit.C[r])) if fit.fitted[r].any() else None,
+                         "Cs": list(map(float, config.Cs)), "select": config.select, "k": config.k,
+                         "classes_fitted": int(fit.fitted[r].sum()), "classes": len(config.classes)},
+        sections=dict(
+            backbone_config=first.get("backbone_config", {}),
             dataset={"name": "+".join(stores[s].provenance["dataset_name"] for s in sources),
                      "sources": {s: {"name": stores[s].provenance["dataset_name"],
                                      "manifest_hash": stores[s].provenance["manifest_hash"]} for s in sources}},
-            sizes={"n_train": len(splits[r].train), "n_val": len(splits[r].val),
-                   "n_test": sum(scored[s][r] for s in sources)},
-            timings={"fit_seconds_batch": fit.seconds, "fit_seconds_per_cell": fit.seconds / len(specs)}),
-            extra={"stores": {s: str(getattr(stores[s], "path", "")) for s in sources},
-                   "rows": {s: {"train": len(part[s].train), "val": len(part[s].val), "test": scored[s][r]}
-                            for s in sources},
-                   "test_rows": modes, **({"sweep": dict(annotation)} if annotation else {})},
-        )
-        if out is not None:
-            write_record(out, record)
-        records.append(record)
-    return records
+            sizes={"n_train": len(cells.splits[r].train), "n_val": len(cells.splits[r].val),
+                   "n_test": sum(cells.scored[s][r] for s in sources)},
+            timings={"fit_seconds_batch": fit.seconds, "fit_seconds_per_cell": fit.seconds / len(cells.specs)}),
+        extra={"stores": {s: str(getattr(stores[s], "path", "")) for s in sources},
+               "rows": {s: {"train": len(part[s].train), "val": len(part[s].val), "test": cells.scored[s][r]}
+                        for s in sources},
+               "test_rows": cells.modes, **({"sweep": dict(annotation)} if annotation else {})},
+    )
 
 
 def summarize_over_seeds(table: pd.DataFrame, metrics: Sequence[str], *, by: Sequence[str]) -> pd.DataFrame:
@@ -401,6 +438,8 @@ def summarize_over_seeds(table: pd.DataFrame, metrics: Sequence[str], *, by: Seq
 __all__ = [
     "DEFAULT_GROUP_PREFIXES",
     "TEST_MODES",
+    "DomainMixConfig",
+    "check_stores",
     "MultilabelProbes",
     "check_test_modes",
     "fit_multilabel_probes",

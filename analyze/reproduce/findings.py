@@ -69,6 +69,7 @@ from analyze.reproduce.verdicts import (
     shrink_rule,
     sign_rule,
 )
+from analyze.runners import RUNNERS
 from extract.errors import UserError
 from extract.io import write_text
 
@@ -171,7 +172,7 @@ def _most_common_n(rows: pd.DataFrame):
 
 
 def _setting_rows(table: pd.DataFrame, runner: str, setting: str, n) -> tuple[pd.DataFrame, str]:
-    rows = table[table["runner"] == runner] if "runner" in table.columns else table.iloc[0:0]
+    rows = table[RUNNERS.rows(table, runner)] if "runner" in table.columns else table.iloc[0:0]
     if setting == "natural":
         rows = rows[rows["spec_kind"] == "natural"] if "spec_kind" in rows.columns else rows.iloc[0:0]
         chosen = n if n is not None else _most_common_n(rows)
@@ -233,7 +234,7 @@ def transfer_findings(table: pd.DataFrame, *, metric: str, method: str, auc_floo
 def effect_findings(table: pd.DataFrame, *, metric: str, auc_floor: float, n=None) -> list[dict]:
     """Finding 2: interaction signs of the effect model (probes), and W&R's mixed model beside them."""
     found = []
-    rows = table[(table["runner"] == "probe") & table["base_kind"].isin(["biased", "control"])] \
+    rows = table[RUNNERS.rows(table, "probe") & table["base_kind"].isin(["biased", "control"])] \
         if {"runner", "base_kind"} <= set(table.columns) else table.iloc[0:0]
     rows, _note = clean_cells(rows) if len(rows) else (rows, None)
     problem = None
@@ -355,7 +356,7 @@ def _paper_findings(rows: pd.DataFrame, *, metric: str, problem: str | None, n=N
 
 
 def _size_rows(table: pd.DataFrame, runner: str) -> tuple[pd.DataFrame, list]:
-    rows = table[(table["runner"] == runner) & (table["spec_kind"] == "natural")] \
+    rows = table[RUNNERS.rows(table, runner) & (table["spec_kind"] == "natural")] \
         if {"runner", "spec_kind"} <= set(table.columns) else table.iloc[0:0]
     return rows, sorted(pd.to_numeric(rows["n"], errors="coerce").dropna().unique()) if len(rows) else []
 
@@ -450,7 +451,7 @@ def size_finding(table: pd.DataFrame, *, metric: str, method: str, auc_floor: fl
 
 def _curation_rows(table: pd.DataFrame, kind: str, *, runner: str, n, base_kind: str) -> dict:
     """One base kind's cells at stereotype levels 0.8 and 0.7, on the targets both levels hold."""
-    rows = table[(table["runner"] == runner) & (table["spec_kind"] == kind)] \
+    rows = table[RUNNERS.rows(table, runner) & (table["spec_kind"] == kind)] \
         if {"runner", "spec_kind", "base_kind"} <= set(table.columns) else table.iloc[0:0]
     rows = rows[rows["base_kind"] == base_kind] if len(rows) else rows
     if len(rows) and "stereotype_level" in rows.columns:

@@ -1,6 +1,7 @@
 """``biastransfer reproduce``: run the grids the papers' findings need on the avatars, then the findings table.
 
-Stages (each reuses what exists under ``out``, so a rerun only does what is missing):
+Stages (each reuses what exists under ``out``, so a rerun only does what is missing; the
+functions are in :mod:`analyze.reproduce.stages`):
 
 1. **avatars**: render the finetuning dataset (``celeba-like`` preset);
 2. **bases**: the biased base, the control bases and scratch from ``data/recipes/avatars-bases.toml``
@@ -17,24 +18,38 @@ Stages (each reuses what exists under ``out``, so a rerun only does what is miss
 8. **findings and report**: collect, the findings table (:mod:`analyze.reproduce.findings`),
    and the report, which leads with it.
 
-:class:`ReproduceConfig` sets every size; :data:`PRESETS` holds ``full`` (the default) and
-``tiny`` (the end-to-end test's sizes, 32 px). A run first removes the temporary files that a
-killed run left in its output folders (:func:`remove_stale_outputs`, the sweep's cleanup).
+:class:`ReproduceConfig` sets every size and names the cells' grids and the stages;
+:data:`PRESETS` holds ``full`` (the default), ``tiny`` (the end-to-end test's sizes, 32 px)
+and ``demo`` (``biastransfer demo``: the same first six stages on a smaller grid, then
+effects, figures, the curation plan and the report, :data:`PIPELINES`). A run first removes
+the temporary files that a killed run left in its output folders
+(:func:`remove_stale_outputs`, the sweep's cleanup).
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-from analyze.demo import IMAGENET, RECIPE, SENSITIVE, Stage, base_kinds, render_avatars
-from analyze.metrics.diagnosis import COMPETENCE_FLOORS
-from extract.errors import UserError
+from analyze.reproduce import stages
+from analyze.reproduce.grids import (
+    demo_finetune_specs,
+    demo_probe_specs,
+    findings_finetune_specs,
+    findings_probe_specs,
+)
+from analyze.reproduce.stages import (  # noqa: F401  (re-exported: the stage helpers' old home)
+    IMAGENET,
+    RECIPE,
+    Stage,
+    auc_table,
+    base_kinds,
+    feasible,
+    recipe_path,
+    underrep_table,
+)
 
 STEREOTYPE_LEVELS = (0.0, 0.25, 0.5, 0.7, 0.8, 1.0)  # 0.8 and 0.7: the curation pair (20% -> 30% counter)
 
@@ -92,6 +107,14 @@ class ReproduceConfig:
         Rendering processes (default all cores).
     progress : bool
         Progress bars (stderr) inside the stages; each stage prints its time either way.
+    probe_grid, finetune_grid : callable
+        ``(metadata, config) -> specs``: the probe and finetune cells
+        (:mod:`analyze.reproduce.grids`).
+    pipeline : str
+        The stages run, a key of :data:`PIPELINES` (``reproduce``: the findings table;
+        ``demo``: effects, figures and the curation plan).
+    title : str
+        The report's title.
     """
 
     n: int = 9000  # the natural n = 4096 cell needs 5120 rows of the 60% train split
@@ -127,6 +150,10 @@ class ReproduceConfig:
     imagenet: bool = True
     workers: int | None = None
     progress: bool = True
+    probe_grid: Callable = findings_probe_specs
+    finetune_grid: Callable = findings_finetune_specs
+    pipeline: str = "reproduce"
+    title: str = "biastransfer reproduce: the papers' findings on procedural avatars"
 
 
 PRESETS = {
@@ -137,298 +164,47 @@ PRESETS = {
                             finetune_n=48, finetune_seeds=(0, 1, 2), finetune_epochs=1, finetune_lrs=(0.01,),
                             finetune_freeze_bn=False, pair_shares=(1.0, 0.2), pair_n=48, salience_targets=None,
                             imagenet=False, workers=1, progress=False),
+    # the quick-start of `biastransfer demo` (analyze.demo): three targets, the correlation grid at
+    # P(s=1 | y=1) levels, the natural and skewed sets at n = 128, a small finetune grid on the
+    # biased base and one control, then effects, figures, the curation plan and the report
+    "demo": ReproduceConfig(n=3000, size=64, levels=(0.0, 0.25, 0.5, 0.75, 1.0), sizes=(), seeds=(0, 1, 2, 3, 4),
+                            finetune_target="eyewear", finetune_n=128, finetune_seeds=(0, 1, 2), finetune_epochs=12,
+                            finetune_lrs=(0.01,), finetune_freeze_bn=True,
+                            finetune_bases=("avatars-biased-dark_skin", "avatars-control-hat"),
+                            salience_targets=None, probe_grid=demo_probe_specs, finetune_grid=demo_finetune_specs,
+                            pipeline="demo", title="biastransfer demo: bias transfer on procedural avatars"),
 }
 
 
-def recipe_path(config: ReproduceConfig) -> Path:
-    """The recipe file of ``config`` (a name in ``data/recipes`` or a path)."""
-    if config.recipe is None:
-        return RECIPE
-    path = Path(config.recipe).expanduser()
-    return path if path.parent != Path(".") or path.exists() else RECIPE.with_name(config.recipe)
-
-
-def pretrain_bases(out: Path, config: ReproduceConfig) -> tuple[dict[str, Path], dict[str, str]]:
-    """Build (or reuse) the recipe's bases at the config's size; return paths and each base's role."""
-    from extract.pretrain import load_recipe, run_recipe
-
-    recipe = load_recipe(recipe_path(config))
-    data = recipe["data"]
-    data["size"] = recipe["model"]["image_size"] = config.size
-    if config.pretrain_n is not None:
-        data["n"] = config.pretrain_n
-    if config.pretrain_epochs is not None:
-        recipe["train"]["epochs"] = config.pretrain_epochs
-    data["cache"] = f"pretrain-avatars-{data['n']}-{config.size}px-seed{data['seed']}.h5"
-    roles = {b["name"]: b["role"] for b in recipe["bases"]}
-    labels = {a: b["name"] for b in recipe["bases"] if b["role"] == "control" for a in b.get("attributes", ())}
-    missing = [a for a in config.pair if a not in labels]
-    if missing:
-        raise UserError(f"the pairs experiment needs a control base pretrained on {missing[0]!r}, and the recipe "
-                        f"{recipe_path(config).name} has controls on {sorted(labels)}; choose a pair among those.")
-    if config.controls is not None:
-        keep = {*config.controls, *(labels[a] for a in config.pair)}
-        unknown = sorted(set(config.controls) - set(roles))
-        if unknown:
-            raise UserError(f"control {unknown[0]!r} is not a base of {recipe_path(config).name}; choose among "
-                            f"{sorted(n for n, r in roles.items() if r == 'control')}.")
-        recipe["bases"] = [b for b in recipe["bases"] if b["role"] != "control" or b["name"] in keep]
-    bases = run_recipe(recipe, out_dir=out / "bases", cache_dir=out / "avatars", workers=config.workers,
-                       progress=config.progress)
-    return bases, roles
-
-
-def extract_stores(out: Path, cache: Path, bases: dict[str, Path], config: ReproduceConfig) -> dict[str, Path]:
-    """A feature store per base (reused when it matches), plus ImageNet when asked and installed."""
-    from extract.backbones import create_backbone
-    from extract.datasets.avatars import AvatarAdapter
-    from extract.extraction import ExtractOptions, extract_features
-
-    adapter = AvatarAdapter(cache)
-    stores = {}
-    for name, checkpoint in bases.items():
-        stores[name] = extract_features(adapter, create_backbone(checkpoint), out / "stores" / f"avatars__{name}.h5",
-                                        options=ExtractOptions(device="cpu", progress=config.progress))
-    if config.imagenet:
-        try:
-            # at the bases' size: the trained bases' common starting point
-            backbone = create_backbone(IMAGENET, image_size=config.size)
-        except UserError as exc:
-            print(f"  skipping {IMAGENET}: {exc}")
-        else:
-            stores[IMAGENET] = extract_features(adapter, backbone, out / "stores" / f"avatars__{IMAGENET}.h5",
-                                                options=ExtractOptions(device="cpu", progress=config.progress))
-    return stores
-
-
-def estimate_salience(out: Path, cache: Path, config: ReproduceConfig) -> Path:
-    """Salience per target checked against the generator (``salience.csv``, reused when present)."""
-    from analyze.salience.estimate import validate_salience
-    from analyze.salience.config import SalienceConfig
-    from analyze.salience.table import salience_table
-    from extract.datasets.avatars import AvatarAdapter
-    from extract.io import write_text
-
-    path = out / "salience.csv"
-    if not path.exists():
-        adapter = AvatarAdapter(cache)
-        targets = list(dict.fromkeys([*config.targets, *(config.salience_targets or ())]))
-        table = salience_table(targets, SENSITIVE, adapter=adapter, progress=config.progress, config=SalienceConfig(
-            method="probe", replicates=config.salience_replicates, seed=config.seed))
-        table = validate_salience(table, adapter.signal_strength, sensitive=SENSITIVE).table
-        write_text(path, table.to_csv(index=False))
-    return path
-
-
-def probe_specs(meta: pd.DataFrame, config: ReproduceConfig) -> list:
-    """Every probe cell of the findings (module docstring, stage 5)."""
-    from analyze.subsets import (
-        Correlation,
-        Natural,
-        Skew,
-        SubSelection,
-        level_toward_stereotype,
-    )
-
-    specs = []
-    for t in config.targets:
-        toward = {lvl: level_toward_stereotype(meta, t, SENSITIVE, lvl) for lvl in (*config.levels, 0.8, 0.7)}
-        for s in config.seeds:
-            specs += [Correlation(t, SENSITIVE, toward[lvl], n=config.probe_n, seed=s) for lvl in config.levels]
-            specs += [Natural(t, SENSITIVE, n=n, seed=s) for n in sorted({*config.sizes, config.probe_n})]
-            specs.append(Skew(t, SENSITIVE, toward[0.8], n=config.probe_n, seed=s))
-            specs += [SubSelection(t, SENSITIVE, toward[lvl], base_n=config.subselection_n, base_level=toward[0.8],
-                                   seed=s) for lvl in (0.8, 0.7)]
-    return specs
-
-
-def feasible(specs, meta: pd.DataFrame) -> tuple[list, list[str]]:
-    """The specs whose rows can be drawn from ``meta``, and one line per kind left out (with the first reason)."""
-    kept, dropped = [], {}
-    for spec in specs:
-        try:
-            spec.split_indices(meta)
-        except UserError as exc:
-            count, reason = dropped.get(spec.kind, (0, str(exc)))
-            dropped[spec.kind] = (count + 1, reason)
-        else:
-            kept.append(spec)
-    return kept, [f"{kind}: {count} cell(s) left out as infeasible, e.g. {reason}"
-                  for kind, (count, reason) in dropped.items()]
-
-
-def run_probes(out: Path, stores: dict[str, Path], config: ReproduceConfig) -> Path:
-    """Fit (or reuse) every probe cell on every store; records under ``out/results``."""
-    from analyze.config import RunContext
-    from analyze.probe.cells import run_probe_cells
-    from extract.store.reader import FeatureStore
-
-    results = out / "results"
-    for name, path in stores.items():
-        store = FeatureStore.open(path)
-        specs, notes = feasible(probe_specs(store.metadata, config), store.metadata)
-        for note in notes if name == next(iter(stores)) else ():
-            print(f"  {note}")
-        began = time.perf_counter()
-        records = run_probe_cells(store, specs, context=RunContext(out=results, progress=config.progress))
-        print(f"  {name}: {len(records)} probe cells fitted, {len(specs) - len(records)} reused "
-              f"({time.perf_counter() - began:.1f} s)", flush=True)
-    return results
-
-
-def run_finetunes(out: Path, cache: Path, bases: dict[str, Path], roles: dict[str, str],
-                  config: ReproduceConfig) -> Path:
-    """Full finetunes at the natural and the strongest stereotype level, biased base and every control."""
-    from analyze.finetune.runner import FinetuneConfig, finetune_cells
-    from analyze.subsets import Correlation, Natural, level_toward_stereotype
-    from extract.datasets.avatars import AvatarAdapter
-
-    results = out / "results"
-    adapter = AvatarAdapter(cache)
-    meta = adapter.metadata()
-    t = config.finetune_target
-    strongest = level_toward_stereotype(meta, t, SENSITIVE, 1.0)
-    specs = [Natural(t, SENSITIVE, n=config.finetune_n, seed=s) for s in config.finetune_seeds]
-    specs += [Correlation(t, SENSITIVE, strongest, n=config.finetune_n, seed=s) for s in config.finetune_seeds]
-    specs, notes = feasible(specs, meta)
-    for note in notes:
-        print(f"  {note}")
-    finetune = FinetuneConfig(lrs=tuple(config.finetune_lrs), weight_decays=(1e-4,), epochs=config.finetune_epochs,
-                              freeze_bn=config.finetune_freeze_bn)
-    for name, path in bases.items():
-        chosen = name in config.finetune_bases if config.finetune_bases is not None else \
-            roles.get(name) in ("biased", "control")
-        if not chosen:
-            continue
-        began = time.perf_counter()
-        finetune_cells(specs, adapter=adapter, base=str(path), out=results, config=finetune, device="cpu",
-                       progress=config.progress)
-        print(f"  {name}: {len(specs)} finetune cells ({time.perf_counter() - began:.1f} s)", flush=True)
-    return results
-
-
-def _digest(*arrays) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(np.ascontiguousarray(a, dtype=np.int64).tobytes())
-    return h.hexdigest()[:16]
-
-
-def underrep_table(stores: dict[str, Path], bases_on: dict[str, str], config: ReproduceConfig) -> pd.DataFrame:
-    """The pairs experiment with probes: one row per (base role, share of A-only positives, seed).
-
-    Parameters
-    ----------
-    stores : {base name: store path}
-    bases_on : {"A": base name, "B": base name}
-        The base pretrained on A and the one pretrained on B.
-    config : ReproduceConfig
-        ``pair``, ``pair_shares``, ``pair_n`` and ``seeds``.
-
-    Returns
-    -------
-    DataFrame with ``role, backbone, attr_a, attr_b, share_a, n, seed, auc_a, auc, rows_digest``:
-    ``auc_a`` is the AUC of the "A or B" probe on the test rows that are A-only positives or
-    negatives (neither A nor B); ``auc`` on every test row with a defined label.
-    """
-    from analyze.metrics import roc_auc
-    from analyze.probe import ProbeTask, fit_probes
-    from analyze.subsets import Underrepresentation
-    from extract.store.reader import FeatureStore
-
-    a, b = config.pair
-    rows = []
-    for role, name in bases_on.items():
-        store = FeatureStore.open(stores[name])
-        meta = store.metadata
-        test = np.flatnonzero(meta["split"].astype(str).to_numpy() == "test")
-        specs = [Underrepresentation(a, b, share, n=config.pair_n, seed=s)
-                 for share in config.pair_shares for s in config.seeds]
-        labels = specs[0].labels(meta)
-        test = test[labels[test] >= 0]
-        in_a = (meta[a].to_numpy()[test] == 1) & (meta[b].to_numpy()[test] == 0)
-        negative = labels[test] == 0
-        tasks, digests = [], []
-        for spec in specs:
-            split = spec.split_indices(meta)
-            tasks.append(ProbeTask(train=split.train, val=split.val))
-            digests.append(_digest(split.train, split.val))
-        fitted = fit_probes(store.features, tasks, labels=np.where(labels < 0, 0, labels), test=test)
-        for spec, scores, digest in zip(specs, fitted.test_scores, digests):
-            keep = in_a | negative
-            rows.append({"role": role, "backbone": name, "attr_a": a, "attr_b": b, "share_a": spec.share_a,
-                         "n": spec.n, "seed": spec.seed,
-                         "auc_a": float(roc_auc(in_a[keep].astype(int), np.asarray(scores)[keep])),
-                         "auc": float(roc_auc(labels[test].astype(int), np.asarray(scores))), "rows_digest": digest})
-    return pd.DataFrame(rows)
-
-
-def run_pairs(out: Path, stores: dict[str, Path], bases: dict[str, Path], config: ReproduceConfig) -> Path:
-    """Write (or reuse) ``underrep.csv``, the pairs experiment on the bases pretrained on A and on B."""
-    from extract.io import write_text
-    from extract.pretrain import load_recipe
-
-    path = out / "underrep.csv"
-    if path.exists():
-        print(f"  reused {path}")
-        return path
-    recipe = load_recipe(recipe_path(config))
-    on = {a: b["name"] for b in recipe["bases"] if b["role"] == "control" for a in b.get("attributes", ())}
-    table = underrep_table(stores, {"A": on[config.pair[0]], "B": on[config.pair[1]]}, config)
-    write_text(path, table.to_csv(index=False))
-    return path
-
-
-def collect_table(out: Path, results: Path, salience: Path, bases: dict[str, Path]) -> pd.DataFrame:
-    """Collect the records with base kinds and salience; write ``table.csv``."""
-    from analyze.effects.models import attach_salience, with_base_kind
-    from analyze.results.collect import collect
-    from extract.io import write_text
-
-    table = collect(results)
-    kinds = base_kinds(bases)
-    table = with_base_kind(table, {k: v for k, v in kinds.items() if k in set(table["backbone"])})
-    table = attach_salience(table, pd.read_csv(salience))
-    write_text(out / "table.csv", table.to_csv(index=False))
-    return table
-
-
-def auc_table(table: pd.DataFrame, config: ReproduceConfig, *, kinds: dict[str, str] | None = None) -> pd.DataFrame:
-    """Mean test AUC per base and target at the natural level: probes at ``probe_n``, at
-    n = 1024 and at the largest n of the sweep, finetunes at ``finetune_n``; with the
-    competence floor of each setting (:data:`analyze.metrics.diagnosis.COMPETENCE_FLOORS`) and
-    whether the base's mean meets it (``meets_floor``; empty for the scratch base and where no
-    floor is set)."""
-    natural = table[table["spec_kind"] == "natural"]
-    n = pd.to_numeric(natural["n"], errors="coerce")
-    probe = natural["runner"] == "probe"
-    sizes = [("probe", config.probe_n), ("probe", 1024)]
-    if probe.any():
-        sizes.append(("probe", int(n[probe].max())))
-    sizes.append(("finetune", config.finetune_n))
-    frames, seen = [], set()
-    for runner, size in sizes:
-        if (runner, size) in seen:
-            continue
-        seen.add((runner, size))
-        rows = natural[(natural["runner"] == runner) & (n == size)]
-        if not len(rows):
-            continue
-        means = rows.pivot_table(index="backbone", columns="target", values="auc", aggfunc="mean")
-        means["mean"] = means.mean(axis=1)
-        means = means.assign(setting=f"{runner} n={size}").reset_index()
-        floor = COMPETENCE_FLOORS.get((runner, size))
-        means["floor"] = floor
-        kind = means["backbone"].map(lambda b: (kinds or {}).get(b, ""))
-        means["meets_floor"] = [None if floor is None or k == "scratch" else bool(m >= floor)
-                                for m, k in zip(means["mean"], kind)]
-        frames.append(means)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+#: Each pipeline's stages in order: (title, steps); a step is a function of the
+#: :class:`~analyze.reproduce.stages.PipelineRun` from :mod:`analyze.reproduce.stages`.
+PIPELINES = {
+    "reproduce": (
+        ("render the avatar dataset", ("render",)),
+        ("pretrain the biased, control and scratch bases", ("pretrain",)),
+        ("extract features of every base", ("extract",)),
+        ("estimate salience and check it against the generator", ("salience",)),
+        ("linear probes: correlation grid, n-sweep, skewed and curation sets", ("probes",)),
+        ("full finetuning at the natural and the strongest stereotype level", ("finetunes",)),
+        ("pairs experiment (underrepresentation) with probes", ("pairs",)),
+        ("collect, findings table and report", ("collect", "aucs", "findings", "report")),
+    ),
+    "demo": (
+        ("render the avatar dataset", ("render",)),
+        ("pretrain biased, control and scratch bases", ("pretrain",)),
+        ("extract features of every base", ("extract",)),
+        ("estimate salience and check it against the generator's truth", ("salience",)),
+        ("linear probes: correlation grid, natural and skewed sets", ("probes",)),
+        ("full finetuning on a smaller grid", ("finetunes",)),
+        ("collect, effects, plots, plan and report", ("collect", "competence", "effects", "figures", "plan",
+                                                      "report")),
+    ),
+}
 
 
 #: The folders under ``out`` that ``reproduce`` writes into (through :func:`extract.io.atomic_write`).
 OUTPUT_FOLDERS = (".", "avatars", "bases", "stores", "results", "findings", "report", "report/figures",
-                  "report/effects")
+                  "report/effects", "figures", "effects/general-probe", "effects/moderation-probe")
 
 
 def remove_stale_outputs(out) -> int:
@@ -443,69 +219,41 @@ def remove_stale_outputs(out) -> int:
     return sum(remove_stale_temporaries(Path(out) / folder) for folder in OUTPUT_FOLDERS)
 
 
-def run_reproduce(*, out, config: ReproduceConfig = PRESETS["full"], geography=None, report: bool = True) -> Path:
-    """Run (or resume) every stage under ``out``; return the findings CSV's path.
+def run_pipeline(out, config: ReproduceConfig, *, geography=None, report: bool = True) -> stages.PipelineRun:
+    """Run (or resume) the stages of ``config.pipeline`` under ``out``; return the run's state.
 
     Temporary files of an earlier run that was killed mid-write (an avatar render, a
     checkpoint, a record) are removed first (:func:`remove_stale_outputs`).
     """
-    from analyze.reproduce.findings import (
-        build_findings,
-        findings_markdown,
-        write_findings,
-    )
+    if config.pipeline not in PIPELINES:
+        from extract.errors import UserError
 
+        raise UserError(f"pipeline {config.pipeline!r} is unknown; choose one of {sorted(PIPELINES)}.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     removed = remove_stale_outputs(out)
     if removed:
         print(f"  removed {removed} temporary file(s) that an interrupted run left under {out}")
     began = time.perf_counter()
-    total = 8
-    with Stage(1, total, "render the avatar dataset"):
-        cache = render_avatars(out, n=config.n, size=config.size, seed=config.seed, workers=config.workers)
-    with Stage(2, total, "pretrain the biased, control and scratch bases"):
-        bases, roles = pretrain_bases(out, config)
-    with Stage(3, total, "extract features of every base"):
-        stores = extract_stores(out, cache, bases, config)
-    with Stage(4, total, "estimate salience and check it against the generator"):
-        salience = estimate_salience(out, cache, config)
-    with Stage(5, total, "linear probes: correlation grid, n-sweep, skewed and curation sets"):
-        results = run_probes(out, stores, config)
-    with Stage(6, total, "full finetuning at the natural and the strongest stereotype level"):
-        run_finetunes(out, cache, bases, roles, config)
-    with Stage(7, total, "pairs experiment (underrepresentation) with probes"):
-        underrep = run_pairs(out, stores, bases, config)
-    with Stage(8, total, "collect, findings table and report"):
-        table = collect_table(out, results, salience, bases)
-        aucs = auc_table(table, config, kinds=dict(zip(table["backbone"], table["base_kind"]))
-                         if "base_kind" in table.columns else None)
-        if len(aucs):
-            from extract.io import write_text
-
-            write_text(out / "aucs.csv", aucs.to_csv(index=False))
-            for setting, part in aucs.groupby("setting", sort=False):
-                floor = part["floor"].iloc[0]
-                print(f"  mean test AUC per base and target, natural level, {setting}"
-                      + (f" (floor {floor:.2f} for every pretrained base):" if pd.notna(floor) else ":"))
-                print(part.drop(columns=["setting", "floor"]).dropna(axis=1, how="all")
-                      .to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-        findings = build_findings(table, salience=pd.read_csv(salience), underrep=pd.read_csv(underrep),
-                                  geography=geography,
-                                  n={"probe": config.probe_n, "finetune": config.finetune_n})
-        csv, md = write_findings(findings, out / "findings")
-        print(findings_markdown(findings))
-        print(f"  findings {csv}\n  findings {md}")
-        if report:
-            from analyze.report.build import build_report
-
-            md_path, html = build_report(out / "table.csv", out_dir=out / "report", salience=salience,
-                                         findings=findings, title="biastransfer reproduce: the papers' findings "
-                                                                  "on procedural avatars")
-            print(f"  report {md_path}\n  report {html}")
-    print(f"reproduce finished in {time.perf_counter() - began:.0f} s; outputs under {out}")
-    return csv
+    run = stages.PipelineRun(out=out, config=config, geography=geography, write_report=report)
+    pipeline = PIPELINES[config.pipeline]
+    for number, (title, steps) in enumerate(pipeline, start=1):
+        with Stage(number, len(pipeline), title):
+            for step in steps:
+                getattr(stages, step)(run)
+    print(f"{config.pipeline} finished in {time.perf_counter() - began:.0f} s; outputs under {out}")
+    return run
 
 
-__all__ = ["OUTPUT_FOLDERS", "PRESETS", "ReproduceConfig", "probe_specs", "remove_stale_outputs", "run_reproduce",
-           "underrep_table"]
+def run_reproduce(*, out, config: ReproduceConfig = PRESETS["full"], geography=None, report: bool = True) -> Path:
+    """Run (or resume) every stage of ``config``'s pipeline under ``out``; return the findings CSV's path."""
+    return run_pipeline(out, config, geography=geography, report=report).findings_csv
+
+
+def probe_specs(meta, config: ReproduceConfig) -> list:
+    """The probe cells of ``config`` (its ``probe_grid``) on the metadata ``meta``."""
+    return config.probe_grid(meta, config)
+
+
+__all__ = ["OUTPUT_FOLDERS", "PIPELINES", "PRESETS", "ReproduceConfig", "probe_specs", "remove_stale_outputs",
+           "run_pipeline", "run_reproduce", "underrep_table"]

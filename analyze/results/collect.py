@@ -109,6 +109,7 @@ from analyze.metrics.diagnosis import (
     diagnose_record,
 )
 from analyze.results.records import read_record
+from analyze.runners import RUNNERS
 from extract.errors import UserError
 
 ID_COLUMNS = ["cell_id", "runner", "backbone", "base_name", "base_kind", "grid", "dataset", "spec_kind", "target",
@@ -289,7 +290,9 @@ def record_row(record: dict, *, auc_floor: float = DEFAULT_AUC_FLOOR) -> dict:
     n_all = "n" in spec and spec["n"] is None
     backbone, checkpoint = record["backbone"], None
     name = (record.get("backbone_config") or {}).get("name")
-    if record["runner"] == "finetune" and isinstance(name, str) and name and str(backbone).endswith(".pt"):
+    runner = RUNNERS.get(record["runner"])
+    if runner is not None and runner.records_base_path and isinstance(name, str) and name \
+            and str(backbone).endswith(".pt"):
         backbone, checkpoint = name, backbone
     row = {
         "cell_id": record["cell_id"], "runner": record["runner"], "backbone": backbone,

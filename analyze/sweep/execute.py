@@ -31,10 +31,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 # re-exported: they lived here before analyze.sweep.workers (a module a loky worker imports in a blink)
 from analyze.sweep.workers import (  # noqa: F401
@@ -70,16 +68,17 @@ def memory_needed(units: Sequence, *, workers: int) -> tuple[int, int]:
     """(bytes a local sweep of ``units`` needs, bytes of that in feature stores).
 
     The stores count once (memory-mapped, shared by every worker); each probe worker adds
-    ``PROBE_WORKER_BYTES`` and the driver ``DRIVER_BYTES``. Finetune units are not
-    estimated (their memory is the model's and the images', not a store's).
+    ``PROBE_WORKER_BYTES`` and the driver ``DRIVER_BYTES``. Units that read no store (finetunes:
+    their memory is the model's and the images', not a store's) are not estimated.
     """
-    from analyze.sweep.units import ProbeUnit
+    from analyze.runners import RUNNERS
 
-    stores = {unit.store for unit in units if isinstance(unit, ProbeUnit)}
+    read = [RUNNERS[unit.runner].stores(unit) for unit in units]
+    stores = {path for paths in read for path in paths}
     if not stores:
         return 0, 0
     store_bytes = sum(os.stat(path).st_size for path in stores)
-    probe_units = sum(isinstance(unit, ProbeUnit) for unit in units)
+    probe_units = sum(bool(paths) for paths in read)
     return store_bytes + DRIVER_BYTES + min(workers, probe_units) * PROBE_WORKER_BYTES, store_bytes
 
 
@@ -96,65 +95,24 @@ def check_memory(units: Sequence, *, workers: int) -> None:
                     "available; lower `n_jobs`, run fewer backbones at a time (`backbones`) or free memory.")
 
 
-@functools.lru_cache(maxsize=2)
-def _open_store(path: str, stamp: int):
-    """A store opened once per worker process (``stamp``: its mtime, so a rebuilt store reloads)."""
-    from extract.store.reader import FeatureStore
-
-    return FeatureStore.open(path)
-
-
 def run_unit(unit, *, in_pool: bool = False) -> list[dict]:
-    """Run one work unit (one thread) and return its records, in the unit's cell order.
+    """Run one work unit (one thread) with its runner and return its records, in the unit's cell order.
 
     ``in_pool``: the unit runs in a pool worker (loky, Dask), so finetune units decode their
     images in this process instead of starting DataLoader worker processes.
     """
     from analyze.probe.checks import limited_threads
-    from analyze.sweep.units import ProbeUnit
+    from analyze.runners import RUNNERS
 
     if in_pool:  # a Dask worker runs no loky initializer
         tqdm_without_semaphore()
     with limited_threads(1):
-        records = (_run_probe(unit) if isinstance(unit, ProbeUnit)
-                   else _run_finetune(unit, num_workers=0 if in_pool else None))
+        records = RUNNERS[unit.runner].run(unit, in_pool=in_pool)
     by_id = {r["cell_id"]: r for r in records}
     missing = [c for c in unit.cell_ids if c not in by_id]
     if missing:
         raise RuntimeError(f"the runner returned no record for cell {missing[0]} ({len(missing)} missing)")
     return [by_id[c] for c in unit.cell_ids]
-
-
-def _run_probe(unit) -> list[dict]:
-    from analyze.config import RunContext
-    from analyze.probe.cells import probe_options, run_probe_cells
-    from analyze.subsets import spec_from_dict
-
-    store = _open_store(unit.store, os.stat(unit.store).st_mtime_ns)
-    specs = [spec_from_dict(d) for d in unit.specs]
-    config, evaluation, test_resample = probe_options(unit.options, "grid [probe]")
-    return run_probe_cells(store, specs, config=config.with_(n_jobs=1), evaluation=evaluation,
-                           context=RunContext(out=None, overwrite=True, progress=False), test_resample=test_resample)
-
-
-def _run_finetune(unit, *, num_workers: int | None = None) -> list[dict]:
-    from analyze.finetune.runner import finetune_cells
-    from analyze.finetune.search import FinetuneConfig
-    from analyze.results.records import read_record
-    from analyze.subsets import spec_from_dict, test_rows_option
-    from extract.datasets import get_adapter
-
-    specs = [spec_from_dict(d) for d in unit.specs]
-    options = dict(unit.options)
-    # a unit holds one target, so one resampled test set serves it
-    test = test_rows_option(options.pop("test", "split"), specs[0].target,
-                            options.get("sensitive") or specs[0].sensitive)
-    config = FinetuneConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in unit.config.items()})
-    adapter = get_adapter(unit.dataset, unit.root, **unit.adapter_options)
-    with tempfile.TemporaryDirectory(prefix="biastransfer-finetune-") as tmp:
-        finetune_cells(specs, adapter=adapter, base=unit.base, weights=unit.weights, out=tmp, config=config,
-                       test=test, overwrite=True, progress=False, num_workers=num_workers, **options)
-        return [read_record(path) for path in sorted(Path(tmp).glob("*.json"))]
 
 
 def _tagged(index: int, unit) -> tuple[int, list[dict]]:

@@ -27,13 +27,15 @@ from analyze.subsets import (
     SubSelection,
     Underrepresentation,
 )
+from analyze.runners import RUNNERS
 from extract.errors import UserError
 from extract.parsing import split_list
 from extract.paths import work_dir
 
 PRESET_DIR = Path(__file__).resolve().parents[2] / "data" / "grids"
-RUNNERS = ("probe", "finetune")
 DEFAULT_CHUNK_SIZE = 64
+# the runners a grid of cells takes (a domain-mix grid is a geography grid, analyze.geography.grid)
+CELL_RUNNERS = tuple(name for name in RUNNERS if RUNNERS[name].cell_grid)
 SECTION_KEYS = {
     "grid": {"name", "description", "targets", "sensitive", "runners", "chunk_size", "cross_dataset"},
     "data": {"dataset", "root", "options"},
@@ -58,13 +60,14 @@ PATH_KEYS = {"root", "store", "base", "weights", "save_backbones"}
 
 @dataclass(frozen=True)
 class GridBackbone:
-    """One backbone of a grid: its label, kind, store (probes) and base (finetunes)."""
+    """One backbone of a grid: its label, kind, store (probes), base (finetunes) or stores per source (domain mix)."""
 
     name: str
     base_kind: str
     store: str | None = None
     base: str | None = None
     weights: str | None = None
+    stores: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -84,9 +87,12 @@ class Grid:
     finetune: dict = field(default_factory=dict)
     source: str = ""
     cross_dataset: bool = False
+    experiment: object = None  # a grid of one experiment's own kind (a GeographyGrid), resolved
 
     def to_dict(self) -> dict:
         """JSON-serialisable form (written beside the results as provenance)."""
+        if self.experiment is not None:
+            return self.experiment.to_dict()
         return {"name": self.name, "description": self.description, "targets": list(self.targets),
                 "sensitive": self.sensitive, "runners": list(self.runners), "chunk_size": self.chunk_size,
                 "data": self.data, "backbones": [vars(b) for b in self.backbones], "subsets": list(self.subsets),
@@ -150,15 +156,17 @@ def _set_dotted(document: dict, key: str, value) -> None:
     head = parts[0]
     if head not in TOP_LEVEL:
         raise UserError(f"grid key {key!r} is unknown; keys start with one of {sorted(TOP_LEVEL)}.")
+    if head == "backbones" and len(parts) == 4 and parts[2] == "stores":  # backbones.NAME.stores.SOURCE
+        _backbone_entry(document, parts[1]).setdefault("stores", {})
+        stores = _backbone_entry(document, parts[1])["stores"]
+        if not isinstance(stores, dict):
+            raise UserError(f"backbone {parts[1]!r} has stores = {stores!r}; it must be a table source -> path.")
+        stores[parts[3]] = str(value).strip()
+        return
     if head == "backbones":
         if len(parts) != 3:
             raise UserError(f"grid key {key!r} must read backbones.NAME.KEY, e.g. backbones.biased.store=PATH.")
-        entries = document.setdefault("backbones", [])
-        match = [b for b in entries if b.get("name") == parts[1]]
-        if not match:
-            match = [{"name": parts[1]}]
-            entries.append(match[0])
-        match[0][parts[2]] = value
+        _backbone_entry(document, parts[1])[parts[2]] = value
         return
     if head == "subsets":
         if len(parts) != 3:
@@ -179,6 +187,16 @@ def _set_dotted(document: dict, key: str, value) -> None:
     target[parts[-1]] = value
 
 
+def _backbone_entry(document: dict, name: str) -> dict:
+    """The ``[[backbones]]`` entry called ``name`` (added when the grid has none)."""
+    entries = document.setdefault("backbones", [])
+    match = [b for b in entries if isinstance(b, dict) and b.get("name") == name]
+    if not match:
+        match = [{"name": name}]
+        entries.append(match[0])
+    return match[0]
+
+
 def load_grid(source: str | Path, *, overrides=(), backbones=None) -> Grid:
     """Read a grid (preset name or TOML path), apply ``overrides``, validate every key.
 
@@ -191,27 +209,46 @@ def load_grid(source: str | Path, *, overrides=(), backbones=None) -> Grid:
     backbones : iterable of str, optional
         Keep only these backbone names (in the grid's order).
     """
-    path = grid_path(source)
-    try:
-        document = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"grid {path} is not valid TOML ({exc}); fix the file.") from None
+    path, document = read_document(source)
     return build_grid(apply_overrides(document, overrides), source=str(path), only=backbones)
 
 
+def read_document(source: str | Path) -> tuple[Path, dict]:
+    """The grid file of ``source`` (a path or a preset name) and its parsed TOML."""
+    path = grid_path(source)
+    try:
+        return path, tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"grid {path} is not valid TOML ({exc}); fix the file.") from None
+
+
+def grid_kind(document: dict) -> str | None:
+    """``grid.kind`` of a raw document (None: a grid of cells; ``"geography"``: bases with a store per source)."""
+    head = document.get("grid")
+    return head.get("kind") if isinstance(head, dict) else None
+
+
 def build_grid(document: dict, *, source: str = "", only=None) -> Grid:
-    """Validate a raw grid document and build the :class:`Grid`."""
-    if isinstance(document.get("grid"), dict) and document["grid"].get("kind") == "geography":
-        raise UserError(f"grid {source or '?'} is a geography grid (a store per source per base); run it with "
-                        "`biastransfer sweep` or analyze.geography.grid.load_geography_grid.")
+    """Validate a raw grid document and build the :class:`Grid`.
+
+    A document whose ``[grid]`` table has a ``kind`` is read by the runner registered for that
+    kind (``kind = "geography"``: the domain-mix runner, :mod:`analyze.geography.grid`).
+    """
+    kind = grid_kind(document)
+    if kind is not None:  # a grid of one experiment's own kind, read by the runner that runs it
+        readers = {RUNNERS[n].grid_kind: RUNNERS[n] for n in RUNNERS if getattr(RUNNERS[n], "grid_kind", None)}
+        if kind not in readers:
+            raise UserError(f"grid.kind = {kind!r} is unknown; leave it out for a grid of cells or write one of "
+                            f"{sorted(readers)}.")
+        return readers[kind].build_grid(document, source=source, only=only)
     check_keys(document, TOP_LEVEL, "the grid file")
     for section, keys in SECTION_KEYS.items():
         check_keys(document.get(section, {}), keys, f"[{section}]")
     head = document.get("grid", {})
     runners = tuple(_as_list(head.get("runners", ["probe"])))
     for runner in runners:
-        if runner not in RUNNERS:
-            raise UserError(f"runner {runner!r} is unknown; grid.runners takes {list(RUNNERS)}.")
+        if runner not in CELL_RUNNERS:
+            raise UserError(f"runner {runner!r} is unknown; grid.runners takes {list(CELL_RUNNERS)}.")
     chunk = head.get("chunk_size", DEFAULT_CHUNK_SIZE)
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise UserError(f"grid.chunk_size must be a positive integer, got {chunk!r}.")
@@ -229,7 +266,7 @@ def build_grid(document: dict, *, source: str = "", only=None) -> Grid:
         probe=dict(document.get("probe", {})), finetune=_expand_paths(dict(document.get("finetune", {}))),
         source=source, cross_dataset=cross_dataset)
     if not grid.runners:
-        raise UserError("grid.runners is empty; list at least one of ['probe', 'finetune'].")
+        raise UserError(f"grid.runners is empty; list at least one of {list(CELL_RUNNERS)}.")
     if not expand_specs(grid):
         raise UserError("the grid expands to no cells; check its [[subsets]] blocks and their backbones lists.")
     return grid
@@ -265,10 +302,14 @@ def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def expand_path(path) -> str:
+    """``{work}`` in a path -> the work folder."""
+    return str(path).replace("{work}", str(work_dir()))
+
+
 def _expand_paths(table: dict) -> dict:
     """``{work}`` in path-valued keys -> the work folder."""
-    return {k: str(v).replace("{work}", str(work_dir())) if k in PATH_KEYS and v is not None else v
-            for k, v in table.items()}
+    return {k: expand_path(v) if k in PATH_KEYS and v is not None else v for k, v in table.items()}
 
 
 def _backbones(entries, only) -> tuple[GridBackbone, ...]:
@@ -314,11 +355,13 @@ def _subsets(blocks, names: set) -> tuple[dict, ...]:
     return tuple(checked)
 
 
-def _is_number(value) -> bool:
+def is_number(value) -> bool:
+    """A real number (not a bool)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _is_whole(value) -> bool:
+def is_whole(value) -> bool:
+    """A whole number (not a bool)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -331,10 +374,10 @@ def _check_values(block: dict, index: int, kind: str) -> None:
     where = f"in subset block {index} ({kind})"
     if "seeds" in block:
         seeds = block["seeds"]
-        count = _is_whole(seeds) and seeds >= 1
-        listed = isinstance(seeds, list) and seeds and all(_is_whole(s) and s >= 0 for s in seeds)
+        count = is_whole(seeds) and seeds >= 1
+        listed = isinstance(seeds, list) and seeds and all(is_whole(s) and s >= 0 for s in seeds)
         if not (count or listed):
-            whole = _is_whole(seeds) or (isinstance(seeds, list) and seeds and all(_is_whole(s) for s in seeds))
+            whole = is_whole(seeds) or (isinstance(seeds, list) and seeds and all(is_whole(s) for s in seeds))
             if whole:  # whole numbers, but a count below 1 or a negative seed
                 raise UserError(f"seeds = {seeds!r} {where} is out of range: a count must be at least 1 and a "
                                 "listed seed at least 0; write e.g. seeds = 3 (seeds 0, 1, 2) or seeds = [0, 7].")
@@ -346,13 +389,13 @@ def _check_values(block: dict, index: int, kind: str) -> None:
             if not values:
                 raise UserError(f"{key} = {block[key]!r} {where} is empty; list at least one value, "
                                 f"e.g. {key} = [0.5].")
-            if not all(_is_number(v) for v in values):
+            if not all(is_number(v) for v in values):
                 raise UserError(f"{key} = {block[key]!r} {where} must list numbers, e.g. {key} = [0.0, 0.5, 1.0].")
     if "n" in block:
         sizes = _as_list(block["n"])
         if not sizes:
             raise UserError(f"n = {block['n']!r} {where} is empty; list at least one training size, e.g. n = [128].")
-        if not all(v == "all" or _is_whole(v) for v in sizes):
+        if not all(v == "all" or is_whole(v) for v in sizes):
             raise UserError(f"n = {block['n']!r} {where} must list whole numbers or 'all', e.g. n = [128, \"all\"].")
         small = [v for v in sizes if v != "all" and v < 1]
         if small:
@@ -366,7 +409,7 @@ def _check_values(block: dict, index: int, kind: str) -> None:
 def _seeds(block: dict) -> list[int]:
     """A count ``k`` means seeds 0 .. k-1; a list is taken as is (values checked by :func:`_check_values`)."""
     seeds = block.get("seeds", [0])
-    return list(range(seeds)) if _is_whole(seeds) else list(_as_list(seeds))
+    return list(range(seeds)) if is_whole(seeds) else list(_as_list(seeds))
 
 
 def _sizes(block: dict, *, default) -> list[int | None]:
@@ -423,6 +466,8 @@ def expand_specs(grid: Grid, backbone: str | None = None) -> list:
     With ``backbone``, only the blocks that apply to it (no ``backbones`` list, or one that
     names it).
     """
+    if grid.experiment is not None:  # a geography grid: its own cells (shares x seeds), the same for every base
+        return grid.experiment.specs()
     seen, specs = set(), []
     for block in grid.subsets:
         if backbone is not None and "backbones" in block and backbone not in _as_list(block["backbones"]):

@@ -58,19 +58,18 @@ from extract.paths import work_dir
 __all__ = ["existing_state", "refit_lines", "sweep"]
 
 
-def sweep(grid: Grid | str | Path, *, out: str | Path | None = None, overrides=(), backbones=None,
-          skip_existing: bool = True, n_jobs: int = 1, scheduler: str | None = None,
-          local_cluster: int | None = None, client=None, progress: bool = True,
+def sweep(grid: Grid | str | Path, *, out: str | Path | None = None, skip_existing: bool = True, n_jobs: int = 1,
+          scheduler=None, local_cluster: int | None = None, progress: bool = True,
           dry_run: bool = False) -> pd.DataFrame:
     """Run every cell of ``grid`` and write one record per cell into ``out``.
 
     Parameters
     ----------
     grid : Grid, preset name or TOML path
+        A preset or file is read by :func:`~analyze.sweep.grid.load_grid` (build a Grid with
+        it to apply overrides or keep some backbones).
     out : path, optional
         Results folder (default ``work/results/<grid name>``).
-    overrides, backbones
-        Passed to :func:`~analyze.sweep.grid.load_grid` when ``grid`` is not a Grid.
     skip_existing : bool
         Skip work units whose records all exist and read back whole.
     n_jobs : int
@@ -78,10 +77,9 @@ def sweep(grid: Grid | str | Path, *, out: str | Path | None = None, overrides=(
         (memory-mapped); a local sweep whose stores plus working sets would not fit in the
         available memory is refused before anything runs
         (:func:`~analyze.sweep.execute.check_memory`).
-    scheduler : str, optional
-        ``tcp://HOST:PORT`` of a Dask scheduler; ``local_cluster``: start a Dask
-        ``LocalCluster`` with this many single-thread workers; ``client``: an existing
-        ``dask.distributed.Client``. At most one of the three.
+    scheduler : str or dask.distributed.Client, optional
+        ``tcp://HOST:PORT`` of a Dask scheduler, or an existing ``Client``; ``local_cluster``:
+        start a Dask ``LocalCluster`` with this many single-thread workers. At most one of the two.
     progress : bool
         Show a progress bar over cells.
     dry_run : bool
@@ -94,12 +92,14 @@ def sweep(grid: Grid | str | Path, *, out: str | Path | None = None, overrides=(
     "skipped", or with ``dry_run`` "to run" and "to refit"), ``reason`` (why a cell is
     refitted, e.g. "probe.Cs changed"; None for the others).
     """
-    if sum(x is not None for x in (scheduler, local_cluster, client)) > 1:
-        raise UserError("give at most one of `scheduler`, `local_cluster` and `client`.")
+    if scheduler is not None and local_cluster is not None:
+        raise UserError("give at most one of `scheduler` and `local_cluster`.")
+    client = None if scheduler is None or isinstance(scheduler, str) else scheduler
+    scheduler = scheduler if isinstance(scheduler, str) else None
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
         raise UserError(f"`n_jobs` must be a positive integer, got {n_jobs!r}.")
     if not isinstance(grid, Grid):
-        grid = load_grid(grid, overrides=overrides, backbones=backbones)
+        grid = load_grid(grid)
     out = Path(out) if out is not None else work_dir() / "results" / grid.name
     plan = plan_sweep(grid)
     state = {c.cell_id: existing_state(out, c.cell_id, plan) if skip_existing else (False, None) for c in plan.cells}
@@ -176,6 +176,8 @@ def _write_manifest(out: Path, grid: Grid) -> Path:
     """The resolved grid as JSON under ``<out>/_grids/`` (not a record: collect ignores it)."""
     text = json.dumps(grid.to_dict(), indent=1, sort_keys=True)
     path = out / "_grids" / f"{grid.name}-{hashlib.sha256(text.encode()).hexdigest()[:10]}.json"
+    if path.is_file() and path.read_text(encoding="utf-8") == text:  # named by its content: already written
+        return path
     return write_text(path, text, hint="choose a writable `out` folder")
 
 
