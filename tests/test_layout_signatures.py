@@ -23,10 +23,6 @@ ALLOWED = {
     "analyze/finetune/runner.py:_write_cell",
     "analyze/finetune/runner.py:finetune_cells",
     "analyze/finetune/train.py:train_run",
-    "analyze/geography/experiment.py:run_cells",
-    "analyze/probe/multilabel.py:fit_multilabel_probes",
-    "analyze/probe/multilabel.py:run_domain_mix_cells",
-    "analyze/sweep/run.py:sweep",
 }
 
 
