@@ -41,6 +41,7 @@ from analyze.reproduce.findings import (
 from analyze.reproduce.inference import sign_test, target_pooled_ci
 from analyze.reproduce.measures import competence_note, paper_condition, paper_gap_column, paper_value
 from analyze.reproduce.verdicts import CONTRADICTED, REPRODUCED, Verdict, all_above_zero, inconclusive
+from analyze.runners import RUNNERS
 from extract.errors import UserError
 
 PAPER_N = 1024          # findings 1 and 2: the paper's training size
@@ -243,7 +244,7 @@ def paper_findings(table: pd.DataFrame, targets: pd.DataFrame, *, underrep: pd.D
                                       base_kind=kind)
         pairs = None if underrep is None else (
             underrep[underrep["runner"] == runner] if "runner" in underrep.columns  # a table without runner: probes
-            else underrep if runner == "probe" else underrep.iloc[0:0])
+            else underrep if RUNNERS[runner].proxy else underrep.iloc[0:0])
         rows.append(underrep_finding(pairs, method="t", auc_floor=opts.auc_floor, runner=runner, n=128))
     found = pd.DataFrame(rows, columns=COLUMNS)
     if options.deviation:

@@ -571,7 +571,7 @@ def underrep_finding(underrep: pd.DataFrame | None, *, method: str, auc_floor: f
                                               + (f", n = {n}" if n is not None else ""),
                        estimate=Estimate(ci.estimate, ci.low, ci.high, ci.method),
                        deviation="control bases' probes (paper: finetunes of bases pretrained on A and on B)"
-                       if runner == "probe" else "")
+                       if RUNNERS[runner].proxy else "")
 
 
 # -- finding 6 -----------------------------------------------------------------------------------

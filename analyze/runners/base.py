@@ -4,6 +4,8 @@ A runner (registered in :mod:`analyze.runners.registry`) has
 
 - ``name`` (the grid's ``grid.runners`` entry) and ``records_as`` (the ``runner`` its records
   carry and their cell ids are made with: a domain-mix cell is a probe cell of a new kind);
+- ``proxy``: True when the runner stands in for the papers' full finetunes (linear probes on
+  frozen features), so a finding from it is labelled a proxy and never reproduces a finetune claim;
 - ``source(grid, backbone, specs, shared)``: the :class:`Source` of one backbone's cells
   (its data, how cells become work units, each cell's settings), checked before anything runs;
   ``shared`` is a dict the runner may fill once per sweep (one dataset adapter for every base);
@@ -53,6 +55,7 @@ class Runner(Protocol):
 
     name: str
     records_as: str
+    proxy: bool
 
     def source(self, grid, backbone, specs: list, shared: dict) -> Source: ...
 

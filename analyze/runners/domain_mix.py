@@ -71,6 +71,7 @@ class DomainMixRunner:
 
     name = "domain_mix"
     records_as = "probe"
+    proxy = True  # linear probes stand in for the papers' full finetunes
     records_base_path = False
     cell_grid = False  # its grids are geography grids
     grid_kind = "geography"

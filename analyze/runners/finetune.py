@@ -84,6 +84,7 @@ class FinetuneRunner:
 
     name = "finetune"
     records_as = "finetune"
+    proxy = False  # the papers' own runner
     records_base_path = True  # its records name the base: a registered name or a checkpoint path
     cell_grid = True  # a grid of cells (grid.runners) takes it
 

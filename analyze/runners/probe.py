@@ -62,6 +62,7 @@ class ProbeRunner:
 
     name = "probe"
     records_as = "probe"
+    proxy = True  # linear probes stand in for the papers' full finetunes
     records_base_path = False  # its records name the store's backbone
     cell_grid = True  # a grid of cells (grid.runners) takes it
 
