@@ -8,7 +8,7 @@ from analyze import cli
 from analyze.association.retention import RETENTION_COLUMNS
 from analyze.association.run import GROUP_COLUMNS
 from extract.backbones import create_backbone, save_checkpoint
-from extract.datasets.avatars import render_dataset
+from extract.datasets.avatars import RenderSpec, render_dataset
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
 
@@ -16,8 +16,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread_per_module")
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("associate_groups")
-    cache = render_dataset(root / "avatars.h5", n=300, size=32, seed=0, workers=1,
-                           progress=False, signal_sample=4)
+    cache = render_dataset(root / "avatars.h5", spec=RenderSpec(n=300, size=32, seed=0, signal_sample=4), workers=1,
+                           progress=False)
     backbone = create_backbone("smallcnn.scratch")
     for seed in (0, 1):
         with torch.no_grad():
