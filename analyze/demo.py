@@ -175,7 +175,8 @@ def run_probes(out: Path, stores: dict[str, Path]) -> Path:
 
 
 def run_finetunes(out: Path, cache: Path, bases: dict[str, Path]) -> Path:
-    from analyze.finetune.runner import FinetuneConfig, finetune_cells
+    from analyze.config import RunContext
+    from analyze.finetune.runner import FinetuneConfig, FinetuneOptions, finetune_cells
     from analyze.subsets import Correlation, level_toward_stereotype
     from extract.datasets.avatars import AvatarAdapter
 
@@ -187,8 +188,8 @@ def run_finetunes(out: Path, cache: Path, bases: dict[str, Path]) -> Path:
     specs = [Correlation(FINETUNE_TARGET, SENSITIVE, level_toward_stereotype(meta, FINETUNE_TARGET, SENSITIVE, level),
                          n=PROBE_N, seed=s) for level in (1.0, 0.5) for s in FINETUNE_SEEDS]
     for name in ("avatars-biased-dark_skin", CONTROLS[0]):
-        finetune_cells(specs, adapter=adapter, base=str(bases[name]), out=results, config=config,
-                       device="cpu", progress=False)
+        finetune_cells(specs, adapter=adapter, base=str(bases[name]), config=config,
+                       context=RunContext(out=results, progress=False), options=FinetuneOptions(device="cpu"))
         print(f"  {name}: finetuned {len(specs)} cells")
     return results
 

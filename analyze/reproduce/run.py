@@ -278,7 +278,8 @@ def run_probes(out: Path, stores: dict[str, Path], config: ReproduceConfig) -> P
 def run_finetunes(out: Path, cache: Path, bases: dict[str, Path], roles: dict[str, str],
                   config: ReproduceConfig) -> Path:
     """Full finetunes at the natural and the strongest stereotype level, biased base and every control."""
-    from analyze.finetune.runner import FinetuneConfig, finetune_cells
+    from analyze.config import RunContext
+    from analyze.finetune.runner import FinetuneConfig, FinetuneOptions, finetune_cells
     from analyze.subsets import Correlation, Natural, level_toward_stereotype
     from extract.datasets.avatars import AvatarAdapter
 
@@ -300,8 +301,8 @@ def run_finetunes(out: Path, cache: Path, bases: dict[str, Path], roles: dict[st
         if not chosen:
             continue
         began = time.perf_counter()
-        finetune_cells(specs, adapter=adapter, base=str(path), out=results, config=finetune, device="cpu",
-                       progress=config.progress)
+        finetune_cells(specs, adapter=adapter, base=str(path), config=finetune,
+                       context=RunContext(out=results, progress=config.progress), options=FinetuneOptions(device="cpu"))
         print(f"  {name}: {len(specs)} finetune cells ({time.perf_counter() - began:.1f} s)", flush=True)
     return results
 

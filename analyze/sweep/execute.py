@@ -135,7 +135,8 @@ def _run_probe(unit) -> list[dict]:
 
 
 def _run_finetune(unit, *, num_workers: int | None = None) -> list[dict]:
-    from analyze.finetune.runner import finetune_cells
+    from analyze.config import EvalConfig, RunContext
+    from analyze.finetune.runner import FinetuneOptions, finetune_cells
     from analyze.finetune.search import FinetuneConfig
     from analyze.results.records import read_record
     from analyze.subsets import spec_from_dict, test_rows_option
@@ -149,8 +150,10 @@ def _run_finetune(unit, *, num_workers: int | None = None) -> list[dict]:
     config = FinetuneConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in unit.config.items()})
     adapter = get_adapter(unit.dataset, unit.root, **unit.adapter_options)
     with tempfile.TemporaryDirectory(prefix="biastransfer-finetune-") as tmp:
-        finetune_cells(specs, adapter=adapter, base=unit.base, weights=unit.weights, out=tmp, config=config,
-                       test=test, overwrite=True, progress=False, num_workers=num_workers, **options)
+        evaluation = EvalConfig(**{k: options.pop(k) for k in ("policy", "auc_floor", "sensitive") if k in options})
+        finetune_cells(specs, adapter=adapter, base=unit.base, config=config, evaluation=evaluation,
+                       context=RunContext(out=tmp, overwrite=True, progress=False),
+                       options=FinetuneOptions(weights=unit.weights, test=test, num_workers=num_workers, **options))
         return [read_record(path) for path in sorted(Path(tmp).glob("*.json"))]
 
 

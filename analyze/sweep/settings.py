@@ -90,12 +90,15 @@ def finetune_settings(*, dataset: dict, base: dict, spec: dict | None, config: d
     ``config``: the grid's :class:`~analyze.finetune.search.FinetuneConfig` keys; ``options``:
     the grid's other finetune keys.
     """
-    from analyze.finetune.runner import finetune_cells
+    from analyze.config import EvalConfig
+    from analyze.finetune.runner import FinetuneOptions
     from analyze.finetune.search import FinetuneConfig
 
     protocol = dataclasses.asdict(FinetuneConfig(**{k: tuple(v) if isinstance(v, list) else v
                                                     for k, v in config.items()}))
-    runner = {**_defaults(finetune_cells, ("sensitive", "policy", "image_size", "search")), "test": "split",
+    defaults = {"sensitive": EvalConfig().sensitive, "policy": EvalConfig().policy,
+                "image_size": FinetuneOptions().image_size, "search": FinetuneOptions().search}
+    runner = {**defaults, "test": "split",
               **{k: v for k, v in options.items() if k not in ("device", "save_backbones", "conditions_per_task")},
               **protocol}
     common = _canonical({"version": SETTINGS_VERSION, "runner": "finetune", "dataset": dataset, "base": base,
