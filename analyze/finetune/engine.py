@@ -102,6 +102,7 @@ class BatchedModels:
         self.params, self.buffers = stack_module_state(list(nets))
         self.trainable = [k for k, v in self.params.items() if v.requires_grad]
         self.template = copy.deepcopy(nets[0]).to("meta")
+        self.template.channels_last = False  # vmap cannot query a channels_last layout
         self.lr = torch.tensor(list(lrs), dtype=torch.float32, device=device)
         self.weight_decay = torch.tensor(list(weight_decays), dtype=torch.float32, device=device)
         self.momentum = float(momentum)

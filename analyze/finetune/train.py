@@ -90,6 +90,7 @@ class FinetuneNet(nn.Module):
                  freeze_bn: bool = False, seed: int = 0):
         super().__init__()
         self.freeze_bn = bool(freeze_bn)
+        self.channels_last = True  # on CUDA; off under vmap (the batched engine), which cannot query that layout
         self.backbone = backbone
         with torch.random.fork_rng(devices=[]):  # seeded head without touching the caller's RNG
             torch.manual_seed(seed)
@@ -111,7 +112,7 @@ class FinetuneNet(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits of shape (N,) for uint8 images of shape (N, 3, H, W)."""
         x = (images.to(torch.float32) / 255.0 - self.mean) / self.std
-        if images.is_cuda:
+        if images.is_cuda and self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.head(self.backbone(x)).squeeze(1).float()
 
