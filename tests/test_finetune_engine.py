@@ -134,3 +134,10 @@ def test_runs_are_stacked_by_shape_and_memory():
     net = _net(0)
     assert model_bytes(net, side=SIDE, batch_size=64) > model_bytes(net, side=SIDE, batch_size=8) > 0
     assert 1 <= choose_models(net, side=SIDE, batch_size=64, device=CPU) <= 4
+
+
+def test_config_patience_and_schedule_reach_every_run():
+    config = FinetuneConfig(lrs=(0.1, 0.01), weight_decays=(0.0,), schedule="cosine", patience=3)
+    assert [(s.patience, s.schedule) for s in config.settings()] == [(3, "cosine")] * 2
+    with pytest.raises(UserError, match="patience"):
+        FinetuneConfig(patience=-1)

@@ -33,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--schedule", default="constant", choices=("constant", "cosine"),
                    help="learning rate over each run: constant, or a linear warm-up then a cosine decay to zero "
                         "at the last epoch")
+    p.add_argument("--patience", type=int, default=0,
+                   help="stop a run after this many epochs without a lower validation loss (default 0: never)")
     p.add_argument("--engine", default="batched", choices=("batched", "loop"),
                    help="train runs of one shape together as one batched model (default), or one at a time "
                         "(the reference); results agree to rounding")
@@ -73,7 +75,8 @@ def cmd_finetune(args) -> int:
     config = FinetuneConfig(lrs=parse_list(args.lrs, float, name="--lrs"),
                             weight_decays=parse_list(args.weight_decays, float, name="--weight-decays"),
                             epochs=args.epochs, batch_size=args.batch_size, freeze=args.freeze,
-                            freeze_bn=args.freeze_bn, schedule=args.schedule, engine=args.engine)
+                            freeze_bn=args.freeze_bn, schedule=args.schedule, patience=args.patience,
+                            engine=args.engine)
     adapter = get_adapter(args.dataset, args.root, **parse_options(args.option))
     specs = [Correlation(args.target, args.sensitive, level, n=args.n, seed=seed) for level in levels for seed in seeds]
     out = args.out or work_dir() / "results" / "finetune"

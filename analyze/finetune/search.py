@@ -77,6 +77,10 @@ class FinetuneConfig:
     schedule : {"constant", "cosine"}
         Learning rate over the run: constant, or a linear warm-up then a cosine decay to zero
         at the last epoch (:func:`analyze.finetune.train.lr_factor`).
+    patience : int
+        Stop a run after this many epochs without a lower validation loss (0: train every
+        epoch); the best epoch is kept either way, so a larger ``epochs`` with a patience
+        ends training inside its budget.
     engine : {"batched", "loop"}
         Train runs of one shape together as one batched model (:mod:`analyze.finetune.engine`),
         or one at a time (the reference); results agree to rounding.
@@ -91,12 +95,13 @@ class FinetuneConfig:
     freeze: int = 0
     freeze_bn: bool = False
     schedule: str = "constant"
+    patience: int = 0
     engine: str = "batched"
 
     def __post_init__(self):
         object.__setattr__(self, "lrs", _positive_floats("learning rate", self.lrs, allow_zero=False))
         object.__setattr__(self, "weight_decays", _positive_floats("weight decay", self.weight_decays, allow_zero=True))
-        for name, low in (("epochs", 1), ("batch_size", 2), ("freeze", 0)):
+        for name, low in (("epochs", 1), ("batch_size", 2), ("freeze", 0), ("patience", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise UserError(f"{name} must be an integer >= {low}, got {value!r}.")
@@ -112,7 +117,8 @@ class FinetuneConfig:
     def settings(self) -> list[RunSettings]:
         """Every grid point, learning rate major."""
         return [RunSettings(lr=lr, weight_decay=wd, epochs=self.epochs, batch_size=self.batch_size,
-                            momentum=self.momentum, flip=self.flip, schedule=self.schedule)
+                            momentum=self.momentum, flip=self.flip, schedule=self.schedule,
+                            patience=int(self.patience))
                 for lr in self.lrs for wd in self.weight_decays]
 
     def to_dict(self) -> dict:

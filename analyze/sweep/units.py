@@ -37,7 +37,7 @@ from extract.errors import UserError
 PROBE_POLICIES = ("top_p", "top_p_reference", "fixed")
 PROBE_SELECT = ("val_loss", "auc")
 FINETUNE_CONFIG_KEYS = ("lrs", "weight_decays", "epochs", "batch_size", "momentum", "flip", "freeze", "freeze_bn",
-                        "schedule", "engine")
+                        "schedule", "patience", "engine")
 DEFAULT_CONDITIONS_PER_TASK = 4
 
 
