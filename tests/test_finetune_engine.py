@@ -12,6 +12,7 @@ from analyze.config import RunContext
 from analyze.finetune.data import ImageBank
 from analyze.finetune.engine import Job, choose_models, group_jobs, model_bytes, train_stack
 from analyze.finetune.runner import FinetuneConfig, finetune_cells
+from analyze.finetune.search import resolve_engine
 from analyze.finetune.train import FinetuneNet, RunSettings, lr_factor, steps_per_epoch, train_run
 from analyze.results.records import read_record
 from analyze.subsets import Correlation
@@ -139,5 +140,7 @@ def test_runs_are_stacked_by_shape_and_memory():
 def test_config_patience_and_schedule_reach_every_run():
     config = FinetuneConfig(lrs=(0.1, 0.01), weight_decays=(0.0,), schedule="cosine", patience=3)
     assert [(s.patience, s.schedule) for s in config.settings()] == [(3, "cosine")] * 2
+    assert FinetuneConfig().engine == "auto" and resolve_engine("auto", CPU) == "loop"
+    assert resolve_engine("auto", torch.device("cuda")) == "batched" and resolve_engine("batched", CPU) == "batched"
     with pytest.raises(UserError, match="patience"):
         FinetuneConfig(patience=-1)

@@ -35,9 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "at the last epoch")
     p.add_argument("--patience", type=int, default=0,
                    help="stop a run after this many epochs without a lower validation loss (default 0: never)")
-    p.add_argument("--engine", default="batched", choices=("batched", "loop"),
-                   help="train runs of one shape together as one batched model (default), or one at a time "
-                        "(the reference); results agree to rounding")
+    p.add_argument("--engine", default="auto", choices=("auto", "batched", "loop"),
+                   help="train runs of one shape together as one batched model, or one at a time (the reference); "
+                        "results agree to rounding; auto (default): batched on a GPU, one at a time on the CPU")
     p.add_argument("--search", default="condition", choices=("condition", "first"),
                    help="grid search per condition, or once on the first and reused")
     p.add_argument("--test", default="split",

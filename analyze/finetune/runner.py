@@ -48,6 +48,7 @@ from analyze.finetune.search import (
     FinetuneConfig,
     build_net,
     prepare_replicates,
+    resolve_engine,
     run_conditions,
 )
 from analyze.metrics import natural_over_represented_group
@@ -271,6 +272,7 @@ def _finish_condition(outcome, plan, config, make_base, ctx) -> list[dict]:
         eval_seconds = time.perf_counter() - began
         hyper = {"lr": selection.lr, "weight_decay": selection.weight_decay, "best_epoch": run.best_epoch,
                  **{k: v for k, v in config.to_dict().items() if k not in ("lrs", "weight_decays")},
+                 "engine": resolve_engine(config.engine, ctx["device"]),
                  "grid": {"lrs": list(config.lrs), "weight_decays": list(config.weight_decays)},
                  "search": ctx["search"], "selection_rule": "lowest mean best-epoch validation loss over replicates",
                  "grid_summary": selection.summary.to_dict(orient="records"), "policy": ctx["policy"]}

@@ -42,7 +42,7 @@ from extract.errors import UserError
 
 DEFAULT_LRS = (0.01, 0.003)  # a small CPU-sized grid; the paper searched 5 x 4 (docs/science.md section 10)
 DEFAULT_WEIGHT_DECAYS = (1e-4, 1e-3)
-ENGINES = ("batched", "loop")
+ENGINES = ("auto", "batched", "loop")
 
 
 def _positive_floats(name: str, values, *, allow_zero: bool) -> tuple[float, ...]:
@@ -81,9 +81,10 @@ class FinetuneConfig:
         Stop a run after this many epochs without a lower validation loss (0: train every
         epoch); the best epoch is kept either way, so a larger ``epochs`` with a patience
         ends training inside its budget.
-    engine : {"batched", "loop"}
+    engine : {"auto", "batched", "loop"}
         Train runs of one shape together as one batched model (:mod:`analyze.finetune.engine`),
-        or one at a time (the reference); results agree to rounding.
+        or one at a time (the reference); results agree to rounding. ``"auto"``: batched on a
+        GPU, the loop on the CPU, where the stack measured slower (:func:`resolve_engine`).
     """
 
     lrs: tuple[float, ...] = DEFAULT_LRS
@@ -96,7 +97,7 @@ class FinetuneConfig:
     freeze_bn: bool = False
     schedule: str = "constant"
     patience: int = 0
-    engine: str = "batched"
+    engine: str = "auto"
 
     def __post_init__(self):
         object.__setattr__(self, "lrs", _positive_floats("learning rate", self.lrs, allow_zero=False))
@@ -234,7 +235,7 @@ def run_conditions(conditions: Sequence[list[Replicate]], *, bank: ImageBank, ma
     began = time.perf_counter()
     grid = config.settings()
     jobs = [_job(rep, settings, bank) for replicates in conditions for settings in grid for rep in replicates]
-    runs = TRAINERS[config.engine](jobs, bank=bank, make_base=make_base, config=config, device=device, on_run=on_run)
+    runs = TRAINERS[resolve_engine(config.engine, device)](jobs, bank=bank, make_base=make_base, config=config, device=device, on_run=on_run)
     shared_setup = max(0.0, time.perf_counter() - began - sum(r.seconds for r in runs)) / max(1, len(conditions))
     outcomes, start = [], 0
     for replicates in conditions:
@@ -291,3 +292,15 @@ def _train_batched(jobs, *, bank, make_base, config, device, on_run) -> list[Run
 
 
 TRAINERS = {"batched": _train_batched, "loop": _train_loop}
+
+
+def resolve_engine(engine: str, device: torch.device) -> str:
+    """The engine that trains: ``"auto"`` is ``"batched"`` on CUDA and ``"loop"`` on the CPU.
+
+    On the 2-core CPU the stack of K = 4 Lite0 models trained at 0.49x the loop's images/s at
+    64 px and 1.04x at 32 px, each at its best thread count (``benchmarks/finetune.py``); a
+    vmapped convolution is a grouped one, which the CPU runs no faster per image.
+    """
+    if engine == "auto":
+        return "batched" if device.type == "cuda" else "loop"
+    return engine
