@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 
 from analyze.demo import RECIPE
-from analyze.finetune.runner import FinetuneConfig, finetune_cells
 from analyze.config import RunContext
+from analyze.finetune.runner import FinetuneConfig, FinetuneOptions, finetune_cells
 from analyze.probe import ProbeConfig
 from analyze.probe.cells import run_probe_cells
 from analyze.results.collect import collect
@@ -107,8 +107,8 @@ def test_full_finetuning_of_the_biased_base_keeps_more_bias_than_every_control(w
     out = world["root"] / "finetune-results"
     config = FinetuneConfig(lrs=(0.02,), weight_decays=(1e-4,), epochs=3, batch_size=64)
     for name in (BIASED, *CONTROLS):
-        finetune_cells(cells, adapter=world["adapter"], base=str(world["bases"][name]), out=out, config=config,
-                       device="cpu", progress=False)
+        finetune_cells(cells, adapter=world["adapter"], base=str(world["bases"][name]), config=config,
+                       context=RunContext(out=out, progress=False), options=FinetuneOptions(device="cpu"))
     table = collect(out)
     assert (table["runner"] == "finetune").all() and len(table) == 3 * len(cells)
     assert set(table["base_checkpoint"]) == {str(world["bases"][name]) for name in (BIASED, *CONTROLS)}

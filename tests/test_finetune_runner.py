@@ -10,7 +10,8 @@ import torch
 
 from analyze.cli.finetune import register
 from analyze.finetune.data import check_forward
-from analyze.finetune.runner import FinetuneConfig, finetune_cells, group_conditions
+from analyze.config import RunContext
+from analyze.finetune.runner import FinetuneConfig, FinetuneOptions, finetune_cells, group_conditions
 from analyze.probe.cells import natural_direction
 from analyze.results.records import cell_id, read_record
 from analyze.subsets import Correlation, Natural, TestResample, Underrepresentation
@@ -21,6 +22,7 @@ from extract.models.smallcnn import SmallCNN
 
 N, SIZE = 400, 32
 TINY = FinetuneConfig(lrs=(0.05, 0.01), weight_decays=(1e-4,), epochs=2, batch_size=32)
+QUIET = RunContext(progress=False)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -50,7 +52,7 @@ def _specs(levels=(0.0, 1.0), seeds=(0, 1), n=60):
 
 
 def test_records_are_written_readable_and_skipped_on_rerun(adapter, base, tmp_path):
-    table = finetune_cells(_specs(), adapter=adapter, base=base, out=tmp_path, config=TINY, progress=False)
+    table = finetune_cells(_specs(), adapter=adapter, base=base, config=TINY, context=RunContext(out=tmp_path, progress=False))
     assert list(table["status"]) == ["written"] * 4
     files = sorted(tmp_path.glob("*.json"))
     assert len(files) == 4
@@ -73,27 +75,28 @@ def test_records_are_written_readable_and_skipped_on_rerun(adapter, base, tmp_pa
     assert record["finetune"]["direction_source"] == "natural (train split)"
     timings = record["timings"]
     assert timings["overhead_s"] >= 0 and timings["search_train_s"] >= timings["train_s"] > 0
-    again = finetune_cells(_specs(), adapter=adapter, base=base, out=tmp_path, config=TINY, progress=False)
+    again = finetune_cells(_specs(), adapter=adapter, base=base, config=TINY, context=RunContext(out=tmp_path, progress=False))
     assert list(again["status"]) == ["skipped"] * 4
-    redo = finetune_cells(_specs()[:2], adapter=adapter, base=base, out=tmp_path, config=TINY, progress=False,
-                          overwrite=True)
+    redo = finetune_cells(_specs()[:2], adapter=adapter, base=base, config=TINY,
+                          context=RunContext(out=tmp_path, progress=False, overwrite=True))
     assert list(redo["status"]) == ["written"] * 2
 
 
 def test_same_seed_same_results_other_seed_differs(adapter, base):
     specs = [Correlation("hat", "dark_skin", 1.0, n=60, seed=s) for s in (0, 1)]
     config = FinetuneConfig(lrs=(0.05,), weight_decays=(1e-4,), epochs=2, batch_size=32)
-    first = finetune_cells(specs, adapter=adapter, base=base, config=config, progress=False)
-    second = finetune_cells(specs, adapter=adapter, base=base, config=config, progress=False)
+    first = finetune_cells(specs, adapter=adapter, base=base, config=config, context=QUIET)
+    second = finetune_cells(specs, adapter=adapter, base=base, config=config, context=QUIET)
     columns = ["auc", "fpr_gap_stereotype", "best_epoch"]
     assert first[columns].equals(second[columns])
     assert first["auc"][0] != first["auc"][1]
 
 
 def test_balanced_level_uses_the_natural_direction(adapter, base, tmp_path):
-    finetune_cells([Correlation("hat", "dark_skin", 0.5, n=60, seed=0)], adapter=adapter, base=base, out=tmp_path,
-                   config=FinetuneConfig(lrs=(0.05,), weight_decays=(0.0,), epochs=1), progress=False,
-                   test=TestResample("hat", "dark_skin", level=0.5))
+    finetune_cells([Correlation("hat", "dark_skin", 0.5, n=60, seed=0)], adapter=adapter, base=base,
+                   config=FinetuneConfig(lrs=(0.05,), weight_decays=(0.0,), epochs=1),
+                   context=RunContext(out=tmp_path, progress=False),
+                   options=FinetuneOptions(test=TestResample("hat", "dark_skin", level=0.5)))
     record = read_record(next(tmp_path.glob("*.json")))
     assert record["finetune"]["direction_source"] in ("natural (train split)", "none")
     assert record["sizes"]["n_test"] == len(TestResample("hat", "dark_skin", level=0.5).indices(adapter.metadata()))
@@ -102,7 +105,7 @@ def test_balanced_level_uses_the_natural_direction(adapter, base, tmp_path):
 def test_saved_backbones_load_and_record_their_condition(adapter, base, tmp_path):
     spec = Correlation("eyewear", "dark_skin", 1.0, n=60, seed=3)
     table = finetune_cells([spec], adapter=adapter, base=base, config=FinetuneConfig(lrs=(0.05,), weight_decays=(0.0,),
-                           epochs=1, freeze=1), save_backbones=tmp_path / "bb", progress=False)
+                           epochs=1, freeze=1), options=FinetuneOptions(save_backbones=tmp_path / "bb"), context=QUIET)
     path = tmp_path / "bb" / f"{table['cell_id'][0]}.pt"
     loaded = create_backbone(path)
     meta = loaded.extra["checkpoint_meta"]
@@ -121,27 +124,28 @@ def test_saved_backbones_load_and_record_their_condition(adapter, base, tmp_path
 def test_random_init_base_adopts_the_native_size_and_each_seed_inits(adapter):
     table = finetune_cells([Correlation("hat", "dark_skin", 1.0, n=40, seed=s) for s in (0, 1)], adapter=adapter,
                            base="smallcnn.scratch", config=FinetuneConfig(lrs=(0.01,), weight_decays=(0.0,), epochs=1),
-                           progress=False)
+                           context=QUIET)
     assert len(table) == 2 and table["auc"].between(0, 1).all()
 
 
 def test_bad_input_is_one_clear_sentence(adapter, base, tmp_path):
     big = _tiny_base(tmp_path, size=64)
     with pytest.raises(UserError, match="64 px .* 32 px.*pass `image_size`"):
-        finetune_cells(_specs(), adapter=adapter, base=big, config=TINY, progress=False)
+        finetune_cells(_specs(), adapter=adapter, base=big, config=TINY, context=QUIET)
     too_small = Backbone("k16", torch.nn.Sequential(torch.nn.Conv2d(3, 4, 16), torch.nn.Flatten()),
                          Preprocess(resize=8, crop=8), feature_dim=4)
     with pytest.raises(UserError, match="cannot take 8 px"):
         check_forward(too_small)
     no_group = Underrepresentation("hat", "eyewear", 0.5, n=40, seed=0)  # has no sensitive attribute
     with pytest.raises(UserError, match="sensitive"):
-        finetune_cells([no_group], adapter=adapter, base=base, config=TINY, progress=False)
+        finetune_cells([no_group], adapter=adapter, base=base, config=TINY, context=QUIET)
     with pytest.raises(UserError, match="repeat seed"):
         group_conditions([_specs()[0], _specs()[0]])
     with pytest.raises(UserError, match="no cells"):
-        finetune_cells([], adapter=adapter, base=base, config=TINY, progress=False)
+        finetune_cells([], adapter=adapter, base=base, config=TINY, context=QUIET)
     with pytest.raises(UserError, match="search"):
-        finetune_cells(_specs(), adapter=adapter, base=base, config=TINY, search="never", progress=False)
+        finetune_cells(_specs(), adapter=adapter, base=base, config=TINY, options=FinetuneOptions(search="never"),
+                       context=QUIET)
 
 
 def test_constant_label_is_rejected(adapter, base):
@@ -153,20 +157,20 @@ def test_constant_label_is_rejected(adapter, base):
 
     with pytest.raises(UserError, match="constant"):
         finetune_cells([Natural("hat", "dark_skin", n=40, seed=0)], adapter=ConstantHat(adapter.root), base=base,
-                       config=TINY, progress=False)
+                       config=TINY, context=QUIET)
 
 
 def test_base_whose_input_size_differs_from_the_images_is_rejected(adapter, tmp_path):
     wide = _tiny_base(tmp_path, size=2 * SIZE)
     with pytest.raises(UserError, match=rf"takes {2 * SIZE} px inputs but the dataset's images are {SIZE} px"):
-        finetune_cells(_specs(levels=(0.5,), seeds=(0,)), adapter=adapter, base=wide, config=TINY, progress=False)
+        finetune_cells(_specs(levels=(0.5,), seeds=(0,)), adapter=adapter, base=wide, config=TINY, context=QUIET)
 
 
 def test_grid_with_no_valid_setting_is_rejected(adapter, base):
     exploding = FinetuneConfig(lrs=(1e12,), weight_decays=(0.0,), epochs=1, batch_size=32)
     with pytest.raises(UserError, match="no setting of the 1-point learning-rate x weight-decay grid trained"):
         finetune_cells(_specs(levels=(0.5,), seeds=(0,)), adapter=adapter, base=base, config=exploding,
-                       progress=False)
+                       context=QUIET)
 
 
 def test_cli_verb_writes_one_record_per_cell(adapter, base, tmp_path, capsys):

@@ -10,7 +10,8 @@ timm = pytest.importorskip("timm")
 from safetensors.torch import save_file  # noqa: E402
 
 from analyze import cli  # noqa: E402
-from analyze.finetune.runner import FinetuneConfig, finetune_cells  # noqa: E402
+from analyze.config import RunContext  # noqa: E402
+from analyze.finetune.runner import FinetuneConfig, FinetuneOptions, finetune_cells  # noqa: E402
 from analyze.subsets import Correlation  # noqa: E402
 from extract.backbones import create_backbone, load_checkpoint  # noqa: E402
 from extract.datasets.avatars import AvatarAdapter, RenderSpec, render_dataset  # noqa: E402
@@ -50,8 +51,8 @@ def finetuned(workspace):
     saved = root / "saved"
     config = FinetuneConfig(lrs=(0.01,), weight_decays=(0.0,), epochs=1, batch_size=16)
     table = finetune_cells([Correlation("hat", "dark_skin", 0.5, n=32, seed=0)], adapter=AvatarAdapter(cache),
-                           base=TINY_VIT, weights=weights, out=root / "records", config=config, image_size=224,
-                           save_backbones=saved, progress=False, device="cpu")
+                           base=TINY_VIT, config=config, context=RunContext(out=root / "records", progress=False),
+                           options=FinetuneOptions(weights=weights, image_size=224, save_backbones=saved, device="cpu"))
     return table, sorted(saved.glob("*.pt"))
 
 
@@ -90,8 +91,9 @@ def test_random_init_timm_base_is_reinitialised_per_seed(workspace, tmp_path):
     _, cache, _ = workspace
     config = FinetuneConfig(lrs=(0.01,), weight_decays=(0.0,), epochs=1, batch_size=16)
     specs = [Correlation("hat", "dark_skin", 0.5, n=32, seed=s) for s in (0, 1)]
-    table = finetune_cells(specs, adapter=AvatarAdapter(cache), base=f"{TINY_VIT}=scratch", out=tmp_path,
-                           config=config, save_backbones=tmp_path / "saved", progress=False, device="cpu")
+    table = finetune_cells(specs, adapter=AvatarAdapter(cache), base=f"{TINY_VIT}=scratch", config=config,
+                           context=RunContext(out=tmp_path, progress=False),
+                           options=FinetuneOptions(save_backbones=tmp_path / "saved", device="cpu"))
     assert list(table["status"]) == ["written", "written"]
     by_seed = {b.extra["checkpoint_meta"]["seed"]: b for b in map(load_checkpoint, (tmp_path / "saved").glob("*.pt"))}
     first, second = by_seed[0], by_seed[1]

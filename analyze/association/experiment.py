@@ -57,7 +57,8 @@ from analyze.association.models import DEFAULT_BATCH_SIZE, describe_model
 from analyze.association.run import change_row, embed_sets, estimate, null_distribution
 from analyze.association.spec import DEFAULT_OPTIONS, AssociationSpec, set_names
 from analyze.finetune.data import load_base
-from analyze.finetune.runner import base_factory, finetune_cells
+from analyze.config import EvalConfig, RunContext
+from analyze.finetune.runner import FinetuneOptions, base_factory, finetune_cells
 from analyze.finetune.search import FinetuneConfig
 from analyze.results.records import cell_id, read_record
 from analyze.subsets import Correlation
@@ -221,9 +222,9 @@ def run_finetunes(adapter, base: str, config: ExperimentConfig, folder: Path, *,
     check_protocol(folder, base, config)
     ids = [cell_id(runner="finetune", backbone=base, spec=spec.to_dict()) for spec in cells]
     missing = any(not (backbones / f"{cid}.pt").is_file() for cid in ids)
-    finetune_cells(cells, adapter=adapter, base=base, weights=weights, out=records, config=config.finetune,
-                   sensitive=SENSITIVE, device=device, save_backbones=backbones, overwrite=missing,
-                   progress=progress)
+    finetune_cells(cells, adapter=adapter, base=base, config=config.finetune, evaluation=EvalConfig(sensitive=SENSITIVE),
+                   context=RunContext(out=records, overwrite=missing, progress=progress),
+                   options=FinetuneOptions(weights=weights, device=device, save_backbones=backbones))
     rows = []
     for (condition, members) in specs.items():
         for spec in members:

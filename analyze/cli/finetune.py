@@ -30,6 +30,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--freeze-bn", action="store_true",
                    help="keep the base's BatchNorm statistics (layers in eval mode while training; for pretrained "
                         "bases finetuned on a few hundred images)")
+    p.add_argument("--schedule", default="constant", choices=("constant", "cosine"),
+                   help="learning rate over each run: constant, or a linear warm-up then a cosine decay to zero "
+                        "at the last epoch")
+    p.add_argument("--patience", type=int, default=0,
+                   help="stop a run after this many epochs without a lower validation loss (default 0: never)")
+    p.add_argument("--engine", default="auto", choices=("auto", "batched", "loop"),
+                   help="train runs of one shape together as one batched model, or one at a time (the reference); "
+                        "results agree to rounding; auto (default): batched on a GPU, one at a time on the CPU")
     p.add_argument("--search", default="condition", choices=("condition", "first"),
                    help="grid search per condition, or once on the first and reused")
     p.add_argument("--test", default="split",
@@ -54,7 +62,8 @@ def _defaults():
 
 def cmd_finetune(args) -> int:
     from analyze.metrics.diagnosis import flag_counts, format_counts
-    from analyze.finetune.runner import finetune_cells
+    from analyze.config import EvalConfig, RunContext
+    from analyze.finetune.runner import FinetuneOptions, finetune_cells
     from analyze.finetune.search import FinetuneConfig
     from analyze.subsets import Correlation, test_rows_option
     from extract.parsing import parse_options
@@ -66,16 +75,19 @@ def cmd_finetune(args) -> int:
     config = FinetuneConfig(lrs=parse_list(args.lrs, float, name="--lrs"),
                             weight_decays=parse_list(args.weight_decays, float, name="--weight-decays"),
                             epochs=args.epochs, batch_size=args.batch_size, freeze=args.freeze,
-                            freeze_bn=args.freeze_bn)
+                            freeze_bn=args.freeze_bn, schedule=args.schedule, patience=args.patience,
+                            engine=args.engine)
     adapter = get_adapter(args.dataset, args.root, **parse_options(args.option))
     specs = [Correlation(args.target, args.sensitive, level, n=args.n, seed=seed) for level in levels for seed in seeds]
     out = args.out or work_dir() / "results" / "finetune"
     began = time.perf_counter()
-    table = finetune_cells(specs, adapter=adapter, base=args.base, weights=args.weights, out=out, config=config,
-                           test=test_rows_option(args.test, args.target, args.sensitive), policy=args.policy,
-                           image_size=args.image_size, device=args.device, search=args.search,
-                           save_backbones=args.save_backbones, overwrite=args.overwrite,
-                           progress=not args.no_progress, auc_floor=args.auc_floor)
+    options = FinetuneOptions(weights=args.weights, test=test_rows_option(args.test, args.target, args.sensitive),
+                              image_size=args.image_size, device=args.device, search=args.search,
+                              save_backbones=args.save_backbones)
+    table = finetune_cells(specs, adapter=adapter, base=args.base, config=config,
+                           evaluation=EvalConfig(policy=args.policy, auc_floor=args.auc_floor),
+                           context=RunContext(out=out, overwrite=args.overwrite, progress=not args.no_progress),
+                           options=options)
     minutes = (time.perf_counter() - began) / 60
     written = table[table["status"] != "skipped"]
     print(f"{len(written)} cell(s) written to {out}, {len(table) - len(written)} skipped (records exist).")

@@ -6,9 +6,10 @@ from analyze.finetune.runner import (
     DEFAULT_LRS,
     DEFAULT_WEIGHT_DECAYS,
     FinetuneConfig,
+    FinetuneOptions,
     base_factory,
     finetune_cells,
     group_conditions,
 )
 
-__all__ = ['DEFAULT_LRS', 'DEFAULT_WEIGHT_DECAYS', 'FinetuneConfig', 'base_factory', 'finetune_cells', 'group_conditions']
+__all__ = ['DEFAULT_LRS', 'DEFAULT_WEIGHT_DECAYS', 'FinetuneConfig', 'FinetuneOptions', 'base_factory', 'finetune_cells', 'group_conditions']

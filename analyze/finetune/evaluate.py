@@ -71,17 +71,19 @@ def stereotype_direction(natural: float, y_train, s_train) -> tuple[float, str]:
     return (direction, "training set") if np.isfinite(direction) else (float("nan"), "none")
 
 
-def evaluate_run(*, test_scores: np.ndarray, y_test: np.ndarray, s_test: np.ndarray, val_scores: np.ndarray,
-                 y_val: np.ndarray, y_train: np.ndarray, s_train: np.ndarray, direction: float,
-                 policy: str = "top_p") -> dict:
+def evaluate_run(*, test_scores: np.ndarray, val_scores: np.ndarray, labels: np.ndarray, groups: np.ndarray,
+                 split, test: np.ndarray, direction: float, policy: str = "top_p") -> dict:
     """All metrics of one run as a flat ``{name: float}`` (one row of ``evaluate_runs``).
 
     ``test_scores`` and ``val_scores`` are logits (:func:`scores_of`), so the top-P policies
-    rank unsaturated scores and ``"fixed"`` thresholds at 0 (probability 0.5).
+    rank unsaturated scores and ``"fixed"`` thresholds at 0 (probability 0.5). ``labels`` and
+    ``groups`` hold every dataset row's label and group; ``split`` (``.train``, ``.val``) and
+    ``test`` are the run's rows.
     """
-    table = evaluate_runs(y_test, test_scores, s_test, policy=policy, threshold=0.0,
-                          validation=ValidationRows(y_true=y_val, scores=val_scores),
-                          training=TrainingRows(y_true=y_train, group=s_train, over_represented=direction))
+    train, val = split.train, split.val
+    table = evaluate_runs(labels[test], test_scores, groups[test], policy=policy, threshold=0.0,
+                          validation=ValidationRows(y_true=labels[val], scores=val_scores),
+                          training=TrainingRows(y_true=labels[train], group=groups[train], over_represented=direction))
     return {k: float(v) for k, v in table.iloc[0].items()}
 
 

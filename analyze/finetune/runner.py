@@ -16,7 +16,7 @@ Example
 -------
 >>> specs = [Correlation("hat", "dark_skin", c, n=256, seed=s) for c in (0.0, 0.5, 1.0) for s in (0, 1)]  # doctest: +SKIP
 >>> table = finetune_cells(specs, adapter=AvatarAdapter("avatars.h5"), base="smallcnn.scratch",
-...                        out="work/results/finetune")                                             # doctest: +SKIP
+...                        context=RunContext(out="work/results/finetune"))                         # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import copy
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from analyze.metrics.diagnosis import DEFAULT_AUC_FLOOR, check_floor, diagnose_record
+from analyze.config import EvalConfig, RunContext
+from analyze.metrics.diagnosis import check_floor, diagnose_record
 from analyze.finetune.data import ImageBank, is_random_init, load_base
 from analyze.finetune.evaluate import (
     evaluate_run,
@@ -47,7 +48,8 @@ from analyze.finetune.search import (
     FinetuneConfig,
     build_net,
     prepare_replicates,
-    run_condition,
+    resolve_engine,
+    run_conditions,
 )
 from analyze.metrics import natural_over_represented_group
 from analyze.results.records import (
@@ -63,6 +65,7 @@ from extract.devices import resolve_device
 from extract.errors import UserError
 
 SEARCH_SCOPES = ("condition", "first")
+WAVE_RUNS = 32  # runs trained per engine call when several conditions are searched at once
 
 
 def group_conditions(specs: Sequence) -> list[list]:
@@ -88,36 +91,16 @@ def base_factory(base: Backbone, base_name: str):
     return lambda seed: replace(base, model=copy.deepcopy(base.model))
 
 
-def finetune_cells(specs: Sequence, *, adapter, base: str | Path, weights: str | Path | None = None,
-                   out: str | Path | None = None,
-                   config: FinetuneConfig = FinetuneConfig(), sensitive: str | None = None, test=None,
-                   policy: str = "top_p", image_size: int | None = None, device: str = "auto",
-                   search: str = "condition", save_backbones: str | Path | None = None, overwrite: bool = False,
-                   progress: bool = True, auc_floor: float = DEFAULT_AUC_FLOOR,
-                   num_workers: int | None = None) -> pd.DataFrame:
-    """Finetune ``base`` on every cell of ``specs`` and write one record per cell.
+@dataclass(frozen=True)
+class FinetuneOptions:
+    """Where a finetune grid's base, test rows and compute come from (options outside the protocol).
 
     Parameters
     ----------
-    specs : sequence of subset specs
-        Cells (e.g. :class:`~analyze.subsets.Correlation`); those equal but for ``seed``
-        form one condition whose seeds are its replicates (grid search over them).
-    adapter : dataset adapter
-    base : str or Path
-        Registered ``arch.tag`` name or toolkit checkpoint.
     weights : path, optional
-        Local weights file for a registered entry that loads weights.
-    out : path, optional
-        Folder of the JSON records (None: nothing written, the table is returned).
-    config : FinetuneConfig
-        Grid, epochs, batch size, momentum, flips, frozen stages.
-    sensitive : str, optional
-        Group column of the metrics (default: each spec's ``sensitive``).
+        Local weights file for a registered base entry that loads weights.
     test : None, spec with ``indices(meta)`` (e.g. ``TestResample``), or positions
         Test rows; None: the dataset's test split.
-    policy : {"top_p", "top_p_reference", "val_top_p", "fixed"}
-        Threshold policy of the hard-prediction metrics, applied to logits
-        (:mod:`analyze.metrics.threshold`, docs/science.md section 5).
     image_size : int, optional
         Resize images to this side (default: the base's; a random-init base adopts the
         dataset's native size).
@@ -128,72 +111,120 @@ def finetune_cells(specs: Sequence, *, adapter, base: str | Path, weights: str |
     save_backbones : path, optional
         Folder for the finetuned backbones (``<cell_id>.pt``, loadable by
         :func:`~extract.backbones.create_backbone`).
-    overwrite : bool
-        Redo cells whose record exists in ``out``. By default a condition whose records all
-        exist is skipped; one with any record missing is run whole (the grid search needs
-        every replicate) and all its records are rewritten.
-    auc_floor : float
-        Test AUC below which a cell is diagnosed ``weak_task`` (every record carries its
-        ``diagnosis``, :func:`analyze.metrics.diagnosis.diagnose_record`).
     num_workers : int, optional
         DataLoader processes that decode the images of a file dataset (default: all cores
         but one; 0 decodes in this process, as sweep workers do).
+    """
+
+    weights: str | Path | None = None
+    test: object = None
+    image_size: int | None = None
+    device: str = "auto"
+    search: str = "condition"
+    save_backbones: str | Path | None = None
+    num_workers: int | None = None
+
+    def __post_init__(self):
+        if self.search not in SEARCH_SCOPES:
+            raise UserError(f"`search` must be one of {SEARCH_SCOPES}, got {self.search!r}.")
+
+
+def finetune_cells(specs: Sequence, *, adapter, base: str | Path, config: FinetuneConfig = FinetuneConfig(),
+                   evaluation: EvalConfig = EvalConfig(), context: RunContext = RunContext(),
+                   options: FinetuneOptions = FinetuneOptions()) -> pd.DataFrame:
+    """Finetune ``base`` on every cell of ``specs`` and write one record per cell.
+
+    Parameters
+    ----------
+    specs : sequence of subset specs
+        Cells (e.g. :class:`~analyze.subsets.Correlation`); those equal but for ``seed``
+        form one condition whose seeds are its replicates (grid search over them).
+    adapter : dataset adapter
+    base : str or Path
+        Registered ``arch.tag`` name or toolkit checkpoint.
+    config : FinetuneConfig
+        Grid, epochs, batch size, momentum, flips, frozen stages, schedule and engine.
+    evaluation : EvalConfig
+        Threshold policy (applied to logits, docs/science.md section 5), the AUC floor
+        under which a cell is diagnosed ``weak_task`` and the group column (default: each
+        spec's ``sensitive``).
+    context : RunContext
+        ``out``: folder of the JSON records (None: nothing written, the table is returned);
+        ``overwrite``: redo cells whose record exists (by default a condition whose records
+        all exist is skipped; one with any record missing is run whole, since the grid
+        search needs every replicate, and all its records are rewritten); ``progress``.
+    options : FinetuneOptions
+        Base weights, test rows, image size, device, search scope, saved backbones, decoders.
 
     Returns
     -------
     DataFrame, one row per cell: ``cell_id``, ``status`` ("written", "skipped", or "computed" when
-    ``out`` is None),
-    hyperparameters chosen, headline metrics and timings (seconds).
+    ``out`` is None), hyperparameters chosen, headline metrics and timings (seconds).
     """
-    if search not in SEARCH_SCOPES:
-        raise UserError(f"search must be one of {SEARCH_SCOPES}, got {search!r}.")
-    auc_floor = check_floor(auc_floor)
+    check_floor(evaluation.auc_floor)
     if not specs:
         raise UserError("no cells to finetune; pass at least one subset spec in `specs`.")
     began = time.perf_counter()
     meta = adapter.metadata()
-    dev = resolve_device(device)
+    dev = resolve_device(options.device)
     native = getattr(adapter, "image_shape", (None,))[0]
-    base_backbone = load_base(base, weights=weights, seed=0, image_size=image_size, native_size=native)
+    base_backbone = load_base(base, weights=options.weights, seed=0, image_size=options.image_size, native_size=native)
     base_name = str(base)
-    conditions = group_conditions(specs)
-    todo, skipped = _split_done(conditions, base_name, out, overwrite)
+    todo, skipped = _split_done(group_conditions(specs), base_name, context.out, context.overwrite)
     summary = [{"cell_id": cid, "status": "skipped"} for cid in skipped]
     if not todo:
         return pd.DataFrame(summary)
-    plans = [_plan_condition(members, meta, sensitive, test) for members in todo]
+    plans = [_plan_condition(members, meta, evaluation.sensitive, options.test) for members in todo]
     rows = np.concatenate([p["rows"] for p in plans])
-    bank = ImageBank.from_adapter(adapter, base_backbone.preprocess, rows, num_workers=num_workers, progress=progress)
+    bank = ImageBank.from_adapter(adapter, base_backbone.preprocess, rows, num_workers=options.num_workers,
+                                  progress=context.progress)
     if dev.type == "cuda":
         bank.to(dev)
         torch.backends.cudnn.benchmark = True
-    startup = time.perf_counter() - began
     n_cells = sum(len(p["replicates"]) for p in plans)
-    make_base = base_factory(base_backbone, base_name)
-    context = {"adapter": adapter, "dataset": {"name": adapter.name, "manifest_hash": adapter.manifest_hash()},
-               "meta": meta, "bank": bank, "base": base_backbone, "base_name": base_name,
-               "device": dev, "policy": policy, "out": out, "save_backbones": save_backbones,
-               "shared_seconds": startup / n_cells, "search": search, "auc_floor": auc_floor}
-    summary += _run_plans(plans, config, make_base, context, progress=progress)
+    ctx = {"adapter": adapter, "dataset": {"name": adapter.name, "manifest_hash": adapter.manifest_hash()},
+           "meta": meta, "bank": bank, "base": base_backbone, "base_name": base_name, "device": dev,
+           "policy": evaluation.policy, "out": context.out, "save_backbones": options.save_backbones,
+           "shared_seconds": (time.perf_counter() - began) / n_cells, "search": options.search,
+           "auc_floor": evaluation.auc_floor}
+    summary += _run_plans(plans, config, base_factory(base_backbone, base_name), ctx, progress=context.progress)
     return pd.DataFrame(summary)
+
+
+def _waves(plans: list, runs_per_plan) -> list[list]:
+    """Consecutive plans in waves of about ``WAVE_RUNS`` runs (one engine call each, bounding
+    how many runs' best weights are held at once)."""
+    waves, current, runs = [], [], 0
+    for plan in plans:
+        current.append(plan)
+        runs += runs_per_plan(plan)
+        if runs >= WAVE_RUNS:
+            waves.append(current)
+            current, runs = [], 0
+    return waves + ([current] if current else [])
 
 
 def _run_plans(plans, config, make_base, context, *, progress) -> list[dict]:
     """Run every planned condition under one progress bar; the summary rows of their cells.
 
-    With ``search="first"`` the setting the first condition selects is the only one tried
-    on the others.
+    Conditions are trained together in waves (their runs share the engine's stacks). With
+    ``search="first"`` the first condition runs alone and the setting it selects is the only
+    one tried on the others.
     """
     summary = []
     total_runs = sum(len(p["replicates"]) for p in plans) * len(config.settings())
     desc = f"finetune {Path(context['base_name']).name}"
     with tqdm(total=total_runs, unit="run", desc=desc, disable=not progress) as bar:
-        for index, plan in enumerate(plans):
-            outcome = run_condition(plan["replicates"], bank=context["bank"], make_base=make_base, config=config,
-                                    device=context["device"], on_run=lambda: bar.update(1))
-            summary += _finish_condition(outcome, plan, config, make_base, context)
+        waves = [plans[:1], plans[1:]] if context["search"] == "first" else [plans]
+        for index, group in enumerate(waves):
+            for wave in _waves(group, lambda p: len(p["replicates"]) * len(config.settings())):
+                outcomes = run_conditions([p["replicates"] for p in wave], bank=context["bank"], make_base=make_base,
+                                          config=config, device=context["device"], on_run=lambda: bar.update(1))
+                for outcome, plan in zip(outcomes, wave):
+                    summary += _finish_condition(outcome, plan, config, make_base, context)
             if context["search"] == "first" and index == 0:
-                config = replace(config, lrs=(outcome.selection.lr,), weight_decays=(outcome.selection.weight_decay,))
+                chosen = outcomes[0].selection
+                config = replace(config, lrs=(chosen.lr,), weight_decays=(chosen.weight_decay,))
                 bar.total = bar.n + sum(len(p["replicates"]) for p in plans[1:])
                 bar.refresh()
     return summary
@@ -236,12 +267,12 @@ def _finish_condition(outcome, plan, config, make_base, ctx) -> list[dict]:
         scores = scores_of(net, test_images, device=ctx["device"])
         train, val = rep.rows.train, rep.rows.val
         direction, source = stereotype_direction(natural, rep.labels[train], groups[train])
-        metrics = evaluate_run(test_scores=scores, y_test=rep.labels[plan["test"]], s_test=groups[plan["test"]],
-                               val_scores=run.val_scores, y_val=rep.labels[val], y_train=rep.labels[train],
-                               s_train=groups[train], direction=direction, policy=ctx["policy"])
+        metrics = evaluate_run(test_scores=scores, val_scores=run.val_scores, labels=rep.labels, groups=groups,
+                               split=rep.rows, test=plan["test"], direction=direction, policy=ctx["policy"])
         eval_seconds = time.perf_counter() - began
         hyper = {"lr": selection.lr, "weight_decay": selection.weight_decay, "best_epoch": run.best_epoch,
                  **{k: v for k, v in config.to_dict().items() if k not in ("lrs", "weight_decays")},
+                 "engine": resolve_engine(config.engine, ctx["device"]),
                  "grid": {"lrs": list(config.lrs), "weight_decays": list(config.weight_decays)},
                  "search": ctx["search"], "selection_rule": "lowest mean best-epoch validation loss over replicates",
                  "grid_summary": selection.summary.to_dict(orient="records"), "policy": ctx["policy"]}
@@ -250,11 +281,14 @@ def _finish_condition(outcome, plan, config, make_base, ctx) -> list[dict]:
                    "shared_startup_s": ctx["shared_seconds"], "decode_s_total": ctx["bank"].decode_seconds}
         facts = {"over_represented_group": direction, "direction_source": source,
                  "composition": training_composition(rep.labels[train], groups[train])}
-        rows.append(_write_cell(rep, run, net, metrics, hyper, timings, facts, plan, ctx))
+        parts = {"metrics": metrics, "hyper": hyper, "timings": timings, "facts": facts}
+        rows.append(_write_cell(rep, run, net, parts, plan, ctx))
     return rows
 
 
-def _write_cell(rep, run, net, metrics, hyper, timings, facts, plan, ctx) -> dict:
+def _write_cell(rep, run, net, parts: dict, plan, ctx) -> dict:
+    """Record (and checkpoint) of one cell; ``parts``: its metrics, hyperparameters, timings and facts."""
+    metrics, hyper, timings, facts = parts["metrics"], parts["hyper"], parts["timings"], parts["facts"]
     spec = rep.spec.to_dict()
     cid = cell_id(runner="finetune", backbone=ctx["base_name"], spec=spec)
     began = time.perf_counter()
@@ -300,4 +334,5 @@ def _save_backbone(net, cid: str, spec: dict, hyper: dict, ctx) -> Path:
                            preprocess=ctx["base"].preprocess, meta=meta)
 
 
-__all__ = ["DEFAULT_LRS", "DEFAULT_WEIGHT_DECAYS", "FinetuneConfig", "base_factory", "finetune_cells", "group_conditions"]
+__all__ = ["DEFAULT_LRS", "DEFAULT_WEIGHT_DECAYS", "FinetuneConfig", "FinetuneOptions", "base_factory", "finetune_cells",
+           "group_conditions"]

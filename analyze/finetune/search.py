@@ -8,6 +8,11 @@ validation rows), each run keeping its best epoch. The chosen setting is the one
 released code's "duplicate-robustness" rule inverted this); a setting where any replicate
 diverged is invalid. The chosen setting's runs *are* the condition's replicates: no run
 is repeated after the search.
+
+Every run of a condition (and of several conditions, :func:`run_conditions`) is trained by
+the config's ``engine``: ``"batched"`` (default) stacks runs of equal shape into one model
+(:mod:`analyze.finetune.engine`), ``"loop"`` trains them one at a time
+(:func:`analyze.finetune.train.train_run`, the reference).
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import pandas as pd
 import torch
 
 from analyze.finetune.data import ImageBank
+from analyze.finetune.engine import Job, choose_models, group_jobs, train_stack
 from analyze.finetune.train import (
+    SCHEDULES,
     FinetuneNet,
     RunResult,
     RunSettings,
@@ -35,6 +42,7 @@ from extract.errors import UserError
 
 DEFAULT_LRS = (0.01, 0.003)  # a small CPU-sized grid; the paper searched 5 x 4 (docs/science.md section 10)
 DEFAULT_WEIGHT_DECAYS = (1e-4, 1e-3)
+ENGINES = ("auto", "batched", "loop")
 
 
 def _positive_floats(name: str, values, *, allow_zero: bool) -> tuple[float, ...]:
@@ -66,6 +74,17 @@ class FinetuneConfig:
         Freeze the stem and the first ``freeze`` stages (0 = train everything).
     freeze_bn : bool
         Keep the base's BatchNorm statistics (layers in eval mode while training).
+    schedule : {"constant", "cosine"}
+        Learning rate over the run: constant, or a linear warm-up then a cosine decay to zero
+        at the last epoch (:func:`analyze.finetune.train.lr_factor`).
+    patience : int
+        Stop a run after this many epochs without a lower validation loss (0: train every
+        epoch); the best epoch is kept either way, so a larger ``epochs`` with a patience
+        ends training inside its budget.
+    engine : {"auto", "batched", "loop"}
+        Train runs of one shape together as one batched model (:mod:`analyze.finetune.engine`),
+        or one at a time (the reference); results agree to rounding. ``"auto"``: batched on a
+        GPU, the loop on the CPU, where the stack measured slower (:func:`resolve_engine`).
     """
 
     lrs: tuple[float, ...] = DEFAULT_LRS
@@ -76,11 +95,14 @@ class FinetuneConfig:
     flip: bool = True
     freeze: int = 0
     freeze_bn: bool = False
+    schedule: str = "constant"
+    patience: int = 0
+    engine: str = "auto"
 
     def __post_init__(self):
         object.__setattr__(self, "lrs", _positive_floats("learning rate", self.lrs, allow_zero=False))
         object.__setattr__(self, "weight_decays", _positive_floats("weight decay", self.weight_decays, allow_zero=True))
-        for name, low in (("epochs", 1), ("batch_size", 2), ("freeze", 0)):
+        for name, low in (("epochs", 1), ("batch_size", 2), ("freeze", 0), ("patience", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise UserError(f"{name} must be an integer >= {low}, got {value!r}.")
@@ -88,11 +110,16 @@ class FinetuneConfig:
             raise UserError(f"freeze_bn must be true or false, got {self.freeze_bn!r}.")
         if not 0 <= float(self.momentum) < 1:
             raise UserError(f"momentum must lie in [0, 1), got {self.momentum!r}.")
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"unknown learning-rate schedule {self.schedule!r}; set `schedule` to one of {SCHEDULES}.")
+        if self.engine not in ENGINES:
+            raise UserError(f"unknown finetune engine {self.engine!r}; set `engine` to one of {ENGINES}.")
 
     def settings(self) -> list[RunSettings]:
         """Every grid point, learning rate major."""
         return [RunSettings(lr=lr, weight_decay=wd, epochs=self.epochs, batch_size=self.batch_size,
-                            momentum=self.momentum, flip=self.flip)
+                            momentum=self.momentum, flip=self.flip, schedule=self.schedule,
+                            patience=int(self.patience))
                 for lr in self.lrs for wd in self.weight_decays]
 
     def to_dict(self) -> dict:
@@ -192,39 +219,88 @@ def build_net(make_base: Callable[[int], Backbone], seed: int, *, freeze: int, d
 def run_condition(replicates: list[Replicate], *, bank: ImageBank, make_base: Callable[[int], Backbone],
                   config: FinetuneConfig, device: torch.device,
                   on_run: Callable[[], None] | None = None) -> ConditionOutcome:
-    """Train every grid setting on every replicate; keep the chosen setting's runs.
+    """Train every grid setting on every replicate; keep the chosen setting's runs."""
+    return run_conditions([replicates], bank=bank, make_base=make_base, config=config, device=device,
+                          on_run=on_run)[0]
 
-    Runs go setting by setting; only the weights of the best setting so far are held, so
-    memory stays at two models per replicate.
+
+def run_conditions(conditions: Sequence[list[Replicate]], *, bank: ImageBank, make_base: Callable[[int], Backbone],
+                   config: FinetuneConfig, device: torch.device,
+                   on_run: Callable[[], None] | None = None) -> list[ConditionOutcome]:
+    """Search the grid of several conditions at once (their runs share the engine's stacks).
+
+    Every (condition, setting, replicate) run is trained by ``config.engine``; each
+    condition's setting is then chosen by :func:`select_setting` and its runs kept.
     """
-    rows, best_runs, best_loss = [], None, math.inf
-    setup_seconds = train_seconds = 0.0
-    for settings in config.settings():
-        runs = []
-        for rep in replicates:
-            began = time.perf_counter()
-            net = build_net(make_base, rep.spec.seed, freeze=config.freeze, freeze_bn=config.freeze_bn, device=device)
-            tensors = _gather(rep, bank)
-            setup_seconds += time.perf_counter() - began
-            run = train_run(net, *tensors, settings=settings, seed=rep.spec.seed, device=device)
-            train_seconds += run.seconds
-            runs.append(run)
-            rows.append({"lr": settings.lr, "weight_decay": settings.weight_decay, "seed": rep.spec.seed,
-                         "val_loss": run.val_loss, "best_epoch": run.best_epoch, "diverged": run.diverged,
-                         "seconds": run.seconds})
-            if on_run is not None:
-                on_run()
-        mean_loss = float(np.mean([r.val_loss for r in runs]))
-        if math.isfinite(mean_loss) and mean_loss < best_loss:  # the same rule as select_setting
-            best_runs, best_loss = runs, mean_loss
-    trials = pd.DataFrame(rows)
-    selection = select_setting(trials)
-    return ConditionOutcome(selection, trials, replicates, best_runs, setup_seconds, train_seconds)
+    began = time.perf_counter()
+    grid = config.settings()
+    jobs = [_job(rep, settings, bank) for replicates in conditions for settings in grid for rep in replicates]
+    runs = TRAINERS[resolve_engine(config.engine, device)](jobs, bank=bank, make_base=make_base, config=config, device=device, on_run=on_run)
+    shared_setup = max(0.0, time.perf_counter() - began - sum(r.seconds for r in runs)) / max(1, len(conditions))
+    outcomes, start = [], 0
+    for replicates in conditions:
+        mine = runs[start:start + len(grid) * len(replicates)]
+        start += len(mine)
+        trials = pd.DataFrame([{"lr": s.lr, "weight_decay": s.weight_decay, "seed": rep.spec.seed,
+                                "val_loss": run.val_loss, "best_epoch": run.best_epoch, "diverged": run.diverged,
+                                "seconds": run.seconds}
+                               for (s, rep), run in zip([(s, r) for s in grid for r in replicates], mine)])
+        selection = select_setting(trials)
+        at = next(i for i, s in enumerate(grid) if (s.lr, s.weight_decay) == (selection.lr, selection.weight_decay))
+        chosen = mine[at * len(replicates):(at + 1) * len(replicates)]
+        outcomes.append(ConditionOutcome(selection, trials, list(replicates), chosen, shared_setup,
+                                         float(sum(r.seconds for r in mine))))
+    return outcomes
 
 
-def _gather(rep: Replicate, bank: ImageBank):
-    """Training and validation images (uint8, on the bank's device) and float labels."""
+def _job(rep: Replicate, settings: RunSettings, bank: ImageBank) -> Job:
+    """A run of ``rep`` under ``settings``: its bank positions and float labels (on the bank's device)."""
     y = torch.from_numpy(rep.labels.astype(np.float32))
     train, val = rep.rows.train, rep.rows.val
-    return (bank.take(train), y[torch.from_numpy(train)].to(bank.images.device),
-            bank.take(val), y[torch.from_numpy(val)].to(bank.images.device))
+    device = bank.images.device
+    return Job(seed=int(rep.spec.seed), train=bank.positions(train), y_train=y[torch.from_numpy(train)].to(device),
+               val=bank.positions(val), y_val=y[torch.from_numpy(val)].to(device), settings=settings)
+
+
+def _train_loop(jobs, *, bank, make_base, config, device, on_run) -> list[RunResult]:
+    """The reference engine: one net at a time (:func:`~analyze.finetune.train.train_run`)."""
+    runs = []
+    for job in jobs:
+        net = build_net(make_base, job.seed, freeze=config.freeze, freeze_bn=config.freeze_bn, device=device)
+        images = bank.images.device
+        run = train_run(net, bank.images.index_select(0, job.train.to(images)), job.y_train,
+                        bank.images.index_select(0, job.val.to(images)), job.y_val, settings=job.settings,
+                        seed=job.seed, device=device)
+        runs.append(run)
+        if on_run is not None:
+            on_run()
+    return runs
+
+
+def _train_batched(jobs, *, bank, make_base, config, device, on_run) -> list[RunResult]:
+    """The batched engine: stacks of runs of one shape (:func:`~analyze.finetune.engine.train_stack`)."""
+    def net(seed):
+        return build_net(make_base, seed, freeze=config.freeze, freeze_bn=config.freeze_bn, device=device)
+
+    size = choose_models(net(jobs[0].seed), side=bank.images.shape[-1], batch_size=config.batch_size, device=device)
+    runs: list[RunResult | None] = [None] * len(jobs)
+    for members in group_jobs(jobs, size):
+        stack = train_stack([jobs[i] for i in members], [net(jobs[i].seed) for i in members], bank=bank, on_run=on_run)
+        for i, run in zip(members, stack):
+            runs[i] = run
+    return runs
+
+
+TRAINERS = {"batched": _train_batched, "loop": _train_loop}
+
+
+def resolve_engine(engine: str, device: torch.device) -> str:
+    """The engine that trains: ``"auto"`` is ``"batched"`` on CUDA and ``"loop"`` on the CPU.
+
+    On the 2-core CPU the stack of K = 4 Lite0 models trained at 0.49x the loop's images/s at
+    64 px and 1.04x at 32 px, each at its best thread count (``benchmarks/finetune.py``); a
+    vmapped convolution is a grouped one, which the CPU runs no faster per image.
+    """
+    if engine == "auto":
+        return "batched" if device.type == "cuda" else "loop"
+    return engine

@@ -2,7 +2,9 @@
 
 The paper's protocol (docs/science.md section 10): all layers trained (unless the first stages are
 frozen), a new head ``Linear(feature_dim, 1)`` with BCE on its logit, SGD with momentum
-0.9, batch 64, horizontal flips as the only augmentation, constant learning rate. Unlike
+0.9, batch 64, horizontal flips as the only augmentation, a constant learning rate
+(``schedule="constant"``) or a cosine decay after a linear warm-up (``schedule="cosine"``,
+:func:`lr_factor`), which lets training settle inside its epoch budget. Unlike
 the released code, the epoch count is chosen *within* the run: validation loss is measured
 after every epoch and the weights of the best epoch are kept (the released code re-ran
 with ``argmin + 1`` epochs and reported the last one).
@@ -36,6 +38,8 @@ from extract.seeding import seeded_torch_rng
 
 STREAM_GLOBAL = 1  # seed stream of the global-RNG draws (dropout, stochastic depth) of a run
 PREDICT_BATCH = 512  # rows per inference batch (no gradients, so larger than training)
+SCHEDULES = ("constant", "cosine")
+WARMUP_FRACTION = 0.1  # share of a cosine schedule's steps spent warming up linearly (at most one epoch)
 
 
 def frozen_units(backbone: nn.Module, freeze: int) -> list[nn.Module]:
@@ -86,6 +90,7 @@ class FinetuneNet(nn.Module):
                  freeze_bn: bool = False, seed: int = 0):
         super().__init__()
         self.freeze_bn = bool(freeze_bn)
+        self.channels_last = True  # on CUDA; off under vmap (the batched engine), which cannot query that layout
         self.backbone = backbone
         with torch.random.fork_rng(devices=[]):  # seeded head without touching the caller's RNG
             torch.manual_seed(seed)
@@ -107,7 +112,7 @@ class FinetuneNet(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits of shape (N,) for uint8 images of shape (N, 3, H, W)."""
         x = (images.to(torch.float32) / 255.0 - self.mean) / self.std
-        if images.is_cuda:
+        if images.is_cuda and self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.head(self.backbone(x)).squeeze(1).float()
 
@@ -123,6 +128,31 @@ class RunSettings:
     momentum: float = 0.9
     flip: bool = True
     patience: int = 0  # stop after this many epochs without a better validation loss (0: never stop early)
+    schedule: str = "constant"  # learning rate over the steps: one of SCHEDULES (see lr_factor)
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch over ``n`` rows (a trailing batch of one joins the previous one)."""
+    steps = -(-int(n) // int(batch_size))
+    return steps - 1 if steps > 1 and n % batch_size == 1 else steps
+
+
+def lr_factor(step: int, *, total: int, per_epoch: int, schedule: str) -> float:
+    """Multiplier of the base learning rate at optimizer step ``step`` (0-based) of ``total``.
+
+    ``"constant"``: 1. ``"cosine"``: a linear warm-up over the first ``WARMUP_FRACTION`` of the
+    steps (at most one epoch, ``per_epoch`` steps; factors 1/w, 2/w, ..., 1), then a half
+    cosine from 1 down towards 0, reached at the end of the last epoch, so the final epochs
+    take small steps and the best validation epoch falls inside the budget.
+    """
+    if schedule == "constant":
+        return 1.0
+    if schedule != "cosine":
+        raise UserError(f"unknown learning-rate schedule {schedule!r}; set `schedule` to one of {SCHEDULES}.")
+    warmup = min(max(1, int(per_epoch)), max(1, round(WARMUP_FRACTION * total))) if total > 1 else 0
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
 @dataclass
@@ -171,11 +201,15 @@ def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.
     return batches
 
 
-def _train_epoch(net, optimizer, images, labels, *, settings: RunSettings, generator, device) -> float:
-    """One pass over the training rows; returns the mean training loss (nan if it diverged)."""
+def _train_epoch(net, optimizer, images, labels, *, settings: RunSettings, generator, device, epoch: int) -> float:
+    """One pass over the training rows (``epoch`` counts from 1); returns the mean training loss (nan if it diverged)."""
     net.train()
     total, count = 0.0, 0
-    for index in _batches(len(images), settings.batch_size, generator):
+    per_epoch = steps_per_epoch(len(images), settings.batch_size)
+    for step, index in enumerate(_batches(len(images), settings.batch_size, generator), start=(epoch - 1) * per_epoch):
+        factor = lr_factor(step, total=per_epoch * settings.epochs, per_epoch=per_epoch, schedule=settings.schedule)
+        for group in optimizer.param_groups:
+            group["lr"] = settings.lr * factor
         flip = torch.rand(len(index), generator=generator) < 0.5 if settings.flip else None
         x = images.index_select(0, index.to(images.device)).to(device, non_blocking=True)
         if flip is not None and bool(flip.any()):
@@ -195,8 +229,7 @@ def _train_epoch(net, optimizer, images, labels, *, settings: RunSettings, gener
 
 
 def train_run(net: FinetuneNet, train_images: torch.Tensor, train_labels: torch.Tensor, val_images: torch.Tensor,
-              val_labels: torch.Tensor, *, settings: RunSettings, seed: int, device: torch.device,
-              keep_state: bool = True) -> RunResult:
+              val_labels: torch.Tensor, *, settings: RunSettings, seed: int, device: torch.device) -> RunResult:
     """Train ``net`` for ``settings.epochs`` epochs, keeping the best validation epoch.
 
     With ``settings.patience`` > 0 training stops once that many epochs in a row bring no
@@ -211,8 +244,8 @@ def train_run(net: FinetuneNet, train_images: torch.Tensor, train_labels: torch.
     settings : RunSettings
     seed : int
         Seeds shuffling and flips.
-    keep_state : bool
-        Keep a copy of the best epoch's weights in ``RunResult.state``.
+
+    The best epoch's weights are kept in ``RunResult.state``.
     """
     began = time.perf_counter()
     params = [p for p in net.parameters() if p.requires_grad]
@@ -222,24 +255,43 @@ def train_run(net: FinetuneNet, train_images: torch.Tensor, train_labels: torch.
     with seeded_torch_rng(seed, STREAM_GLOBAL, device):  # dropout and stochastic depth in the backbone
         for epoch in range(1, settings.epochs + 1):
             train_loss = _train_epoch(net, optimizer, train_images, train_labels, settings=settings,
-                                      generator=generator, device=device)
-            best.train_curve.append(train_loss)
-            if not math.isfinite(train_loss):
-                best.diverged = True
+                                      generator=generator, device=device, epoch=epoch)
+            logits = predict_logits(net, val_images, device=device) if math.isfinite(train_loss) else None
+            if end_epoch(best, epoch, train_loss=train_loss, logits=logits, val_labels=val_labels,
+                         settings=settings, state=lambda: copy.deepcopy(net.state_dict())):
                 break
-            logits = predict_logits(net, val_images, device=device)
-            val_loss = float(F.binary_cross_entropy_with_logits(logits, val_labels.cpu()))
-            best.val_curve.append(val_loss)
-            if not math.isfinite(val_loss):
-                best.diverged = True
-                break
-            if val_loss < best.val_loss:
-                best.val_loss, best.best_epoch = val_loss, epoch
-                best.val_scores = logits.numpy().astype(np.float64)
-                if keep_state:
-                    best.state = copy.deepcopy(net.state_dict())
-            elif settings.patience and epoch - best.best_epoch >= settings.patience:
-                break
+    return finish_run(best, began)
+
+
+def end_epoch(best: RunResult, epoch: int, *, train_loss: float, logits: torch.Tensor | None,
+              val_labels: torch.Tensor, settings: RunSettings, state) -> bool:
+    """Book one finished epoch into ``best`` (in place); True when the run stops here.
+
+    The one place both engines decide divergence, the best epoch and early stopping.
+    ``logits``: the epoch's validation logits (None when training diverged); ``state``: a
+    callable returning the weights to keep at a new best epoch (None: keep none).
+    """
+    best.train_curve.append(train_loss)
+    if not math.isfinite(train_loss):
+        best.diverged = True
+        return True
+    val_loss = float(F.binary_cross_entropy_with_logits(logits, val_labels.cpu()))
+    best.val_curve.append(val_loss)
+    if not math.isfinite(val_loss):
+        best.diverged = True
+        return True
+    if val_loss < best.val_loss:
+        best.val_loss, best.best_epoch = val_loss, epoch
+        best.val_scores = logits.numpy().astype(np.float64)
+        if state is not None:
+            best.state = state()
+    elif settings.patience and epoch - best.best_epoch >= settings.patience:
+        return True
+    return epoch >= settings.epochs
+
+
+def finish_run(best: RunResult, began: float) -> RunResult:
+    """Clear what a run that never improved holds, and stamp its seconds."""
     if best.best_epoch == 0:
         best.state, best.val_scores = None, None
     best.seconds = time.perf_counter() - began

@@ -228,7 +228,8 @@ def probes(run: PipelineRun) -> None:
 
 def finetunes(run: PipelineRun) -> None:
     """Stage: the preset's full finetunes on ``finetune_bases`` (None: the biased base and every control)."""
-    from analyze.finetune.runner import FinetuneConfig, finetune_cells
+    from analyze.config import RunContext
+    from analyze.finetune.runner import FinetuneConfig, FinetuneOptions, finetune_cells
     from extract.datasets.avatars import AvatarAdapter
 
     config = run.config
@@ -246,8 +247,9 @@ def finetunes(run: PipelineRun) -> None:
         if not chosen:
             continue
         began = time.perf_counter()
-        finetune_cells(specs, adapter=adapter, base=str(path), out=run.results, config=finetune, device="cpu",
-                       progress=config.progress)
+        finetune_cells(specs, adapter=adapter, base=str(path), config=finetune,
+                       context=RunContext(out=run.results, progress=config.progress),
+                       options=FinetuneOptions(device="cpu"))
         print(f"  {name}: {len(specs)} finetune cells ({time.perf_counter() - began:.1f} s)", flush=True)
 
 

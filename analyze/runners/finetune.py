@@ -17,7 +17,8 @@ from analyze.runners.base import Source, chunks
 from analyze.runners.registry import register_runner
 from extract.errors import UserError
 
-CONFIG_KEYS = ("lrs", "weight_decays", "epochs", "batch_size", "momentum", "flip", "freeze", "freeze_bn")
+CONFIG_KEYS = ("lrs", "weight_decays", "epochs", "batch_size", "momentum", "flip", "freeze", "freeze_bn",
+               "schedule", "patience", "engine")
 DEFAULT_CONDITIONS_PER_TASK = 4
 
 
@@ -126,7 +127,8 @@ class FinetuneRunner:
                       group=options.get("sensitive") or grid.sensitive)
 
     def run(self, unit: FinetuneUnit, *, in_pool: bool = False) -> list[dict]:
-        from analyze.finetune.runner import finetune_cells
+        from analyze.config import EvalConfig, RunContext
+        from analyze.finetune.runner import FinetuneOptions, finetune_cells
         from analyze.finetune.search import FinetuneConfig
         from analyze.results.records import read_record
         from analyze.subsets import spec_from_dict, test_rows_option
@@ -141,8 +143,11 @@ class FinetuneRunner:
         adapter = get_adapter(unit.dataset, unit.root, **unit.adapter_options)
         with tempfile.TemporaryDirectory(prefix="biastransfer-finetune-") as tmp:
             # inside a pool worker images are decoded here: a worker cannot start DataLoader processes
-            finetune_cells(specs, adapter=adapter, base=unit.base, weights=unit.weights, out=tmp, config=config,
-                           test=test, overwrite=True, progress=False, num_workers=0 if in_pool else None, **options)
+            evaluation = EvalConfig(**{k: options.pop(k) for k in ("policy", "auc_floor", "sensitive") if k in options})
+            finetune_cells(specs, adapter=adapter, base=unit.base, config=config, evaluation=evaluation,
+                           context=RunContext(out=tmp, overwrite=True, progress=False),
+                           options=FinetuneOptions(weights=unit.weights, test=test, num_workers=0 if in_pool else None,
+                                                   **options))
             return [read_record(path) for path in sorted(Path(tmp).glob("*.json"))]
 
     def pending(self, unit: FinetuneUnit, done: list[bool]):

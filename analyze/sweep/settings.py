@@ -93,12 +93,22 @@ def finetune_settings(*, dataset: dict, base: dict, spec: dict | None, config: d
     ``config``: the grid's :class:`~analyze.finetune.search.FinetuneConfig` keys; ``options``:
     the grid's other finetune keys.
     """
-    from analyze.finetune.runner import finetune_cells
+    from analyze.config import EvalConfig
+    from analyze.finetune.runner import FinetuneOptions
     from analyze.finetune.search import FinetuneConfig
 
     protocol = dataclasses.asdict(FinetuneConfig(**{k: tuple(v) if isinstance(v, list) else v
                                                     for k, v in config.items()}))
-    runner = {**_defaults(finetune_cells, ("sensitive", "policy", "image_size", "search")), "test": "split",
+    # the engine says how the runs are computed, not what they compute (as the device); a schedule or
+    # patience at its default leaves the digest as it was before those options existed, so older
+    # records stay valid
+    protocol.pop("engine")
+    for key, default in (("schedule", "constant"), ("patience", 0)):
+        if protocol[key] == default:
+            protocol.pop(key)
+    defaults = {"sensitive": EvalConfig().sensitive, "policy": EvalConfig().policy,
+                "image_size": FinetuneOptions().image_size, "search": FinetuneOptions().search}
+    runner = {**defaults, "test": "split",
               **{k: v for k, v in options.items() if k not in ("device", "save_backbones", "conditions_per_task")},
               **protocol}
     common = _canonical({"version": SETTINGS_VERSION, "runner": "finetune", "dataset": dataset, "base": base,
