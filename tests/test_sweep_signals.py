@@ -159,7 +159,10 @@ def test_sigterm_at_random_points_leaves_nothing_behind(grid, tmp_path):
             if parent.poll() is None:
                 parent.kill()
         outcomes.append(parent.returncode)
-    assert 143 in outcomes  # at least one try was cut short (not every sweep finished first)
+    # at least one try was cut short (not every sweep finished first): by the sweep's own handler (143), or,
+    # on a loaded machine where the signal lands before the handler is set, by the default one (-15);
+    # a signal after the handler is set is tested on its own below (_signal_mid_run)
+    assert {143, -signal.SIGTERM} & set(outcomes), outcomes
 
 
 def _signal_mid_run(grid: Path, out: Path, workers: list[str], signum: int, *, no_traceback: bool = True) -> str:
