@@ -45,7 +45,7 @@ from analyze.finetune.engine import Job, train_stack  # noqa: E402
 from analyze.finetune.evaluate import scores_of  # noqa: E402
 from analyze.finetune.train import FinetuneNet, RunSettings, train_run  # noqa: E402
 from extract.backbones import create_backbone  # noqa: E402
-from extract.datasets.avatars import AvatarAdapter, render_dataset  # noqa: E402
+from extract.datasets.avatars import AvatarAdapter, RenderSpec, render_dataset  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BASE = "efficientnet_lite0.imagenet"
@@ -80,8 +80,8 @@ def parse_args(argv=None):
 
 def make_cells(size: int, args, scratch: Path):
     """A bank of rendered avatars, one job per cell (seeded rows), the test rows and the base."""
-    cache = render_dataset(scratch / f"avatars-{size}.h5", n=args.images, size=size, seed=args.seed, workers=1,
-                           progress=False, signal_sample=2)
+    cache = render_dataset(scratch / f"avatars-{size}.h5", spec=RenderSpec(n=args.images, size=size, seed=args.seed,
+                                                                           signal_sample=2), workers=1, progress=False)
     adapter = AvatarAdapter(cache)
     meta = adapter.metadata()
     labels = meta[args.target].to_numpy()
