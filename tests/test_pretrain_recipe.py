@@ -176,3 +176,13 @@ def test_cli_recipe_mode_reports_kept_bases(built, capsys):
                  "--cache-dir", str(built["cache_dir"]), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert out.count("kept") == 3 and "total" in out
+
+
+def test_cli_out_naming_a_folder_is_refused(tmp_path, capsys):
+    """``--out dir/`` (or an existing folder) is a usage error naming the fix, not a file called ``dir``."""
+    for out in (f"{tmp_path / 'bases'}/", str(tmp_path)):
+        with pytest.raises(SystemExit) as exit_:
+            _cli(["pretrain", "--scratch", "--out", out, "--image-size", "32"])
+        assert exit_.value.code == 2
+        assert "is a folder; give the checkpoint's file path" in capsys.readouterr().err
+    assert not (tmp_path / "bases").exists()

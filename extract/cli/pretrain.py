@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     one.add_argument("--root", type=Path, default=None, help="local copy of the dataset (for avatars: the cache .h5)")
     one.add_argument("--attribute", action="append", default=[], help="pretraining label; repeat for multi-label")
     one.add_argument("--scratch", action="store_true", help="write a seeded random-init base instead (no data)")
-    one.add_argument("--out", type=Path, default=None, help="checkpoint path (.pt)")
+    one.add_argument("--out", type=_checkpoint_path, default=None, help="checkpoint path (.pt)")
     one.add_argument("--name", default=None, help="base name recorded in the checkpoint (default: the file stem)")
     one.add_argument("--split", choices=["all", "train", "val", "test"], default="all",
                      help="rows used for pretraining, by the dataset's split column (default all)")
@@ -119,6 +119,16 @@ def _cmd_recipe(args) -> int:
         print(f"{base['role']:<8} {paths[base['name']]}  ({state}; {accs})")
     print(f"total {summary['seconds']:.1f} s")
     return 0
+
+
+def _checkpoint_path(text: str) -> Path:
+    """``--out`` as a checkpoint file path; a folder (trailing slash or an existing directory) is refused."""
+    path = Path(text)
+    if text.endswith(("/", "\\")) or path.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is a folder; give the checkpoint's file path, e.g. {str(path / 'base.pt')!r} "
+            "(a recipe's bases go to --out-dir).")
+    return path
 
 
 def _parse_arch_kwargs(text: str | None) -> dict | None:
