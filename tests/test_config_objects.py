@@ -57,6 +57,18 @@ def test_probe_options_split_a_grid_section():
         probe_options({"epochs": 3}, "grid.toml [probe]")
 
 
+
+def test_the_probe_runner_checks_its_grid_section_with_the_same_parser():
+    """The runner's shippable dict and the unit's config objects come from one check of the section."""
+    from analyze.runners.probe import probe_options as runner_options
+
+    assert runner_options({"Cs": 1, "select": "auc"}) == {"Cs": [1.0], "select": "auc"}
+    for section, problem in (({"Cs": [True]}, "`Cs` must be"), ({"select": "x"}, "`select` must be one of"),
+                             ({"epochs": 3}, "unknown key `epochs`"),
+                             ({"policy": "val_top_p"}, "`policy` must be one of .* for probes")):
+        with pytest.raises(UserError, match=r"^grid.toml \[probe\]: " + problem):
+            runner_options(section)
+
 def test_pretrain_configs_parse_a_recipe_section():
     from extract.pretrain.config import PretrainConfig, PretrainModel
 

@@ -42,17 +42,24 @@ def open_store(path: str, stamp: int):
 
 
 def probe_options(table: dict) -> dict:
-    """The grid's ``[probe]`` options, checked (``Cs`` as floats)."""
+    """The grid's ``[probe]`` options, checked once and returned as the unit's plain dict (``Cs`` as floats).
+
+    Every key and value is checked by the probe's configuration objects
+    (:func:`analyze.probe.cells.probe_options`, which the unit's run parses them with), so a bad
+    grid fails when it is loaded, with the same sentence; probes take the threshold policies of
+    :data:`POLICIES` only.
+    """
+    from analyze.probe.cells import probe_options as parse
+
     probe = dict(table)
+    cs = probe.get("Cs")
+    if isinstance(cs, bool) or (isinstance(cs, list) and any(isinstance(c, bool) for c in cs)):
+        raise UserError(f"grid.toml [probe]: `Cs` must be a non-empty list of positive finite numbers, got {cs!r}.")
+    _, evaluation, _ = parse(probe, "grid.toml [probe]")
+    if evaluation.policy not in POLICIES:
+        raise UserError(f"grid.toml [probe]: `policy` must be one of {POLICIES} for probes, got {evaluation.policy!r}.")
     if "Cs" in probe:
-        cs = probe["Cs"] if isinstance(probe["Cs"], list) else [probe["Cs"]]
-        if not cs or not all(isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0 for c in cs):
-            raise UserError(f"probe.Cs must be a list of positive numbers, got {probe['Cs']!r}.")
-        probe["Cs"] = [float(c) for c in cs]
-    if probe.get("policy", "top_p") not in POLICIES:
-        raise UserError(f"probe.policy must be one of {POLICIES}, got {probe['policy']!r}.")
-    if probe.get("select", "val_loss") not in SELECT:
-        raise UserError(f"probe.select must be one of {SELECT}, got {probe['select']!r}.")
+        probe["Cs"] = [float(c) for c in (cs if isinstance(cs, list) else [cs])]
     return probe
 
 
