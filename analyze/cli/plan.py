@@ -10,6 +10,13 @@ from extract.cli.parser import map_params
 from extract.errors import UserError
 
 
+def _record_runners() -> list[str]:
+    """The ``runner`` values a cell grid's records carry (from the registry: probe, finetune)."""
+    from analyze.runners import RUNNERS
+
+    return sorted({RUNNERS[name].records_as for name in RUNNERS if RUNNERS[name].cell_grid})
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``plan`` verb."""
     p = sub.add_parser("plan", help="curation planner: the correlation move that halves the stereotype FPR gap")
@@ -17,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None, help="output prefix: writes PREFIX.md and PREFIX.csv "
                    "(default: beside the table, <table>-plan)")
     p.add_argument("--metric", default="fpr_gap", choices=RESIGNED_METRICS, help="gap to halve (default fpr_gap)")
-    p.add_argument("--runner", default=None, choices=("probe", "finetune"), help="only this runner")
+    p.add_argument("--runner", default=None, choices=_record_runners(), help="only this runner's records")
     p.add_argument("--n", type=int, default=None, help="only this training size")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples over seeds (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
