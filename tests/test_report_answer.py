@@ -296,7 +296,8 @@ def test_the_answer_states_one_sentence_per_question_from_the_rows():
                            curation=["The curation plan finds a move that halves the gap for 1 of 3 rows."])
     text = [b.text for b in blocks[1:]]
     assert text[0] == ("Does the biased base transfer more bias than the controls? Probes, level 0, n = 128 (level 1 "
-                       "left out): the biased base has more bias than 1 of 1 control and than scratch. Probes, level "
+                       "left out): the biased base has more bias than 1 of 1 control and than scratch (AUC 0.852 vs 0.850 "
+                       "for scratch). Probes, level "
                        "1, n = 128: no comparison with a control can be stated (left out).")
     change = next(r for r in rows if r.finding == "toward balance: bias")
     assert text[1].startswith("Does a balanced finetuning set remove it, and at what AUC cost? Probes: moving level 0 "

@@ -11,6 +11,16 @@ is positive at the stereotype-consistent end and turns negative past balance). W
 train split has no direction (exactly independent), the run's own training positives
 decide, and the record says which (``direction_source``: ``"natural (train split)"``,
 ``"training set"`` or ``"none"``).
+
+Finding 4's measurement (W&R's ``vary_corr.py``; docs/science.md): :func:`finding4_metrics` adds
+``r4_tpr_gap`` (TPR(s=1) - TPR(s=0), the code's "FPR Difference"), ``r4_fpr_gap``
+(FPR(s=1) - FPR(s=0)) and ``r4_auc``, computed with the threshold set on the run's
+**validation** rows (``thr = sort(val_scores)[-(P_val + 1)]``, ``score > thr``: policy
+``val_top_p``) on the run's test rows **resampled to the natural level**: the largest subset
+with 50% positives, 50% per group and ``P(s=1 | y=1) = P(s=0 | y=0) = q``, ``q`` the dataset's
+``P(s=1 | y=1)`` over all its rows (:class:`analyze.subsets.TestResample`'s draw, seeded with
+the replicate's seed). ``r4_level`` (q), ``r4_seed`` and ``r4_n_test`` record the resample,
+``r4_threshold`` the validation cut-off. The existing metrics are untouched.
 """
 
 from __future__ import annotations
@@ -30,6 +40,8 @@ from analyze.metrics import (
     over_represented_group,
 )
 from extract.errors import UserError
+
+R4_COLUMNS = ("r4_tpr_gap", "r4_fpr_gap", "r4_auc", "r4_threshold", "r4_level", "r4_seed", "r4_n_test")
 
 
 def evaluation_rows(meta: pd.DataFrame, labels: np.ndarray, sensitive: str, test=None) -> np.ndarray:
@@ -94,3 +106,48 @@ def scores_of(net, images: torch.Tensor, *, device: torch.device) -> np.ndarray:
     exactly 1.0 and tie, which the threshold policies and AUC would then have to break.
     """
     return predict_logits(net, images, device=device).numpy().astype(np.float64)
+
+
+def dataset_level(labels: np.ndarray, groups: np.ndarray) -> float:
+    """``P(s=1 | y=1)`` over every row whose label and group are known (NaN without positives)."""
+    positives = (np.asarray(labels) == 1) & (np.asarray(groups) >= 0)
+    return float(np.mean(np.asarray(groups)[positives] == 1)) if positives.any() else float("nan")
+
+
+def natural_test_rows(labels: np.ndarray, groups: np.ndarray, *, level: float, seed: int) -> np.ndarray:
+    """Positions into ``labels`` / ``groups`` (the run's test rows) of the largest subset with 50%
+    positives, 50% per group and ``P(s=1 | y=1) = P(s=0 | y=0) = level`` (W&R's ``vary_corr.py``
+    resample, drawn by :class:`analyze.subsets.TestResample` with ``seed``)."""
+    from analyze.subsets import TestResample
+
+    meta = pd.DataFrame({"y": np.asarray(labels, dtype=np.int64), "s": np.asarray(groups, dtype=np.int64),
+                         "split": "test"})
+    return TestResample("y", "s", level=float(level), seed=int(seed)).indices(meta)
+
+
+def finding4_metrics(*, test_scores: np.ndarray, val_scores: np.ndarray, labels: np.ndarray, groups: np.ndarray,
+                     split, test: np.ndarray, seed: int) -> dict:
+    """Finding 4's columns of one run (module docstring): ``{name: float}`` for :data:`R4_COLUMNS`.
+
+    ``labels`` and ``groups`` hold every dataset row's values (-1 unknown), ``split.val`` the
+    run's validation rows (``val_scores`` their scores), ``test`` its test rows (``test_scores``).
+    A test pool that cannot be resampled (a cell without rows) gives NaN gaps and says so in
+    ``r4_n_test`` = 0.
+    """
+    level = dataset_level(labels, groups)
+    empty = dict.fromkeys(R4_COLUMNS, float("nan")) | {"r4_level": level, "r4_seed": float(seed), "r4_n_test": 0.0}
+    if not np.isfinite(level):
+        return empty
+    try:
+        chosen = natural_test_rows(labels[test], groups[test], level=level, seed=seed)
+    except UserError:
+        return empty
+    rows = np.asarray(test)[chosen]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)  # a group without negatives is reported as NaN
+        table = evaluate_runs(labels[rows], np.asarray(test_scores)[chosen], groups[rows], policy="val_top_p",
+                              validation=ValidationRows(y_true=labels[split.val], scores=val_scores))
+    metrics = table.iloc[0]
+    return {"r4_tpr_gap": float(metrics["tpr_gap"]), "r4_fpr_gap": float(metrics["fpr_gap"]),
+            "r4_auc": float(metrics["auc"]), "r4_threshold": float(metrics["threshold"]), "r4_level": level,
+            "r4_seed": float(seed), "r4_n_test": float(len(rows))}

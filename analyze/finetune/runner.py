@@ -38,6 +38,7 @@ from analyze.metrics.diagnosis import check_floor, diagnose_record
 from analyze.finetune.data import ImageBank, is_random_init, load_base
 from analyze.finetune.evaluate import (
     evaluate_run,
+    finding4_metrics,
     evaluation_rows,
     scores_of,
     stereotype_direction,
@@ -269,6 +270,8 @@ def _finish_condition(outcome, plan, config, make_base, ctx) -> list[dict]:
         direction, source = stereotype_direction(natural, rep.labels[train], groups[train])
         metrics = evaluate_run(test_scores=scores, val_scores=run.val_scores, labels=rep.labels, groups=groups,
                                split=rep.rows, test=plan["test"], direction=direction, policy=ctx["policy"])
+        metrics |= finding4_metrics(test_scores=scores, val_scores=run.val_scores, labels=rep.labels, groups=groups,
+                                    split=rep.rows, test=plan["test"], seed=rep.spec.seed)  # r4_* columns
         eval_seconds = time.perf_counter() - began
         hyper = {"lr": selection.lr, "weight_decay": selection.weight_decay, "best_epoch": run.best_epoch,
                  **{k: v for k, v in config.to_dict().items() if k not in ("lrs", "weight_decays")},

@@ -27,6 +27,7 @@ from analyze.metrics.diagnosis import EXCLUDING_FLAGS
 from analyze.report.document import Figure, Heading, Paragraph, Table
 from analyze.report.findings import (
     COMPARED_KINDS,
+    COMPETENCE_GAP,
     DEFAULT_OPTIONS,
     Comparison,
     FindingOptions,
@@ -38,9 +39,8 @@ from analyze.report.findings import (
     strongest_and_balanced,
 )
 
-FINDINGS_HEADER = ("finding", "runner", "setting", "first", "value [95% CI]", "second", "value [95% CI]",
-                   "difference", "95% interval", "method", "verdict", "flags")
-COMPETENCE_GAP = 0.05  # natural-set AUC difference between bases worth a warning
+FINDINGS_HEADER = ("finding", "runner", "setting", "first", "value [95% CI]", "AUC", "second", "value [95% CI]",
+                   "AUC", "difference", "95% interval", "method", "verdict", "flags")
 LEFT_OUT = "left out"
 __all__ = ["answer_blocks", "findings_table", "flag_reason", "omitted_rows", "plot_forest", "runner_comparisons"]
 
@@ -160,10 +160,12 @@ def findings_table(comparisons: list[Comparison], *, metric: str) -> Table:
     """One row per comparison (:data:`FINDINGS_HEADER`)."""
     rows = []
     for c in comparisons:
-        rows.append((c.finding, c.runner, c.setting, c.first, c.first_value, c.second, c.second_value, *_bounds(c),
-                     short_method(c.method), c.verdict, c.flags))
+        rows.append((c.finding, c.runner, c.setting, c.first, c.first_value, c.first_auc, c.second, c.second_value,
+                     c.second_auc, *_bounds(c), short_method(c.method), c.verdict, c.flags))
     caption = (f"Findings: {metric} (positive = stereotype-consistent) of the biased base against each other base, "
-               "and the move toward balance; difference = first − second with its 95% interval.")
+               "and the move toward balance; difference = first − second with its 95% interval; AUC: each side's "
+               "test AUC on the same cells (a cause is stated only where both reach the floor and differ by at most "
+               f"{COMPETENCE_GAP:g}).")
     return Table(FINDINGS_HEADER, tuple(rows), caption=caption, css="findings")
 
 
@@ -227,10 +229,17 @@ def _transfer_sentence(rows: list[Comparison], label: str) -> str | None:
     higher = [c for c in controls if c.low > 0]
     text = (f"{label}, {controls[0].setting}: the biased base has more bias than {len(higher)} of "
             f"{len(controls)} control{'s' * (len(controls) != 1)}")
-    scratch = [c for c in rows if c.kind == "scratch" and c.stated]
+    scratch = [c for c in rows if c.kind == "scratch" and c.stated and "matched AUC" not in c.finding]
     if scratch:
         text += " and than scratch" if all(c.low > 0 for c in scratch) else ", but not more than scratch"
+        text += "".join(f" (AUC {_auc_words(c.first_auc)} vs {_auc_words(c.second_auc)} for scratch"
+                        + ("" if c.causal else ": no cause stated, see the row's flags") + ")" for c in scratch[:1])
     return text + "."
+
+
+def _auc_words(value: str) -> str:
+    """An AUC cell's mean alone (``"0.728 [0.70, 0.75]"`` -> ``"0.728"``), ``unknown`` when empty."""
+    return value.split(" ")[0] if value else "unknown"
 
 
 def _balance_sentence(rows: list[Comparison], label: str, performance: str = "auc") -> str | None:

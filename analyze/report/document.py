@@ -42,6 +42,7 @@ figcaption { font-size: 0.9em; color: #444; margin-top: 0.3em; }
 p.note { font-size: 0.9em; color: #555; }
 table.findings { font-size: 0.78em; }
 table.findings td { padding: 0.15em 0.4em; }
+table.findings td.num { white-space: normal; min-width: 5.5em; }
 p.answer { margin: 0.4em 0; }
 li { margin-bottom: 0.35em; }
 """

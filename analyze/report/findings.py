@@ -22,8 +22,16 @@ Rules (``docs/science.md`` sections 7 to 9):
   the floor says "the model did not learn the target (AUC x)". No comparison is stated from
   fewer than :data:`MIN_CLEAN_REPLICATES` clean replicates per side.
 - **Comparisons.** The biased base is compared with every control and with the scratch and
-  ImageNet bases; when it does not exceed scratch, the sentence says that the bias then comes
-  from the cue being readable from any features, not from pretraining.
+  ImageNet bases, and every comparison states both bases' AUCs (on the same cells) beside the
+  gaps. **Competence** (:func:`competence_reading`): a causal sentence (when the biased base
+  does not exceed scratch: "the bias comes from the cue being readable from any features, not
+  from pretraining") is printed only when both bases reach the causal floor
+  (:data:`CAUSAL_FLOOR`, raised to the runner's competence floor at that n,
+  :data:`analyze.metrics.diagnosis.COMPETENCE_FLOORS`) and their AUCs differ by at most
+  :data:`COMPETENCE_GAP`. When they differ by more, the row says that the weaker model's larger
+  gap may be a competence effect and offers the comparison at matched AUC
+  (:func:`matched_auc_comparison`: the stronger base at a smaller n whose AUC is within
+  :data:`COMPETENCE_GAP` of the weaker one's), or says that no such cells exist.
 - **Headline setting** (:func:`headline_size`): the natural level and the strongest stereotype
   level, at the training size where every target is feasible and the cells are not at a
   ceiling (every base's mean gap within :data:`CEILING_MARGIN` of the largest possible, 1, or
@@ -44,13 +52,13 @@ associated with, 0.5 = balance, 0 = the counter-stereotypical extreme), and
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from analyze.metrics.diagnosis import DEFAULT_AUC_FLOOR, EXCLUDING_FLAGS, FLAGS
+from analyze.metrics.diagnosis import COMPETENCE_FLOORS, DEFAULT_AUC_FLOOR, EXCLUDING_FLAGS, FLAGS
 from analyze.effects.format import format_number, format_p
 from analyze.effects.models import DEFAULT_N, without_flagged
 from analyze.metrics.intervals import (
@@ -71,6 +79,8 @@ MIN_CLEAN_REPLICATES = 3
 CEILING_MARGIN = 0.05
 MAX_GAP = 1.0  # the largest possible FPR gap
 COMPARED_KINDS = ("control", "scratch", "imagenet")
+CAUSAL_FLOOR = 0.70  # the AUC both bases of a comparison must reach before a cause is stated (issue 26)
+COMPETENCE_GAP = 0.05  # AUC difference between two compared bases above which a gap may be a competence effect
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,9 @@ class FindingOptions:
         Stereotype level of the headline correlation findings (default: the strongest run).
     runners : tuple of str, optional
         The runners the report keeps (``probe``, ``finetune``; default all in the table).
+    causal_floor : float
+        No causal sentence is printed from a comparison with a base whose mean AUC is below it
+        (raised to the runner's competence floor at that n; module docstring).
     """
 
     method: str = DEFAULT_METHOD
@@ -99,10 +112,15 @@ class FindingOptions:
     n: int | None = None
     level: float | None = None
     runners: tuple[str, ...] | None = None
+    causal_floor: float = CAUSAL_FLOOR
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise UserError(f"unknown interval method {self.method!r}; choose one of {', '.join(METHODS)}.")
+        floor = self.causal_floor
+        if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0.5 <= float(floor) < 1.0:
+            raise UserError(f"`causal_floor` must be a number in [0.5, 1), got {floor!r}; the default is "
+                            f"{CAUSAL_FLOOR:g}.")
 
 
 DEFAULT_OPTIONS = FindingOptions()
@@ -404,8 +422,10 @@ class Comparison:
     """One row of the findings table: two values, their difference with its interval, and a verdict.
 
     ``first`` and ``second`` name the two sides (``first_value``, ``second_value`` their means
-    with intervals); ``estimate``, ``low``, ``high`` are ``first - second`` and its interval
-    (NaN when the comparison was left out, ``verdict`` then says why).
+    with intervals; ``first_auc``, ``second_auc`` their AUCs on the same cells); ``estimate``,
+    ``low``, ``high`` are ``first - second`` and its interval (NaN when the comparison was left
+    out, ``verdict`` then says why). ``causal``: whether a causal sentence may be printed from
+    it (:func:`competence_reading`); ``competence`` says why not.
     """
 
     finding: str
@@ -422,6 +442,10 @@ class Comparison:
     flags: str = ""
     runner: str = ""
     kind: str = ""
+    first_auc: str = ""
+    second_auc: str = ""
+    causal: bool = False
+    competence: str = ""
 
     @property
     def stated(self) -> bool:
@@ -490,7 +514,12 @@ def matched_difference(a: pd.Series, b: pd.Series, *, method: str = DEFAULT_METH
     return ConfidenceInterval(welch.estimate, welch.low, welch.high, f"{welch.method}, on the matched cells")
 
 
-def _verdict(ci, kind: str) -> str:
+NOT_FROM_PRETRAINING = "not above scratch, so the bias is not from pretraining"
+CAUSE_SENTENCE = (" The biased base does not exceed the scratch base: the bias comes from the cue being readable from "
+                  "any features, not from pretraining.")
+
+
+def _verdict(ci, kind: str, *, causal: bool = True) -> str:
     low, high = float(ci.low), float(ci.high)
     if not (math.isfinite(low) and math.isfinite(high)):
         return "no interval: no claim"
@@ -498,16 +527,150 @@ def _verdict(ci, kind: str) -> str:
         return "biased higher"
     if high < 0:
         return "biased lower"
-    if kind == "scratch":
-        return "no difference shown; not above scratch, so the bias is not from pretraining"
+    if kind == "scratch" and causal:
+        return f"no difference shown; {NOT_FROM_PRETRAINING}"
     return "no difference shown (interval includes 0)"
 
 
+@dataclass(frozen=True)
+class GridCells:
+    """What a base comparison needs beyond the headline summaries: ``pool``, the clean cells of the
+    same grid and level at every n (for :func:`matched_auc_comparison`); the headline ``n``; the bias
+    ``metric`` and ``performance`` columns; the causal ``floor`` (:func:`causal_floor`)."""
+
+    pool: pd.DataFrame | None = None
+    n: int | None = None
+    metric: str = "fpr_gap_stereotype"
+    performance: str = "auc"
+    floor: float = CAUSAL_FLOOR
+
+
+def causal_floor(cells: pd.DataFrame, n, options: FindingOptions = DEFAULT_OPTIONS) -> float:
+    """``options.causal_floor``, raised to the competence floor of the cells' runner at ``n``
+    (:data:`analyze.metrics.diagnosis.COMPETENCE_FLOORS`) when one is defined there."""
+    runners = set(cells["runner"].dropna().astype(str)) if "runner" in cells.columns else set()
+    floors = [COMPETENCE_FLOORS.get((runner, int(n))) for runner in runners] if n is not None else []
+    return max([float(options.causal_floor), *[f for f in floors if f is not None]])
+
+
+def auc_pair(auc: pd.DataFrame | None, first: str, second: str, *,
+             method: str = DEFAULT_METHOD) -> tuple[str, str, float, float]:
+    """Both bases' AUC ``mean [interval]`` on the (target, seed) cells both hold (:func:`matched_values`)
+    and the two means; empty strings and NaN for a base without an AUC."""
+    if auc is None or auc.empty:
+        return "", "", float("nan"), float("nan")
+    rows = [auc[auc["backbone"].astype(str) == str(name)] for name in (first, second)]
+    if any(r.empty for r in rows):
+        texts = ["" if r.empty else _interval(r.iloc[0]) for r in rows]
+        means = [float("nan") if r.empty else float(r.iloc[0]["mean"]) for r in rows]
+        return texts[0], texts[1], means[0], means[1]
+    a, b = rows[0].iloc[0], rows[1].iloc[0]
+    text_a, text_b, _ = matched_values(a, b, method=method)
+    matched = _matched_per_seed(a, b)
+    means = (float(np.mean(matched[0])), float(np.mean(matched[1]))) if matched else (float(a["mean"]), float(b["mean"]))
+    return text_a, text_b, means[0], means[1]
+
+
+def competence_reading(first: str, second: str, auc_a: float, auc_b: float, *,
+                       floor: float = CAUSAL_FLOOR) -> tuple[bool, list[str]]:
+    """``(causal, notes)``: a causal sentence may be printed from a comparison of ``first`` (AUC
+    ``auc_a``) with ``second`` only when both AUCs are known, both reach ``floor`` and they differ by at
+    most :data:`COMPETENCE_GAP`; ``notes`` say why not (empty when causal)."""
+    if not (math.isfinite(auc_a) and math.isfinite(auc_b)):
+        return False, ["no cause stated: the AUC of a base is unknown"]
+    notes = []
+    weak = [(name, value) for name, value in ((first, auc_a), (second, auc_b)) if value < floor]
+    if weak:
+        notes.append(f"no cause stated: AUC below the floor {floor:.2f} ("
+                     + ", ".join(f"{name} {value:.3f}" for name, value in weak) + ")")
+    if abs(auc_a - auc_b) > COMPETENCE_GAP:
+        weaker = first if auc_a < auc_b else second
+        notes.append(f"AUCs differ by {abs(auc_a - auc_b):.3f} (> {COMPETENCE_GAP:g}): the weaker model's ({weaker}) "
+                     "larger gap may be a competence effect")
+    return not notes, notes
+
+
+def _size_summaries(pool: pd.DataFrame, grid: GridCells, method: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    by = ["backbone", "n"]
+    return (pooled_summary(pool, by=by, value=grid.metric, method=method),
+            pooled_summary(pool, by=by, value=grid.performance, method=method))
+
+
+def matched_auc_comparison(c: Comparison, auc_a: float, auc_b: float, grid: GridCells,
+                           options: FindingOptions = DEFAULT_OPTIONS) -> tuple[Comparison | None, str]:
+    """The comparison at matched AUC offered when two bases' AUCs differ by more than
+    :data:`COMPETENCE_GAP`: the stronger base at the smaller n whose mean AUC is nearest the weaker
+    base's (within :data:`COMPETENCE_GAP`), against the weaker base at the headline n (Welch's
+    interval: different rows). Returns ``(row, "")``, or ``(None, why)`` when no such cells exist."""
+    stronger, weaker, weak_auc = (c.first, c.second, auc_b) if auc_a >= auc_b else (c.second, c.first, auc_a)
+    pool = grid.pool
+    if pool is None or grid.n is None or pool.empty or grid.performance not in pool.columns:
+        return None, f"no cells at matched AUC: run {stronger} at a smaller n"
+    sizes = pd.to_numeric(pool["n"], errors="coerce")
+    smaller = pool[(pool["backbone"].astype(str) == stronger) & (sizes < grid.n)]
+    bias, auc = _size_summaries(pd.concat([smaller, pool[(pool["backbone"].astype(str) == weaker) & (sizes == grid.n)]]),
+                                grid, options.method)
+    near = auc[(auc["backbone"].astype(str) == stronger) & ((auc["mean"] - weak_auc).abs() <= COMPETENCE_GAP)]
+    if near.empty:
+        return None, (f"no cells at matched AUC: no smaller n of {stronger} has an AUC within {COMPETENCE_GAP:g} of "
+                      f"{weaker}'s {weak_auc:.3f}; run {stronger} at a smaller n")
+    at = near.assign(_d=(near["mean"] - weak_auc).abs()).sort_values(["_d", "n"], ascending=[True, False]).iloc[0]
+    m = int(at["n"])
+    row = {name: bias[(bias["backbone"].astype(str) == name) & (bias["n"] == (m if name == stronger else grid.n))]
+           for name in (c.first, c.second)}
+    rate = {name: auc[(auc["backbone"].astype(str) == name) & (auc["n"] == (m if name == stronger else grid.n))]
+            for name in (c.first, c.second)}
+    if any(r.empty for r in (*row.values(), *rate.values())):
+        return None, f"no cells at matched AUC: {weaker} has no {grid.metric} at n = {grid.n}"
+    a, b = row[c.first].iloc[0], row[c.second].iloc[0]
+    ci = difference_interval(a, b, method=options.method)
+    means = [float(rate[name].iloc[0]["mean"]) for name in (c.first, c.second)]
+    causal, notes = competence_reading(c.first, c.second, *means, floor=grid.floor)
+    matched = replace(c, finding=f"{c.finding} at matched AUC", setting=f"{c.setting}; {stronger} at n = {m}",
+                      first_value=_interval(a), second_value=_interval(b), first_auc=_interval(rate[c.first].iloc[0]),
+                      second_auc=_interval(rate[c.second].iloc[0]), estimate=float(ci.estimate), low=float(ci.low),
+                      high=float(ci.high), method=ci.method, verdict=_verdict(ci, c.kind, causal=causal),
+                      flags="; ".join(notes), causal=causal, competence="; ".join(notes))
+    return matched, f"at matched AUC ({stronger} at n = {m}, AUC {means[0 if stronger == c.first else 1]:.3f}): see its row"
+
+
+def _compare_pair(row: pd.Series, other: pd.Series, *, setting: str, auc, grid: GridCells,
+                  options: FindingOptions) -> list[Comparison]:
+    """The comparison of the biased base ``row`` with ``other`` and, when their AUCs differ by more than
+    :data:`COMPETENCE_GAP`, the one at matched AUC (module docstring)."""
+    kind = _kind_of(other)
+    first, second, matched = matched_values(row, other, method=options.method)
+    first_auc, second_auc, auc_a, auc_b = auc_pair(auc, str(row["backbone"]), str(other["backbone"]),
+                                                   method=options.method)
+    causal, notes = competence_reading(str(row["backbone"]), str(other["backbone"]), auc_a, auc_b, floor=grid.floor)
+    known = math.isfinite(auc_a) and math.isfinite(auc_b)
+    notes = notes if known or kind == "scratch" else []  # no AUC column: only the scratch row loses a sentence
+    note = _auc_flag(auc, [row["backbone"], other["backbone"]], options.auc_floor)
+    base = dict(finding=f"biased vs {kind}", setting=setting, first=str(row["backbone"]), first_value=first,
+                second=str(other["backbone"]), second_value=second, kind=kind, first_auc=first_auc,
+                second_auc=second_auc, causal=causal)
+    refused = _too_few(row, other)
+    if refused:
+        return [Comparison(**base, verdict=refused, flags="; ".join(f for f in (matched, note) if f))]
+    ci = matched_difference(row, other, method=options.method)
+    found = Comparison(**base, estimate=float(ci.estimate), low=float(ci.low), high=float(ci.high), method=ci.method,
+                       verdict=_verdict(ci, kind, causal=causal))
+    extra = []
+    if known and abs(auc_a - auc_b) > COMPETENCE_GAP:
+        at_matched, offer = matched_auc_comparison(found, auc_a, auc_b, grid, options)
+        notes.append(offer)
+        extra = [at_matched] if at_matched is not None else []
+    flags = "; ".join(f for f in (matched, note, *notes) if f)
+    return [replace(found, flags=flags, competence="; ".join(notes))] + extra
+
+
 def base_comparisons(summary: pd.DataFrame, *, setting: str, auc: pd.DataFrame | None = None,
-                     options: FindingOptions = DEFAULT_OPTIONS) -> list[Comparison]:
-    """Per biased base: one :class:`Comparison` with every control, scratch and ImageNet base (module docstring)."""
+                     options: FindingOptions = DEFAULT_OPTIONS, grid: GridCells | None = None) -> list[Comparison]:
+    """Per biased base: one :class:`Comparison` with every control, scratch and ImageNet base, with both
+    AUCs, and the comparison at matched AUC where the AUCs differ (module docstring)."""
     if "base_kind" not in summary.columns:
         return []
+    grid = grid or GridCells(floor=options.causal_floor)
     biased = summary[summary["base_kind"] == "biased"]
     others = summary[summary["base_kind"].isin(COMPARED_KINDS)]
     order = {kind: i for i, kind in enumerate(COMPARED_KINDS)}
@@ -515,27 +678,18 @@ def base_comparisons(summary: pd.DataFrame, *, setting: str, auc: pd.DataFrame |
     rows = []
     for _, row in biased.iterrows():
         for _, other in others.iterrows():
-            kind = _kind_of(other)
-            first, second, matched = matched_values(row, other, method=options.method)
-            note = _auc_flag(auc, [row["backbone"], other["backbone"]], options.auc_floor)
-            flags = "; ".join(f for f in (matched, note) if f)
-            base = dict(finding=f"biased vs {kind}", setting=setting, first=str(row["backbone"]), first_value=first,
-                        second=str(other["backbone"]), second_value=second, flags=flags, kind=kind)
-            refused = _too_few(row, other)
-            if refused:
-                rows.append(Comparison(**base, verdict=refused))
-                continue
-            ci = matched_difference(row, other, method=options.method)
-            rows.append(Comparison(**base, estimate=float(ci.estimate), low=float(ci.low), high=float(ci.high),
-                                   method=ci.method, verdict=_verdict(ci, kind)))
+            rows += _compare_pair(row, other, setting=setting, auc=auc, grid=grid, options=options)
     return rows
 
 
 def comparison_sentence(c: Comparison, *, condition: str, metric: str, context: str, auc=None,
                         floor: float = DEFAULT_AUC_FLOOR) -> str:
-    """One comparison in words (the findings' long form; the report shows the table row)."""
+    """One comparison in words (the findings' long form; the report shows the table row). A causal
+    sentence is added only where :func:`competence_reading` allows it (``c.causal``)."""
     head = (f"{condition} ({context}), the biased base {c.first} has a {metric} of {c.first_value} vs "
             f"{c.second_value} for the {c.kind} base {c.second}")
+    if c.first_auc or c.second_auc:
+        head += f" (AUC {c.first_auc or 'unknown'} vs {c.second_auc or 'unknown'})"
     note = "".join(f"; {part}" for part in c.flags.split("; ") if part and not part.startswith("did not learn"))
     note += _auc_note(auc, [c.first, c.second], floor) if auc is not None else ""
     if not c.method:
@@ -549,21 +703,23 @@ def comparison_sentence(c: Comparison, *, condition: str, metric: str, context: 
         shows = ", so these data do not show a difference" if math.isfinite(low) else ""
     sentence = (f"{head}; the difference is {with_interval(c.estimate, low, high)} ({c.method}) and "
                 f"{zero_verdict(low, high)}{shows}{note}.")
-    if c.kind == "scratch" and not (math.isfinite(low) and low > 0):
-        sentence += (" The biased base does not exceed the scratch base: the bias comes from the cue being "
-                     "readable from any features, not from pretraining.")
+    if c.kind == "scratch" and c.causal and not (math.isfinite(low) and low > 0):
+        sentence += CAUSE_SENTENCE
     return sentence
 
 
 def compare_biased_with_bases(summary: pd.DataFrame, *, condition: str, metric: str, context: str,
-                              auc: pd.DataFrame | None = None,
-                              options: FindingOptions = DEFAULT_OPTIONS) -> list[str]:
-    """Per biased base: its bias vs every control, scratch and ImageNet base, each difference with its interval.
+                              auc: pd.DataFrame | None = None, options: FindingOptions = DEFAULT_OPTIONS,
+                              grid: GridCells | None = None) -> list[str]:
+    """Per biased base: its bias vs every control, scratch and ImageNet base, each difference with its interval
+    and both AUCs.
 
-    Says in words when the biased base does not exceed scratch (module docstring).
+    Says in words when the biased base does not exceed scratch, only where both bases are competent and
+    comparable (module docstring).
     """
     return [comparison_sentence(c, condition=condition, metric=metric, context=context, auc=auc,
-                                floor=options.auc_floor) for c in base_comparisons(summary, setting=condition, auc=auc, options=options)]
+                                floor=options.auc_floor)
+            for c in base_comparisons(summary, setting=condition, auc=auc, options=options, grid=grid)]
 
 
 def _base_order(summary: pd.DataFrame) -> list[str]:
@@ -606,6 +762,7 @@ class Headline:
     strongest: float | None = None
     balanced: float | None = None
     level_name: str = "correlation level"
+    grid: GridCells | None = None
 
 
 def _chosen_levels(levels, options: FindingOptions) -> tuple[float, float]:
@@ -626,6 +783,7 @@ def correlation_headline(rows: pd.DataFrame, *, metric: str, performance: str = 
         return None
     strongest, balanced = _chosen_levels(sorted(cells["level"].dropna().unique()), options)
     n, rule = headline_size(cells, metric=metric, level=strongest, options=options)
+    every = cells
     if n is not None:
         cells = cells[pd.to_numeric(cells["n"], errors="coerce") == n]
     by = ["backbone", "base_kind", "level"] if "base_kind" in cells.columns else ["backbone", "level"]
@@ -637,8 +795,10 @@ def correlation_headline(rows: pd.DataFrame, *, metric: str, performance: str = 
         strongest, balanced = strongest_and_balanced(levels)
     auc = (pooled_summary(cells, by=by, value=performance, method=options.method)
            if performance in cells.columns else None)
+    grid = GridCells(pool=every[(every["level"] - strongest).abs() < 1e-9], n=n, metric=metric,
+                     performance=performance, floor=causal_floor(every, n, options))
     return Headline(summary, auc, n, rule, _context(summary, n, options.method), strongest, balanced,
-                    level_name(cells))
+                    level_name(cells), grid)
 
 
 def correlation_findings(rows: pd.DataFrame, *, metric: str, performance: str = "auc",
@@ -653,7 +813,8 @@ def correlation_findings(rows: pd.DataFrame, *, metric: str, performance: str = 
     found = [f"Headline setting: {head.rule}"] if head.rule else []
     found += compare_biased_with_bases(summary[summary["level"] == strongest], metric=metric, context=context,
                                        condition=f"At the strongest {head.level_name}, {strongest:g}",
-                                       auc=None if auc is None else auc[auc["level"] == strongest], options=options)
+                                       auc=None if auc is None else auc[auc["level"] == strongest], options=options,
+                                       grid=head.grid)
     if strongest != balanced:
         falls = fall_toward_balance(summary, strongest=strongest, balanced=balanced, metric=metric, options=options)
         if falls:
@@ -707,7 +868,7 @@ def correlation_comparisons(rows: pd.DataFrame, *, metric: str, performance: str
     summary, auc = head.summary, head.auc
     setting = f"level {head.strongest:g}" + (f", n = {head.n}" if head.n is not None else "")
     found = base_comparisons(summary[summary["level"] == head.strongest], setting=setting, options=options,
-                             auc=None if auc is None else auc[auc["level"] == head.strongest])
+                             auc=None if auc is None else auc[auc["level"] == head.strongest], grid=head.grid)
     if head.strongest != head.balanced:
         found += _change_rows(summary, head, what="bias", options=options)
         found += [] if auc is None else _change_rows(auc, head, what=performance, options=options)
@@ -739,6 +900,7 @@ def natural_headline(rows: pd.DataFrame, *, metric: str, performance: str = "auc
     if cells.empty:
         return None
     n, rule = headline_size(cells, metric=metric, options=options)
+    grid = GridCells(pool=cells, n=n, metric=metric, performance=performance, floor=causal_floor(cells, n, options))
     if n is not None:
         cells = cells[pd.to_numeric(cells["n"], errors="coerce") == n]
     summary = pooled_summary(cells, by=["backbone", "base_kind"], value=metric, method=options.method)
@@ -746,7 +908,7 @@ def natural_headline(rows: pd.DataFrame, *, metric: str, performance: str = "auc
         return None
     auc = (pooled_summary(cells, by=["backbone", "base_kind"], value=performance, method=options.method)
            if performance in cells.columns else None)
-    return Headline(summary, auc, n, rule, _context(summary, n, options.method))
+    return Headline(summary, auc, n, rule, _context(summary, n, options.method), grid=grid)
 
 
 def natural_findings(rows: pd.DataFrame, *, metric: str, performance: str = "auc",
@@ -757,7 +919,7 @@ def natural_findings(rows: pd.DataFrame, *, metric: str, performance: str = "auc
         return []
     found = compare_biased_with_bases(head.summary, metric=metric, context=head.context,
                                       condition="At the natural level (finetuning sets drawn as the data come)",
-                                      auc=head.auc, options=options)
+                                      auc=head.auc, options=options, grid=head.grid)
     return ([f"Headline setting of the natural cells: {head.rule}"] if head.rule and found else []) + found
 
 
@@ -768,7 +930,7 @@ def natural_comparisons(rows: pd.DataFrame, *, metric: str, performance: str = "
     if head is None:
         return []
     setting = "natural level" + (f", n = {head.n}" if head.n is not None else "")
-    return base_comparisons(head.summary, setting=setting, auc=head.auc, options=options)
+    return base_comparisons(head.summary, setting=setting, auc=head.auc, options=options, grid=head.grid)
 
 
 def per_size_table_rows(cells: pd.DataFrame, *, metric: str, level: float | None,

@@ -53,6 +53,12 @@ metric columns                  flattened ``metrics`` of the record, names as th
                                 ``worst_sensitive_group_accuracy``,
                                 ``bias_amplification_a_to_t``, ``over_represented_group``,
                                 ``threshold``, ...
+``r4_tpr_gap``, ``r4_fpr_gap``, finetune records: finding 4's measurement (W&R vary_corr.py,
+``r4_auc``                      :mod:`analyze.finetune.evaluate`): TPR(s=1) - TPR(s=0),
+                                FPR(s=1) - FPR(s=0) and AUC with the threshold set on the
+                                run's validation rows, on its test rows resampled to the
+                                dataset's P(s=1 | y=1) (``r4_level``, seeded ``r4_seed``,
+                                ``r4_n_test`` rows; ``r4_threshold``); empty for probes
 ``stereotype_level``            the finetuning set's correlation measured toward the stereotype:
                                 P(g | y=1) where g is ``over_represented_group``, the group
                                 that sets the sign of ``fpr_gap_stereotype`` (the target's
