@@ -47,7 +47,7 @@ from extract.errors import UserError
 PAPER_N = 1024          # findings 1 and 2: the paper's training size
 MIN_VALUE_ROWS = 16     # finding 2: fewer (target, condition) rows decide nothing (the paper: 22)
 SIGN_ALPHA = 0.05
-RUNNERS = ("finetune", "probe")
+CLAIM_RUNNERS = ("finetune", "probe")  # finetune rows test a claim; probe rows are its proxy
 
 __all__ = ["MIN_VALUE_ROWS", "PAPER_N", "ClaimOptions", "inheritance_claims", "paper_findings", "value_claims",
            "value_rows"]
@@ -235,7 +235,7 @@ def paper_findings(table: pd.DataFrame, targets: pd.DataFrame, *, underrep: pd.D
                    options: ClaimOptions = ClaimOptions(), metric: str = "fpr_gap_stereotype") -> pd.DataFrame:
     """Findings 1-5 for both runners (finetune first, then the probe proxy), in :data:`COLUMNS`."""
     rows = []
-    for runner in RUNNERS:
+    for runner in CLAIM_RUNNERS:
         opts = ClaimOptions(runner, options.n, options.auc_floor, options.deviation, options.pair_n)
         for condition in ("natural", "skewz"):
             rows += inheritance_claims(table, targets, condition=condition, options=opts)

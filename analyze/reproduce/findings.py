@@ -74,6 +74,7 @@ PROBE_DEVIATION = "linear probe on frozen features (paper: full finetuning)"
 CURATION_BEFORE = 0.8  # stereotype level: 20% of positives counter-stereotypical
 CURATION_AFTER = 0.7   # 30%
 SALIENCE_FLOOR = 0.9
+SALIENCE_OWN = "toolkit's own validation, not a paper claim (of its salience estimate against the generator)"
 MIN_PAPER_ROWS = 16  # W&R's model on fewer rows (the paper: 22) decides nothing
 COMPARED = ("biased", "control")  # the base kinds the findings compare
 INTERACTIONS = (("correlation_strength", 1, "grows with the finetuning correlation strength"),
@@ -602,13 +603,15 @@ def spearman_interval(x, y, *, confidence: float = 0.95) -> tuple[float, float, 
 
 
 def salience_finding(salience: pd.DataFrame | None, *, truth: str = "true_log_ratio") -> dict:
-    """Finding 6: salience estimates agree in rank with the generator's truth."""
+    """Finding 6: salience estimates agree in rank with the generator's truth (the toolkit's own
+    validation, not a paper claim: every row says so in ``deviation``)."""
     name = "salience estimates vs the generator's truth (Spearman)"
     rule = f"Spearman rho >= {SALIENCE_FLOOR:g} and its interval lies above 0"
     if salience is None or salience.empty:
-        return finding_row("6", name, inconclusive(rule, "no salience table"))
+        return finding_row("6", name, inconclusive(rule, "no salience table"), deviation=SALIENCE_OWN)
     if truth not in salience.columns or salience[truth].notna().sum() < 4:
-        return finding_row("6", name, inconclusive(rule, f"fewer than four targets with the generator's {truth}"))
+        return finding_row("6", name, inconclusive(rule, f"fewer than four targets with the generator's {truth}"),
+                           deviation=SALIENCE_OWN)
     rows, left = salience, ""
     if "flagged" in salience.columns or "diagnosis" in salience.columns:
         flagged = (salience["flagged"].fillna(False).astype(bool) if "flagged" in salience.columns
@@ -617,14 +620,15 @@ def salience_finding(salience: pd.DataFrame | None, *, truth: str = "true_log_ra
         if flagged.any():
             left = f"left out {int(flagged.sum())} flagged target(s): " + ", ".join(salience.loc[flagged, "target"])
         if len(rows) < 4:
-            return finding_row("6", name, inconclusive(rule, f"fewer than four unflagged targets ({left})"))
+            return finding_row("6", name, inconclusive(rule, f"fewer than four unflagged targets ({left})"),
+                               deviation=SALIENCE_OWN)
     rho, low, high = spearman_interval(rows["salience"], rows[truth])
     verdict = at_least(rho, low, high, floor=SALIENCE_FLOOR, what="Spearman rho")
     reason = "; ".join(x for x in (verdict.reason, left) if x)
     return finding_row("6", name, Verdict(verdict.verdict, verdict.rule, reason),
                 setting=f"{len(rows)} targets, truth = {truth}",
                 estimate=Estimate(rho, low, high, "95% Fisher-z interval (Bonett-Wright variance)"),
-                deviation="the toolkit's own validation of its salience estimate, not a claim of the paper")
+                deviation=SALIENCE_OWN)
 
 
 # -- finding 7 -----------------------------------------------------------------------------------

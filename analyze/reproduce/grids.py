@@ -92,7 +92,7 @@ def paper_finetune_groups(meta: pd.DataFrame, config) -> list[CellGroup]:
     seeds = config.finetune_seeds
     sweep = config.sweep_targets or config.targets
     groups = [CellGroup("R1/R2: natural and skewz sets", ("biased", "control"),
-                        tuple(_inheritance_specs(config.targets, config, seeds=seeds))),
+                        tuple(_inheritance_specs(config.finetune_targets or config.targets, config, seeds=seeds))),
               CellGroup("R3: natural n-sweep", ("biased", "best_control"),
                         tuple(Natural(t, SENSITIVE, n=n, seed=s) for t in sweep for s in seeds
                               for n in sorted(set(config.finetune_sizes) - {config.paper_n}))),

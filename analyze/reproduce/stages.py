@@ -270,11 +270,14 @@ def best_control(run: PipelineRun, controls: list[tuple[str, str]]) -> list[tupl
     table = collect_records(run.results)
     natural = table[RUNNERS.rows(table, "finetune") & (table["spec_kind"] == "natural")
                     & (pd.to_numeric(table["n"], errors="coerce") == run.config.paper_n)]
-    auc = natural.groupby("backbone")["auc"].mean()
-    ranked = sorted(controls, key=lambda c: -float(auc.get(c[1], -1.0)))
+    auc = natural.groupby("backbone")["auc"].mean()  # records name a checkpoint base by its name or path
+
+    def mean_auc(control):
+        return float(auc.get(control[0], auc.get(control[1], float("nan"))))
+
+    ranked = sorted(controls, key=lambda c: -mean_auc(c) if np.isfinite(mean_auc(c)) else np.inf)
     if ranked:
-        print(f"  best control (natural sets, n = {run.config.paper_n}): {ranked[0][0]} (AUC "
-              f"{float(auc.get(ranked[0][1], float('nan'))):.3f})")
+        print(f"  best control (natural sets, n = {run.config.paper_n}): {ranked[0][0]} (AUC {mean_auc(ranked[0]):.3f})")
     return ranked[:1]
 
 
@@ -386,7 +389,8 @@ def underrep_table(stores: dict[str, Path], bases_on: dict[str, str], config) ->
 def finetune_pairs(table: pd.DataFrame, bases_on: dict[str, str]) -> pd.DataFrame:
     """The pairs experiment's finetune records as :func:`underrep_table`'s rows (``runner`` "finetune").
 
-    ``bases_on``: {"A": base, "B": base} as the records name them (checkpoint paths). The cells
+    ``bases_on``: {"A": (name, path), "B": (name, path)} of the two bases (records name a
+    checkpoint base by either). The cells
     were scored with the group column B, so ``auc_group0`` is the AUC of the A-only positives
     against the negatives (neither A nor B): the AUC on A-positives.
     """
@@ -394,7 +398,7 @@ def finetune_pairs(table: pd.DataFrame, bases_on: dict[str, str]) -> pd.DataFram
     if not {"runner", "spec_kind", "auc_group0"} <= set(table.columns):
         return pd.DataFrame(columns=columns)
     rows = table[RUNNERS.rows(table, "finetune") & (table["spec_kind"] == "underrepresentation")]
-    role = rows["backbone"].map({path: r for r, path in bases_on.items()})
+    role = rows["backbone"].map({key: r for r, keys in bases_on.items() for key in keys})
     rows = rows.assign(runner="finetune", role=role, auc_a=pd.to_numeric(rows["auc_group0"], errors="coerce"))
     rows = rows[rows["role"].notna()]
     digest = rows["rows_digest"] if "rows_digest" in rows.columns else pd.Series("", index=rows.index)
@@ -556,7 +560,7 @@ def pairs_table(run: PipelineRun) -> pd.DataFrame:
 
     recipe = load_recipe(recipe_path(run.config))
     on = {a: b["name"] for b in recipe["bases"] if b["role"] == "control" for a in b.get("attributes", ())}
-    paths = {role: str(run.bases[on[attr]]) for role, attr in zip(("A", "B"), run.config.pair)
+    paths = {role: (on[attr], str(run.bases[on[attr]])) for role, attr in zip(("A", "B"), run.config.pair)
              if on.get(attr) in run.bases}
     probe = pd.read_csv(run.underrep) if run.underrep is not None and run.underrep.exists() else pd.DataFrame()
     if len(probe) and "runner" not in probe.columns:
