@@ -61,7 +61,7 @@ def test_the_tiny_presets_cells_are_drawable_from_its_sized_metadata():
 def test_presets_name_their_deviations_and_budgets():
     assert PRESETS["full"] is PRESETS["cpu"]  # the old default's name
     assert PRESETS["cpu"].budget_s == 7200 and PRESETS["quick"].budget_s == 900
-    assert "n = 512 (paper: 1024)" in PRESETS["cpu"].deviation
+    assert "n = 256 (paper: 1024)" in PRESETS["cpu"].deviation
     assert PRESETS["paper"].paper_n == 1024 and len(PRESETS["paper"].finetune_seeds) >= 3
     assert max(PRESETS["paper"].finetune_sizes) >= 4096
     assert PRESETS["quick"].finetune_groups == ("R1/R2",)

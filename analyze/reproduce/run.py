@@ -216,18 +216,18 @@ AVATAR_DEVIATIONS = ("procedural avatars with dark_skin as the sensitive attribu
                      "(paper: CelebA, female); bases start from ImageNet Lite0 (paper: ResNet-50 trained from "
                      "scratch); one lr for the pretrained bases (paper: a search per condition); best epoch kept "
                      "(paper: the last)")
-CPU_DEVIATIONS = "n = 512 (paper: 1024); 3 seeds (paper: 5); 6 epochs (paper: more); n-sweep 256-2048 on 2 targets " \
-                 "(paper: up to 130,216); finding 4 on 3 targets; pairs at n = 128 and 512 (paper: 128, 1024)"
+CPU_DEVIATIONS = ("cpu preset: n = 256 (paper: 1024); 3 seeds (paper: 5); the best of 6 epochs; n-sweep 128-1024 on one "
+                  "target (paper: up to 130,216 on every attribute); finding 4 on two targets at n = 256, Scratch's lr "
+                  "grid 0.01 / 0.1; pairs at n = 128 only (paper: 128 and 1024)")
 
 PRESETS = {
     # W&R's design (docs/science.md section 12) for a GPU
     "paper": ReproduceConfig(deviation=AVATAR_DEVIATIONS),
     # every finding and the paper's targets, fewer seeds and smaller n, aimed at 2 hours on 2 cores
-    "cpu": ReproduceConfig(n=9000, paper_n=512, sizes=(128, 256, 512, 1024, 2048), finetune_sizes=(256, 512, 1024, 2048),
-                           curation_n=512, subselection_n=512, seeds=(0, 1, 2, 3, 4), finetune_seeds=(0, 1, 2),
-                           finetune_epochs=6, sweep_targets=("eyewear", "facial_hair"),
-                           curation_targets=("eyewear", "facial_hair", "long_hair"), pair_sizes=(128, 512),
-                           salience_replicates=2, budget_s=7200.0,
+    "cpu": ReproduceConfig(n=9000, paper_n=256, sizes=(128, 256, 512, 1024, 2048), finetune_sizes=(128, 256, 512, 1024),
+                           curation_n=256, subselection_n=256, seeds=(0, 1, 2, 3, 4), finetune_seeds=(0, 1, 2),
+                           finetune_epochs=6, sweep_targets=("eyewear",), curation_targets=("eyewear", "facial_hair"),
+                           scratch_lrs=(0.01, 0.1), pair_sizes=(128,), salience_replicates=2, budget_s=7200.0,
                            deviation=f"{AVATAR_DEVIATIONS}; {CPU_DEVIATIONS}"),
     # the probe proxy of the whole design plus a few finetunes (findings 1-2 on one target): a look, not a test
     "quick": ReproduceConfig(n=4000, paper_n=256, sizes=(128, 256, 512, 1024), finetune_sizes=(256,), curation_n=256,
