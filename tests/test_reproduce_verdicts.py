@@ -319,7 +319,10 @@ def test_auc_table_reads_the_competence_floors_per_base():
                       "target": target, "auc": 0.1}]  # not the natural level: left out
     table = pd.DataFrame(rows)
     kinds = dict(zip(table["backbone"], table["base_kind"]))
-    out = auc_table(table, PRESETS["cpu"], kinds=kinds).set_index(["setting", "backbone"])
+    from dataclasses import replace
+
+    config = replace(PRESETS["cpu"], probe_n=128, paper_n=512)  # finetunes at n = 512, where a floor is set
+    out = auc_table(table, config, kinds=kinds).set_index(["setting", "backbone"])
     assert out.loc[("probe n=128", "biased"), "mean"] == pytest.approx(0.72)
     assert out.loc[("probe n=128", "biased"), "floor"] == 0.70 and out.loc[("probe n=128", "biased"), "meets_floor"]
     assert not out.loc[("probe n=128", "control"), "meets_floor"]
