@@ -378,3 +378,10 @@ def test_finding_2b_reads_the_term_the_design_identifies_across_balance():
     row = {r["id"]: r for r in effect_findings(table, metric="fpr_gap_stereotype", auc_floor=0.65)}["2b"]
     assert "base[T.biased]:correlation_strength:salience" in row["rule"] and row["verdict"] == REPRODUCED
     assert row["number"] == pytest.approx(0.8, abs=0.1) and "wild cluster" in row["interval"]
+
+
+def test_finding_5_rows_name_their_runner_on_every_path():
+    weak = underrep_finding(_pairs(0.1, auc_full=0.5), method="t", auc_floor=0.65, runner="finetune")
+    assert weak["verdict"] == INCONCLUSIVE and weak["runner"] == "finetune" and "did not learn A" in weak["reason"]
+    few = underrep_finding(_pairs(0.1).query("seed < 2"), method="t", auc_floor=0.65, runner="finetune")
+    assert few["verdict"] == INCONCLUSIVE and few["runner"] == "finetune"

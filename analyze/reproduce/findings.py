@@ -550,20 +550,21 @@ def underrep_finding(underrep: pd.DataFrame | None, *, method: str, auc_floor: f
     found = underrep[np.isfinite(underrep["auc_a"])]
     shares = sorted(s for s in found["share_a"].unique() if s > 0)
     if not shares:
-        return finding_row("5", name, inconclusive(rule, "no share of A-only positives above 0 has a result"))
+        return finding_row("5", name, inconclusive(rule, "no share of A-only positives above 0 has a result"),
+                           runner=runner)
     low_share = shares[0]
     at = found[np.isclose(found["share_a"], low_share)]
     on_a, on_b = at[at["role"] == "A"], at[at["role"] == "B"]
     pair = f"A = {at['attr_a'].iloc[0]}, B = {at['attr_b'].iloc[0]}" if len(at) else ""
     if on_a["seed"].nunique() < MIN_CLEAN_REPLICATES or on_b["seed"].nunique() < MIN_CLEAN_REPLICATES:
         return finding_row("5", name, inconclusive(rule, f"fewer than {MIN_CLEAN_REPLICATES} seeds per base"),
-                           setting=pair)
+                           setting=pair, runner=runner)
     full = found[np.isclose(found["share_a"], max(found["share_a"]))]
     weak = full.groupby("role")["auc_a"].mean()
     if (weak < auc_floor).any():
-        return finding_row("5", name, inconclusive(rule, "the probes did not learn A even with every positive A-only: "
+        return finding_row("5", name, inconclusive(rule, "the models did not learn A even with every positive A-only: "
                                                   + ", ".join(f"base on {r}: AUC {v:.3f}" for r, v in weak.items())
-                                                  + f" below {auc_floor:g}"), setting=pair)
+                                                  + f" below {auc_floor:g}"), setting=pair, runner=runner)
     merged = on_a.merge(on_b, on="seed", suffixes=("_a", "_b"))
     paired = len(merged) == len(on_a) == len(on_b) and (merged["rows_digest_a"] == merged["rows_digest_b"]).all()
     if paired:
