@@ -223,7 +223,8 @@ CPU_DEVIATIONS = ("cpu preset: n = 256 (paper: 1024); 3 seeds (paper: 5); the be
 PRESETS = {
     # W&R's design (docs/science.md section 12) for a GPU
     "paper": ReproduceConfig(deviation=AVATAR_DEVIATIONS),
-    # every finding and the paper's targets, fewer seeds and smaller n, aimed at 2 hours on 2 cores
+    # every finding and the paper's targets, fewer seeds and smaller n: aimed at 2 hours on 2 cores, estimated at
+    # about 3.8 (0.02 s per training image-epoch of a Lite0 at 64 px measured on the quick preset; README)
     "cpu": ReproduceConfig(n=9000, paper_n=256, sizes=(128, 256, 512, 1024, 2048), finetune_sizes=(128, 256, 512, 1024),
                            curation_n=256, subselection_n=256, seeds=(0, 1, 2, 3, 4), finetune_seeds=(0, 1, 2),
                            finetune_epochs=6, sweep_targets=("eyewear",), curation_targets=("eyewear", "facial_hair"),
