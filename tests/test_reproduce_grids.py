@@ -90,3 +90,15 @@ def test_finetune_pairs_reads_the_auc_on_a_positives_of_each_base():
                                                 "B": ("on-blazer", "/bases/on-blazer.pt")})
     assert len(pairs) == 6 and set(pairs["runner"]) == {"finetune"}
     assert pairs.groupby("role")["auc_a"].mean().round(3).to_dict() == {"A": 0.7, "B": 0.6}
+
+
+def test_the_run_states_its_time_cells_and_overrun():
+    from analyze.reproduce.run import time_summary
+    from analyze.reproduce.stages import PipelineRun
+
+    run = PipelineRun(out="x", config=PRESETS["quick"])
+    run.times = {"render the avatar dataset": 100.0, "pretrain the bases": 900.0, "probes": 50.0}
+    run.cells = {"probe": 405, "finetune": 18, "finetune_run": 6}
+    words = time_summary(run, 1200.0)
+    assert "405 probe, 18 finetune (6 trained in this run)" in words
+    assert "overran by 300 s" in words and "700 s to spare without rendering and the bases" in words

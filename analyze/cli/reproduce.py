@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None, help="output folder (default: work/reproduce)")
     p.add_argument("--preset", choices=("cpu", "paper", "quick", "tiny", "full"), default="cpu",
                    help="cpu (the default): every finding on the paper's targets with 3 seeds and n = 256, aimed "
-                        "at 2 hours on 2 cores but estimated at about 3.8 (the run prints its time against 2 hours); "
+                        "at 2 hours on 2 cores but estimated at about 5.7 (the run prints its time against 2 hours); "
                         "paper: the paper's "
                         "design (n = 1024, 5 seeds, n-sweep to 4096), for a GPU; quick: the probe proxy plus the "
                         "finetunes of findings 1-2 on one target, a look rather than a test (about 15 minutes on 2 "
