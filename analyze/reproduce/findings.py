@@ -37,9 +37,8 @@ import pandas as pd
 from scipy import stats
 
 from analyze.effects.fit import coefficient_table, fit_model
-from analyze.effects.models import DEFAULT_METRIC, fit_general, fit_paper, paper_rows, with_derived_columns
-from analyze.metrics.diagnosis import DEFAULT_AUC_FLOOR
-from analyze.metrics.intervals import DEFAULT_METHOD, ConfidenceInterval, difference_ci, replicate_ci
+from analyze.effects.models import fit_general, fit_paper, paper_rows, with_derived_columns
+from analyze.metrics.intervals import ConfidenceInterval, difference_ci, replicate_ci
 from analyze.report.findings import (
     MIN_CLEAN_REPLICATES,
     clean_cells,
