@@ -134,7 +134,8 @@ def test_paper_findings_have_a_finetune_and_a_probe_row_for_each_finding():
     found = paper_findings(table, _targets(), options=ClaimOptions(deviation="n = 1024"))
     for runner in ("finetune", "probe (proxy)"):
         ids = set(found.loc[found["runner"] == runner, "id"])
-        assert {"1a", "1a+", "1b", "1b+", "2a", "2b", "3", "4a", "4b", "5"} <= ids
+        assert {"1a", "1a+", "1b", "1b+", "2a", "2b", "3", "4a-imagenet", "4b-imagenet", "4a-scratch", "4b-scratch",
+                "4a-biased", "4b-biased", "5"} == ids
     assert set(found["verdict"]) <= {REPRODUCED, CONTRADICTED, INCONCLUSIVE}
     assert found["deviation"].str.contains("n = 1024").all()
     first = found.set_index(["runner", "id"])["verdict"]

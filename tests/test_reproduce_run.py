@@ -3,20 +3,19 @@
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 
 import pandas as pd
 
 from analyze.reproduce.findings import COLUMNS
-from analyze.reproduce.run import ReproduceConfig, run_reproduce
+from analyze.reproduce.run import PRESETS, run_reproduce
 from analyze.reproduce.verdicts import VERDICTS
 
-MICRO = ReproduceConfig(n=320, size=32, pretrain_n=300, pretrain_epochs=1,
-                        targets=("eyewear", "long_hair", "facial_hair", "smiling"), levels=(0.5, 0.7, 0.8, 1.0),
-                        probe_n=32, sizes=(24, 32), subselection_n=24, seeds=(0, 1, 2), finetune_target="eyewear",
-                        finetune_n=32, finetune_seeds=(0, 1, 2), finetune_epochs=1, pair_shares=(1.0, 0.2),
-                        pair_n=32, salience_replicates=2, imagenet=False, workers=1, progress=False,
-                        controls=("avatars-control-hat",),
-                        finetune_bases=("avatars-biased-dark_skin", "avatars-control-hat"))
+# the tiny preset, smaller still: one control besides the pair's, two salience replicates
+MICRO = replace(PRESETS["tiny"], n=320, paper_n=32, sizes=(24, 32), finetune_sizes=(24, 32), curation_n=24,
+                subselection_n=24, pair_sizes=(32,), salience_replicates=2)
+PAPER_IDS = ["1a", "1a+", "1b", "1b+", "2a", "2b", "3", "4a-imagenet", "4b-imagenet", "4a-scratch", "4b-scratch",
+             "4a-biased", "4b-biased", "5"]
 
 
 def test_reproduce_writes_the_findings_table_and_resumes(tmp_path, capsys):
@@ -24,23 +23,30 @@ def test_reproduce_writes_the_findings_table_and_resumes(tmp_path, capsys):
     printed = capsys.readouterr().out
     for stage in range(1, 9):
         assert f"[{stage}/8]" in printed and "done in" in printed
+    assert "cells: " in printed and "finetune (" in printed  # the run's cell count
     findings = pd.read_csv(csv)
     assert list(findings.columns) == COLUMNS
-    assert list(findings["id"].astype(str)) == ["1a", "1b", "1c", "1d", "2a", "2b", "2c", "2d", "2e", "3", "4a", "4b",
-                                                "5", "6", "7"]
+    for runner in ("finetune", "probe (proxy)"):  # W&R's findings 1-5 for both runners
+        assert list(findings.loc[findings["runner"] == runner, "id"].astype(str)) == PAPER_IDS
+    assert list(findings["id"].astype(str))[-2:] == ["6", "7"]
     assert set(findings["verdict"]) <= set(VERDICTS)
     decided = findings[findings["verdict"] != "inconclusive"]
     assert decided["number"].notna().all()  # a verdict is never given without its number
     undecided = findings[findings["verdict"] == "inconclusive"]
     assert undecided["reason"].notna().all() and (undecided["reason"].str.len() > 0).all()
     assert findings.set_index("id").loc["7", "verdict"] == "inconclusive"  # no geography results given
+    assert findings.loc[findings["runner"] == "finetune", "deviation"].str.contains("tiny preset").all()
     underrep = pd.read_csv(tmp_path / "underrep.csv")
     assert set(underrep["role"]) == {"A", "B"} and underrep["auc_a"].between(0, 1).all()
     table = pd.read_csv(tmp_path / "table.csv")
     assert {"probe", "finetune"} <= set(table["runner"])
+    finetuned = table[table["runner"] == "finetune"]
+    # the scratch base ran finding 4's cells with its own settings; the pairs experiment was finetuned too
+    assert "scratch" in set(finetuned["base_kind"]) and "underrepresentation" in set(finetuned["spec_kind"])
+    assert {"natural", "skew", "correlation", "subselection"} <= set(finetuned["spec_kind"])
     report = (tmp_path / "report" / "report.md").read_text()
     assert report.index("The papers' findings") < report.index("The sweep")
-    assert (tmp_path / "findings" / "findings.md").read_text().count("| 1a |") == 1
+    assert (tmp_path / "findings" / "findings.md").read_text().count("| 1a |") == 2
     # a rerun reuses every cell and the pairs table, and clears what a killed run left mid-write
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -48,6 +54,6 @@ def test_reproduce_writes_the_findings_table_and_resumes(tmp_path, capsys):
     render.write_bytes(b"\0" * 4096)
     run_reproduce(out=tmp_path, config=MICRO, report=False)
     again = capsys.readouterr().out
-    assert " 0 probe cells fitted" in again and "reused" in again
+    assert " 0 probe cells fitted" in again and "reused" in again and "(0 trained in this run)" in again
     assert not render.exists() and "removed 1 temporary file(s)" in again
     assert pd.read_csv(csv)["verdict"].tolist() == findings["verdict"].tolist()

@@ -248,32 +248,44 @@ def test_geography_finding(tmp_path):
     assert geography_finding(tmp_path)["verdict"] == CONTRADICTED
 
 
+def _paper_table():
+    from test_reproduce_claims import _constant, _table, _targets
+
+    table = pd.concat([_table(_constant(0.3)), _table(_constant(0.3), runner="probe")], ignore_index=True)
+    return table, _targets()
+
+
 def test_whole_table_and_outputs(tmp_path):
-    table = pd.concat([cells(bases(0.3, 0.1, 0.12)), cells(bases(0.3, 0.1, 0.12), runner="finetune", n=512)])
-    findings = build_findings(table, underrep=_pairs(0.1))
-    assert list(findings["id"]) == ["1a", "1b", "1c", "1d", "2a", "2b", "2c", "2d", "2e", "3", "4a", "4b", "5", "6",
-                                    "7"]
+    table, targets = _paper_table()
+    pairs = pd.concat([_pairs(0.1).assign(runner="probe"), _pairs(0.1).assign(runner="finetune")])
+    from analyze.reproduce.claims import ClaimOptions
+
+    findings = build_findings(table, targets, underrep=pairs, options=ClaimOptions(pair_n=64))
+    paper = ["1a", "1a+", "1b", "1b+", "2a", "2b", "3", "4a-imagenet", "4b-imagenet", "4a-scratch", "4b-scratch",
+             "4a-biased", "4b-biased", "5"]
+    assert list(findings["id"]) == paper + paper + ["6", "7"]  # W&R 1-5 for both runners, then the toolkit's own
+    assert list(findings["runner"].iloc[:len(paper)]) == ["finetune"] * len(paper)
+    assert set(findings["runner"].iloc[len(paper):2 * len(paper)]) == {"probe (proxy)"}
     assert set(findings["verdict"]) <= set(VERDICTS) and "deviation" in findings.columns
-    assert set(findings["runner"].dropna()) <= {"probe (proxy)", "finetune", ""}
-    assert findings.set_index("id").loc[["1a", "1c", "5"], "verdict"].tolist() == [REPRODUCED] * 3
-    assert findings.set_index("id").loc["2a", "verdict"] == INCONCLUSIVE  # no salience attached
+    by = findings.set_index(["runner", "id"])["verdict"]
+    assert by[("finetune", "1a")] == by[("finetune", "5")] == by[("probe (proxy)", "5")] == REPRODUCED
+    assert "not a paper claim" in findings.set_index("id").loc["6", "deviation"]
     csv, md = write_findings(findings, tmp_path)
     assert pd.read_csv(csv)["verdict"].tolist() == findings["verdict"].tolist()
     assert "| 1a |" in md.read_text() and "**reproduced**" in findings_markdown(findings)
     assert "never count as reproducing a finetune claim" in md.read_text()
-    assert "finetune rows: 1 reproduced" in findings_markdown(findings)
 
 
 def test_report_cli_leads_with_the_findings(tmp_path):
     from analyze.cli import main
 
-    table = pd.concat([cells(bases(0.3, 0.1, 0.12)), cells(bases(0.3, 0.1, 0.12), runner="finetune", n=512)])
-    table.to_csv(tmp_path / "table.csv", index=False)
-    csv, _ = write_findings(build_findings(table, underrep=_pairs(0.1)), tmp_path / "findings")
+    table, targets = _paper_table()
+    table.assign(fpr_gap_stereotype=table["fpr_gap"]).to_csv(tmp_path / "table.csv", index=False)
+    csv, _ = write_findings(build_findings(table, targets, underrep=_pairs(0.1)), tmp_path / "findings")
     assert main(["report", str(tmp_path / "table.csv"), "--findings", str(csv), "--out", str(tmp_path / "r")]) == 0
     page = (tmp_path / "r" / "report.md").read_text()
     assert page.index("## The papers' findings") < page.index("## The sweep")
-    assert "| 1a | biased base's stereotype-direction FPR gap > the largest control's | probe (proxy) |" in page
+    assert "| 1a | natural sets: the biased base's oriented FPR gap > the largest control's | finetune |" in page
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     assert main(["report", str(tmp_path / "table.csv"), "--findings", str(tmp_path / "bad.csv"), "--out",
                  str(tmp_path / "r2")]) != 0
@@ -307,7 +319,10 @@ def test_auc_table_reads_the_competence_floors_per_base():
                       "target": target, "auc": 0.1}]  # not the natural level: left out
     table = pd.DataFrame(rows)
     kinds = dict(zip(table["backbone"], table["base_kind"]))
-    out = auc_table(table, PRESETS["full"], kinds=kinds).set_index(["setting", "backbone"])
+    from dataclasses import replace
+
+    config = replace(PRESETS["cpu"], probe_n=128, paper_n=512)  # finetunes at n = 512, where a floor is set
+    out = auc_table(table, config, kinds=kinds).set_index(["setting", "backbone"])
     assert out.loc[("probe n=128", "biased"), "mean"] == pytest.approx(0.72)
     assert out.loc[("probe n=128", "biased"), "floor"] == 0.70 and out.loc[("probe n=128", "biased"), "meets_floor"]
     assert not out.loc[("probe n=128", "control"), "meets_floor"]
@@ -363,3 +378,10 @@ def test_finding_2b_reads_the_term_the_design_identifies_across_balance():
     row = {r["id"]: r for r in effect_findings(table, metric="fpr_gap_stereotype", auc_floor=0.65)}["2b"]
     assert "base[T.biased]:correlation_strength:salience" in row["rule"] and row["verdict"] == REPRODUCED
     assert row["number"] == pytest.approx(0.8, abs=0.1) and "wild cluster" in row["interval"]
+
+
+def test_finding_5_rows_name_their_runner_on_every_path():
+    weak = underrep_finding(_pairs(0.1, auc_full=0.5), method="t", auc_floor=0.65, runner="finetune")
+    assert weak["verdict"] == INCONCLUSIVE and weak["runner"] == "finetune" and "did not learn A" in weak["reason"]
+    few = underrep_finding(_pairs(0.1).query("seed < 2"), method="t", auc_floor=0.65, runner="finetune")
+    assert few["verdict"] == INCONCLUSIVE and few["runner"] == "finetune"

@@ -47,7 +47,7 @@ from extract.errors import UserError
 PAPER_N = 1024          # findings 1 and 2: the paper's training size
 MIN_VALUE_ROWS = 16     # finding 2: fewer (target, condition) rows decide nothing (the paper: 22)
 SIGN_ALPHA = 0.05
-RUNNERS = ("finetune", "probe")
+CLAIM_RUNNERS = ("finetune", "probe")  # finetune rows test a claim; probe rows are its proxy
 
 __all__ = ["MIN_VALUE_ROWS", "PAPER_N", "ClaimOptions", "inheritance_claims", "paper_findings", "value_claims",
            "value_rows"]
@@ -61,12 +61,14 @@ class ClaimOptions:
     n : training size of findings 1 and 2 (the paper: 1024)
     auc_floor : a base whose mean test AUC is below it makes the finding inconclusive
     deviation : what this run changed from the paper's design (written in every row)
+    pair_n : training size finding 5 is judged at (the paper: 10% at n = 128)
     """
 
     runner: str = "finetune"
     n: int = PAPER_N
     auc_floor: float = 0.70
     deviation: str = ""
+    pair_n: int = 128
 
 
 def _cells(table: pd.DataFrame, targets: pd.DataFrame, *, condition: str, options: ClaimOptions):
@@ -233,19 +235,19 @@ def paper_findings(table: pd.DataFrame, targets: pd.DataFrame, *, underrep: pd.D
                    options: ClaimOptions = ClaimOptions(), metric: str = "fpr_gap_stereotype") -> pd.DataFrame:
     """Findings 1-5 for both runners (finetune first, then the probe proxy), in :data:`COLUMNS`."""
     rows = []
-    for runner in RUNNERS:
-        opts = ClaimOptions(runner, options.n, options.auc_floor, options.deviation)
+    for runner in CLAIM_RUNNERS:
+        opts = ClaimOptions(runner, options.n, options.auc_floor, options.deviation, options.pair_n)
         for condition in ("natural", "skewz"):
             rows += inheritance_claims(table, targets, condition=condition, options=opts)
         rows += value_claims(value_rows(table, targets, options=opts), options=opts)
         rows.append(size_finding(table, metric=metric, method="t", auc_floor=opts.auc_floor, runner=runner))
         for kind in ("imagenet", "scratch", "biased"):  # the paper's off-the-shelf bases, then the biased one
-            rows += curation_findings(table, metric=metric, method="t", auc_floor=opts.auc_floor, runner=runner,
-                                      base_kind=kind)
+            rows += [{**row, "id": f"{row['id']}-{kind}"} for row in curation_findings(
+                table, metric=metric, method="t", auc_floor=opts.auc_floor, runner=runner, base_kind=kind)]
         pairs = None if underrep is None else (
             underrep[underrep["runner"] == runner] if "runner" in underrep.columns  # a table without runner: probes
             else underrep if RUNNERS[runner].proxy else underrep.iloc[0:0])
-        rows.append(underrep_finding(pairs, method="t", auc_floor=opts.auc_floor, runner=runner, n=128))
+        rows.append(underrep_finding(pairs, method="t", auc_floor=opts.auc_floor, runner=runner, n=opts.pair_n))
     found = pd.DataFrame(rows, columns=COLUMNS)
     if options.deviation:
         found["deviation"] = [options.deviation if not d else d if options.deviation in d

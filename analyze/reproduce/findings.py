@@ -1,26 +1,18 @@
 """The findings table: one row per finding of the papers, with its number, interval, rule and verdict.
 
 :func:`build_findings` reads the collected results table (``biastransfer collect``; both
-runners), the salience table, the pairs experiment's table (:func:`analyze.reproduce.run.underrep_table`)
-and, optionally, the geography experiment's ``findings.csv``, and computes:
+runners), the per-target table (:func:`analyze.reproduce.measures.target_table`), the salience
+table, the pairs experiment's table and, optionally, the geography experiment's
+``findings.csv``; its rows are W&R's findings 1-5 for both runners
+(:func:`analyze.reproduce.claims.paper_findings`, which reads finding 3's rule through
+:func:`size_finding`, finding 4's through :func:`curation_findings` and finding 5's through
+:func:`underrep_finding`), then the toolkit's own rows: 6, the salience estimates against the
+generator's truth (Spearman with a Fisher-z interval), the toolkit's validation and not a claim
+of the paper; 7, W&R's geographic finding from the geography experiment's results when given.
 
-1. the biased base's stereotype-direction FPR gap minus the largest control's, at the natural
-   level and at the strongest stereotype level, for probes and full finetunes (``1a`` ... ``1d``),
-   both AUCs beside it;
-2. the interactions of the effect model ``bias ~ base * (correlation_strength + salience +
-   log2_n)`` on probes (biased vs controls; positive, positive, negative; clustered by target,
-   the wild cluster bootstrap with fewer than 30 targets), with W&R's mixed model
-   ``Value ~ Saliency + Skew`` beside it on >= 16 rows (``2a`` ... ``2e``);
-3. the shrink of the biased - control difference over the natural n-sweep, with the
-   equivalence of the remainder within the controls' spread (:func:`~analyze.reproduce.verdicts.shrink_rule`);
-4. curation: 20% -> 30% counter-stereotypical positives, by correlation level and by
-   sub-selection: the cut ``1 - gap30 / gap20`` with a bootstrap interval and the AUC change
-   (:func:`~analyze.reproduce.verdicts.cut_rule`);
-5. underrepresentation: AUC on A-positives at the smallest share of A-only positives, base
-   pretrained on A minus base pretrained on B;
-6. salience estimates vs the generator's truth (Spearman with a Fisher-z interval): the
-   toolkit's own validation, not a claim of the paper;
-7. W&R's geographic finding, from the geography experiment's results when given.
+:func:`transfer_findings` and :func:`effect_findings` (the toolkit's ``bias ~ base * (...)``
+model on a correlation grid) stay as library functions for tables of the demo's design; they
+are not rows of the reproduce table.
 
 Every row carries its ``runner`` (``finetune`` or ``probe (proxy)``: probe rows never count as
 reproducing a finetune claim) and a ``deviation`` from the paper's design. Intervals come from
@@ -45,9 +37,8 @@ import pandas as pd
 from scipy import stats
 
 from analyze.effects.fit import coefficient_table, fit_model
-from analyze.effects.models import DEFAULT_METRIC, fit_general, fit_paper, paper_rows, with_derived_columns
-from analyze.metrics.diagnosis import DEFAULT_AUC_FLOOR
-from analyze.metrics.intervals import DEFAULT_METHOD, ConfidenceInterval, difference_ci, replicate_ci
+from analyze.effects.models import fit_general, fit_paper, paper_rows, with_derived_columns
+from analyze.metrics.intervals import ConfidenceInterval, difference_ci, replicate_ci
 from analyze.report.findings import (
     MIN_CLEAN_REPLICATES,
     clean_cells,
@@ -82,6 +73,7 @@ PROBE_DEVIATION = "linear probe on frozen features (paper: full finetuning)"
 CURATION_BEFORE = 0.8  # stereotype level: 20% of positives counter-stereotypical
 CURATION_AFTER = 0.7   # 30%
 SALIENCE_FLOOR = 0.9
+SALIENCE_OWN = "toolkit's own validation, not a paper claim (of its salience estimate against the generator)"
 MIN_PAPER_ROWS = 16  # W&R's model on fewer rows (the paper: 22) decides nothing
 COMPARED = ("biased", "control")  # the base kinds the findings compare
 INTERACTIONS = (("correlation_strength", 1, "grows with the finetuning correlation strength"),
@@ -467,11 +459,24 @@ def _curation_rows(table: pd.DataFrame, kind: str, *, runner: str, n, base_kind:
     return parts
 
 
+R4_COLUMNS = ("r4_tpr_gap", "r4_fpr_gap", "r4_auc")  # finding 4 as vary_corr.py measures it (records carry them)
+R4_SOURCE = "threshold and test set of the cells (paper: top-P on the run's validation set, test resampled to " \
+            "the natural level)"
+
+
+def _has_r4(rows: pd.DataFrame) -> bool:
+    return set(R4_COLUMNS) <= set(rows.columns) and rows["r4_tpr_gap"].notna().all() and len(rows) > 0
+
+
 def _gap_column(rows: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, str, str]:
-    """The paper code's TPR gap, stereotype-signed, where the table has it; else ``metric`` (a deviation)."""
+    """Finding 4's gap: ``r4_tpr_gap`` (the paper's measurement: validation threshold, test set
+    resampled to the natural level, TPR gap oriented by the dataset) where every cell carries it;
+    else the cells' TPR gap, stereotype-signed; else ``metric`` (each fallback a deviation)."""
+    if _has_r4(rows):
+        return rows, "r4_tpr_gap", ""
     if {"tpr_gap", "natural_over_represented_group"} <= set(rows.columns) and rows["tpr_gap"].notna().any():
-        return rows.assign(tpr_gap_stereotype=oriented_column(rows, "tpr_gap")), "tpr_gap_stereotype", ""
-    return rows, metric, f"{metric} (paper: the TPR gap vary_corr.py computes)"
+        return rows.assign(tpr_gap_stereotype=oriented_column(rows, "tpr_gap")), "tpr_gap_stereotype", R4_SOURCE
+    return rows, metric, f"{metric} (paper: the TPR gap vary_corr.py computes); {R4_SOURCE}"
 
 
 def _cut_estimate(parts: dict, *, gap: str, method: str) -> tuple[Verdict, Estimate, str]:
@@ -481,13 +486,17 @@ def _cut_estimate(parts: dict, *, gap: str, method: str) -> tuple[Verdict, Estim
         after.groupby(keys)[gap].mean().rename("after"), how="inner").reset_index()
     gap20 = pooled_summary(before, by=["backbone"], value=gap, method=method).iloc[0]
     cut = bootstrap_cut(cells, before="before", after="after")
-    auc_before = pooled_summary(before, by=["backbone"], value="auc", method=method).iloc[0]
-    auc_after = pooled_summary(after, by=["backbone"], value="auc", method=method).iloc[0]
+    auc = "r4_auc" if gap == "r4_tpr_gap" else "auc"
+    auc_before = pooled_summary(before, by=["backbone"], value=auc, method=method).iloc[0]
+    auc_after = pooled_summary(after, by=["backbone"], value=auc, method=method).iloc[0]
     change = difference_interval(auc_after, auc_before, method=method)
     verdict = cut_rule((gap20["mean"], gap20["ci_low"], gap20["ci_high"]), (cut.estimate, cut.low, cut.high),
                        (change.estimate, change.low, change.high))
     detail = (f"gap20 {gap20['mean']:.3f} [{gap20['ci_low']:.3f}, {gap20['ci_high']:.3f}]; AUC change "
               f"{float(change.estimate):.3f} ({change.method})")
+    if gap == "r4_tpr_gap":  # the FPR gap beside the primary TPR gap, as the paper's plots
+        fpr = {lvl: float(part["r4_fpr_gap"].mean()) for lvl, part in parts.items()}
+        detail += f"; FPR gap {fpr[CURATION_BEFORE]:.3f} -> {fpr[CURATION_AFTER]:.3f}"
     return (Verdict(verdict.verdict, verdict.rule, "; ".join(x for x in (verdict.reason, detail) if x)),
             Estimate(cut.estimate, cut.low, cut.high, f"cut 1 - gap30/gap20: {cut.method}"), str(gap20["backbone"]))
 
@@ -508,10 +517,7 @@ def curation_findings(table: pd.DataFrame, *, metric: str, method: str, auc_floo
             parts[lvl], problem = _prepare(part, metric=metric, auc_floor=auc_floor)
             if problem:
                 problems.append(f"at stereotype level {lvl:g}: {problem}")
-        deviation = "; ".join(x for x in ("the biased base, an extra row (paper: the off-the-shelf bases)"
-                                          if base_kind == "biased" else "",
-                                          "threshold and test set of the cells (paper: top-P on the run's validation "
-                                          "set, test resampled to the natural level)") if x)
+        deviation = "the biased base, an extra row (paper: the off-the-shelf bases)" if base_kind == "biased" else ""
         if problems:
             found.append(finding_row(fid, name, inconclusive(rule, "; ".join(problems)), runner=runner,
                                      setting=f"{base_kind} base", deviation=deviation))
@@ -543,20 +549,21 @@ def underrep_finding(underrep: pd.DataFrame | None, *, method: str, auc_floor: f
     found = underrep[np.isfinite(underrep["auc_a"])]
     shares = sorted(s for s in found["share_a"].unique() if s > 0)
     if not shares:
-        return finding_row("5", name, inconclusive(rule, "no share of A-only positives above 0 has a result"))
+        return finding_row("5", name, inconclusive(rule, "no share of A-only positives above 0 has a result"),
+                           runner=runner)
     low_share = shares[0]
     at = found[np.isclose(found["share_a"], low_share)]
     on_a, on_b = at[at["role"] == "A"], at[at["role"] == "B"]
     pair = f"A = {at['attr_a'].iloc[0]}, B = {at['attr_b'].iloc[0]}" if len(at) else ""
     if on_a["seed"].nunique() < MIN_CLEAN_REPLICATES or on_b["seed"].nunique() < MIN_CLEAN_REPLICATES:
         return finding_row("5", name, inconclusive(rule, f"fewer than {MIN_CLEAN_REPLICATES} seeds per base"),
-                           setting=pair)
+                           setting=pair, runner=runner)
     full = found[np.isclose(found["share_a"], max(found["share_a"]))]
     weak = full.groupby("role")["auc_a"].mean()
     if (weak < auc_floor).any():
-        return finding_row("5", name, inconclusive(rule, "the probes did not learn A even with every positive A-only: "
+        return finding_row("5", name, inconclusive(rule, "the models did not learn A even with every positive A-only: "
                                                   + ", ".join(f"base on {r}: AUC {v:.3f}" for r, v in weak.items())
-                                                  + f" below {auc_floor:g}"), setting=pair)
+                                                  + f" below {auc_floor:g}"), setting=pair, runner=runner)
     merged = on_a.merge(on_b, on="seed", suffixes=("_a", "_b"))
     paired = len(merged) == len(on_a) == len(on_b) and (merged["rows_digest_a"] == merged["rows_digest_b"]).all()
     if paired:
@@ -596,13 +603,15 @@ def spearman_interval(x, y, *, confidence: float = 0.95) -> tuple[float, float, 
 
 
 def salience_finding(salience: pd.DataFrame | None, *, truth: str = "true_log_ratio") -> dict:
-    """Finding 6: salience estimates agree in rank with the generator's truth."""
+    """Finding 6: salience estimates agree in rank with the generator's truth (the toolkit's own
+    validation, not a paper claim: every row says so in ``deviation``)."""
     name = "salience estimates vs the generator's truth (Spearman)"
     rule = f"Spearman rho >= {SALIENCE_FLOOR:g} and its interval lies above 0"
     if salience is None or salience.empty:
-        return finding_row("6", name, inconclusive(rule, "no salience table"))
+        return finding_row("6", name, inconclusive(rule, "no salience table"), deviation=SALIENCE_OWN)
     if truth not in salience.columns or salience[truth].notna().sum() < 4:
-        return finding_row("6", name, inconclusive(rule, f"fewer than four targets with the generator's {truth}"))
+        return finding_row("6", name, inconclusive(rule, f"fewer than four targets with the generator's {truth}"),
+                           deviation=SALIENCE_OWN)
     rows, left = salience, ""
     if "flagged" in salience.columns or "diagnosis" in salience.columns:
         flagged = (salience["flagged"].fillna(False).astype(bool) if "flagged" in salience.columns
@@ -611,14 +620,15 @@ def salience_finding(salience: pd.DataFrame | None, *, truth: str = "true_log_ra
         if flagged.any():
             left = f"left out {int(flagged.sum())} flagged target(s): " + ", ".join(salience.loc[flagged, "target"])
         if len(rows) < 4:
-            return finding_row("6", name, inconclusive(rule, f"fewer than four unflagged targets ({left})"))
+            return finding_row("6", name, inconclusive(rule, f"fewer than four unflagged targets ({left})"),
+                               deviation=SALIENCE_OWN)
     rho, low, high = spearman_interval(rows["salience"], rows[truth])
     verdict = at_least(rho, low, high, floor=SALIENCE_FLOOR, what="Spearman rho")
     reason = "; ".join(x for x in (verdict.reason, left) if x)
     return finding_row("6", name, Verdict(verdict.verdict, verdict.rule, reason),
                 setting=f"{len(rows)} targets, truth = {truth}",
                 estimate=Estimate(rho, low, high, "95% Fisher-z interval (Bonett-Wright variance)"),
-                deviation="the toolkit's own validation of its salience estimate, not a claim of the paper")
+                deviation=SALIENCE_OWN)
 
 
 # -- finding 7 -----------------------------------------------------------------------------------
@@ -664,44 +674,38 @@ def geography_finding(geography) -> dict:
 # -- the table ------------------------------------------------------------------------------------
 
 
-def build_findings(table: pd.DataFrame, *, salience: pd.DataFrame | None = None,
-                   underrep: pd.DataFrame | None = None, geography=None, metric: str = DEFAULT_METRIC,
-                   method: str = DEFAULT_METHOD, auc_floor: float = DEFAULT_AUC_FLOOR, n=None) -> pd.DataFrame:
-    """The findings table (module docstring), one row per finding in :data:`COLUMNS`.
+def build_findings(table: pd.DataFrame, targets: pd.DataFrame, *, salience: pd.DataFrame | None = None,
+                   underrep: pd.DataFrame | None = None, geography=None, options=None) -> pd.DataFrame:
+    """The findings table, one row per (finding, runner) in :data:`COLUMNS`.
+
+    W&R's findings 1-5 for both runners from :func:`analyze.reproduce.claims.paper_findings`
+    (ids ``1a``, ``1a+``, ``1b``, ``1b+``, ``2a``, ``2b``, ``3``, ``4a-<base>``, ``4b-<base>``,
+    ``5``; ``finetune`` rows test the claim, ``probe (proxy)`` rows never do), then the toolkit's
+    own rows: ``6``, the salience validation (not a paper claim), and ``7``, W&R's geographic
+    finding from the geography experiment.
 
     Parameters
     ----------
     table : DataFrame
-        Collected results (both runners), with ``base_kind`` and, for finding 2, ``salience``.
+        Collected results (both runners), with ``base_kind``.
+    targets : DataFrame
+        :func:`analyze.reproduce.measures.target_table` (orientation, Skew and Saliency per target).
     salience : DataFrame, optional
         The salience table with the generator's truth (``true_log_ratio``).
     underrep : DataFrame, optional
-        The pairs experiment (:func:`analyze.reproduce.run.underrep_table`).
+        The pairs experiment, a ``runner`` column telling probe from finetune rows
+        (:func:`analyze.reproduce.stages.underrep_table`, :func:`~analyze.reproduce.stages.finetune_pairs`).
     geography : path, optional
         The geography experiment's folder or its ``findings.csv``.
-    metric : str
-        Bias column, positive = stereotype-consistent.
-    method : {"t", "normal"}
-        Replicate intervals.
-    auc_floor : float
-        Findings whose models' mean test AUC is below it are inconclusive.
-    n : int or {runner: int}, optional
-        Training size of findings 1, 2 (W&R's model) and 4; default the most frequent one.
+    options : ClaimOptions, optional
+        Training size of findings 1-2, the pairs' size, the AUC floor and the run's deviation.
     """
-    if "salience" not in table.columns and salience is not None and "salience" in salience.columns:
-        from analyze.effects.models import attach_salience
+    from analyze.reproduce.claims import ClaimOptions, paper_findings
 
-        table = attach_salience(table, salience)
-    rows = transfer_findings(table, metric=metric, method=method, auc_floor=auc_floor, n=n)
-    rows += effect_findings(table, metric=metric, auc_floor=auc_floor,
-                            n=n.get("probe") if isinstance(n, dict) else n)
-    rows.append(size_finding(table, metric=metric, method=method, auc_floor=auc_floor))
-    rows += curation_findings(table, metric=metric, method=method, auc_floor=auc_floor,
-                              n=n.get("probe") if isinstance(n, dict) else n)
-    rows.append(underrep_finding(underrep, method=method, auc_floor=auc_floor))
-    rows.append(salience_finding(salience))
-    rows.append(geography_finding(geography))
-    return pd.DataFrame(rows, columns=COLUMNS)
+    options = options or ClaimOptions()
+    found = paper_findings(table, targets, underrep=underrep, options=options)
+    toolkit = pd.DataFrame([salience_finding(salience), geography_finding(geography)], columns=COLUMNS)
+    return pd.concat([found, toolkit], ignore_index=True)
 
 
 def _cell(v) -> str:

@@ -7,21 +7,30 @@ functions are in :mod:`analyze.reproduce.stages`):
 2. **bases**: the biased base, the control bases and scratch from ``data/recipes/avatars-bases.toml``
    (:func:`extract.pretrain.run_recipe`; existing checkpoints are kept);
 3. **stores**: features of every base (and of the ImageNet EfficientNet-Lite0 when asked and installed);
-4. **salience**: estimates per target and their check against the generator's truth;
-5. **probes**: per target and seed, the correlation grid (stereotype levels), the natural set
-   over an n-sweep, the skewed set (80% stereotypical) and the curation sub-selection sets;
-6. **finetunes**: full finetuning at the natural level and the strongest stereotype level,
-   biased base and every control;
-7. **pairs**: W&R's underrepresentation experiment with probes: label "A or B", the share of
-   A-only positives falling, on the base pretrained on A and on the one pretrained on B;
-   scored by the AUC on A-positives (A-only test positives against the test negatives);
-8. **findings and report**: collect, the findings table (:mod:`analyze.reproduce.findings`),
-   and the report, which leads with it.
+4. **salience**: estimates per target (the paper's scratch estimator by default) and their check
+   against the generator's truth;
+5. **probes**: W&R's design on linear probes, the fast proxy
+   (:func:`~analyze.reproduce.grids.paper_probe_specs`);
+6. **finetunes**: W&R's design on full finetunes, each group on the bases of its roles
+   (:func:`~analyze.reproduce.grids.paper_finetune_groups`): natural and skewz sets on the
+   biased base and every control, the natural n-sweep on the biased base and the best control,
+   finding 4's sets on the ImageNet Lite0, Scratch (random init with its own lr search) and
+   the biased base, the pairs experiment on the bases pretrained on A and on B;
+7. **pairs**: the pairs experiment's tables: probes on the bases pretrained on A and on B, and
+   the finetunes' records; scored by the AUC on A-positives (A-only test positives against the
+   test negatives);
+8. **findings and report**: collect, the findings table (:mod:`analyze.reproduce.findings`:
+   W&R's findings 1-5 for both runners from :func:`~analyze.reproduce.claims.paper_findings`,
+   the toolkit's salience validation and geography), and the report, which leads with it.
 
 :class:`ReproduceConfig` sets every size and names the cells' grids and the stages;
-:data:`PRESETS` holds ``full`` (the default), ``tiny`` (the end-to-end test's sizes, 32 px)
-and ``demo`` (``biastransfer demo``: the same first six stages on a smaller grid, then
-effects, figures, the curation plan and the report, :data:`PIPELINES`). A run first removes
+:data:`PRESETS` holds ``paper`` (the design, for a GPU), ``cpu`` (the default: every finding
+on fewer seeds and a smaller n, aimed at 2 hours on 2 cores; ``full`` is its old name),
+``quick`` (the probe proxy plus a few finetunes, a look within about 15 minutes once the bases
+exist), ``tiny`` (the end-to-end test's sizes, 32 px) and ``demo`` (``biastransfer demo``:
+the same first six stages on a smaller grid, then effects, figures, the curation plan and the
+report, :data:`PIPELINES`). Each stage prints its time, the run its time per stage, its cell
+count and its time against the preset's budget. A run first removes
 the temporary files that a killed run left in its output folders
 (:func:`remove_stale_outputs`, the sweep's cleanup).
 """
@@ -30,15 +39,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from analyze.reproduce import stages
 from analyze.reproduce.grids import (
     demo_finetune_specs,
     demo_probe_specs,
-    findings_finetune_specs,
-    findings_probe_specs,
+    paper_finetune_groups,
+    paper_probe_specs,
 )
 from analyze.reproduce.stages import (  # noqa: F401  (re-exported: the stage helpers' old home)
     IMAGENET,
@@ -51,7 +60,25 @@ from analyze.reproduce.stages import (  # noqa: F401  (re-exported: the stage he
     underrep_table,
 )
 
-STEREOTYPE_LEVELS = (0.0, 0.25, 0.5, 0.7, 0.8, 1.0)  # 0.8 and 0.7: the curation pair (20% -> 30% counter)
+STEREOTYPE_LEVELS = (0.0, 0.25, 0.5, 0.7, 0.8, 1.0)  # the demo's correlation grid
+
+
+def _paper_targets() -> tuple:
+    """The avatar targets W&R's design runs on: ``extract.datasets.avatars.PAPER_TARGETS`` where the
+    generator defines it (>= 8 targets whose probe AUC reaches the floor on every base), else the
+    targets that qualify today (three: eyewear, facial_hair, long_hair)."""
+    from extract.datasets import avatars
+
+    return tuple(getattr(avatars, "PAPER_TARGETS", ("eyewear", "facial_hair", "long_hair")))
+
+
+def _paper_controls() -> tuple:
+    """The control bases (names or pretraining attributes): ``avatars.PAPER_CONTROLS`` where defined,
+    else the recipe's hat and blazer controls (its long_hair control is left out: long_hair is a
+    target, and no pretraining label may determine a target)."""
+    from extract.datasets import avatars
+
+    return tuple(getattr(avatars, "PAPER_CONTROLS", ("avatars-control-hat", "avatars-control-blazer")))
 
 
 @dataclass(frozen=True)
@@ -71,109 +98,172 @@ class ReproduceConfig:
     targets : tuple of str
         Finetuning targets (each with the sensitive attribute ``dark_skin``).
     levels : tuple of float
-        Stereotype levels P(stereotypical group | y=1) of the correlation grid.
+        Stereotype levels P(stereotypical group | y=1) of the demo's correlation grid.
     probe_n : int
-        Training rows of the correlation, natural and skewed probe cells.
-    sizes : tuple of int
-        The natural n-sweep (finding 3).
-    subselection_n : int
-        Training rows of the sub-selection base set (20% counter-stereotypical positives).
+        Training rows of the demo's probe cells.
+    paper_n : int
+        Training rows of findings 1 and 2 (natural and skewz sets; the paper: 1024), probes and finetunes.
+    sizes, finetune_sizes : tuple of int
+        The natural n-sweep of finding 3 for probes and for finetunes.
+    curation_n, subselection_n : int
+        Finding 4: training rows of the constant-n correlation sets, and of the sub-selection
+        base set (20% counter-stereotypical positives).
     seeds : tuple of int
         Replicate seeds of the probe cells.
-    finetune_target, finetune_n, finetune_seeds, finetune_epochs
-        The full-finetuning cells.
+    finetune_target : str
+        The demo's finetune target.
+    finetune_targets, sweep_targets, curation_targets : tuple of str, optional
+        Targets of the finetunes of findings 1-2, 3 and 4 (None: ``targets``).
+    finetune_groups : tuple of str, optional
+        The finetune groups run (:func:`~analyze.reproduce.grids.paper_finetune_groups`: "R1/R2",
+        "R3", "R4", "R6/R7"; None: every one).
+    finetune_n, finetune_seeds, finetune_epochs
+        The demo's finetune size; the finetunes' seeds and maximum epochs (the best validation
+        epoch is kept).
     finetune_lrs, finetune_freeze_bn
-        Their learning-rate grid and whether the bases' BatchNorm statistics are kept (the
-        EfficientNet-Lite0 bases: yes, lr 0.003 with the best of 10 epochs at n = 512).
+        The pretrained bases' learning-rate grid and whether their BatchNorm statistics are kept
+        (the EfficientNet-Lite0 bases: yes, lr 0.003).
+    scratch_lrs, scratch_epochs
+        The scratch base's own settings (W&R's Scratch: random init trained on the finetuning
+        set): its lr grid, searched on validation loss, BatchNorm statistics trained (a random
+        network has none worth keeping); epochs (None: ``finetune_epochs``).
     controls : tuple of str, optional
-        The recipe's control bases to build and compare (names; None: every control). The
-        pair's two controls are always kept.
+        The recipe's control bases to build and compare (base names or pretraining attributes;
+        None: every control). The pair's two controls are always kept.
     finetune_bases : tuple of str, optional
-        Bases to finetune (names; None: the biased base and every control).
+        Bases to finetune in a plain (demo) finetune grid (names; None: the biased base and every control).
     pair : (str, str)
         Attributes A and B of the pairs experiment; each must be a control base's label.
-    pair_shares, pair_n : tuple of float, int
-        Shares of A-only positives and training rows of the pairs experiment.
+    pair_shares, pair_sizes : tuple of float, tuple of int
+        Shares of A-only positives and training sizes of the pairs experiment (finding 5 is
+        judged at the smallest size and share).
     salience_targets : tuple of str, optional
         Targets whose salience is estimated and checked against the generator (finding 6;
-        None: ``targets``). Spearman's interval needs at least four; by default the three
-        probe targets plus three faint ones (raised_eyebrows, smiling, closed_eyes), so the
-        ranking is tested over a wide range of signal strengths.
+        None: ``targets``).
+    salience_method : {"scratch", "probe"}
+        The salience estimator (``scratch``: the paper's, models trained from random init on the
+        aligned and inverted sets).
     salience_replicates : int
         Models per arrangement of the salience estimate.
     imagenet : bool
-        Also extract and probe the ImageNet EfficientNet-Lite0 (when its weights are installed).
+        Also extract, probe and finetune the ImageNet EfficientNet-Lite0 (when its weights are installed).
     workers : int, optional
         Rendering processes (default all cores).
     progress : bool
         Progress bars (stderr) inside the stages; each stage prints its time either way.
     probe_grid, finetune_grid : callable
-        ``(metadata, config) -> specs``: the probe and finetune cells
-        (:mod:`analyze.reproduce.grids`).
+        ``(metadata, config) -> specs``: the probe cells, and the finetune cells (a list of specs
+        or of :class:`~analyze.reproduce.grids.CellGroup`) (:mod:`analyze.reproduce.grids`).
     pipeline : str
         The stages run, a key of :data:`PIPELINES` (``reproduce``: the findings table;
         ``demo``: effects, figures and the curation plan).
+    deviation : str
+        What the preset changes from the paper's design, written in every finding's ``deviation``.
+    budget_s : float, optional
+        The preset's time budget; the run prints its time against it (an overrun is said).
     title : str
         The report's title.
     """
 
-    n: int = 9000  # the natural n = 4096 cell needs 5120 rows of the 60% train split
+    n: int = 20000  # the natural n = 4096 cell and the 30% curation cells need the rows
     size: int = 64
     seed: int = 0
     recipe: str | None = None
     pretrain_n: int | None = None
     pretrain_epochs: int | None = None
-    # the demo's targets: learnable by every base (smiling, raised_eyebrows and closed_eyes change
-    # 0.2-0.3% of the pixels and stay near chance), none a pretraining label of a compared base
-    targets: tuple = ("eyewear", "facial_hair", "long_hair")
+    targets: tuple = field(default_factory=_paper_targets)
     levels: tuple = STEREOTYPE_LEVELS
     probe_n: int = 128
-    sizes: tuple = (64, 128, 256, 512, 1024, 2048, 4096)
-    subselection_n: int = 512
+    paper_n: int = 1024
+    sizes: tuple = (128, 256, 512, 1024, 2048, 4096)
+    finetune_sizes: tuple = (256, 512, 1024, 2048, 4096)
+    curation_n: int = 1024
+    subselection_n: int = 1024
     seeds: tuple = (0, 1, 2, 3, 4)
     finetune_target: str = "long_hair"
-    finetune_n: int = 512
-    finetune_seeds: tuple = (0, 1, 2)  # three, the fewest a finding is stated from: a Lite0 finetune at n = 512 is ~30 s
+    finetune_targets: tuple | None = None
+    sweep_targets: tuple | None = None
+    curation_targets: tuple | None = None
+    finetune_groups: tuple | None = None
+    finetune_n: int = 1024
+    finetune_seeds: tuple = (0, 1, 2, 3, 4)  # the paper: 5
     finetune_epochs: int = 10
     finetune_lrs: tuple = (0.003,)
     finetune_freeze_bn: bool = True
-    # the long_hair control is left out: long_hair is a finetuning target, and no pretraining
-    # label may determine a target
-    controls: tuple | None = ("avatars-control-hat", "avatars-control-blazer")
+    scratch_lrs: tuple = (0.01, 0.03, 0.1)
+    scratch_epochs: int | None = None
+    controls: tuple | None = field(default_factory=_paper_controls)
     finetune_bases: tuple | None = None
     pair: tuple = ("hat", "blazer")
-    pair_shares: tuple = (1.0, 0.5, 0.2, 0.1)
-    pair_n: int = 256
-    salience_targets: tuple | None = ("eyewear", "facial_hair", "long_hair", "raised_eyebrows", "smiling",
-                                      "closed_eyes")
+    pair_shares: tuple = (0.9, 0.5, 0.1)
+    pair_sizes: tuple = (128, 1024)
+    salience_targets: tuple | None = None
+    salience_method: str = "scratch"
     salience_replicates: int = 3
     imagenet: bool = True
     workers: int | None = None
     progress: bool = True
-    probe_grid: Callable = findings_probe_specs
-    finetune_grid: Callable = findings_finetune_specs
+    probe_grid: Callable = paper_probe_specs
+    finetune_grid: Callable = paper_finetune_groups
     pipeline: str = "reproduce"
+    deviation: str = ""
+    budget_s: float | None = None
     title: str = "biastransfer reproduce: the papers' findings on procedural avatars"
 
 
+#: Deviations every avatar preset shares (the findings table's ``deviation`` column).
+AVATAR_DEVIATIONS = ("procedural avatars with dark_skin as the sensitive attribute and the fixed skewz group "
+                     "(paper: CelebA, female); bases start from ImageNet Lite0 (paper: ResNet-50 trained from "
+                     "scratch); one lr for the pretrained bases (paper: a search per condition); best epoch kept "
+                     "(paper: the last)")
+CPU_DEVIATIONS = ("cpu preset: n = 256 (paper: 1024); 3 seeds (paper: 5); n-sweep 128-1024 on one "
+                  "target (paper: up to 130,216 on every attribute); finding 4 on two targets at n = 256, Scratch's lr "
+                  "grid 0.01 / 0.1; pairs at n = 128 only (paper: 128 and 1024)")
+
 PRESETS = {
-    "full": ReproduceConfig(),
+    # W&R's design (docs/science.md section 12) for a GPU
+    "paper": ReproduceConfig(deviation=AVATAR_DEVIATIONS),
+    # every finding and the paper's targets, fewer seeds and smaller n: aimed at 2 hours on 2 cores, estimated at
+    # about 5.7 (0.02 s per training image-epoch of a Lite0 at 64 px measured on the quick preset; README). 10
+    # epochs: at n = 256 every quick finetune (4 epochs) was still improving at its last epoch (epochs_at_edge)
+    "cpu": ReproduceConfig(n=9000, paper_n=256, sizes=(128, 256, 512, 1024, 2048), finetune_sizes=(128, 256, 512, 1024),
+                           curation_n=256, subselection_n=256, seeds=(0, 1, 2, 3, 4), finetune_seeds=(0, 1, 2),
+                           finetune_epochs=10, sweep_targets=("eyewear",), curation_targets=("eyewear", "facial_hair"),
+                           scratch_lrs=(0.01, 0.1), pair_sizes=(128,), salience_replicates=2, budget_s=7200.0,
+                           deviation=f"{AVATAR_DEVIATIONS}; {CPU_DEVIATIONS}"),
+    # the probe proxy of the whole design plus a few finetunes (findings 1-2 on one target): a look, not a test
+    "quick": ReproduceConfig(n=4000, paper_n=256, sizes=(128, 256, 512, 1024), finetune_sizes=(256,), curation_n=256,
+                             subselection_n=256, seeds=(0, 1, 2), finetune_targets=("eyewear",),
+                             finetune_groups=("R1/R2",), finetune_seeds=(0, 1, 2), finetune_epochs=4,
+                             pair_sizes=(128,), salience_method="probe", salience_replicates=2, budget_s=900.0,
+                             deviation=f"{AVATAR_DEVIATIONS}; quick preset: n = 256 (paper: 1024), finetunes of "
+                                       "findings 1-2 on one target only, 4 epochs, probe salience (paper: scratch "
+                                       "models)",
+                             title="biastransfer reproduce --preset quick: a look at the design, not a reproduction"),
     "tiny": ReproduceConfig(n=700, size=32, recipe="avatars-bases-smallcnn.toml", pretrain_n=300, pretrain_epochs=1,
-                            targets=("eyewear", "long_hair", "facial_hair", "smiling"), levels=(0.5, 0.7, 0.8, 1.0),
-                            probe_n=48, sizes=(32, 64), subselection_n=40, seeds=(0, 1, 2), finetune_target="eyewear",
-                            finetune_n=48, finetune_seeds=(0, 1, 2), finetune_epochs=1, finetune_lrs=(0.01,),
-                            finetune_freeze_bn=False, pair_shares=(1.0, 0.2), pair_n=48, salience_targets=None,
-                            imagenet=False, workers=1, progress=False),
+                            targets=("eyewear", "long_hair", "facial_hair", "smiling"), paper_n=48, sizes=(32, 48),
+                            finetune_sizes=(32, 48), curation_n=40, subselection_n=40, seeds=(0, 1, 2),
+                            finetune_targets=("eyewear",), sweep_targets=("eyewear",), curation_targets=("eyewear",),
+                            finetune_seeds=(0, 1, 2), finetune_epochs=1, finetune_lrs=(0.01,), finetune_freeze_bn=False,
+                            scratch_lrs=(0.01,), controls=("avatars-control-hat", "avatars-control-blazer"),
+                            pair_shares=(1.0, 0.2), pair_sizes=(48,), salience_method="probe",
+                            imagenet=False, workers=1, progress=False, deviation="tiny preset: an end-to-end test"),
     # the quick-start of `biastransfer demo` (analyze.demo): three targets, the correlation grid at
     # P(s=1 | y=1) levels, the natural and skewed sets at n = 128, a small finetune grid on the
     # biased base and one control, then effects, figures, the curation plan and the report
-    "demo": ReproduceConfig(n=3000, size=64, levels=(0.0, 0.25, 0.5, 0.75, 1.0), sizes=(), seeds=(0, 1, 2, 3, 4),
+    "demo": ReproduceConfig(n=3000, size=64, targets=("eyewear", "facial_hair", "long_hair"),
+                            levels=(0.0, 0.25, 0.5, 0.75, 1.0), sizes=(), seeds=(0, 1, 2, 3, 4),
                             finetune_target="eyewear", finetune_n=128, finetune_seeds=(0, 1, 2), finetune_epochs=12,
                             finetune_lrs=(0.01,), finetune_freeze_bn=True,
-                            finetune_bases=("avatars-biased-dark_skin", "avatars-control-hat"),
-                            salience_targets=None, probe_grid=demo_probe_specs, finetune_grid=demo_finetune_specs,
+                            controls=("avatars-control-hat", "avatars-control-blazer"),
+                            finetune_bases=("avatars-biased-dark_skin", "avatars-control-hat"), salience_method="probe",
+                            salience_targets=("eyewear", "facial_hair", "long_hair", "raised_eyebrows", "smiling",
+                                              "closed_eyes"),
+                            probe_grid=demo_probe_specs, finetune_grid=demo_finetune_specs,
                             pipeline="demo", title="biastransfer demo: bias transfer on procedural avatars"),
 }
+PRESETS["full"] = PRESETS["cpu"]  # the old default's name: an alias of cpu
+DEFAULT_PRESET = "cpu"
 
 
 #: Each pipeline's stages in order: (title, steps); a step is a function of the
@@ -184,9 +274,9 @@ PIPELINES = {
         ("pretrain the biased, control and scratch bases", ("pretrain",)),
         ("extract features of every base", ("extract",)),
         ("estimate salience and check it against the generator", ("salience",)),
-        ("linear probes: correlation grid, n-sweep, skewed and curation sets", ("probes",)),
-        ("full finetuning at the natural and the strongest stereotype level", ("finetunes",)),
-        ("pairs experiment (underrepresentation) with probes", ("pairs",)),
+        ("linear probes (the proxy): natural and skewz sets, n-sweep, curation sets", ("probes",)),
+        ("full finetunes: W&R's design (findings 1-5)", ("finetunes",)),
+        ("pairs experiment (underrepresentation): the probe proxy, and the finetunes' table", ("pairs",)),
         ("collect, findings table and report", ("collect", "aucs", "findings", "report")),
     ),
     "demo": (
@@ -238,14 +328,35 @@ def run_pipeline(out, config: ReproduceConfig, *, geography=None, report: bool =
     run = stages.PipelineRun(out=out, config=config, geography=geography, write_report=report)
     pipeline = PIPELINES[config.pipeline]
     for number, (title, steps) in enumerate(pipeline, start=1):
-        with Stage(number, len(pipeline), title):
+        with Stage(number, len(pipeline), title) as stage:
             for step in steps:
                 getattr(stages, step)(run)
-    print(f"{config.pipeline} finished in {time.perf_counter() - began:.0f} s; outputs under {out}")
+        run.times[title] = stage.seconds
+    print(time_summary(run, time.perf_counter() - began))
     return run
 
 
-def run_reproduce(*, out, config: ReproduceConfig = PRESETS["full"], geography=None, report: bool = True) -> Path:
+def time_summary(run: stages.PipelineRun, seconds: float) -> str:
+    """The run's time per stage, its cells and, where the preset has a budget, the overrun."""
+    config = run.config
+    lines = [f"{config.pipeline} finished in {seconds:.0f} s; outputs under {run.out}"]
+    lines += [f"  {s:8.1f} s  {title}" for title, s in run.times.items()]
+    lines.append(f"  cells: {run.cells.get('probe', 0)} probe, {run.cells.get('finetune', 0)} finetune "
+                 f"({run.cells.get('finetune_run', 0)} trained in this run)")
+    setup = sum(s for title, s in run.times.items() if title.startswith(("render", "pretrain")))
+    if setup:
+        lines.append(f"  without rendering the avatars and building the bases ({setup:.0f} s): {seconds - setup:.0f} s")
+    if config.budget_s is not None:
+        def against(s):
+            return f"overran by {s - config.budget_s:.0f} s" if s > config.budget_s else \
+                f"{config.budget_s - s:.0f} s to spare"
+
+        lines.append(f"  budget {config.budget_s:.0f} s: {against(seconds)}"
+                     + (f" ({against(seconds - setup)} without rendering and the bases)" if setup else ""))
+    return "\n".join(lines)
+
+
+def run_reproduce(*, out, config: ReproduceConfig = PRESETS[DEFAULT_PRESET], geography=None, report: bool = True) -> Path:
     """Run (or resume) every stage of ``config``'s pipeline under ``out``; return the findings CSV's path."""
     return run_pipeline(out, config, geography=geography, report=report).findings_csv
 
@@ -255,5 +366,5 @@ def probe_specs(meta, config: ReproduceConfig) -> list:
     return config.probe_grid(meta, config)
 
 
-__all__ = ["OUTPUT_FOLDERS", "PIPELINES", "PRESETS", "ReproduceConfig", "probe_specs", "remove_stale_outputs",
+__all__ = ["DEFAULT_PRESET", "OUTPUT_FOLDERS", "PIPELINES", "PRESETS", "ReproduceConfig", "time_summary", "probe_specs", "remove_stale_outputs",
            "run_pipeline", "run_reproduce", "underrep_table"]

@@ -46,6 +46,8 @@ class PipelineRun:
     findings: object = None
     findings_csv: Path | None = None
     report: Path | None = None
+    times: dict = field(default_factory=dict)
+    cells: dict = field(default_factory=dict)
 
 
 class Stage:
@@ -60,8 +62,9 @@ class Stage:
         return self
 
     def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.began
         if exc[0] is None:
-            print(f"{self.label}: done in {time.perf_counter() - self.began:.1f} s", flush=True)
+            print(f"{self.label}: done in {self.seconds:.1f} s", flush=True)
 
 
 def recipe_path(config) -> Path:
@@ -139,8 +142,9 @@ def _recipe(config) -> tuple[dict, dict[str, str]]:
         raise UserError(f"the pairs experiment needs a control base pretrained on {missing[0]!r}, and the recipe "
                         f"{recipe_path(config).name} has controls on {sorted(labels)}; choose a pair among those.")
     if config.controls is not None:
-        keep = {*config.controls, *(labels[a] for a in config.pair)}
-        unknown = sorted(set(config.controls) - set(roles))
+        controls = {labels.get(c, c) for c in config.controls}  # a control's name or its pretraining attribute
+        keep = {*controls, *(labels[a] for a in config.pair)}
+        unknown = sorted(controls - set(roles))
         if unknown:
             raise UserError(f"control {unknown[0]!r} is not a base of {recipe_path(config).name}; choose among "
                             f"{sorted(n for n, r in roles.items() if r == 'control')}.")
@@ -200,7 +204,7 @@ def salience(run: PipelineRun) -> None:
         adapter = AvatarAdapter(run.cache)
         targets = list(dict.fromkeys([*config.targets, *(config.salience_targets or ())]))
         table = salience_table(targets, SENSITIVE, adapter=adapter, progress=config.progress, config=SalienceConfig(
-            method="probe", replicates=config.salience_replicates, seed=config.seed))
+            method=config.salience_method, replicates=config.salience_replicates, seed=config.seed))
         table = validate_salience(table, adapter.signal_strength, sensitive=SENSITIVE).table
         write_text(path, table.to_csv(index=False))
     shown = [c for c in ("target", "salience", "ci_low", "ci_high", "true_log_ratio") if c in table.columns]
@@ -222,35 +226,110 @@ def probes(run: PipelineRun) -> None:
             print(f"  {note}")
         began = time.perf_counter()
         records = run_probe_cells(store, specs, context=RunContext(out=run.results, progress=run.config.progress))
+        run.cells["probe"] = run.cells.get("probe", 0) + len(specs)
         print(f"  {name}: {len(records)} probe cells fitted, {len(specs) - len(records)} reused "
               f"({time.perf_counter() - began:.1f} s)", flush=True)
 
 
+def finetune_settings(config, role: str):
+    """The finetune protocol of a base of ``role``: the pretrained bases' lr grid and BatchNorm
+    setting, or the scratch base's own (W&R's Scratch: random init trained on the finetuning set,
+    with its own lr search and its BatchNorm statistics trained)."""
+    from analyze.finetune.runner import FinetuneConfig
+
+    if role == "scratch":
+        return FinetuneConfig(lrs=tuple(config.scratch_lrs), weight_decays=(1e-4,),
+                              epochs=config.scratch_epochs or config.finetune_epochs, freeze_bn=False)
+    return FinetuneConfig(lrs=tuple(config.finetune_lrs), weight_decays=(1e-4,), epochs=config.finetune_epochs,
+                          freeze_bn=config.finetune_freeze_bn)
+
+
+def role_bases(run: PipelineRun) -> dict[str, list[tuple[str, str]]]:
+    """Role -> [(base name, base to load)] (:data:`~analyze.reproduce.grids.ROLES`; ``best_control``
+    is resolved after the groups before it have run)."""
+    from extract.pretrain import load_recipe
+
+    found = {role: [] for role in ("biased", "control", "scratch", "imagenet", "pair_a", "pair_b")}
+    for name, path in run.bases.items():
+        if run.roles.get(name) in found:
+            found[run.roles[name]].append((name, str(path)))
+    recipe = load_recipe(recipe_path(run.config))
+    on = {a: b["name"] for b in recipe["bases"] if b["role"] == "control" for a in b.get("attributes", ())}
+    for role, attr in zip(("pair_a", "pair_b"), run.config.pair):
+        if on.get(attr) in run.bases:
+            found[role].append((on[attr], str(run.bases[on[attr]])))
+    if run.config.imagenet and IMAGENET in run.stores:  # its weights are installed
+        found["imagenet"].append((IMAGENET, IMAGENET))
+    return found
+
+
+def best_control(run: PipelineRun, controls: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The control with the best mean finetune AUC on the natural sets at ``paper_n`` (chosen once)."""
+    from analyze.results.collect import collect as collect_records
+
+    table = collect_records(run.results)
+    natural = table[RUNNERS.rows(table, "finetune") & (table["spec_kind"] == "natural")
+                    & (pd.to_numeric(table["n"], errors="coerce") == run.config.paper_n)]
+    auc = natural.groupby("backbone")["auc"].mean()  # records name a checkpoint base by its name or path
+
+    def mean_auc(control):
+        return float(auc.get(control[0], auc.get(control[1], float("nan"))))
+
+    ranked = sorted(controls, key=lambda c: -mean_auc(c) if np.isfinite(mean_auc(c)) else np.inf)
+    if ranked:
+        print(f"  best control (natural sets, n = {run.config.paper_n}): {ranked[0][0]} (AUC {mean_auc(ranked[0]):.3f})")
+    return ranked[:1]
+
+
+def _finetune_group(run: PipelineRun, group, bases: list[tuple[str, str, str]], adapter) -> None:
+    """Run one group's feasible cells on each of its ``(name, base, role)``."""
+    from analyze.config import EvalConfig, RunContext
+    from analyze.finetune.runner import FinetuneOptions, finetune_cells
+
+    specs, notes = feasible(list(group.specs), adapter.metadata())
+    for note in notes:
+        print(f"  {note}")
+    for name, base, role in bases:
+        began = time.perf_counter()
+        summary = finetune_cells(specs, adapter=adapter, base=base, config=finetune_settings(run.config, role),
+                                 evaluation=EvalConfig(sensitive=group.sensitive),
+                                 context=RunContext(out=run.results, progress=run.config.progress),
+                                 options=FinetuneOptions(device="auto", image_size=run.config.size
+                                                         if base == IMAGENET else None))
+        trained = int((summary["status"] != "skipped").sum()) if len(summary) else 0
+        run.cells["finetune"] = run.cells.get("finetune", 0) + len(specs)
+        run.cells["finetune_run"] = run.cells.get("finetune_run", 0) + trained
+        print(f"  {group.name} | {name} ({role}): {len(specs)} cells, {trained} trained "
+              f"({time.perf_counter() - began:.1f} s)", flush=True)
+
+
 def finetunes(run: PipelineRun) -> None:
-    """Stage: the preset's full finetunes on ``finetune_bases`` (None: the biased base and every control)."""
-    from analyze.config import RunContext
-    from analyze.finetune.runner import FinetuneConfig, FinetuneOptions, finetune_cells
+    """Stage: the preset's full finetunes: W&R's groups on the bases of their roles, or a plain
+    grid on ``finetune_bases`` (None: the biased base and every control)."""
+    from analyze.reproduce.grids import CellGroup
     from extract.datasets.avatars import AvatarAdapter
 
     config = run.config
     run.results = run.out / "results"
     adapter = AvatarAdapter(run.cache)
-    meta = adapter.metadata()
-    specs, notes = feasible(config.finetune_grid(meta, config), meta)
-    for note in notes:
-        print(f"  {note}")
-    finetune = FinetuneConfig(lrs=tuple(config.finetune_lrs), weight_decays=(1e-4,), epochs=config.finetune_epochs,
-                              freeze_bn=config.finetune_freeze_bn)
-    for name, path in run.bases.items():
-        chosen = name in config.finetune_bases if config.finetune_bases is not None else \
-            run.roles.get(name) in ("biased", "control")
-        if not chosen:
+    grid = config.finetune_grid(adapter.metadata(), config)
+    if grid and not isinstance(grid[0], CellGroup):
+        chosen = [(name, str(path), run.roles.get(name, "")) for name, path in run.bases.items()
+                  if (name in config.finetune_bases if config.finetune_bases is not None
+                      else run.roles.get(name) in ("biased", "control"))]
+        _finetune_group(run, CellGroup("finetunes", ("biased", "control"), tuple(grid)), chosen, adapter)
+        return
+    roles = role_bases(run)
+    for group in grid:
+        if config.finetune_groups is not None and group.name.split(":")[0] not in config.finetune_groups:
             continue
-        began = time.perf_counter()
-        finetune_cells(specs, adapter=adapter, base=str(path), config=finetune,
-                       context=RunContext(out=run.results, progress=config.progress),
-                       options=FinetuneOptions(device="cpu"))
-        print(f"  {name}: {len(specs)} finetune cells ({time.perf_counter() - began:.1f} s)", flush=True)
+        if "best_control" in group.roles and "best_control" not in roles:
+            roles["best_control"] = best_control(run, roles["control"])
+        bases = [(name, base, role) for role in group.roles for name, base in roles.get(role, [])]
+        missing = [r for r in group.roles if not roles.get(r)]
+        if missing:
+            print(f"  {group.name}: no base of role(s) {', '.join(missing)} (left out)")
+        _finetune_group(run, group, list(dict.fromkeys(bases)), adapter)
 
 
 def _digest(*arrays) -> str:
@@ -269,11 +348,12 @@ def underrep_table(stores: dict[str, Path], bases_on: dict[str, str], config) ->
     bases_on : {"A": base name, "B": base name}
         The base pretrained on A and the one pretrained on B.
     config : ReproduceConfig
-        ``pair``, ``pair_shares``, ``pair_n`` and ``seeds``.
+        ``pair``, ``pair_shares``, ``pair_sizes`` and ``seeds``.
 
     Returns
     -------
-    DataFrame with ``role, backbone, attr_a, attr_b, share_a, n, seed, auc_a, auc, rows_digest``:
+    DataFrame with ``runner`` ("probe"), ``role, backbone, attr_a, attr_b, share_a, n, seed, auc_a, auc,
+    rows_digest``:
     ``auc_a`` is the AUC of the "A or B" probe on the test rows that are A-only positives or
     negatives (neither A nor B); ``auc`` on every test row with a defined label.
     """
@@ -288,8 +368,8 @@ def underrep_table(stores: dict[str, Path], bases_on: dict[str, str], config) ->
         store = FeatureStore.open(stores[name])
         meta = store.metadata
         test = np.flatnonzero(meta["split"].astype(str).to_numpy() == "test")
-        specs = [Underrepresentation(a, b, share, n=config.pair_n, seed=s)
-                 for share in config.pair_shares for s in config.seeds]
+        specs = [Underrepresentation(a, b, share, n=n, seed=s)
+                 for n in config.pair_sizes for share in config.pair_shares for s in config.seeds]
         labels = specs[0].labels(meta)
         test = test[labels[test] >= 0]
         in_a = (meta[a].to_numpy()[test] == 1) & (meta[b].to_numpy()[test] == 0)
@@ -298,12 +378,31 @@ def underrep_table(stores: dict[str, Path], bases_on: dict[str, str], config) ->
         fitted = fit_probes(store.features, [ProbeTask(train=s.train, val=s.val) for s in splits],
                             labels=np.where(labels < 0, 0, labels), test=test)
         for spec, scores, split in zip(specs, fitted.test_scores, splits):
-            rows.append({"role": role, "backbone": name, "attr_a": a, "attr_b": b, "share_a": spec.share_a,
+            rows.append({"runner": "probe", "role": role, "backbone": name, "attr_a": a, "attr_b": b, "share_a": spec.share_a,
                          "n": spec.n, "seed": spec.seed,
                          "auc_a": float(roc_auc(in_a[keep].astype(int), np.asarray(scores)[keep])),
                          "auc": float(roc_auc(labels[test].astype(int), np.asarray(scores))),
                          "rows_digest": _digest(split.train, split.val)})
     return pd.DataFrame(rows)
+
+
+def finetune_pairs(table: pd.DataFrame, bases_on: dict[str, str]) -> pd.DataFrame:
+    """The pairs experiment's finetune records as :func:`underrep_table`'s rows (``runner`` "finetune").
+
+    ``bases_on``: {"A": (name, path), "B": (name, path)} of the two bases (records name a
+    checkpoint base by either). The cells
+    were scored with the group column B, so ``auc_group0`` is the AUC of the A-only positives
+    against the negatives (neither A nor B): the AUC on A-positives.
+    """
+    columns = ["runner", "role", "backbone", "attr_a", "attr_b", "share_a", "n", "seed", "auc_a", "auc", "rows_digest"]
+    if not {"runner", "spec_kind", "auc_group0"} <= set(table.columns):
+        return pd.DataFrame(columns=columns)
+    rows = table[RUNNERS.rows(table, "finetune") & (table["spec_kind"] == "underrepresentation")]
+    role = rows["backbone"].map({key: r for r, keys in bases_on.items() for key in keys})
+    rows = rows.assign(runner="finetune", role=role, auc_a=pd.to_numeric(rows["auc_group0"], errors="coerce"))
+    rows = rows[rows["role"].notna()]
+    digest = rows["rows_digest"] if "rows_digest" in rows.columns else pd.Series("", index=rows.index)
+    return rows.assign(rows_digest=digest)[columns].reset_index(drop=True)
 
 
 def pairs(run: PipelineRun) -> None:
@@ -349,8 +448,8 @@ def collect(run: PipelineRun) -> None:
 
 
 def auc_table(table: pd.DataFrame, config, *, kinds: dict[str, str] | None = None) -> pd.DataFrame:
-    """Mean test AUC per base and target at the natural level: probes at ``probe_n``, at
-    n = 1024 and at the largest n of the sweep, finetunes at ``finetune_n``; with the
+    """Mean test AUC per base and target at the natural level: probes at ``probe_n``, ``paper_n``,
+    n = 1024 and the largest n of the sweep, finetunes at ``paper_n`` and ``finetune_n``; with the
     competence floor of each setting (:data:`analyze.metrics.diagnosis.COMPETENCE_FLOORS`) and
     whether the base's mean meets it (``meets_floor``; empty for the scratch base and where no
     floor is set)."""
@@ -359,10 +458,10 @@ def auc_table(table: pd.DataFrame, config, *, kinds: dict[str, str] | None = Non
     natural = table[table["spec_kind"] == "natural"]
     n = pd.to_numeric(natural["n"], errors="coerce")
     probe = RUNNERS.rows(natural, "probe")
-    sizes = [("probe", config.probe_n), ("probe", 1024)]
+    sizes = [("probe", config.probe_n), ("probe", config.paper_n), ("probe", 1024)]
     if probe.any():
         sizes.append(("probe", int(n[probe].max())))
-    sizes.append(("finetune", config.finetune_n))
+    sizes += [("finetune", config.paper_n), ("finetune", config.finetune_n)]
     frames = []
     for runner, size in dict.fromkeys(sizes):
         rows = natural[RUNNERS.rows(natural, runner) & (n == size)]
@@ -455,13 +554,39 @@ def plan(run: PipelineRun) -> None:
     print(f"  curation plan {run.plan}")
 
 
+def pairs_table(run: PipelineRun) -> pd.DataFrame:
+    """The pairs experiment's probe rows (``underrep.csv``) and finetune rows (from the collected records)."""
+    from extract.pretrain import load_recipe
+
+    recipe = load_recipe(recipe_path(run.config))
+    on = {a: b["name"] for b in recipe["bases"] if b["role"] == "control" for a in b.get("attributes", ())}
+    paths = {role: (on[attr], str(run.bases[on[attr]])) for role, attr in zip(("A", "B"), run.config.pair)
+             if on.get(attr) in run.bases}
+    probe = pd.read_csv(run.underrep) if run.underrep is not None and run.underrep.exists() else pd.DataFrame()
+    if len(probe) and "runner" not in probe.columns:
+        probe = probe.assign(runner="probe")
+    return pd.concat([probe, finetune_pairs(run.table, paths)], ignore_index=True)
+
+
 def findings(run: PipelineRun) -> None:
-    """Step: the findings table (``findings/findings.csv`` and ``.md``), printed."""
+    """Step: the findings table (``findings/findings.csv`` and ``.md``), printed: W&R's findings 1-5 for
+    both runners (:func:`~analyze.reproduce.claims.paper_findings`), the salience validation and geography."""
+    from analyze.reproduce.claims import ClaimOptions
     from analyze.reproduce.findings import build_findings, findings_markdown, write_findings
+    from analyze.reproduce.measures import target_table
+    from extract.datasets.avatars import AvatarAdapter
 
     config = run.config
-    run.findings = build_findings(run.table, salience=pd.read_csv(run.salience), underrep=pd.read_csv(run.underrep),
-                                  geography=run.geography, n={"probe": config.probe_n, "finetune": config.finetune_n})
+    salience = pd.read_csv(run.salience)
+    targets = target_table(AvatarAdapter(run.cache).metadata(), config.targets, SENSITIVE,
+                           saliency=dict(zip(salience["target"], salience["salience"])))
+    deviation = config.deviation
+    if config.salience_method != "scratch":
+        deviation = "; ".join(x for x in (deviation, f"Saliency from the {config.salience_method} estimator "
+                                                     "(paper: models trained from scratch)") if x)
+    options = ClaimOptions(n=config.paper_n, deviation=deviation, pair_n=min(config.pair_sizes))
+    run.findings = build_findings(run.table, targets, salience=salience, underrep=pairs_table(run),
+                                  geography=run.geography, options=options)
     run.findings_csv, md = write_findings(run.findings, run.out / "findings")
     print(findings_markdown(run.findings))
     print(f"  findings {run.findings_csv}\n  findings {md}")
@@ -479,5 +604,6 @@ def report(run: PipelineRun) -> None:
 
 
 __all__ = ["IMAGENET", "RECIPE", "PipelineRun", "Stage", "auc_table", "base_kinds", "collect", "collect_table",
-           "competence", "effects", "extract", "feasible", "figures", "findings", "finetunes", "pairs", "plan",
+           "competence", "effects", "extract", "feasible", "figures", "findings", "finetune_pairs", "finetune_settings",
+           "finetunes", "pairs", "pairs_table", "plan",
            "pretrain", "probes", "recipe_path", "render", "render_avatars", "report", "salience", "underrep_table"]
