@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-SENSITIVE = "dark_skin"
+SENSITIVE = "dark_skin"  # the avatars' sensitive attribute: ReproduceConfig.sensitive's default
 
 
 def findings_probe_specs(meta: pd.DataFrame, config) -> list:
@@ -19,14 +19,14 @@ def findings_probe_specs(meta: pd.DataFrame, config) -> list:
     curation sub-selection pair (80% -> 70%)."""
     from analyze.subsets import Correlation, Natural, Skew, SubSelection, level_toward_stereotype
 
-    specs = []
+    specs, sensitive = [], config.sensitive
     for t in config.targets:
-        toward = {lvl: level_toward_stereotype(meta, t, SENSITIVE, lvl) for lvl in (*config.levels, 0.8, 0.7)}
+        toward = {lvl: level_toward_stereotype(meta, t, sensitive, lvl) for lvl in (*config.levels, 0.8, 0.7)}
         for s in config.seeds:
-            specs += [Correlation(t, SENSITIVE, toward[lvl], n=config.probe_n, seed=s) for lvl in config.levels]
-            specs += [Natural(t, SENSITIVE, n=n, seed=s) for n in sorted({*config.sizes, config.probe_n})]
-            specs.append(Skew(t, SENSITIVE, toward[0.8], n=config.probe_n, seed=s))
-            specs += [SubSelection(t, SENSITIVE, toward[lvl], base_n=config.subselection_n, base_level=toward[0.8],
+            specs += [Correlation(t, sensitive, toward[lvl], n=config.probe_n, seed=s) for lvl in config.levels]
+            specs += [Natural(t, sensitive, n=n, seed=s) for n in sorted({*config.sizes, config.probe_n})]
+            specs.append(Skew(t, sensitive, toward[0.8], n=config.probe_n, seed=s))
+            specs += [SubSelection(t, sensitive, toward[lvl], base_n=config.subselection_n, base_level=toward[0.8],
                                    seed=s) for lvl in (0.8, 0.7)]
     return specs
 
@@ -36,11 +36,11 @@ def demo_probe_specs(meta: pd.DataFrame, config) -> list:
     and a skewed set (80% of positives in the target's stereotypical group), per target and seed."""
     from analyze.subsets import Correlation, Natural, Skew, level_toward_stereotype
 
-    targets, n, seeds = config.targets, config.probe_n, config.seeds
-    specs = [Correlation(t, SENSITIVE, level, n=n, seed=s) for t in targets for level in config.levels for s in seeds]
+    targets, n, seeds, sensitive = config.targets, config.probe_n, config.seeds, config.sensitive
+    specs = [Correlation(t, sensitive, level, n=n, seed=s) for t in targets for level in config.levels for s in seeds]
     # the paper's regression conditions: the natural set, and a skewed one with 80% of positives stereotypical
-    specs += [Natural(t, SENSITIVE, n=n, seed=s) for t in targets for s in seeds]
-    specs += [Skew(t, SENSITIVE, level_toward_stereotype(meta, t, SENSITIVE, 0.8), n=n, seed=s)
+    specs += [Natural(t, sensitive, n=n, seed=s) for t in targets for s in seeds]
+    specs += [Skew(t, sensitive, level_toward_stereotype(meta, t, sensitive, 0.8), n=n, seed=s)
               for t in targets for s in seeds]
     return specs
 
@@ -49,10 +49,10 @@ def findings_finetune_specs(meta: pd.DataFrame, config) -> list:
     """Full finetunes at the natural level and the strongest stereotype level (``finetune_n`` rows)."""
     from analyze.subsets import Correlation, Natural, level_toward_stereotype
 
-    t = config.finetune_target
-    strongest = level_toward_stereotype(meta, t, SENSITIVE, 1.0)
-    specs = [Natural(t, SENSITIVE, n=config.finetune_n, seed=s) for s in config.finetune_seeds]
-    return specs + [Correlation(t, SENSITIVE, strongest, n=config.finetune_n, seed=s) for s in config.finetune_seeds]
+    t, sensitive = config.finetune_target, config.sensitive
+    strongest = level_toward_stereotype(meta, t, sensitive, 1.0)
+    specs = [Natural(t, sensitive, n=config.finetune_n, seed=s) for s in config.finetune_seeds]
+    return specs + [Correlation(t, sensitive, strongest, n=config.finetune_n, seed=s) for s in config.finetune_seeds]
 
 
 def demo_finetune_specs(meta: pd.DataFrame, config) -> list:
@@ -60,8 +60,8 @@ def demo_finetune_specs(meta: pd.DataFrame, config) -> list:
     naturally associated group) and balance, ``finetune_n`` rows."""
     from analyze.subsets import Correlation, level_toward_stereotype
 
-    t = config.finetune_target
-    return [Correlation(t, SENSITIVE, level_toward_stereotype(meta, t, SENSITIVE, level), n=config.finetune_n, seed=s)
+    t, sensitive = config.finetune_target, config.sensitive
+    return [Correlation(t, sensitive, level_toward_stereotype(meta, t, sensitive, level), n=config.finetune_n, seed=s)
             for level in (1.0, 0.5) for s in config.finetune_seeds]
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from analyze.reproduce import stages
 from analyze.reproduce.grids import (
+    SENSITIVE,
     demo_finetune_specs,
     demo_probe_specs,
     findings_finetune_specs,
@@ -115,6 +116,11 @@ class ReproduceConfig:
         ``demo``: effects, figures and the curation plan).
     title : str
         The report's title.
+    sensitive : str
+        The sensitive attribute of every grid (the avatars': ``dark_skin``).
+    source : object, optional
+        Where the finetuning images come from (:mod:`analyze.reproduce.sources`; None: render
+        the avatars, :class:`~analyze.reproduce.sources.AvatarSource`).
     """
 
     n: int = 9000  # the natural n = 4096 cell needs 5120 rows of the 60% train split
@@ -154,6 +160,8 @@ class ReproduceConfig:
     finetune_grid: Callable = findings_finetune_specs
     pipeline: str = "reproduce"
     title: str = "biastransfer reproduce: the papers' findings on procedural avatars"
+    sensitive: str = SENSITIVE
+    source: object = None  # None: the avatars (analyze.reproduce.sources)
 
 
 PRESETS = {
@@ -180,7 +188,7 @@ PRESETS = {
 #: :class:`~analyze.reproduce.stages.PipelineRun` from :mod:`analyze.reproduce.stages`.
 PIPELINES = {
     "reproduce": (
-        ("render the avatar dataset", ("render",)),
+        ("the dataset: render the avatars, or check the given one", ("render",)),
         ("pretrain the biased, control and scratch bases", ("pretrain",)),
         ("extract features of every base", ("extract",)),
         ("estimate salience and check it against the generator", ("salience",)),
