@@ -5,6 +5,7 @@ that must stop it with one sentence and no findings."""
 from __future__ import annotations
 
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -107,7 +108,7 @@ def make_manifest_tree(root, *, n: int = 480, seed: int = 0, labels: pd.DataFram
     return root / "manifest.csv"
 
 
-def _args(tmp_path, manifest, recipe, out, *extra) -> list[str]:
+def _args(manifest, recipe, out, *extra) -> list[str]:
     return ["reproduce", "--manifest", str(manifest), "--sensitive", SENSITIVE, "--targets", ",".join(TARGETS),
             "--recipe", str(recipe), "--preset", "tiny", "--out", str(out), *extra]
 
@@ -121,10 +122,17 @@ def tree(tmp_path_factory):
     return root, manifest, recipe
 
 
-def test_reproduce_runs_on_a_manifest_end_to_end(tree, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def finished(tree, tmp_path_factory):
+    """One tiny-preset run on the manifest tree, through the CLI."""
     root, manifest, recipe = tree
-    out = tmp_path / "run"
-    assert main(_args(tmp_path, manifest, recipe, out)) == 0
+    out = tmp_path_factory.mktemp("reproduce") / "run"
+    assert main(_args(manifest, recipe, out)) == 0
+    return out
+
+
+def test_reproduce_runs_on_a_manifest_end_to_end(finished):
+    out = finished
     findings = pd.read_csv(out / "findings" / "findings.csv")
     assert len(findings) and set(findings["verdict"]) <= set(VERDICTS)
     assert (findings["runner"] == "finetune").any() and (findings["runner"] == "probe (proxy)").any()
@@ -153,7 +161,7 @@ def _fails(capsys, args, out) -> str:
 def test_missing_attribute_is_one_sentence(tree, tmp_path, capsys):
     root, manifest, recipe = tree
     out = tmp_path / "run"
-    args = _args(tmp_path, manifest, recipe, out)
+    args = _args(manifest, recipe, out)
     args[args.index("--targets") + 1] = "mark,hat"
     err = _fails(capsys, args, out)
     assert "'hat' is not a column" in err and "mark" in err
@@ -166,7 +174,7 @@ def test_non_binary_column_is_one_sentence(tmp_path, capsys):
     recipe = tmp_path / "bases.toml"
     recipe.write_text(RECIPE)
     out = tmp_path / "run"
-    err = _fails(capsys, _args(tmp_path, manifest, recipe, out), out)
+    err = _fails(capsys, _args(manifest, recipe, out), out)
     assert "'stripe'" in err and "not binary" in err
 
 
@@ -175,17 +183,48 @@ def test_too_few_rows_is_one_sentence(tmp_path, capsys):
     recipe = tmp_path / "bases.toml"
     recipe.write_text(RECIPE)
     out = tmp_path / "run"
-    err = _fails(capsys, _args(tmp_path, manifest, recipe, out), out)
+    err = _fails(capsys, _args(manifest, recipe, out), out)
     assert "too few rows" in err and "smaller preset" in err
 
 
 def test_own_data_needs_a_recipe_and_its_flags(tree, tmp_path, capsys):
     root, manifest, recipe = tree
     out = tmp_path / "run"
-    args = _args(tmp_path, manifest, recipe, out)
+    args = _args(manifest, recipe, out)
     del args[args.index("--recipe"):args.index("--recipe") + 2]
     assert "--recipe" in _fails(capsys, args, out)
     assert "--dataset" in _fails(capsys, ["reproduce", "--sensitive", "group", "--out", str(out)], out)
+    assert "exactly one of" in _fails(capsys, [*args, "--bases", f"mine={recipe}"], out)
+    assert "does not exist" in _fails(capsys, [*args, "--bases", f"my-biased={tmp_path / 'no.pt'}"], out)
+
+
+def test_given_checkpoint_names_must_match_their_records(finished, tree, tmp_path, capsys):
+    root, manifest, recipe = tree
+    out = tmp_path / "run"
+    args = _args(manifest, recipe, out, "--bases", f"other-biased={finished / 'bases' / 'test-biased-group.pt'}")
+    del args[args.index("--recipe"):args.index("--recipe") + 2]
+    assert "records the base name 'test-biased-group'" in _fails(capsys, args, out)
+
+
+def test_given_checkpoints_replace_the_recipe(tree, finished, tmp_path):
+    root, manifest, recipe = tree
+    out, checkpoints = tmp_path / "given", tmp_path / "checkpoints"
+    shutil.copytree(finished / "bases", checkpoints)
+    shutil.copytree(finished / "stores", out / "stores")  # reused by base name, as the salience table
+    shutil.copy(finished / "salience.csv", out / "salience.csv")
+    names = ("test-biased-group", "test-control-dot", "test-control-bar", "test-scratch")
+    args = _args(manifest, recipe, out, "--bases", ",".join(f"{n}={checkpoints / n}.pt" for n in names))
+    del args[args.index("--recipe"):args.index("--recipe") + 2]
+    assert main(args) == 0
+    assert not (out / "bases").exists()  # nothing was pretrained
+    findings = pd.read_csv(out / "findings" / "findings.csv")
+    assert set(findings["verdict"]) <= set(VERDICTS)
+    pairs = findings[findings["id"].astype(str) == "5"].iloc[0]
+    assert pairs["setting"] == "A = dot, B = bar"  # the controls' labels, read from their checkpoints
+    table = pd.read_csv(out / "table.csv")
+    finetuned = table[table["runner"] == "finetune"]
+    assert set(finetuned["backbone"]) == set(names[:3]) and finetuned["base_kind"].notna().all()
+    assert {str(p).rsplit("/", 1)[0] for p in finetuned["base_checkpoint"]} == {str(checkpoints)}
 
 
 def test_celeba_uses_the_shipped_recipe_and_names_a_missing_label(tmp_path, capsys):

@@ -50,6 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "--sensitive, its controls (at least two, names containing 'control') on other columns; "
                            "every base is pretrained on the dataset's train rows (default: avatars-bases.toml for the "
                            "avatars, celeba-bases.toml for celeba)")
+    data.add_argument("--bases", default=None, metavar="NAME=PATH,...",
+                      help="given toolkit checkpoints instead of --recipe (with --dataset): each NAME contains its "
+                           "role (biased, control, scratch), e.g. my-biased=b.pt,my-control-hat=h.pt,"
+                           "my-control-bangs=g.pt; a control's label is the attribute its checkpoint records")
     data.add_argument("--image-size", type=int, default=None,
                       help="side in pixels of the images the bases see (default: the preset's, 64 or 32)")
     p.set_defaults(func=cmd_reproduce)
@@ -57,14 +61,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _dataset_config(config, args):
     """The preset ``config`` turned to the dataset the arguments name (unchanged for the avatars)."""
-    from analyze.reproduce.sources import DatasetSource, for_dataset
+    from analyze.reproduce.sources import DatasetSource, for_dataset, parse_bases
     from extract.errors import UserError
     from extract.parsing import parse_options, split_list
 
     dataset = args.dataset or ("manifest" if args.manifest is not None else None)
     if dataset is None:
         given = [flag for flag, value in (("--root", args.root), ("--sensitive", args.sensitive),
-                                          ("--targets", args.targets), ("--option", args.option)) if value]
+                                          ("--targets", args.targets), ("--option", args.option),
+                                          ("--bases", args.bases)) if value]
         if given:
             raise UserError(f"{given[0]} names your own data; add --dataset (e.g. --dataset manifest) or --manifest, "
                             "or leave it out to run on the avatars.")
@@ -80,13 +85,15 @@ def _dataset_config(config, args):
         missing = "--root" if root is None else "--sensitive" if args.sensitive is None else "--targets"
         raise UserError(f"--dataset {dataset} needs {missing}: pass --root DIR (or --manifest FILE), --sensitive ATTR "
                         "and --targets A,B,C.")
-    recipe = args.recipe or DEFAULT_RECIPES.get(dataset)
-    if recipe is None:
-        raise UserError(f"--dataset {dataset} needs the bases' recipe: pass --recipe FILE (start from "
-                        f"{RECIPES / 'manifest-bases.toml'} with your attribute names).")
+    if args.recipe and args.bases:
+        raise UserError("--recipe builds the bases and --bases gives them; pass one of the two.")
+    recipe = None if args.bases else args.recipe or DEFAULT_RECIPES.get(dataset)
+    if recipe is None and not args.bases:
+        raise UserError(f"--dataset {dataset} needs its bases: pass --recipe FILE (start from "
+                        f"{RECIPES / 'manifest-bases.toml'} with your attribute names) or --bases NAME=PATH,...")
     source = DatasetSource(dataset=dataset, root=Path(root), options=tuple(sorted(options.items())))
     return for_dataset(config, source, sensitive=args.sensitive, targets=tuple(split_list(args.targets)),
-                       recipe=recipe)
+                       recipe=recipe, bases=parse_bases(args.bases) if args.bases else ())
 
 
 def _replace(config, **changes):

@@ -121,6 +121,9 @@ class ReproduceConfig:
     source : object, optional
         Where the finetuning images come from (:mod:`analyze.reproduce.sources`; None: render
         the avatars, :class:`~analyze.reproduce.sources.AvatarSource`).
+    bases : tuple of (name, path)
+        Given toolkit checkpoints instead of the recipe's bases (empty: build the recipe's);
+        each name contains its role (:func:`analyze.reproduce.sources.given_bases`).
     """
 
     n: int = 9000  # the natural n = 4096 cell needs 5120 rows of the 60% train split
@@ -162,6 +165,7 @@ class ReproduceConfig:
     title: str = "biastransfer reproduce: the papers' findings on procedural avatars"
     sensitive: str = SENSITIVE
     source: object = None  # None: the avatars (analyze.reproduce.sources)
+    bases: tuple = ()  # given (name, checkpoint) pairs instead of the recipe's bases
 
 
 PRESETS = {

@@ -150,10 +150,59 @@ def recipe_path(config) -> Path:
 
 
 def config_bases(config) -> list[dict]:
-    """The ``[[bases]]`` of the config's recipe."""
+    """The run's bases as ``[[bases]]`` entries: the given checkpoints' (:func:`given_bases`) or the recipe's."""
     from extract.pretrain import load_recipe
 
+    if getattr(config, "bases", ()):
+        return given_bases(config.bases)
     return load_recipe(recipe_path(config))["bases"]
+
+
+def parse_bases(text: str) -> tuple:
+    """``"NAME=PATH,NAME=PATH"`` -> ``((NAME, PATH), ...)``; each NAME names its role (biased, control, scratch)."""
+    from extract.parsing import split_list
+
+    pairs = []
+    for item in split_list(text):
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise UserError(f"--bases entry {item!r} is not NAME=PATH; write e.g. "
+                            "my-biased=bases/b.pt,my-control-hat=bases/h.pt,my-control-bangs=bases/g.pt.")
+        pairs.append((name.strip(), str(Path(path.strip()).expanduser())))
+    if len({n for n, _ in pairs}) != len(pairs):
+        raise UserError(f"--bases repeats a name among {[n for n, _ in pairs]}; give each base its own name.")
+    return tuple(pairs)
+
+
+def given_bases(pairs) -> list[dict]:
+    """``[[bases]]``-like entries (name, role, attributes, path) of given toolkit checkpoints.
+
+    The role is the word of :data:`ROLE_WORDS` the name contains, and the name must be the one
+    the checkpoint records (the cells' records name their base by it); a control's pretraining
+    labels are the ``attributes`` its checkpoint records (``biastransfer pretrain`` writes them).
+    """
+    from extract.backbones import load_checkpoint
+
+    entries = []
+    for name, path in pairs:
+        roles = [r for r in ROLE_WORDS if r in name]
+        if len(roles) != 1:
+            raise UserError(f"--bases name {name!r} must contain exactly one of {list(ROLE_WORDS)} (its role), e.g. "
+                            f"my-control-hat.")
+        if not Path(path).is_file():
+            raise UserError(f"the checkpoint {path} of base {name!r} does not exist; pass a file that "
+                            "`biastransfer pretrain` wrote.")
+        meta = load_checkpoint(path).extra.get("checkpoint_meta", {})
+        recorded = meta.get("name", Path(path).stem)
+        if recorded != name:  # every cell's record names its base by the checkpoint's own name
+            raise UserError(f"the checkpoint {path} records the base name {recorded!r}; pass it as "
+                            f"{recorded}={path} (a name that contains its role), or rename the base when pretraining.")
+        attributes = list(meta.get("attributes", [])) if roles[0] != "scratch" else []
+        if roles[0] == "control" and not attributes:
+            raise UserError(f"the control checkpoint {path} records no pretraining attributes; pass a checkpoint "
+                            "that `biastransfer pretrain` wrote, or build the bases with --recipe.")
+        entries.append({"name": name, "role": roles[0], "attributes": attributes, "path": path})
+    return entries
 
 
 def _columns(meta: pd.DataFrame) -> str:
@@ -176,9 +225,9 @@ def check_dataset(meta: pd.DataFrame, config, *, dataset: str) -> None:
     for base in config_bases(config):
         missing = [a for a in base.get("attributes", ()) if a not in meta.columns]
         if missing:
-            raise UserError(f"the recipe {Path(str(config.recipe)).name} pretrains {base['name']!r} on {missing[0]!r}, "
-                            f"which is not a column of the {dataset} dataset; pass a --recipe whose bases use its "
-                            f"attributes ({_columns(meta)}).")
+            where = "the given checkpoint" if "path" in base else f"the recipe {Path(str(config.recipe)).name}"
+            raise UserError(f"{where} pretrains {base['name']!r} on {missing[0]!r}, which is not a column of the "
+                            f"{dataset} dataset; pass bases pretrained on its attributes ({_columns(meta)}).")
     for split in ("train", "val", "test"):
         if not (meta["split"] == split).any():
             raise UserError(f"the {dataset} dataset has no {split!r} rows; give the manifest a split column with "
@@ -224,28 +273,32 @@ def recipe_pair(bases: list[dict]) -> tuple[str, str]:
     return controls[0]["attributes"][0], controls[1]["attributes"][0]
 
 
-def for_dataset(config, source: DatasetSource, *, sensitive: str, targets: tuple, recipe: str):
-    """``config`` (a preset) run on ``source``: its sensitive attribute, targets and bases' recipe.
+def for_dataset(config, source: DatasetSource, *, sensitive: str, targets: tuple, recipe: str | None = None,
+                bases: tuple = ()):
+    """``config`` (a preset) run on ``source``: its sensitive attribute, targets, and the bases' recipe
+    or given checkpoints (``bases``: ``((name, path), ...)``, see :func:`parse_bases`).
 
     The first target is the finetuned one; salience is estimated on every target; every
-    control of the recipe is compared, and its first two controls' labels are the pairs
-    experiment's A and B.
+    control is compared, and the first two controls' labels are the pairs experiment's A and B.
     """
+    if bool(recipe) == bool(bases):
+        raise UserError("give the bases either as a recipe (--recipe) or as checkpoints (--bases), one of the two.")
     if not targets:
         raise UserError("no targets given; pass --targets A,B,C (binary attribute columns of the dataset).")
     if sensitive in targets:
         raise UserError(f"the sensitive attribute {sensitive!r} is also a target; leave it out of --targets.")
     config = replace(config, source=source, sensitive=sensitive, targets=tuple(targets), finetune_target=targets[0],
-                     salience_targets=None, controls=None, recipe=str(recipe), finetune_bases=None,
+                     salience_targets=None, controls=None, recipe=None if recipe is None else str(recipe),
+                     bases=tuple(bases), finetune_bases=None,
                      title=f"biastransfer reproduce: the papers' findings on the {source.name} dataset "
                            f"(sensitive attribute {sensitive})")
     bases = config_bases(config)
     shared = sorted({a for b in bases for a in b.get("attributes", ())} & set(targets))
     if shared:
-        raise UserError(f"the target {shared[0]!r} is a pretraining label of a base in {config.recipe}; no pretraining "
-                        "label may determine a target, drop it from --targets or from the recipe.")
+        raise UserError(f"the target {shared[0]!r} is a pretraining label of one of the bases; no pretraining label "
+                        "may determine a target, drop it from --targets or choose other bases.")
     return replace(config, pair=recipe_pair(bases))
 
 
-__all__ = ["RECIPE", "AvatarSource", "DatasetSource", "check_dataset", "config_bases", "for_dataset", "recipe_pair",
-           "recipe_path", "source_of"]
+__all__ = ["RECIPE", "AvatarSource", "DatasetSource", "check_dataset", "config_bases", "for_dataset", "given_bases",
+           "parse_bases", "recipe_pair", "recipe_path", "source_of"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analyze.reproduce.sources import RECIPE, recipe_path, source_of
+from analyze.reproduce.sources import RECIPE, config_bases, recipe_path, source_of
 from analyze.runners import RUNNERS
 from extract.errors import UserError
 
@@ -145,6 +145,12 @@ def pretrain(run: PipelineRun) -> None:
     """Stage: build (or reuse) the recipe's bases at the config's size."""
     from extract.pretrain import run_recipe
 
+    if run.config.bases:  # given checkpoints (analyze.reproduce.sources.given_bases)
+        entries = config_bases(run.config)
+        run.bases, run.roles = {b["name"]: Path(b["path"]) for b in entries}, {b["name"]: b["role"] for b in entries}
+        for name, path in run.bases.items():
+            print(f"  base {name} (given): {path}")
+        return
     recipe, run.roles = _recipe(run.config, run.out)
     run.bases = run_recipe(recipe, out_dir=run.out / "bases", cache_dir=run.out / "avatars",
                            workers=run.config.workers, progress=run.config.progress)
@@ -303,14 +309,12 @@ def underrep_table(stores: dict[str, Path], bases_on: dict[str, str], config) ->
 def pairs(run: PipelineRun) -> None:
     """Stage: write (or reuse) ``underrep.csv``, the pairs experiment on the bases pretrained on A and on B."""
     from extract.io import write_text
-    from extract.pretrain import load_recipe
 
     run.underrep = path = run.out / "underrep.csv"
     if path.exists():
         print(f"  reused {path}")
         return
-    recipe = load_recipe(recipe_path(run.config))
-    on = {a: b["name"] for b in recipe["bases"] if b["role"] == "control" for a in b.get("attributes", ())}
+    on = {a: b["name"] for b in config_bases(run.config) if b["role"] == "control" for a in b.get("attributes", ())}
     pair = run.config.pair
     write_text(path, underrep_table(run.stores, {"A": on[pair[0]], "B": on[pair[1]]}, run.config).to_csv(index=False))
 
