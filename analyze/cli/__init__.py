@@ -52,8 +52,9 @@ VERBS = {
     "collect": ("analyze.cli.collect", "fold result records (one JSON per cell) into one table (CSV or Parquet)"),
     "plan": ("analyze.cli.plan", "curation planner: the correlation move that halves the stereotype FPR gap"),
     "report": ("analyze.cli.report", "a Markdown and a self-contained HTML report from a collected results table"),
-    "reproduce": ("analyze.cli.reproduce", "run the grids the papers' findings need on the avatars and write the "
-                  "findings table (reproduced / contradicted / inconclusive) and a report"),
+    "reproduce": ("analyze.cli.reproduce", "run the grids the papers' findings need (on the avatars, or on your own "
+                  "labelled images) and write the findings table (reproduced / contradicted / inconclusive) and a "
+                  "report"),
 }
 COMMAND_MODULES = list(dict.fromkeys(module for module, _ in VERBS.values()))
 

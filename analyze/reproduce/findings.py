@@ -609,6 +609,10 @@ def salience_finding(salience: pd.DataFrame | None, *, truth: str = "true_log_ra
     rule = f"Spearman rho >= {SALIENCE_FLOOR:g} and its interval lies above 0"
     if salience is None or salience.empty:
         return finding_row("6", name, inconclusive(rule, "no salience table"), deviation=SALIENCE_OWN)
+    if truth not in salience.columns:  # a given dataset (analyze.reproduce.sources): no generator, no truth
+        return finding_row("6", name, inconclusive(rule, f"skipped: the dataset has no generator's {truth} (only the "
+                                                         "rendered avatars do), so the estimates cannot be checked"),
+                           deviation=SALIENCE_OWN)
     if truth not in salience.columns or salience[truth].notna().sum() < 4:
         return finding_row("6", name, inconclusive(rule, f"fewer than four targets with the generator's {truth}"),
                            deviation=SALIENCE_OWN)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-SENSITIVE = "dark_skin"
+SENSITIVE = "dark_skin"  # the avatars' sensitive attribute: ReproduceConfig.sensitive's default
 ROLES = ("biased", "control", "best_control", "scratch", "imagenet", "pair_a", "pair_b")
 
 
@@ -55,22 +55,23 @@ def _curation_specs(meta: pd.DataFrame, targets, config, *, seeds) -> list:
 
     specs = []
     for t in targets:
-        toward = {lvl: level_toward_stereotype(meta, t, SENSITIVE, lvl) for lvl in (0.8, 0.7)}
+        toward = {lvl: level_toward_stereotype(meta, t, config.sensitive, lvl) for lvl in (0.8, 0.7)}
         for s in seeds:
-            specs += [Correlation(t, SENSITIVE, toward[lvl], n=config.curation_n, seed=s) for lvl in (0.8, 0.7)]
-            specs += [SubSelection(t, SENSITIVE, toward[lvl], base_n=config.subselection_n, base_level=toward[0.8],
+            specs += [Correlation(t, config.sensitive, toward[lvl], n=config.curation_n, seed=s) for lvl in (0.8, 0.7)]
+            specs += [SubSelection(t, config.sensitive, toward[lvl], base_n=config.subselection_n, base_level=toward[0.8],
                                    seed=s) for lvl in (0.8, 0.7)]
     return specs
 
 
 def _inheritance_specs(targets, config, *, seeds) -> list:
-    """Findings 1 and 2: the natural set and the paper's skewz set (``dark_skin`` at 80% of the
+    """Findings 1 and 2: the natural set and the paper's skewz set (``config.sensitive``, the avatars' ``dark_skin``, at 80% of the
     positives and 20% of the negatives for every target) at ``paper_n``."""
     from analyze.reproduce.measures import skewz_spec
     from analyze.subsets import Natural
 
     return [spec for t in targets for s in seeds
-            for spec in (Natural(t, SENSITIVE, n=config.paper_n, seed=s), skewz_spec(t, n=config.paper_n, seed=s))]
+            for spec in (Natural(t, config.sensitive, n=config.paper_n, seed=s),
+                         skewz_spec(t, config.sensitive, n=config.paper_n, seed=s))]
 
 
 def paper_probe_specs(meta: pd.DataFrame, config) -> list:
@@ -80,7 +81,7 @@ def paper_probe_specs(meta: pd.DataFrame, config) -> list:
     from analyze.subsets import Natural
 
     specs = _inheritance_specs(config.targets, config, seeds=config.seeds)
-    specs += [Natural(t, SENSITIVE, n=n, seed=s) for t in config.targets for s in config.seeds
+    specs += [Natural(t, config.sensitive, n=n, seed=s) for t in config.targets for s in config.seeds
               for n in sorted(set(config.sizes) - {config.paper_n})]
     return specs + _curation_specs(meta, config.targets, config, seeds=config.seeds)
 
@@ -94,7 +95,7 @@ def paper_finetune_groups(meta: pd.DataFrame, config) -> list[CellGroup]:
     groups = [CellGroup("R1/R2: natural and skewz sets", ("biased", "control"),
                         tuple(_inheritance_specs(config.finetune_targets or config.targets, config, seeds=seeds))),
               CellGroup("R3: natural n-sweep", ("biased", "best_control"),
-                        tuple(Natural(t, SENSITIVE, n=n, seed=s) for t in sweep for s in seeds
+                        tuple(Natural(t, config.sensitive, n=n, seed=s) for t in sweep for s in seeds
                               for n in sorted(set(config.finetune_sizes) - {config.paper_n}))),
               CellGroup("R4: 20% -> 30% counter-stereotypical positives", ("imagenet", "scratch", "biased"),
                         tuple(_curation_specs(meta, config.curation_targets or config.targets, config, seeds=seeds)))]
@@ -116,11 +117,11 @@ def demo_probe_specs(meta: pd.DataFrame, config) -> list:
     and a skewed set (80% of positives in the target's stereotypical group), per target and seed."""
     from analyze.subsets import Correlation, Natural, Skew, level_toward_stereotype
 
-    targets, n, seeds = config.targets, config.probe_n, config.seeds
-    specs = [Correlation(t, SENSITIVE, level, n=n, seed=s) for t in targets for level in config.levels for s in seeds]
+    targets, n, seeds, sensitive = config.targets, config.probe_n, config.seeds, config.sensitive
+    specs = [Correlation(t, sensitive, level, n=n, seed=s) for t in targets for level in config.levels for s in seeds]
     # the paper's regression conditions: the natural set, and a skewed one with 80% of positives stereotypical
-    specs += [Natural(t, SENSITIVE, n=n, seed=s) for t in targets for s in seeds]
-    specs += [Skew(t, SENSITIVE, level_toward_stereotype(meta, t, SENSITIVE, 0.8), n=n, seed=s)
+    specs += [Natural(t, sensitive, n=n, seed=s) for t in targets for s in seeds]
+    specs += [Skew(t, sensitive, level_toward_stereotype(meta, t, sensitive, 0.8), n=n, seed=s)
               for t in targets for s in seeds]
     return specs
 
@@ -130,8 +131,8 @@ def demo_finetune_specs(meta: pd.DataFrame, config) -> list:
     naturally associated group) and balance, ``finetune_n`` rows."""
     from analyze.subsets import Correlation, level_toward_stereotype
 
-    t = config.finetune_target
-    return [Correlation(t, SENSITIVE, level_toward_stereotype(meta, t, SENSITIVE, level), n=config.finetune_n, seed=s)
+    t, sensitive = config.finetune_target, config.sensitive
+    return [Correlation(t, sensitive, level_toward_stereotype(meta, t, sensitive, level), n=config.finetune_n, seed=s)
             for level in (1.0, 0.5) for s in config.finetune_seeds]
 
 

@@ -44,6 +44,7 @@ from pathlib import Path
 
 from analyze.reproduce import stages
 from analyze.reproduce.grids import (
+    SENSITIVE,
     demo_finetune_specs,
     demo_probe_specs,
     paper_finetune_groups,
@@ -163,6 +164,14 @@ class ReproduceConfig:
         The preset's time budget; the run prints its time against it (an overrun is said).
     title : str
         The report's title.
+    sensitive : str
+        The sensitive attribute of every grid (the avatars': ``dark_skin``).
+    source : object, optional
+        Where the finetuning images come from (:mod:`analyze.reproduce.sources`; None: render
+        the avatars, :class:`~analyze.reproduce.sources.AvatarSource`).
+    bases : tuple of (name, path)
+        Given toolkit checkpoints instead of the recipe's bases (empty: build the recipe's);
+        each name contains its role (:func:`analyze.reproduce.sources.given_bases`).
     """
 
     n: int = 20000  # the natural n = 4096 cell and the 30% curation cells need the rows
@@ -209,6 +218,9 @@ class ReproduceConfig:
     deviation: str = ""
     budget_s: float | None = None
     title: str = "biastransfer reproduce: the papers' findings on procedural avatars"
+    sensitive: str = SENSITIVE
+    source: object = None  # None: the avatars (analyze.reproduce.sources)
+    bases: tuple = ()  # given (name, checkpoint) pairs instead of the recipe's bases
 
 
 #: Deviations every avatar preset shares (the findings table's ``deviation`` column).
@@ -270,7 +282,7 @@ DEFAULT_PRESET = "cpu"
 #: :class:`~analyze.reproduce.stages.PipelineRun` from :mod:`analyze.reproduce.stages`.
 PIPELINES = {
     "reproduce": (
-        ("render the avatar dataset", ("render",)),
+        ("the dataset: render the avatars, or check the given one", ("render",)),
         ("pretrain the biased, control and scratch bases", ("pretrain",)),
         ("extract features of every base", ("extract",)),
         ("estimate salience and check it against the generator", ("salience",)),

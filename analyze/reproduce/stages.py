@@ -17,11 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analyze.reproduce.grids import SENSITIVE
+from analyze.reproduce.sources import RECIPE, config_bases, recipe_path, source_of
 from analyze.runners import RUNNERS
 from extract.errors import UserError
 
-RECIPE = Path(__file__).resolve().parents[2] / "data" / "recipes" / "avatars-bases.toml"
 IMAGENET = "efficientnet_lite0.imagenet"
 
 
@@ -67,14 +66,6 @@ class Stage:
             print(f"{self.label}: done in {self.seconds:.1f} s", flush=True)
 
 
-def recipe_path(config) -> Path:
-    """The recipe file of ``config`` (a name in ``data/recipes`` or a path; None: ``avatars-bases.toml``)."""
-    if config.recipe is None:
-        return RECIPE
-    path = Path(config.recipe).expanduser()
-    return path if path.parent != Path(".") or path.exists() else RECIPE.with_name(config.recipe)
-
-
 def base_kinds(bases: dict[str, Path]) -> dict[str, str]:
     """Backbone name -> base kind label used by the effects and plots."""
     kinds = {}
@@ -118,23 +109,25 @@ def render_avatars(out: Path, *, n: int, size: int, seed: int, workers) -> Path:
 
 
 def render(run: PipelineRun) -> None:
-    """Stage: the finetuning dataset."""
-    c = run.config
-    run.cache = render_avatars(run.out, n=c.n, size=c.size, seed=c.seed, workers=c.workers)
+    """Stage: the finetuning dataset, from the config's source (the avatars rendered, or a given dataset checked)."""
+    run.cache = source_of(run.config).prepare(run.out, run.config, render=render_avatars)
 
 
-def _recipe(config) -> tuple[dict, dict[str, str]]:
-    """The recipe at the config's size and sizes, its controls cut to ``controls`` (and the pair's)."""
+def _adapter(run: PipelineRun):
+    """The finetuning images' adapter (the source's, over what :func:`render` prepared)."""
+    return source_of(run.config).adapter(run.cache)
+
+
+def _recipe(config, out: Path) -> tuple[dict, dict[str, str]]:
+    """The recipe at the config's size and sizes, its data from the config's source, its controls
+    cut to ``controls`` (and the pair's)."""
     from extract.pretrain import load_recipe
 
     recipe = load_recipe(recipe_path(config))
-    data = recipe["data"]
-    data["size"] = recipe["model"]["image_size"] = config.size
-    if config.pretrain_n is not None:
-        data["n"] = config.pretrain_n
+    recipe["model"]["image_size"] = config.size
     if config.pretrain_epochs is not None:
         recipe["train"]["epochs"] = config.pretrain_epochs
-    data["cache"] = f"pretrain-avatars-{data['n']}-{config.size}px-seed{data['seed']}.h5"
+    recipe["data"] = source_of(config).pretrain_data(recipe["data"], config, out)
     roles = {b["name"]: b["role"] for b in recipe["bases"]}
     labels = {a: b["name"] for b in recipe["bases"] if b["role"] == "control" for a in b.get("attributes", ())}
     missing = [a for a in config.pair if a not in labels]
@@ -156,7 +149,13 @@ def pretrain(run: PipelineRun) -> None:
     """Stage: build (or reuse) the recipe's bases at the config's size."""
     from extract.pretrain import run_recipe
 
-    recipe, run.roles = _recipe(run.config)
+    if run.config.bases:  # given checkpoints (analyze.reproduce.sources.given_bases)
+        entries = config_bases(run.config)
+        run.bases, run.roles = {b["name"]: Path(b["path"]) for b in entries}, {b["name"]: b["role"] for b in entries}
+        for name, path in run.bases.items():
+            print(f"  base {name} (given): {path}")
+        return
+    recipe, run.roles = _recipe(run.config, run.out)
     run.bases = run_recipe(recipe, out_dir=run.out / "bases", cache_dir=run.out / "avatars",
                            workers=run.config.workers, progress=run.config.progress)
     for name, path in run.bases.items():
@@ -166,13 +165,12 @@ def pretrain(run: PipelineRun) -> None:
 def extract(run: PipelineRun) -> None:
     """Stage: a feature store per base (reused when it matches), plus ImageNet when asked and installed."""
     from extract.backbones import create_backbone
-    from extract.datasets.avatars import AvatarAdapter
     from extract.extraction import ExtractOptions, extract_features
 
-    adapter, options = AvatarAdapter(run.cache), ExtractOptions(device="cpu", progress=run.config.progress)
-    folder = run.out / "stores"
+    adapter, options = _adapter(run), ExtractOptions(device="cpu", progress=run.config.progress)
+    folder, label = run.out / "stores", source_of(run.config).name
     for name, checkpoint in run.bases.items():
-        run.stores[name] = extract_features(adapter, create_backbone(checkpoint), folder / f"avatars__{name}.h5",
+        run.stores[name] = extract_features(adapter, create_backbone(checkpoint), folder / f"{label}__{name}.h5",
                                             options=options)
     if not run.config.imagenet:
         return
@@ -182,7 +180,7 @@ def extract(run: PipelineRun) -> None:
     except UserError as exc:
         print(f"  skipping {IMAGENET}: {exc}")
     else:
-        run.stores[IMAGENET] = extract_features(adapter, backbone, folder / f"avatars__{IMAGENET}.h5",
+        run.stores[IMAGENET] = extract_features(adapter, backbone, folder / f"{label}__{IMAGENET}.h5",
                                                 options=options)
 
 
@@ -190,22 +188,25 @@ def extract(run: PipelineRun) -> None:
 
 
 def salience(run: PipelineRun) -> None:
-    """Stage: salience per target checked against the generator (``salience.csv``, reused when present)."""
+    """Stage: salience per target, checked against the generator's truth where the source has one
+    (``salience.csv``, reused when present)."""
     from analyze.salience.config import SalienceConfig
     from analyze.salience.estimate import validate_salience
     from analyze.salience.table import salience_table
-    from extract.datasets.avatars import AvatarAdapter
     from extract.io import write_text
 
     config, path = run.config, run.out / "salience.csv"
     if path.exists():
         table = pd.read_csv(path)
     else:
-        adapter = AvatarAdapter(run.cache)
+        adapter = _adapter(run)
         targets = list(dict.fromkeys([*config.targets, *(config.salience_targets or ())]))
-        table = salience_table(targets, SENSITIVE, adapter=adapter, progress=config.progress, config=SalienceConfig(
-            method=config.salience_method, replicates=config.salience_replicates, seed=config.seed))
-        table = validate_salience(table, adapter.signal_strength, sensitive=SENSITIVE).table
+        table = salience_table(targets, config.sensitive, adapter=adapter, progress=config.progress,
+                               config=SalienceConfig(method=config.salience_method,
+                                                     replicates=config.salience_replicates, seed=config.seed))
+        truth = source_of(config).truth(adapter)
+        if truth is not None:
+            table = validate_salience(table, truth, sensitive=config.sensitive).table
         write_text(path, table.to_csv(index=False))
     shown = [c for c in ("target", "salience", "ci_low", "ci_high", "true_log_ratio") if c in table.columns]
     print(table[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -247,14 +248,11 @@ def finetune_settings(config, role: str):
 def role_bases(run: PipelineRun) -> dict[str, list[tuple[str, str]]]:
     """Role -> [(base name, base to load)] (:data:`~analyze.reproduce.grids.ROLES`; ``best_control``
     is resolved after the groups before it have run)."""
-    from extract.pretrain import load_recipe
-
     found = {role: [] for role in ("biased", "control", "scratch", "imagenet", "pair_a", "pair_b")}
     for name, path in run.bases.items():
         if run.roles.get(name) in found:
             found[run.roles[name]].append((name, str(path)))
-    recipe = load_recipe(recipe_path(run.config))
-    on = {a: b["name"] for b in recipe["bases"] if b["role"] == "control" for a in b.get("attributes", ())}
+    on = {a: b["name"] for b in config_bases(run.config) if b["role"] == "control" for a in b.get("attributes", ())}
     for role, attr in zip(("pair_a", "pair_b"), run.config.pair):
         if on.get(attr) in run.bases:
             found[role].append((on[attr], str(run.bases[on[attr]])))
@@ -307,11 +305,10 @@ def finetunes(run: PipelineRun) -> None:
     """Stage: the preset's full finetunes: W&R's groups on the bases of their roles, or a plain
     grid on ``finetune_bases`` (None: the biased base and every control)."""
     from analyze.reproduce.grids import CellGroup
-    from extract.datasets.avatars import AvatarAdapter
 
     config = run.config
     run.results = run.out / "results"
-    adapter = AvatarAdapter(run.cache)
+    adapter = _adapter(run)
     grid = config.finetune_grid(adapter.metadata(), config)
     if grid and not isinstance(grid[0], CellGroup):
         chosen = [(name, str(path), run.roles.get(name, "")) for name, path in run.bases.items()
@@ -408,14 +405,12 @@ def finetune_pairs(table: pd.DataFrame, bases_on: dict[str, str]) -> pd.DataFram
 def pairs(run: PipelineRun) -> None:
     """Stage: write (or reuse) ``underrep.csv``, the pairs experiment on the bases pretrained on A and on B."""
     from extract.io import write_text
-    from extract.pretrain import load_recipe
 
     run.underrep = path = run.out / "underrep.csv"
     if path.exists():
         print(f"  reused {path}")
         return
-    recipe = load_recipe(recipe_path(run.config))
-    on = {a: b["name"] for b in recipe["bases"] if b["role"] == "control" for a in b.get("attributes", ())}
+    on = {a: b["name"] for b in config_bases(run.config) if b["role"] == "control" for a in b.get("attributes", ())}
     pair = run.config.pair
     write_text(path, underrep_table(run.stores, {"A": on[pair[0]], "B": on[pair[1]]}, run.config).to_csv(index=False))
 
@@ -556,10 +551,7 @@ def plan(run: PipelineRun) -> None:
 
 def pairs_table(run: PipelineRun) -> pd.DataFrame:
     """The pairs experiment's probe rows (``underrep.csv``) and finetune rows (from the collected records)."""
-    from extract.pretrain import load_recipe
-
-    recipe = load_recipe(recipe_path(run.config))
-    on = {a: b["name"] for b in recipe["bases"] if b["role"] == "control" for a in b.get("attributes", ())}
+    on = {a: b["name"] for b in config_bases(run.config) if b["role"] == "control" for a in b.get("attributes", ())}
     paths = {role: (on[attr], str(run.bases[on[attr]])) for role, attr in zip(("A", "B"), run.config.pair)
              if on.get(attr) in run.bases}
     probe = pd.read_csv(run.underrep) if run.underrep is not None and run.underrep.exists() else pd.DataFrame()
@@ -574,11 +566,10 @@ def findings(run: PipelineRun) -> None:
     from analyze.reproduce.claims import ClaimOptions
     from analyze.reproduce.findings import build_findings, findings_markdown, write_findings
     from analyze.reproduce.measures import target_table
-    from extract.datasets.avatars import AvatarAdapter
 
     config = run.config
     salience = pd.read_csv(run.salience)
-    targets = target_table(AvatarAdapter(run.cache).metadata(), config.targets, SENSITIVE,
+    targets = target_table(_adapter(run).metadata(), config.targets, config.sensitive,
                            saliency=dict(zip(salience["target"], salience["salience"])))
     deviation = config.deviation
     if config.salience_method != "scratch":
