@@ -250,13 +250,21 @@ def _cells(meta: pd.DataFrame, config) -> list:
     """Every cell the run draws: the probe and finetune grids and the pairs experiment's sets."""
     from analyze.subsets import Underrepresentation
 
+    from analyze.reproduce.grids import CellGroup
+
     try:
-        specs = [*config.probe_grid(meta, config), *config.finetune_grid(meta, config)]
+        finetunes = config.finetune_grid(meta, config)
     except UserError as exc:
         raise UserError(f"the preset's cells cannot be built on this dataset: {_lower(exc)}.") from None
+    try:
+        specs = [*config.probe_grid(meta, config)]
+    except UserError as exc:
+        raise UserError(f"the preset's cells cannot be built on this dataset: {_lower(exc)}.") from None
+    for item in finetunes:  # a paper preset's groups of cells, or a plain list of cells
+        specs += list(item.specs) if isinstance(item, CellGroup) else [item]
     a, b = config.pair
-    return specs + [Underrepresentation(a, b, share, n=config.pair_n, seed=s)
-                    for share in config.pair_shares for s in config.seeds]
+    return specs + [Underrepresentation(a, b, share, n=n, seed=s)
+                    for n in config.pair_sizes for share in config.pair_shares for s in config.seeds]
 
 
 def recipe_pair(bases: list[dict]) -> tuple[str, str]:
@@ -278,7 +286,8 @@ def for_dataset(config, source: DatasetSource, *, sensitive: str, targets: tuple
     """``config`` (a preset) run on ``source``: its sensitive attribute, targets, and the bases' recipe
     or given checkpoints (``bases``: ``((name, path), ...)``, see :func:`parse_bases`).
 
-    The first target is the finetuned one; salience is estimated on every target; every
+    The first target is the finetuned one (the preset's subsets of finetuned, n-swept and curation
+    targets take the first as many given targets); salience is estimated on every target; every
     control is compared, and the first two controls' labels are the pairs experiment's A and B.
     """
     if bool(recipe) == bool(bases):
@@ -287,6 +296,10 @@ def for_dataset(config, source: DatasetSource, *, sensitive: str, targets: tuple
         raise UserError("no targets given; pass --targets A,B,C (binary attribute columns of the dataset).")
     if sensitive in targets:
         raise UserError(f"the sensitive attribute {sensitive!r} is also a target; leave it out of --targets.")
+    # the preset's target subsets (the finetuned, n-swept and curation targets) become as many of the given targets
+    subsets = {name: tuple(targets[:len(chosen)]) for name in ("finetune_targets", "sweep_targets", "curation_targets")
+               if (chosen := getattr(config, name, None))}
+    config = replace(config, **subsets)
     config = replace(config, source=source, sensitive=sensitive, targets=tuple(targets), finetune_target=targets[0],
                      salience_targets=None, controls=None, recipe=None if recipe is None else str(recipe),
                      bases=tuple(bases), finetune_bases=None,
