@@ -165,13 +165,15 @@ ATTRIBUTES = (SENSITIVE, *TARGETS)
 # W&R's Wearing_Hat, Chubby and Bangs: independent of dark_skin in the pretraining data (the
 # independent preset), and none decides whether a target is drawn.
 PAPER_CONTROLS = ("hat", "blazer", "smiling")
-# The targets of the paper's design, most salient first (signal strength at 64 px): every
-# one reaches natural-set probe AUC >= 0.70 at n = 128 on every pretrained base of the
-# recipe (biased and the three controls), none is a control's label, and in the celeba-like
-# preset some are more frequent among dark-skinned avatars and some less. The measurement
-# (3 seeds, commands and the full table) is in docs/science.md, "Avatar targets".
-PAPER_TARGETS = ("backdrop", "dark_clothes", "gray_hair", "long_hair", "blond_hair", "eyewear", "hoodie",
-                 "facial_hair", "eyepatch")
+# The targets of the paper's design, most salient first (signal strength at 64 px): those that
+# reach natural-set probe AUC >= 0.70 at n = 128 (mean of 3 seeds) on every pretrained base of
+# the recipe (biased and the three controls), none a control's label; in the celeba-like preset
+# two are more frequent among dark-skinned avatars (backdrop, eyewear) and two less
+# (dark_clothes, long_hair). Only four of the fourteen targets qualify, not the eight issue 26
+# asks for: the hat and blazer controls lose the small facial parts (facial_hair, eyepatch,
+# blond_hair at 0.59-0.69). Measurement, commands and the full table: docs/science.md section 2,
+# "Avatar targets every base can learn".
+PAPER_TARGETS = ("backdrop", "dark_clothes", "long_hair", "eyewear")
 
 # Named uniform draws of one avatar, in draw order (never reorder: it changes every image;
 # append new draws at the end).
