@@ -27,7 +27,7 @@ def test_labels_are_the_binned_draws_of_each_image(adapter):
     labels = factor_labels(adapter, ["eyes", "clothing_color", "shift_x"], rows=[0, 5, 299])
     for k, row in enumerate([0, 5, 299]):
         draw = render.draw_nuisance(render.nuisance_rng(11, STREAM_IMAGES, row))
-        for j, (name, bins) in enumerate((("eyes", 6), ("clothing_color", 14), ("shift_x", 3))):
+        for j, (name, bins) in enumerate((("eyes", 6), ("clothing_color", 4), ("shift_x", 3))):
             assert labels[k, j] == int(draw[render.NUISANCE_FIELDS.index(name)] * bins)
     assert labels.dtype == np.int64
 
@@ -37,7 +37,7 @@ def test_part_factors_pick_whole_parts_in_both_classes():
     for field, classes in (("eyes", (render.CLOSED_EYES, render.OPEN_EYES)), ("mouth", (render.SMILING, render.NOT_SMILING)),
                            ("eyebrows", (render.RAISED_EYEBROWS, render.OTHER_EYEBROWS)),
                            ("hair_color", (render.BLOND, render.NOT_BLOND)), ("clothing", (render.BLAZER, render.OTHER_CLOTHES)),
-                           ("clothing_color", (render.CLOTHING_COLORS,)), ("hat", (render.HATS,)), ("eyewear", (render.EYEWEAR,))):
+                           ("clothing_color", (render.DARK_CLOTHES, render.LIGHT_CLOTHES)), ("hat", (render.HATS,)), ("eyewear", (render.EYEWEAR,))):
         bins = FACTOR_BINS[field]
         for options in classes:
             edges = np.linspace(0, 1, 8 * bins, endpoint=False)
@@ -92,7 +92,7 @@ def test_pretraining_with_factors_learns_them_and_records_them(adapter):
                    device="cpu", progress=False)
     with_f, history = pretrain(adapter, factors=["clothing_color", "bg_hue"], **options)
     without, plain = pretrain(adapter, **options)
-    assert history["config"]["factors"] == {"clothing_color": 14, "bg_hue": 6}
+    assert history["config"]["factors"] == {"clothing_color": 4, "bg_hue": 6}
     assert plain["config"]["factors"] == {} and "per_factor" not in plain["final"]["train"]
     assert len(history["data"]["factor_labels_sha256"]) == 64
     per = history["final"]["train"]["per_factor"]

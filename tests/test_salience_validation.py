@@ -33,7 +33,7 @@ def test_probe_salience_ranks_targets_like_the_generator(adapter):
     check = validate_salience(table, adapter.signal_strength, sensitive="dark_skin")
     print("\n" + check.table[["target", "salience", "ci_low", "ci_high", "A_y", "A_s", "true_log_ratio"]].to_string())
     print(f"Spearman = {check.spearman:.3f} over {len(table)} targets")
-    assert len(table) == 9 and check.spearman >= 0.8
+    assert len(table) == len(TARGETS) and check.spearman >= 0.8
     assert table[["A_y", "A_s"]].apply(lambda c: c.between(0.5, 1.0)).all().all()
     assert table["salience"].between(0, 1).all() and (table["n_models"] == 6).all()
     assert ((table["ci_low"] <= table["salience"]) & (table["salience"] <= table["ci_high"])).all()

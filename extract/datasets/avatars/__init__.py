@@ -2,8 +2,9 @@
 
 Faces come from ``python_avatars`` rasterised by ``resvg_py`` on an opaque background.
 Each avatar carries a sensitive attribute (``dark_skin``: skin tone BROWN, DARK_BROWN or
-BLACK vs PALE, LIGHT or YELLOW) and nine binary targets of graded visual salience
-(:data:`TARGETS`). A preset fixes every target's ``(P(t=1|s=1), P(t=1|s=0))``, so the
+BLACK vs PALE, LIGHT or YELLOW) and fourteen binary targets of graded visual salience
+(:data:`TARGETS`; :data:`PAPER_TARGETS` are those every pretrained base of the shipped recipe
+can learn, :data:`PAPER_CONTROLS` the recipe's control labels). A preset fixes every target's ``(P(t=1|s=1), P(t=1|s=0))``, so the
 natural correlation with the sensitive attribute is known exactly; everything else
 (part within class, colours, background, a few pixels of jitter) is a random nuisance.
 
@@ -29,10 +30,10 @@ from extract.datasets.avatars.cache import (
     measure_signal_strength,
     render_dataset,
 )
-from extract.datasets.avatars.render import ATTRIBUTES, SENSITIVE, TARGETS
+from extract.datasets.avatars.render import ATTRIBUTES, PAPER_CONTROLS, PAPER_TARGETS, SENSITIVE, TARGETS
 from extract.datasets.avatars.spec import DEFAULT_PRESET, PRESETS, expected_rates, sample_attributes
 
 __all__ = [
-    "ATTRIBUTES", "PRESETS", "SENSITIVE", "TARGETS", "AvatarAdapter", "RenderSpec", "contact_sheet",
+    "ATTRIBUTES", "PAPER_CONTROLS", "PAPER_TARGETS", "PRESETS", "SENSITIVE", "TARGETS", "AvatarAdapter", "RenderSpec", "contact_sheet",
     "expected_rates", "measure_signal_strength", "render_dataset", "sample_attributes",
 ]

@@ -1,8 +1,8 @@
 """Pixel-level entanglement of each avatar target with the sensitive attribute (skin tone).
 
 A target is *entangled* with skin tone when flipping it alone, all else equal, moves a
-skin-tone classifier: long hair darkens the image, blond hair lightens it, so a model that
-reads skin tone from overall darkness would call long-haired avatars darker. Such a target
+skin-tone classifier: dark clothes darken the image, blond or grey hair lightens it, so a model that
+reads skin tone from overall darkness would call avatars in dark clothes darker. Such a target
 confounds a bias-transfer finding (at balance, a base that encodes darkness already ranks one
 group higher), so the demo's targets are chosen with this measurement at hand.
 

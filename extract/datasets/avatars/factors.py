@@ -41,8 +41,8 @@ FACTOR_BINS: dict[str, int] = {
     "mouth": 2,  # 2 smiles, 2 closed mouths
     "eyebrows": 6,  # 2 raised, 3 other
     "eyes": 6,  # 2 closed, 3 open
-    "clothing": 14,  # 2 blazers, 7 other clothes
-    "clothing_color": 14,  # the 14 clothing colours
+    "clothing": 6,  # 2 blazers, 6 other clothes (the hoodie is an attribute)
+    "clothing_color": 4,  # 4 dark and 4 light colours of the clothes
     "hat_color": 14,
     "graphic": 11,  # the 11 shirt graphics
     "bg_hue": 6,
@@ -50,6 +50,7 @@ FACTOR_BINS: dict[str, int] = {
     "bg_value": 3,
     "shift_x": 3,
     "shift_y": 3,
+    "backdrop_hue": 4,  # the backdrop circle's hue, relative to the background's
 }
 GENERALIST_FACTORS: tuple[str, ...] = tuple(FACTOR_BINS)
 

@@ -88,7 +88,13 @@ SHORT_HAIR = (
 )
 BLOND = (pa.HairColor.BLONDE, pa.HairColor.BLONDE_GOLDEN, pa.HairColor.PLATINUM)
 NOT_BLOND = (pa.HairColor.AUBURN, pa.HairColor.BLACK, pa.HairColor.BROWN, pa.HairColor.BROWN_DARK)
+# Grey hair is drawn only where the hair is not blond (blond_hair takes precedence, so every
+# blond avatar keeps its pixels); the facial hair takes the same colour.
+GRAY_HAIR = pa.HairColor.SILVER_GRAY
 EYEWEAR = tuple(a for a in pa.AccessoryType if a not in (pa.AccessoryType.NONE, pa.AccessoryType.EYEPATCH))
+# The eye patch takes the accessory slot, so it is drawn only without glasses (eyewear
+# takes precedence).
+EYEPATCH = pa.AccessoryType.EYEPATCH
 FACIAL_HAIR = tuple(f for f in pa.FacialHairType if f is not pa.FacialHairType.NONE)
 # Smiles with teeth vs closed mouths; the open DEFAULT smile and open-mouthed expressions
 # are left out so the two classes are clearly apart.
@@ -99,16 +105,23 @@ OTHER_EYEBROWS = (pa.EyebrowType.DEFAULT, pa.EyebrowType.DEFAULT_NATURAL, pa.Eye
 CLOSED_EYES = (pa.EyeType.CLOSED, pa.EyeType.HAPPY)
 OPEN_EYES = (pa.EyeType.DEFAULT, pa.EyeType.SIDE, pa.EyeType.SQUINT)
 BLAZER = (pa.ClothingType.BLAZER_SHIRT, pa.ClothingType.BLAZER_SWEATER)
+# The hoodie is drawn only without a blazer (blazer takes precedence, as a jacket over it).
+HOODIE = pa.ClothingType.HOODIE
 OTHER_CLOTHES = (
     pa.ClothingType.COLLAR_SWEATER,
     pa.ClothingType.GRAPHIC_SHIRT,
-    pa.ClothingType.HOODIE,
     pa.ClothingType.OVERALL,
     pa.ClothingType.SHIRT_CREW_NECK,
     pa.ClothingType.SHIRT_SCOOP_NECK,
     pa.ClothingType.SHIRT_V_NECK,
 )
+# The hat colour is drawn from every clothing colour; the clothes' colour from one of two
+# groups of four (dark_clothes). PINK, RED and the mid blues are left out of the clothes so
+# the groups differ clearly in lightness.
 CLOTHING_COLORS = tuple(pa.ClothingColor)
+DARK_CLOTHES = (pa.ClothingColor.BLACK, pa.ClothingColor.HEATHER, pa.ClothingColor.BLUE_03, pa.ClothingColor.GRAY_02)
+LIGHT_CLOTHES = (pa.ClothingColor.WHITE, pa.ClothingColor.GRAY_01, pa.ClothingColor.PASTEL_BLUE,
+                 pa.ClothingColor.PASTEL_YELLOW)
 # CUSTOM_TEXT would need system fonts, whose availability varies between machines.
 GRAPHICS = tuple(g for g in pa.ClothingGraphic if g not in (pa.ClothingGraphic.NONE, pa.ClothingGraphic.CUSTOM_TEXT))
 
@@ -116,7 +129,14 @@ GRAPHICS = tuple(g for g in pa.ClothingGraphic if g not in (pa.ClothingGraphic.N
 # hat in a photo it hides ``long_hair`` and (except through the facial hair, which takes
 # the hair colour) ``blond_hair``: those labels describe the person, not the pixels, and
 # their measured signal strength includes the occlusion.
-TARGETS = (
+#
+# Draw-order invariant: new attributes are APPENDED (:data:`ADDED_TARGETS`) and sampled from
+# their own stream (:func:`extract.datasets.avatars.spec.sample_attributes`), so the labels of
+# the first nine targets of a seed never change; new nuisance draws are appended to
+# :data:`NUISANCE_FIELDS`, so the existing draws of an image never change either. A new
+# attribute that shares a part slot with an older one (the clothes' colour, the hair colour,
+# the accessory, the clothing type) changes the pixels of avatars where it is drawn.
+FIRST_TARGETS = (
     "hat",
     "eyewear",
     "facial_hair",
@@ -127,13 +147,41 @@ TARGETS = (
     "closed_eyes",
     "blazer",
 )
+# Added for at least eight targets that every base can learn (issue 26): the clothes'
+# lightness, a circular backdrop behind the head (python_avatars' CIRCLE style), the hoodie,
+# grey hair and the eye patch. Like a hat over long hair, blazer hides hoodie, blond_hair
+# hides gray_hair and eyewear hides eyepatch; their signal strength includes that occlusion.
+ADDED_TARGETS = (
+    "dark_clothes",
+    "backdrop",
+    "hoodie",
+    "gray_hair",
+    "eyepatch",
+)
+TARGETS = (*FIRST_TARGETS, *ADDED_TARGETS)
 ATTRIBUTES = (SENSITIVE, *TARGETS)
 
-# Named uniform draws of one avatar, in draw order (never reorder: it changes every image).
+# The control bases' labels of the paper's design (data/recipes/avatars-bases.toml), like
+# W&R's Wearing_Hat, Chubby and Bangs: independent of dark_skin in the pretraining data (the
+# independent preset), and none decides whether a target is drawn.
+PAPER_CONTROLS = ("hat", "blazer", "smiling")
+# The targets of the paper's design, most salient first (signal strength at 64 px): those that
+# reach natural-set probe AUC >= 0.70 at n = 128 (mean of 3 seeds) on every pretrained base of
+# the recipe (biased and the three controls), none a control's label; in the celeba-like preset
+# two are more frequent among dark-skinned avatars (backdrop, eyewear) and two less
+# (dark_clothes, long_hair). Only four of the fourteen targets qualify, not the eight issue 26
+# asks for: the hat and blazer controls lose the small facial parts (facial_hair, eyepatch,
+# blond_hair at 0.59-0.69). Measurement, commands and the full table: docs/science.md section 2,
+# "Avatar targets every base can learn".
+PAPER_TARGETS = ("backdrop", "dark_clothes", "long_hair", "eyewear")
+
+# Named uniform draws of one avatar, in draw order (never reorder: it changes every image;
+# append new draws at the end).
 NUISANCE_FIELDS = (
     "skin", "hat", "hair", "hair_color", "eyewear", "facial_hair", "mouth", "eyebrows",
     "eyes", "clothing", "clothing_color", "hat_color", "graphic",
     "bg_hue", "bg_saturation", "bg_value", "shift_x", "shift_y",
+    "backdrop_hue",
 )
 # The avatar canvas is 264 x 280 SVG units; a square window of this side, centred on the
 # head and shifted by up to +-JITTER units, is what gets rasterised.
@@ -141,6 +189,9 @@ WINDOW = 256
 WINDOW_ORIGIN = (4.0, 12.0)
 JITTER = 8.0
 _SVG_ROOT = 'width="264px" height="280px" viewBox="0 0 264 280"'
+# python_avatars 1.4 paints an unfilled group (drawn black) over the CIRCLE style's coloured
+# circle; it is given the backdrop colour.
+_CIRCLE_FILL = '<g id="circle_Fabric-Color" mask="url(#circle_mask-2)" fill="">'
 
 
 def draw_nuisance(rng: np.random.Generator) -> np.ndarray:
@@ -160,15 +211,42 @@ def _background_hex(draw: Mapping[str, float]) -> str:
     return "#{:02X}{:02X}{:02X}".format(*(int(round(255 * c)) for c in (red, green, blue)))
 
 
+def _backdrop_hex(draw: Mapping[str, float]) -> str:
+    """The backdrop circle's colour: a hue at least a quarter turn from the background's,
+    darker than it, so the circle always stands out."""
+    hue = (draw["bg_hue"] + 0.25 + 0.5 * draw["backdrop_hue"]) % 1.0
+    red, green, blue = colorsys.hsv_to_rgb(hue, 0.55, 0.35 + 0.15 * draw["bg_value"])
+    return "#{:02X}{:02X}{:02X}".format(*(int(round(255 * c)) for c in (red, green, blue)))
+
+
+def _hair_color(attributes: Mapping[str, int], draw: Mapping[str, float]):
+    if attributes["blond_hair"]:
+        return _pick(BLOND, draw["hair_color"])
+    return GRAY_HAIR if attributes["gray_hair"] else _pick(NOT_BLOND, draw["hair_color"])
+
+
+def _clothing(attributes: Mapping[str, int], draw: Mapping[str, float]):
+    if attributes["blazer"]:
+        return _pick(BLAZER, draw["clothing"])
+    return HOODIE if attributes["hoodie"] else _pick(OTHER_CLOTHES, draw["clothing"])
+
+
+def _accessory(attributes: Mapping[str, int], draw: Mapping[str, float]):
+    if attributes["eyewear"]:
+        return _pick(EYEWEAR, draw["eyewear"])
+    return EYEPATCH if attributes["eyepatch"] else pa.AccessoryType.NONE
+
+
 def _avatar(attributes: Mapping[str, int], draw: Mapping[str, float]) -> pa.Avatar:
     """The python_avatars object for one attribute assignment and nuisance draw."""
     if attributes["hat"]:
         top = _pick(HATS, draw["hat"])
     else:
         top = _pick(LONG_HAIR if attributes["long_hair"] else SHORT_HAIR, draw["hair"])
-    hair_color = _pick(BLOND if attributes["blond_hair"] else NOT_BLOND, draw["hair_color"])
+    hair_color = _hair_color(attributes, draw)
     return pa.Avatar(
-        style=pa.AvatarStyle.TRANSPARENT,
+        style=pa.AvatarStyle.CIRCLE if attributes["backdrop"] else pa.AvatarStyle.TRANSPARENT,
+        background_color=_backdrop_hex(draw),
         top=top,
         hat_color=_pick(CLOTHING_COLORS, draw["hat_color"]),
         eyebrows=_pick(RAISED_EYEBROWS if attributes["raised_eyebrows"] else OTHER_EYEBROWS, draw["eyebrows"]),
@@ -179,9 +257,9 @@ def _avatar(attributes: Mapping[str, int], draw: Mapping[str, float]) -> pa.Avat
         skin_color=_pick(DARK_SKIN if attributes[SENSITIVE] else LIGHT_SKIN, draw["skin"]),
         hair_color=hair_color,
         facial_hair_color=hair_color,
-        accessory=_pick(EYEWEAR, draw["eyewear"]) if attributes["eyewear"] else pa.AccessoryType.NONE,
-        clothing=_pick(BLAZER if attributes["blazer"] else OTHER_CLOTHES, draw["clothing"]),
-        clothing_color=_pick(CLOTHING_COLORS, draw["clothing_color"]),
+        accessory=_accessory(attributes, draw),
+        clothing=_clothing(attributes, draw),
+        clothing_color=_pick(DARK_CLOTHES if attributes["dark_clothes"] else LIGHT_CLOTHES, draw["clothing_color"]),
         shirt_graphic=_pick(GRAPHICS, draw["graphic"]),
     )
 
@@ -198,6 +276,11 @@ def avatar_svg(attributes: Mapping[str, int], nuisance: np.ndarray) -> str:
     """
     draw = dict(zip(NUISANCE_FIELDS, map(float, nuisance)))
     svg = _avatar(attributes, draw).render()
+    if attributes["backdrop"]:
+        if _CIRCLE_FILL not in svg:
+            raise RuntimeError("python_avatars returned a CIRCLE style without the expected fill group; "
+                               "pin python-avatars 1.4.")
+        svg = svg.replace(_CIRCLE_FILL, _CIRCLE_FILL.replace('fill=""', f'fill="{_backdrop_hex(draw)}"'), 1)
     x0 = WINDOW_ORIGIN[0] + JITTER * (2 * draw["shift_x"] - 1)
     y0 = WINDOW_ORIGIN[1] + JITTER * (2 * draw["shift_y"] - 1)
     root = f'width="{WINDOW}px" height="{WINDOW}px" viewBox="{x0:.3f} {y0:.3f} {WINDOW} {WINDOW}"'

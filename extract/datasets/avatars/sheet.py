@@ -19,6 +19,11 @@ ABBREVIATIONS = {
     "raised_eyebrows": "brows",
     "closed_eyes": "closed",
     "blazer": "blazer",
+    "dark_clothes": "darkclothes",
+    "backdrop": "circle",
+    "hoodie": "hoodie",
+    "gray_hair": "grey",
+    "eyepatch": "patch",
 }
 MIN_TILE = 112  # small renders are enlarged (nearest neighbour) so labels fit under them
 LINE_HEIGHT = 11

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from extract.datasets.avatars.render import ATTRIBUTES, SENSITIVE, TARGETS
+from extract.datasets.avatars.render import ADDED_TARGETS, ATTRIBUTES, FIRST_TARGETS, SENSITIVE, TARGETS
 from extract.errors import UserError
 
 # Streams of the seed: each random choice has its own, so adding one never shifts another.
@@ -39,6 +39,11 @@ _CELEBA_LIKE = {
     "raised_eyebrows": (0.45, 0.25),  # positive
     "closed_eyes": (0.25, 0.25),  # independent
     "blazer": (0.40, 0.20),  # positive
+    "dark_clothes": (0.25, 0.45),  # negative
+    "backdrop": (0.40, 0.25),  # positive
+    "hoodie": (0.40, 0.20),  # positive
+    "gray_hair": (0.15, 0.35),  # negative
+    "eyepatch": (0.30, 0.15),  # positive
 }
 
 
@@ -117,8 +122,12 @@ def sample_attributes(
     spec = resolve_preset(preset)
     rate = check_sensitive_rate(sensitive_rate)
     # One row of uniforms per avatar (row-major draws), so the first rows of a larger
-    # dataset with the same seed are the rows of a smaller one.
-    uniforms = np.random.default_rng([seed, stream]).random((n, len(ATTRIBUTES)))
+    # dataset with the same seed are the rows of a smaller one. The targets added later
+    # (ADDED_TARGETS) draw from their own sub-stream, so the first targets' labels of a seed
+    # are those of the generator before they were added.
+    first = np.random.default_rng([seed, stream]).random((n, 1 + len(FIRST_TARGETS)))
+    added = np.random.default_rng([seed, stream, 1]).random((n, len(ADDED_TARGETS)))
+    uniforms = np.concatenate([first, added], axis=1)
     sensitive = uniforms[:, 0] < rate
     out = np.empty((n, len(ATTRIBUTES)), dtype=np.int8)
     out[:, ATTRIBUTES.index(SENSITIVE)] = sensitive
