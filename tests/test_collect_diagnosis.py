@@ -12,8 +12,9 @@ from analyze.probe.cells import run_probe_cells
 from analyze.results.collect import collect
 from analyze.subsets import Correlation
 
-# hat is learned well on the avatar store; a one-value C grid cannot be at an edge, a two-value one always is
-SPECS = [Correlation("hat", "dark_skin", level, n=60, seed=seed) for level in (0.0, 1.0) for seed in (0, 1)]
+# hat is learned well on the avatar store away from the extreme levels (at 0 or 1 skin tone alone solves the
+# training rows); a one-value C grid cannot be at an edge, a two-value one always is
+SPECS = [Correlation("hat", "dark_skin", level, n=60, seed=seed) for level in (0.25, 0.75) for seed in (0, 1)]
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from analyze.metrics.diagnosis import FLAGS
+from analyze.reproduce.claims import build_findings
 from analyze.reproduce.findings import (
-    build_findings,
     curation_findings,
     findings_markdown,
     geography_finding,

@@ -35,6 +35,8 @@ from analyze.reproduce.findings import (
     Estimate,
     curation_findings,
     finding_row,
+    geography_finding,
+    salience_finding,
     size_finding,
     underrep_finding,
 )
@@ -49,7 +51,7 @@ MIN_VALUE_ROWS = 16     # finding 2: fewer (target, condition) rows decide nothi
 SIGN_ALPHA = 0.05
 CLAIM_RUNNERS = ("finetune", "probe")  # finetune rows test a claim; probe rows are its proxy
 
-__all__ = ["MIN_VALUE_ROWS", "PAPER_N", "ClaimOptions", "inheritance_claims", "paper_findings", "value_claims",
+__all__ = ["MIN_VALUE_ROWS", "PAPER_N", "ClaimOptions", "build_findings", "inheritance_claims", "paper_findings", "value_claims",
            "value_rows"]
 
 
@@ -254,3 +256,34 @@ def paper_findings(table: pd.DataFrame, targets: pd.DataFrame, *, underrep: pd.D
                               else f"{d}; {options.deviation}" for d in found["deviation"].fillna("")]
     return found
 
+
+def build_findings(table: pd.DataFrame, targets: pd.DataFrame, *, salience: pd.DataFrame | None = None,
+                   underrep: pd.DataFrame | None = None, geography=None, options=None) -> pd.DataFrame:
+    """The findings table, one row per (finding, runner) in :data:`COLUMNS`.
+
+    W&R's findings 1-5 for both runners from :func:`paper_findings`
+    (ids ``1a``, ``1a+``, ``1b``, ``1b+``, ``2a``, ``2b``, ``3``, ``4a-<base>``, ``4b-<base>``,
+    ``5``; ``finetune`` rows test the claim, ``probe (proxy)`` rows never do), then the toolkit's
+    own rows: ``6``, the salience validation (not a paper claim), and ``7``, W&R's geographic
+    finding from the geography experiment.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Collected results (both runners), with ``base_kind``.
+    targets : DataFrame
+        :func:`analyze.reproduce.measures.target_table` (orientation, Skew and Saliency per target).
+    salience : DataFrame, optional
+        The salience table with the generator's truth (``true_log_ratio``).
+    underrep : DataFrame, optional
+        The pairs experiment, a ``runner`` column telling probe from finetune rows
+        (:func:`analyze.reproduce.stages.underrep_table`, :func:`~analyze.reproduce.stages.finetune_pairs`).
+    geography : path, optional
+        The geography experiment's folder or its ``findings.csv``.
+    options : ClaimOptions, optional
+        Training size of findings 1-2, the pairs' size, the AUC floor and the run's deviation.
+    """
+    options = options or ClaimOptions()
+    found = paper_findings(table, targets, underrep=underrep, options=options)
+    toolkit = pd.DataFrame([salience_finding(salience), geography_finding(geography)], columns=COLUMNS)
+    return pd.concat([found, toolkit], ignore_index=True)

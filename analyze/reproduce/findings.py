@@ -1,6 +1,6 @@
 """The findings table: one row per finding of the papers, with its number, interval, rule and verdict.
 
-:func:`build_findings` reads the collected results table (``biastransfer collect``; both
+:func:`analyze.reproduce.claims.build_findings` (``analyze.reproduce.build_findings``) reads the collected results table (``biastransfer collect``; both
 runners), the per-target table (:func:`analyze.reproduce.measures.target_table`), the salience
 table, the pairs experiment's table and, optionally, the geography experiment's
 ``findings.csv``; its rows are W&R's findings 1-5 for both runners
@@ -79,7 +79,7 @@ COMPARED = ("biased", "control")  # the base kinds the findings compare
 INTERACTIONS = (("correlation_strength", 1, "grows with the finetuning correlation strength"),
                 ("salience", 1, "grows with salience"),
                 ("log2_n", -1, "shrinks as n grows"))
-__all__ = ["COLUMNS", "FINETUNE", "PROBE", "Estimate", "build_findings", "finding_row", "findings_markdown",
+__all__ = ["COLUMNS", "FINETUNE", "PROBE", "Estimate", "finding_row", "findings_markdown",
            "spearman_interval", "verdict_counts", "write_findings"]
 
 
@@ -676,40 +676,6 @@ def geography_finding(geography) -> dict:
 
 
 # -- the table ------------------------------------------------------------------------------------
-
-
-def build_findings(table: pd.DataFrame, targets: pd.DataFrame, *, salience: pd.DataFrame | None = None,
-                   underrep: pd.DataFrame | None = None, geography=None, options=None) -> pd.DataFrame:
-    """The findings table, one row per (finding, runner) in :data:`COLUMNS`.
-
-    W&R's findings 1-5 for both runners from :func:`analyze.reproduce.claims.paper_findings`
-    (ids ``1a``, ``1a+``, ``1b``, ``1b+``, ``2a``, ``2b``, ``3``, ``4a-<base>``, ``4b-<base>``,
-    ``5``; ``finetune`` rows test the claim, ``probe (proxy)`` rows never do), then the toolkit's
-    own rows: ``6``, the salience validation (not a paper claim), and ``7``, W&R's geographic
-    finding from the geography experiment.
-
-    Parameters
-    ----------
-    table : DataFrame
-        Collected results (both runners), with ``base_kind``.
-    targets : DataFrame
-        :func:`analyze.reproduce.measures.target_table` (orientation, Skew and Saliency per target).
-    salience : DataFrame, optional
-        The salience table with the generator's truth (``true_log_ratio``).
-    underrep : DataFrame, optional
-        The pairs experiment, a ``runner`` column telling probe from finetune rows
-        (:func:`analyze.reproduce.stages.underrep_table`, :func:`~analyze.reproduce.stages.finetune_pairs`).
-    geography : path, optional
-        The geography experiment's folder or its ``findings.csv``.
-    options : ClaimOptions, optional
-        Training size of findings 1-2, the pairs' size, the AUC floor and the run's deviation.
-    """
-    from analyze.reproduce.claims import ClaimOptions, paper_findings
-
-    options = options or ClaimOptions()
-    found = paper_findings(table, targets, underrep=underrep, options=options)
-    toolkit = pd.DataFrame([salience_finding(salience), geography_finding(geography)], columns=COLUMNS)
-    return pd.concat([found, toolkit], ignore_index=True)
 
 
 def _cell(v) -> str:

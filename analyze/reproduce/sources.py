@@ -92,7 +92,7 @@ class DatasetSource:
         from extract.datasets import get_adapter
 
         if self.dataset == "avatars":
-            raise UserError("the avatars are the default source of `reproduce`; leave out --dataset (and --root) to "
+            raise UserError("the avatars are the default source of `reproduce`; leave out `dataset` (and `root`) to "
                             "render them.")
         return get_adapter(self.dataset, Path(self.root).expanduser(), **dict(self.options))
 
@@ -166,11 +166,11 @@ def parse_bases(text: str) -> tuple:
     for item in split_list(text):
         name, sep, path = item.partition("=")
         if not sep or not name.strip() or not path.strip():
-            raise UserError(f"--bases entry {item!r} is not NAME=PATH; write e.g. "
+            raise UserError(f"`bases` entry {item!r} is not NAME=PATH; write e.g. "
                             "my-biased=bases/b.pt,my-control-hat=bases/h.pt,my-control-bangs=bases/g.pt.")
         pairs.append((name.strip(), str(Path(path.strip()).expanduser())))
     if len({n for n, _ in pairs}) != len(pairs):
-        raise UserError(f"--bases repeats a name among {[n for n, _ in pairs]}; give each base its own name.")
+        raise UserError(f"`bases` repeats a name among {[n for n, _ in pairs]}; give each base its own name.")
     return tuple(pairs)
 
 
@@ -187,7 +187,7 @@ def given_bases(pairs) -> list[dict]:
     for name, path in pairs:
         roles = [r for r in ROLE_WORDS if r in name]
         if len(roles) != 1:
-            raise UserError(f"--bases name {name!r} must contain exactly one of {list(ROLE_WORDS)} (its role), e.g. "
+            raise UserError(f"`bases` name {name!r} must contain exactly one of {list(ROLE_WORDS)} (its role), e.g. "
                             f"my-control-hat.")
         if not Path(path).is_file():
             raise UserError(f"the checkpoint {path} of base {name!r} does not exist; pass a file that "
@@ -200,7 +200,7 @@ def given_bases(pairs) -> list[dict]:
         attributes = list(meta.get("attributes", [])) if roles[0] != "scratch" else []
         if roles[0] == "control" and not attributes:
             raise UserError(f"the control checkpoint {path} records no pretraining attributes; pass a checkpoint "
-                            "that `biastransfer pretrain` wrote, or build the bases with --recipe.")
+                            "that `biastransfer pretrain` wrote, or build the bases with `recipe`.")
         entries.append({"name": name, "role": roles[0], "attributes": attributes, "path": path})
     return entries
 
@@ -291,11 +291,11 @@ def for_dataset(config, source: DatasetSource, *, sensitive: str, targets: tuple
     control is compared, and the first two controls' labels are the pairs experiment's A and B.
     """
     if bool(recipe) == bool(bases):
-        raise UserError("give the bases either as a recipe (--recipe) or as checkpoints (--bases), one of the two.")
+        raise UserError("give the bases either as a recipe `recipe` or as checkpoints `bases`, one of the two.")
     if not targets:
-        raise UserError("no targets given; pass --targets A,B,C (binary attribute columns of the dataset).")
+        raise UserError("no targets given; pass `targets` A,B,C (binary attribute columns of the dataset).")
     if sensitive in targets:
-        raise UserError(f"the sensitive attribute {sensitive!r} is also a target; leave it out of --targets.")
+        raise UserError(f"the sensitive attribute {sensitive!r} is also a target; leave it out of `targets`.")
     # the preset's target subsets (the finetuned, n-swept and curation targets) become as many of the given targets
     subsets = {name: tuple(targets[:len(chosen)]) for name in ("finetune_targets", "sweep_targets", "curation_targets")
                if (chosen := getattr(config, name, None))}
@@ -309,7 +309,7 @@ def for_dataset(config, source: DatasetSource, *, sensitive: str, targets: tuple
     shared = sorted({a for b in bases for a in b.get("attributes", ())} & set(targets))
     if shared:
         raise UserError(f"the target {shared[0]!r} is a pretraining label of one of the bases; no pretraining label "
-                        "may determine a target, drop it from --targets or choose other bases.")
+                        "may determine a target, drop it from `targets` or choose other bases.")
     return replace(config, pair=recipe_pair(bases))
 
 

@@ -563,8 +563,8 @@ def pairs_table(run: PipelineRun) -> pd.DataFrame:
 def findings(run: PipelineRun) -> None:
     """Step: the findings table (``findings/findings.csv`` and ``.md``), printed: W&R's findings 1-5 for
     both runners (:func:`~analyze.reproduce.claims.paper_findings`), the salience validation and geography."""
-    from analyze.reproduce.claims import ClaimOptions
-    from analyze.reproduce.findings import build_findings, findings_markdown, write_findings
+    from analyze.reproduce.claims import ClaimOptions, build_findings
+    from analyze.reproduce.findings import findings_markdown, write_findings
     from analyze.reproduce.measures import target_table
 
     config = run.config
