@@ -106,6 +106,12 @@ class PretrainConfig(FromMapping):
         Weight of the generalist task's loss.
     freeze_bn : bool, default=False
         Keep the starting point's BatchNorm statistics while training.
+    temperature : float, default=0.5
+        NT-Xent temperature of a contrastive (``simclr``) base; unused by supervised bases
+        (0.5: SimCLR's best value at small batch sizes on CIFAR-10).
+    projection_dim : int, default=128
+        Output size of a contrastive base's projection head (SimCLR's 128); the head is
+        dropped when the base is saved.
     """
 
     epochs: int = 4
@@ -118,6 +124,8 @@ class PretrainConfig(FromMapping):
     factors: tuple | dict | None = None
     factor_weight: float = 1.0
     freeze_bn: bool = False
+    temperature: float = 0.5
+    projection_dim: int = 128
 
     def __post_init__(self):
         check_number("epochs", self.epochs, integer=True)
@@ -134,6 +142,8 @@ class PretrainConfig(FromMapping):
         check_number("factor_weight", self.factor_weight, integer=False, allow_zero=True)
         if not isinstance(self.freeze_bn, bool):
             raise UserError(f"`freeze_bn` must be true or false, got {self.freeze_bn!r}.")
+        check_number("temperature", self.temperature, integer=False)
+        check_number("projection_dim", self.projection_dim, integer=True)
         if isinstance(self.factors, list):
             object.__setattr__(self, "factors", tuple(self.factors))
 

@@ -37,12 +37,7 @@ def select_rows(adapter: Adapter, rows, attributes: list[str]) -> tuple[np.ndarr
             close = difflib.get_close_matches(name, adapter.attributes, n=2)
             hint = f"did you mean {', '.join(close)}? " if close else ""
             raise UserError(f"unknown attribute {name!r} for the {adapter.name} dataset; {hint}choose from {adapter.attributes}.")
-    positions = np.arange(len(meta)) if rows is None else np.asarray(rows)
-    if positions.dtype == bool or positions.ndim != 1 or positions.dtype.kind not in "iu":
-        raise UserError("rows must be a 1-d array of integer row positions; convert a mask with np.flatnonzero(mask).")
-    if len(positions) < 2 or positions.min() < 0 or positions.max() >= len(meta) or len(np.unique(positions)) != len(positions):
-        raise UserError(f"rows must be at least 2 distinct positions in [0, {len(meta)}); check the row selection.")
-    positions = positions.astype(np.int64)
+    positions = check_positions(len(meta), rows)
     labels = meta[attributes].to_numpy()[positions]
     for j, name in enumerate(attributes):
         values = set(np.unique(labels[:, j]).tolist())
@@ -51,6 +46,16 @@ def select_rows(adapter: Adapter, rows, attributes: list[str]) -> tuple[np.ndarr
         if len(values) < 2:
             raise UserError(f"attribute {name!r} has a single class ({values.pop()}) in the pretraining rows; pick another attribute or more rows.")
     return positions, labels.astype(np.float32)
+
+
+def check_positions(n_rows: int, rows) -> np.ndarray:
+    """``rows`` (default: every row) as checked int64 positions: 1-d, at least 2, distinct, in range."""
+    positions = np.arange(n_rows) if rows is None else np.asarray(rows)
+    if positions.dtype == bool or positions.ndim != 1 or positions.dtype.kind not in "iu":
+        raise UserError("rows must be a 1-d array of integer row positions; convert a mask with np.flatnonzero(mask).")
+    if len(positions) < 2 or positions.min() < 0 or positions.max() >= n_rows or len(np.unique(positions)) != len(positions):
+        raise UserError(f"rows must be at least 2 distinct positions in [0, {n_rows}); check the row selection.")
+    return positions.astype(np.int64)
 
 
 def split_train_val(n: int, *, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

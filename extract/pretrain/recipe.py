@@ -17,8 +17,20 @@ The recipe is TOML (see ``data/recipes/avatars-bases.toml``)::
               a shared generalist task of nuisance factors, see extract.datasets.avatars.factors),
               max_factor_dependence (largest bias-corrected Cramer's V allowed between a
               factor label and any attribute of the pretraining rows), freeze_bn (keep
-              BatchNorm statistics fixed while training; see extract.pretrain.train)
-    [[bases]] name, role ("biased" | "control" | "scratch"), attributes (not for scratch)
+              BatchNorm statistics fixed while training; see extract.pretrain.train),
+              temperature and projection_dim (contrastive bases: NT-Xent temperature,
+              default 0.5, and projection head size, default 128)
+    [[bases]] name, role ("biased" | "control" | "scratch" | "selfsupervised"),
+              attributes (biased and control only), objective ("supervised", the default of
+              biased and control bases, or "simclr", the only objective of a self-supervised
+              base; see extract.pretrain.contrastive), augment (simclr only: "color", the
+              default, or "no_color"; see extract.pretrain.augment)
+
+A self-supervised base shares the data, model, starting point and [train] settings (epochs,
+batch size, learning rate, schedule, freeze_bn, seed) of the supervised bases of its recipe and
+learns no label: two augmented views of each image, a projection head and the NT-Xent loss.
+Every checkpoint records ``role``, ``objective`` (None for scratch) and ``augment`` ("hflip"
+for supervised bases, the named set for contrastive ones, None for scratch).
 
 Keeping pretraining images apart: :func:`run_recipe` renders the pretraining cache itself
 (its own seed, its own file, e.g. ``work/avatars/pretrain-avatars-...-seed1000.h5``) and,
@@ -57,7 +69,9 @@ from extract.datasets import get_adapter
 from extract.errors import UserError
 from extract.io import write_text
 from extract.paths import work_dir
+from extract.pretrain.augment import DEFAULT_AUGMENT, resolve_augment
 from extract.pretrain.config import PretrainConfig, PretrainModel
+from extract.pretrain.contrastive import OBJECTIVES, pretrain_contrastive
 from extract.pretrain.train import pretrain_base, write_base, write_scratch_base
 from extract.store.reader import check_output_writable
 
@@ -66,15 +80,16 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     tomllib = None
 
-ROLES = ("biased", "control", "scratch")
+ROLES = ("biased", "control", "scratch", "selfsupervised")
+SUPERVISED_ROLES = ("biased", "control")
 SECTIONS = {
     "data": {"dataset", "cache", "root", "options", "sensitive", "n", "size", "seed", "preset", "signal_sample",
              "disjoint_from"},
     "model": {"arch", "arch_kwargs", "image_size", "init"},
     "train": {"epochs", "batch_size", "lr", "weight_decay", "schedule", "val_fraction", "seed", "max_control_phi",
-              "factors", "factor_weight", "max_factor_dependence", "freeze_bn"},
+              "factors", "factor_weight", "max_factor_dependence", "freeze_bn", "temperature", "projection_dim"},
 }
-BASE_KEYS = {"name", "role", "attributes", "description"}
+BASE_KEYS = {"name", "role", "attributes", "description", "objective", "augment"}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 SUMMARY_FILE = "bases.json"
 MAX_FACTOR_DEPENDENCE = 0.1  # default limit of a generalist factor's Cramer's V with any attribute
@@ -144,13 +159,63 @@ def _check_base_entry(base: dict, source: str) -> None:
     attributes = base.get("attributes", [])
     if base["role"] == "scratch" and attributes:
         raise UserError(f"{source} scratch base {name!r} lists attributes; a scratch base is not trained, drop them.")
-    if base["role"] != "scratch" and not (isinstance(attributes, list) and attributes):
+    if base["role"] == "selfsupervised" and "attributes" in base:
+        raise UserError(f"{source} self-supervised base {name!r} lists `attributes`; a contrastive base learns no label, "
+                        "drop them.")
+    if base["role"] in SUPERVISED_ROLES and not (isinstance(attributes, list) and attributes):
         raise UserError(f"{source} base {name!r} needs a non-empty list of attributes to pretrain on.")
+    _check_objective(base, source)
+
+
+def base_objective(base: dict) -> str | None:
+    """The training objective of a recipe entry: "simclr" for a self-supervised base,
+    "supervised" (default) for biased and control bases, None for a scratch base."""
+    if base.get("role") == "scratch":
+        return None
+    return base.get("objective", "simclr" if base.get("role") == "selfsupervised" else "supervised")
+
+
+def base_augment(base: dict) -> str | None:
+    """The augmentation of a trained base: the named set of a contrastive base (default
+    :data:`extract.pretrain.augment.DEFAULT_AUGMENT`), "hflip" for a supervised one, None for scratch."""
+    objective = base_objective(base)
+    if objective == "simclr":
+        return base.get("augment", DEFAULT_AUGMENT)
+    return None if objective is None else "hflip"
+
+
+def _check_objective(base: dict, source: str) -> None:
+    name, role = base.get("name"), base["role"]
+    if "objective" in base and base["objective"] not in OBJECTIVES:
+        raise UserError(f"{source} base {name!r} has `objective` = {base['objective']!r}; choose one of {list(OBJECTIVES)}.")
+    if role == "scratch" and ("objective" in base or "augment" in base):
+        raise UserError(f"{source} scratch base {name!r} sets `objective` or `augment`; a scratch base is not trained, "
+                        "drop them.")
+    objective = base_objective(base)
+    if role == "selfsupervised" and objective != "simclr":
+        raise UserError(f"{source} self-supervised base {name!r} has `objective` = {objective!r}; set objective = "
+                        "\"simclr\".")
+    if role in SUPERVISED_ROLES and objective != "supervised":
+        raise UserError(f"{source} {role} base {name!r} has `objective` = {objective!r}, but a {role} base learns its "
+                        "attributes; drop objective, or use role = \"selfsupervised\" for a contrastive base.")
+    if "augment" in base:
+        if objective != "simclr":
+            raise UserError(f"{source} base {name!r} sets `augment`, which only a contrastive (objective = \"simclr\") "
+                            "base uses; drop it.")
+        resolve_augment(base["augment"])
 
 
 def entry_fingerprint(recipe: dict, base: dict) -> str:
     """sha256 of everything that determines one base: data, model, train and its entry."""
-    parts = {k: recipe.get(k, {}) for k in SECTIONS} | {"base": {k: v for k, v in base.items() if k != "description"}}
+    entry = {k: v for k, v in base.items() if k != "description"}
+    if entry.get("objective") == "supervised":
+        del entry["objective"]  # the default, so that older recipes keep their fingerprints
+    if base_objective(base) == "simclr":  # the settings in force, defaults included
+        train = recipe.get("train", {})
+        entry.update(objective="simclr", augment=base_augment(base),
+                     temperature=train.get("temperature", PretrainConfig.temperature),
+                     projection_dim=train.get("projection_dim", PretrainConfig.projection_dim))
+    parts = {k: recipe.get(k, {}) for k in SECTIONS} | {"base": entry}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -269,7 +334,8 @@ def run_recipe(recipe_path: str | Path | dict, *, out_dir: str | Path, cache_dir
     results, summary = {}, []
     for base in recipe["bases"]:
         path = out_dir / f"{base['name']}.pt"
-        meta = {**common, "role": base["role"], "recipe_entry_sha256": entry_fingerprint(recipe, base),
+        meta = {**common, "role": base["role"], "objective": base_objective(base), "augment": base_augment(base),
+                "recipe_entry_sha256": entry_fingerprint(recipe, base),
                 "description": base.get("description", ""),
                 **({"control_phi": phis[base["name"]]} if base["name"] in phis else {})}
         t0 = time.perf_counter()
@@ -300,8 +366,12 @@ def _build_base(adapter, base, path, *, meta, model: PretrainModel, train: Pretr
         write_scratch_base(path, arch=model.arch, arch_kwargs=model.arch_kwargs, image_size=image_size,
                            seed=train.seed, name=base["name"], meta=meta, init=model.init)
         return
-    backbone, history = pretrain_base(adapter, attributes=base["attributes"], model=model, config=train, device=device,
-                                      progress=progress)
+    if base_objective(base) == "simclr":
+        backbone, history = pretrain_contrastive(adapter, augment=base_augment(base), model=model, config=train,
+                                                 device=device, progress=progress)
+    else:
+        backbone, history = pretrain_base(adapter, attributes=base["attributes"], model=model, config=train,
+                                          device=device, progress=progress)
     write_base(path, backbone, history=history, name=base["name"], meta=meta)
 
 
@@ -315,7 +385,7 @@ def check_roles(adapter, bases: list[dict], *, sensitive: str | None = None, max
     phi of every control label, ``{base name: {attribute: phi}}``.
     """
     sensitive = sensitive or getattr(adapter, "sensitive_attribute", None)
-    trained = [b for b in bases if b["role"] in ("biased", "control")]
+    trained = [b for b in bases if b["role"] in SUPERVISED_ROLES]
     if sensitive is None:
         if trained:
             kind = "control" if any(b["role"] == "control" for b in trained) else "biased"
@@ -404,7 +474,8 @@ def _summarise(path: Path, base: dict, *, skipped: bool, seconds: float) -> dict
     from extract.backbones import load_checkpoint
 
     meta = load_checkpoint(path).extra["checkpoint_meta"]
-    return {"name": base["name"], "role": base["role"], "path": str(path), "attributes": meta.get("attributes", []),
+    return {"name": base["name"], "role": base["role"], "objective": meta.get("objective"),
+            "augment": meta.get("augment"), "path": str(path), "attributes": meta.get("attributes", []),
             "skipped": skipped, "seconds": seconds, "final": meta.get("final"), "data": meta.get("data")}
 
 
@@ -414,5 +485,5 @@ def _write_summary(path: Path, source: dict, bases: list[dict], *, seconds: floa
                hint="choose a writable checkpoint folder")
 
 
-__all__ = ["check_disjoint", "check_factors", "check_recipe", "check_roles", "ensure_cache", "entry_fingerprint", "image_digests", "load_recipe",
+__all__ = ["base_augment", "base_objective", "check_disjoint", "check_factors", "check_recipe", "check_roles", "ensure_cache", "entry_fingerprint", "image_digests", "load_recipe",
            "run_recipe", "shared_images"]
