@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 
 from analyze.reproduce.findings import COLUMNS
-from analyze.reproduce.run import ReproduceConfig, run_reproduce
+from analyze.reproduce.run import PRESETS, ReproduceConfig, run_reproduce
 from analyze.reproduce.verdicts import VERDICTS
 
 MICRO = ReproduceConfig(n=320, size=32, pretrain_n=300, pretrain_epochs=1,
@@ -16,18 +16,19 @@ MICRO = ReproduceConfig(n=320, size=32, pretrain_n=300, pretrain_epochs=1,
                         finetune_n=32, finetune_seeds=(0, 1, 2), finetune_epochs=1, pair_shares=(1.0, 0.2),
                         pair_n=32, salience_replicates=2, imagenet=False, workers=1, progress=False,
                         controls=("avatars-control-hat",),
-                        finetune_bases=("avatars-biased-dark_skin", "avatars-control-hat"))
+                        finetune_bases=("avatars-biased-dark_skin", "avatars-control-hat"),
+                        ranjit=PRESETS["tiny"].ranjit)
 
 
 def test_reproduce_writes_the_findings_table_and_resumes(tmp_path, capsys):
     csv = run_reproduce(out=tmp_path, config=MICRO)
     printed = capsys.readouterr().out
-    for stage in range(1, 9):
-        assert f"[{stage}/8]" in printed and "done in" in printed
+    for stage in range(1, 10):
+        assert f"[{stage}/9]" in printed and "done in" in printed
     findings = pd.read_csv(csv)
     assert list(findings.columns) == COLUMNS
     assert list(findings["id"].astype(str)) == ["1a", "1b", "1c", "1d", "2a", "2b", "2c", "2d", "2e", "3", "4a", "4b",
-                                                "5", "6", "7"]
+                                                "5", "6", "7", "R1", "R1-faithful", "R2", "R3", "R3b"]
     assert set(findings["verdict"]) <= set(VERDICTS)
     decided = findings[findings["verdict"] != "inconclusive"]
     assert decided["number"].notna().all()  # a verdict is never given without its number

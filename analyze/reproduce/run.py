@@ -15,6 +15,8 @@ functions are in :mod:`analyze.reproduce.stages`):
 7. **pairs**: W&R's underrepresentation experiment with probes: label "A or B", the share of
    A-only positives falling, on the base pretrained on A and on the one pretrained on B;
    scored by the AUC on A-positives (A-only test positives against the test negatives);
+   then **ranjit**: Ranjit et al.'s findings R1-R3b from full finetunes (:mod:`analyze.reproduce.ranjit`,
+   sizes in ``ReproduceConfig.ranjit``; the step ``"ranjit"`` can join any pipeline by name);
 8. **findings and report**: collect, the findings table (:mod:`analyze.reproduce.findings`),
    and the report, which leads with it.
 
@@ -40,6 +42,7 @@ from analyze.reproduce.grids import (
     findings_finetune_specs,
     findings_probe_specs,
 )
+from analyze.reproduce.ranjit import RanjitConfig
 from analyze.reproduce.stages import (  # noqa: F401  (re-exported: the stage helpers' old home)
     IMAGENET,
     RECIPE,
@@ -115,6 +118,8 @@ class ReproduceConfig:
         ``demo``: effects, figures and the curation plan).
     title : str
         The report's title.
+    ranjit : RanjitConfig
+        Sizes of the ``ranjit`` stage (Ranjit et al.'s findings R1-R3b, :mod:`analyze.reproduce.ranjit`).
     """
 
     n: int = 9000  # the natural n = 4096 cell needs 5120 rows of the 60% train split
@@ -154,6 +159,7 @@ class ReproduceConfig:
     finetune_grid: Callable = findings_finetune_specs
     pipeline: str = "reproduce"
     title: str = "biastransfer reproduce: the papers' findings on procedural avatars"
+    ranjit: RanjitConfig = RanjitConfig()
 
 
 PRESETS = {
@@ -163,7 +169,9 @@ PRESETS = {
                             probe_n=48, sizes=(32, 64), subselection_n=40, seeds=(0, 1, 2), finetune_target="eyewear",
                             finetune_n=48, finetune_seeds=(0, 1, 2), finetune_epochs=1, finetune_lrs=(0.01,),
                             finetune_freeze_bn=False, pair_shares=(1.0, 0.2), pair_n=48, salience_targets=None,
-                            imagenet=False, workers=1, progress=False),
+                            imagenet=False, workers=1, progress=False,
+                            ranjit=RanjitConfig(n_small=16, n_large=64, epochs=1, seeds=(0, 1), batch_size=16,
+                                                per_set=6, concept_n=300, n_bootstrap=200)),
     # the quick-start of `biastransfer demo` (analyze.demo): three targets, the correlation grid at
     # P(s=1 | y=1) levels, the natural and skewed sets at n = 128, a small finetune grid on the
     # biased base and one control, then effects, figures, the curation plan and the report
@@ -187,6 +195,7 @@ PIPELINES = {
         ("linear probes: correlation grid, n-sweep, skewed and curation sets", ("probes",)),
         ("full finetuning at the natural and the strongest stereotype level", ("finetunes",)),
         ("pairs experiment (underrepresentation) with probes", ("pairs",)),
+        ("Ranjit et al.: retention, new biases, transfer (finetunes)", ("ranjit",)),
         ("collect, findings table and report", ("collect", "aucs", "findings", "report")),
     ),
     "demo": (
@@ -204,7 +213,8 @@ PIPELINES = {
 
 #: The folders under ``out`` that ``reproduce`` writes into (through :func:`extract.io.atomic_write`).
 OUTPUT_FOLDERS = (".", "avatars", "bases", "stores", "results", "findings", "report", "report/figures",
-                  "report/effects", "figures", "effects/general-probe", "effects/moderation-probe")
+                  "report/effects", "figures", "effects/general-probe", "effects/moderation-probe",
+                  "bases/objectives", "ranjit", "ranjit/random-init")
 
 
 def remove_stale_outputs(out) -> int:

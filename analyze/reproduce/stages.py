@@ -46,6 +46,7 @@ class PipelineRun:
     findings: object = None
     findings_csv: Path | None = None
     report: Path | None = None
+    extra_findings: list = field(default_factory=list)  # rows that stages add to the findings table (e.g. ranjit)
 
 
 class Stage:
@@ -462,9 +463,19 @@ def findings(run: PipelineRun) -> None:
     config = run.config
     run.findings = build_findings(run.table, salience=pd.read_csv(run.salience), underrep=pd.read_csv(run.underrep),
                                   geography=run.geography, n={"probe": config.probe_n, "finetune": config.finetune_n})
+    if run.extra_findings:  # rows of stages such as "ranjit", in the same columns
+        run.findings = pd.concat([run.findings, pd.DataFrame(run.extra_findings, columns=run.findings.columns)],
+                                 ignore_index=True)
     run.findings_csv, md = write_findings(run.findings, run.out / "findings")
     print(findings_markdown(run.findings))
     print(f"  findings {run.findings_csv}\n  findings {md}")
+
+
+def ranjit(run: PipelineRun) -> None:
+    """Stage: Ranjit et al.'s findings R1-R3b (:mod:`analyze.reproduce.ranjit`), added to the findings table."""
+    from analyze.reproduce.ranjit import ranjit as ranjit_stage
+
+    ranjit_stage(run)
 
 
 def report(run: PipelineRun) -> None:
@@ -480,4 +491,4 @@ def report(run: PipelineRun) -> None:
 
 __all__ = ["IMAGENET", "RECIPE", "PipelineRun", "Stage", "auc_table", "base_kinds", "collect", "collect_table",
            "competence", "effects", "extract", "feasible", "figures", "findings", "finetunes", "pairs", "plan",
-           "pretrain", "probes", "recipe_path", "render", "render_avatars", "report", "salience", "underrep_table"]
+           "pretrain", "probes", "ranjit", "recipe_path", "render", "render_avatars", "report", "salience", "underrep_table"]
