@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reproduce", help="run the grids the papers' findings need on the avatars and write the "
                                          "findings table (reproduced / contradicted / inconclusive) and a report",
                        description="Renders the avatars, builds the bases of data/recipes/avatars-bases.toml, runs "
-                                   "probe and finetune grids and the pairs experiment, and writes "
+                                   "probe and finetune grids, the pairs experiment and Ranjit et al.'s finetunes (rows R1-R3b: "
+                                   "retention, new biases, transfer), and writes "
                                    "findings/findings.csv and findings.md (one row per finding: number, 95% "
                                    "interval, rule, verdict) and a report that leads with them. Resumable: existing "
                                    f"outputs under --out are reused. Definitions: {SCIENCE_DOC}.")

@@ -170,8 +170,8 @@ PRESETS = {
                             finetune_n=48, finetune_seeds=(0, 1, 2), finetune_epochs=1, finetune_lrs=(0.01,),
                             finetune_freeze_bn=False, pair_shares=(1.0, 0.2), pair_n=48, salience_targets=None,
                             imagenet=False, workers=1, progress=False,
-                            ranjit=RanjitConfig(n_small=16, n_large=64, epochs=1, seeds=(0, 1), batch_size=16,
-                                                per_set=6, concept_n=300, n_bootstrap=200)),
+                            ranjit=RanjitConfig(n_small=16, n_large=64, epochs=1, seeds=(0, 1), batch_size=16, lr=0.01,
+                                                freeze_bn=False, per_set=6, concept_n=300, n_bootstrap=200)),
     # the quick-start of `biastransfer demo` (analyze.demo): three targets, the correlation grid at
     # P(s=1 | y=1) levels, the natural and skewed sets at n = 128, a small finetune grid on the
     # biased base and one control, then effects, figures, the curation plan and the report
