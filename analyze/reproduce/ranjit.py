@@ -147,12 +147,16 @@ class RanjitConfig:
         if not 0 < self.alpha < 1:
             raise UserError(f"ranjit alpha={self.alpha!r} is invalid; pass a level in (0, 1) such as 0.05.")
 
-    def finetune(self, epochs: int | None = None):
-        """The finetunes' :class:`~analyze.finetune.search.FinetuneConfig` (``epochs``: default ``self.epochs``)."""
+    def finetune(self, epochs: int | None = None, *, null: bool = False):
+        """The finetunes' :class:`~analyze.finetune.search.FinetuneConfig` (``epochs``: default ``self.epochs``).
+
+        ``null``: a random-init finetune, whose BatchNorm statistics are always updated (a random
+        network has no statistics of the data to keep).
+        """
         from analyze.finetune.search import FinetuneConfig
 
         return FinetuneConfig(lrs=(float(self.lr),), weight_decays=(1e-4,), epochs=int(epochs or self.epochs),
-                              batch_size=int(self.batch_size), freeze_bn=bool(self.freeze_bn))
+                              batch_size=int(self.batch_size), freeze_bn=bool(self.freeze_bn) and not null)
 
 
 def ieat_tests(objects) -> list[tuple[str, str, str]]:
@@ -431,14 +435,16 @@ def random_init_bases(run, out: Path, seeds) -> list[Path]:
     from extract.pretrain.train import write_scratch_base
 
     model = _recipe(run.config)[0]["model"]
+    digest = hashlib.sha256(json.dumps(model, sort_keys=True, default=str).encode()).hexdigest()[:8]
     paths = []
     for seed in seeds:
-        path = Path(out) / "ranjit" / "random-init" / f"{model['arch']}-{run.config.size}px-seed{seed}.pt"
+        path = Path(out) / "ranjit" / "random-init" / f"{model['arch']}-{digest}-{run.config.size}px-seed{seed}.pt"
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
+            # the recipe's start only sets the input normalisation (the bases' pixels); the weights are random
             write_scratch_base(path, arch=model["arch"], arch_kwargs=model.get("arch_kwargs") or {},
                                image_size=run.config.size, seed=NULL_SEED_OFFSET + int(seed),
-                               name=f"random-init-{seed}")
+                               name=f"random-init-{seed}", init=model.get("init"))
         paths.append(path)
     return paths
 
@@ -451,7 +457,8 @@ def null_table(adapter, run, sets, tests, config: RanjitConfig) -> pd.DataFrame:
     rows = []
     for seed, start in zip(config.null_seeds, random_init_bases(run, run.out, config.null_seeds)):
         spec = natural_specs(config.target, config.n_large, (seed,))
-        [path] = finetune_checkpoints(adapter, start, spec, config.finetune(), run.out, progress=run.config.progress)
+        [path] = finetune_checkpoints(adapter, start, spec, config.finetune(null=True), run.out,
+                                      progress=run.config.progress)
         before, after = embed(start, sets, names), embed(path, sets, names)
         for name, a, b in tests:
             d_before, d_after = (effect_size(**_ieat_sets(e, a, b)) for e in (before, after))
