@@ -50,7 +50,8 @@ def test_stage_writes_the_rows_with_valid_verdicts_and_named_groups(run):
     assert "object group" in by_id.at["R1", "setting"]
     for fid in ("R2", "R3", "R3b"):  # the finetuning task: dataset, target, correlation, n, epochs
         setting = by_id.at[fid, "setting"]
-        assert "natural long_hair set" in setting and "n = 64" in setting and "epoch" in setting
+        assert "natural long_hair set of avatars-320-32px-seed0.h5" in setting and "n = 64" in setting
+        assert "P(dark_skin | long_hair) = 0." in setting and "epoch" in setting
         assert "15 iEAT tests" in setting and "avatars-biased-dark_skin" in setting
     assert "optimiser steps 4 vs 4" in by_id.at["R2", "setting"]
     # no objectives recipe in this checkout's preset run: R1 says what it needs

@@ -313,9 +313,14 @@ RULES = {
 }
 
 
-def _finetune_words(target: str, n: int, epochs: int, seeds) -> str:
-    return (f"finetuned on the avatars' natural {target} set (target {target}, natural correlation with "
-            f"{SENSITIVE}), n = {n}, {epochs} epoch(s), seeds {list(seeds)}")
+def _finetune_words(adapter, targets, n: int, epochs: int, seeds) -> str:
+    """The finetuning task in words: dataset, target(s), their natural level, n, epochs, seeds."""
+    meta = adapter.metadata()
+    train = meta[meta["split"] == "train"]
+    levels = ", ".join(f"P({SENSITIVE} | {t}) = {train.loc[train[t] == 1, SENSITIVE].mean():.2f}" for t in targets)
+    return (f"finetuned on the natural {' / '.join(targets)} set of {Path(str(adapter.root)).name} (target "
+            f"{' / '.join(targets)}; natural correlation, {levels} in its train split), n = {n}, {epochs} "
+            f"epoch(s), seeds {list(seeds)}")
 
 
 def retention_row(adapter, bases: dict, sets, config: RanjitConfig, out: Path, *, progress=False) -> FindingRow:
@@ -490,7 +495,7 @@ def bias_rows(adapter, run, base: str, sets, config: RanjitConfig) -> list[dict]
     amplified = amplification_rule(effect_table(large, "amplification", bonferroni), null, alpha=config.alpha)
     base_words = f"base {Path(base).stem}; {len(tests)} iEAT tests X = dark, Y = light, A / B = two of " \
                  f"{list(config.objects)} ({config.per_set} concept images per set, own render)"
-    large_words = _finetune_words(config.target, config.n_large, config.epochs, config.seeds)
+    large_words = _finetune_words(adapter, [config.target], config.n_large, config.epochs, config.seeds)
     return [
         table_row("R2", new, setting=f"{base_words}; larger: {large_words}; smaller: n = {config.n_small}, "
                   f"{small_epochs} epoch(s), optimiser steps {steps[0]} vs {steps[1]}",
@@ -512,7 +517,7 @@ def retention_rows(adapter, run, sets, config: RanjitConfig) -> list[dict]:
     """R1 (avatar proxy, from the objectives recipe) and R1-faithful."""
     finding = "ranjit-1 retention: supervised minus self-supervised rho (avatar proxy)"
     bases, why = objective_bases(run, config)
-    words = _finetune_words(" / ".join(config.retention_targets), config.n_large, config.epochs, config.seeds)
+    words = _finetune_words(adapter, config.retention_targets, config.n_large, config.epochs, config.seeds)
     setting = f"{OBJECT_GROUP}, objects {list(config.group_objects)}; {words} (one finetuning set per target)"
     if bases:
         row = retention_row(adapter, bases, sets, config, run.out, progress=run.config.progress)
