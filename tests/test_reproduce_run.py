@@ -21,14 +21,14 @@ PAPER_IDS = ["1a", "1a+", "1b", "1b+", "2a", "2b", "3", "4a-imagenet", "4b-image
 def test_reproduce_writes_the_findings_table_and_resumes(tmp_path, capsys):
     csv = run_reproduce(out=tmp_path, config=MICRO)
     printed = capsys.readouterr().out
-    for stage in range(1, 9):
-        assert f"[{stage}/8]" in printed and "done in" in printed
+    for stage in range(1, 10):
+        assert f"[{stage}/9]" in printed and "done in" in printed
     assert "cells: " in printed and "finetune (" in printed  # the run's cell count
     findings = pd.read_csv(csv)
     assert list(findings.columns) == COLUMNS
     for runner in ("finetune", "probe (proxy)"):  # W&R's findings 1-5 for both runners
         assert list(findings.loc[findings["runner"] == runner, "id"].astype(str)) == PAPER_IDS
-    assert list(findings["id"].astype(str))[-2:] == ["6", "7"]
+    assert list(findings["id"].astype(str))[-7:] == ["6", "7", "R1", "R1-faithful", "R2", "R3", "R3b"]
     assert set(findings["verdict"]) <= set(VERDICTS)
     decided = findings[findings["verdict"] != "inconclusive"]
     assert decided["number"].notna().all()  # a verdict is never given without its number

@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from analyze.association.bootstrap import check_interval_options
-from analyze.association.measures import MIN_SET_SIZE, unit_sets
+from analyze.association.measures import MIN_SET_SIZE, self_similarities, unit_sets
 from extract.errors import UserError
 
 #: Plot groups of the paper's code, in its order.
@@ -184,7 +184,7 @@ def intra_similarity(S) -> float:
     unit = unit_sets({"S": S}, min_rows=MIN_SET_SIZE)["S"]
     total = unit.sum(axis=0)
     n_rows = unit.shape[0]
-    return float((total @ total - n_rows) / (n_rows * (n_rows - 1)))
+    return float((total @ total - self_similarities(unit).sum()) / (n_rows * (n_rows - 1)))
 
 
 def inter_similarity(U, V) -> float:
@@ -281,7 +281,9 @@ def item_values(unit: Mapping[str, np.ndarray], items: Sequence[ComparisonItem],
         name = item.sets[0]
         squares = (counts[name] ** 2).sum(axis=1)
         pairs = len(unit[name]) ** 2 - squares
-        same = np.einsum("md,md->m", sums[name], sums[name]) - squares
+        # a zero row's self-similarity is 0, not 1 (measures.unit_rows)
+        same = np.einsum("md,md->m", sums[name], sums[name]) \
+            - counts[name] ** 2 @ self_similarities(unit[name])
         with np.errstate(invalid="ignore", divide="ignore"):
             columns.append(np.where(pairs > 0, same / np.where(pairs > 0, pairs, 1), np.nan))
     return np.column_stack(columns)

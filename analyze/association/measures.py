@@ -61,13 +61,28 @@ def check_embeddings(name: str, embeddings, *, min_rows: int = 1) -> np.ndarray:
 
 
 def unit_rows(name: str, array: np.ndarray) -> np.ndarray:
-    """Scale each row of a validated float64 array to unit L2 norm; zero rows are an error."""
+    """Scale each row of a validated float64 array to unit L2 norm; an all-zero row stays zero.
+
+    A zero vector has no direction: as in ``sklearn.metrics.pairwise.cosine_similarity`` (which
+    the iEAT reference and Ranjit et al.'s ``cosine_exp.py`` call) its cosine similarity with
+    every vector, itself included, is 0. Such rows occur in practice (a ReLU network whose
+    pooled features are all zero for an image), so they are kept, with a ``RuntimeWarning``
+    naming the set, rather than stopping a long run. Functions that average over pairs of
+    distinct images count a zero row's self-similarity as 0 (:func:`self_similarities`).
+    """
     norms = np.linalg.norm(array, axis=1)
-    if not (norms > 0).all():
-        row = int(np.flatnonzero(~(norms > 0))[0])
-        raise UserError(f"Embedding set {name} has an all-zero row {row}, whose cosine "
-                        "similarity is undefined; drop that image or use another layer.")
-    return array / norms[:, None]
+    zero = ~(norms > 0)
+    if zero.any():
+        warnings.warn(f"Embedding set {name} has {int(zero.sum())} all-zero row(s) (first: row "
+                      f"{int(np.flatnonzero(zero)[0])}); their cosine similarity with every image "
+                      "is taken as 0, as sklearn's cosine_similarity does.", RuntimeWarning,
+                      stacklevel=3)
+    return array / np.where(zero, 1.0, norms)[:, None]
+
+
+def self_similarities(unit: np.ndarray) -> np.ndarray:
+    """``cos(u_i, u_i)`` of each unit row: 1, or 0 for an all-zero row (:func:`unit_rows`)."""
+    return np.einsum("nd,nd->n", unit, unit)
 
 
 def unit_sets(sets: Mapping[str, object], *, min_rows: int = 1) -> dict[str, np.ndarray]:
@@ -129,8 +144,8 @@ def mean_within_cosine(U) -> float:
     unit = unit_sets({"U": U}, min_rows=2)["U"]
     n_rows = unit.shape[0]
     total = unit.sum(axis=0)
-    # sum_{i,j} cos(u_i, u_j) = |sum_i u_i|^2, and the diagonal contributes n_rows.
-    return float((total @ total - n_rows) / (n_rows * (n_rows - 1)))
+    # sum_{i,j} cos(u_i, u_j) = |sum_i u_i|^2; the diagonal contributes 1 per non-zero row.
+    return float((total @ total - self_similarities(unit).sum()) / (n_rows * (n_rows - 1)))
 
 
 def association_from_unit(W: np.ndarray, A: np.ndarray, B: np.ndarray) -> np.ndarray:

@@ -19,6 +19,8 @@ functions are in :mod:`analyze.reproduce.stages`):
 7. **pairs**: the pairs experiment's tables: probes on the bases pretrained on A and on B, and
    the finetunes' records; scored by the AUC on A-positives (A-only test positives against the
    test negatives);
+   then **ranjit**: Ranjit et al.'s findings R1-R3b from full finetunes (:mod:`analyze.reproduce.ranjit`,
+   sizes in ``ReproduceConfig.ranjit``; the step ``"ranjit"`` can join any pipeline by name);
 8. **findings and report**: collect, the findings table (:mod:`analyze.reproduce.findings`:
    W&R's findings 1-5 for both runners from :func:`~analyze.reproduce.claims.paper_findings`,
    the toolkit's salience validation and geography), and the report, which leads with it.
@@ -50,6 +52,7 @@ from analyze.reproduce.grids import (
     paper_finetune_groups,
     paper_probe_specs,
 )
+from analyze.reproduce.ranjit import RanjitConfig
 from analyze.reproduce.stages import (  # noqa: F401  (re-exported: the stage helpers' old home)
     IMAGENET,
     RECIPE,
@@ -171,6 +174,8 @@ class ReproduceConfig:
     bases : tuple of (name, path)
         Given toolkit checkpoints instead of the recipe's bases (empty: build the recipe's);
         each name contains its role (:func:`analyze.reproduce.sources.given_bases`).
+    ranjit : RanjitConfig
+        Sizes of the ``ranjit`` stage (Ranjit et al.'s findings R1-R3b, :mod:`analyze.reproduce.ranjit`).
     """
 
     n: int = 20000  # the natural n = 4096 cell and the 30% curation cells need the rows
@@ -220,6 +225,7 @@ class ReproduceConfig:
     sensitive: str = SENSITIVE
     source: object = None  # None: the avatars (analyze.reproduce.sources)
     bases: tuple = ()  # given (name, checkpoint) pairs instead of the recipe's bases
+    ranjit: RanjitConfig = RanjitConfig()
 
 
 #: Deviations every avatar preset shares (the findings table's ``deviation`` column).
@@ -258,7 +264,9 @@ PRESETS = {
                             finetune_seeds=(0, 1, 2), finetune_epochs=1, finetune_lrs=(0.01,), finetune_freeze_bn=False,
                             scratch_lrs=(0.01,), controls=("avatars-control-hat", "avatars-control-blazer"),
                             pair_shares=(1.0, 0.2), pair_sizes=(48,), salience_method="probe",
-                            imagenet=False, workers=1, progress=False, deviation="tiny preset: an end-to-end test"),
+                            imagenet=False, workers=1, progress=False, deviation="tiny preset: an end-to-end test",
+                            ranjit=RanjitConfig(n_small=16, n_large=64, epochs=1, seeds=(0, 1), batch_size=16, lr=0.01,
+                                                freeze_bn=False, per_set=6, concept_n=300, n_bootstrap=200)),
     # the quick-start of `biastransfer demo` (analyze.demo): three targets, the correlation grid at
     # P(s=1 | y=1) levels, the natural and skewed sets at n = 128, a small finetune grid on the
     # biased base and one control, then effects, figures, the curation plan and the report
@@ -288,6 +296,7 @@ PIPELINES = {
         ("linear probes (the proxy): natural and skewz sets, n-sweep, curation sets", ("probes",)),
         ("full finetunes: W&R's design (findings 1-5)", ("finetunes",)),
         ("pairs experiment (underrepresentation): the probe proxy, and the finetunes' table", ("pairs",)),
+        ("Ranjit et al.: retention, new biases, transfer (finetunes)", ("ranjit",)),
         ("collect, findings table and report", ("collect", "aucs", "findings", "report")),
     ),
     "demo": (
@@ -305,7 +314,8 @@ PIPELINES = {
 
 #: The folders under ``out`` that ``reproduce`` writes into (through :func:`extract.io.atomic_write`).
 OUTPUT_FOLDERS = (".", "avatars", "bases", "stores", "results", "findings", "report", "report/figures",
-                  "report/effects", "figures", "effects/general-probe", "effects/moderation-probe")
+                  "report/effects", "figures", "effects/general-probe", "effects/moderation-probe",
+                  "bases/objectives", "ranjit", "ranjit/random-init")
 
 
 def remove_stale_outputs(out) -> int:

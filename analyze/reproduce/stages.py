@@ -47,6 +47,7 @@ class PipelineRun:
     report: Path | None = None
     times: dict = field(default_factory=dict)
     cells: dict = field(default_factory=dict)
+    extra_findings: list = field(default_factory=list)  # rows that stages add to the findings table (e.g. ranjit)
 
 
 class Stage:
@@ -578,9 +579,19 @@ def findings(run: PipelineRun) -> None:
     options = ClaimOptions(n=config.paper_n, deviation=deviation, pair_n=min(config.pair_sizes))
     run.findings = build_findings(run.table, targets, salience=salience, underrep=pairs_table(run),
                                   geography=run.geography, options=options)
+    if run.extra_findings:  # rows of stages such as "ranjit", in the same columns
+        run.findings = pd.concat([run.findings, pd.DataFrame(run.extra_findings, columns=run.findings.columns)],
+                                 ignore_index=True)
     run.findings_csv, md = write_findings(run.findings, run.out / "findings")
     print(findings_markdown(run.findings))
     print(f"  findings {run.findings_csv}\n  findings {md}")
+
+
+def ranjit(run: PipelineRun) -> None:
+    """Stage: Ranjit et al.'s findings R1-R3b (:mod:`analyze.reproduce.ranjit`), added to the findings table."""
+    from analyze.reproduce.ranjit import ranjit as ranjit_stage
+
+    ranjit_stage(run)
 
 
 def report(run: PipelineRun) -> None:
@@ -597,4 +608,4 @@ def report(run: PipelineRun) -> None:
 __all__ = ["IMAGENET", "RECIPE", "PipelineRun", "Stage", "auc_table", "base_kinds", "collect", "collect_table",
            "competence", "effects", "extract", "feasible", "figures", "findings", "finetune_pairs", "finetune_settings",
            "finetunes", "pairs", "pairs_table", "plan",
-           "pretrain", "probes", "recipe_path", "render", "render_avatars", "report", "salience", "underrep_table"]
+           "pretrain", "probes", "ranjit", "recipe_path", "render", "render_avatars", "report", "salience", "underrep_table"]
