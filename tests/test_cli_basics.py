@@ -129,3 +129,20 @@ def test_no_help_text_shows_a_doubled_percent_sign():
         assert "%%" not in helps[verb], f"`biastransfer {verb} --help` prints '%%'"
     assert "95% intervals" in " ".join(helps["report"].split())
     assert "95% interval" in " ".join(helps["reproduce"].split())
+
+
+def test_the_command_sets_a_passive_openmp_wait_policy_unless_the_user_chose_one():
+    """OpenMP reads its wait policy when torch loads: the command sets it first, and importing it loads no torch."""
+    import subprocess
+    import sys
+
+    from analyze.cli import configure_environment
+
+    env = {}
+    configure_environment(env)
+    assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
+    chosen = {"OMP_WAIT_POLICY": "ACTIVE"}
+    configure_environment(chosen)
+    assert chosen == {"OMP_WAIT_POLICY": "ACTIVE"}
+    code = "import sys, analyze.cli; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
