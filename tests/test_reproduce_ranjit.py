@@ -54,8 +54,10 @@ def test_stage_writes_the_rows_with_valid_verdicts_and_named_groups(run):
         assert "P(dark_skin | long_hair) = 0." in setting and "epoch" in setting
         assert "15 iEAT tests" in setting and "avatars-biased-dark_skin" in setting
     assert "optimiser steps 4 vs 4" in by_id.at["R2", "setting"]
-    # no objectives recipe in this checkout's preset run: R1 says what it needs
-    assert by_id.at["R1", "verdict"] == "inconclusive" and "avatars-objectives.toml" in by_id.at["R1", "reason"]
+    # R1 from the objectives recipe's supervised and contrastive bases: one supervised - self-supervised rho per
+    # finetuning set (natural eyewear and long_hair), each with its interval, in the reason
+    assert "natural eyewear" in by_id.at["R1", "reason"] and "natural long_hair" in by_id.at["R1", "reason"]
+    assert "avatars-simclr" in by_id.at["R1", "setting"] or "simclr" in by_id.at["R1", "reason"] + by_id.at["R1", "setting"]
     faithful = by_id.at["R1-faithful", "reason"]
     assert by_id.at["R1-faithful", "verdict"] == "inconclusive" and "BiT-M-R50x1.npz" in faithful
     decided = rows[rows["verdict"] != "inconclusive"]
@@ -70,7 +72,9 @@ def test_rerun_reuses_the_finetunes(run, capsys):
     assert pd.DataFrame(again.extra_findings)["verdict"].tolist() == \
         pd.DataFrame(run.extra_findings)["verdict"].tolist()
     records = list((run.out / "ranjit" / "finetunes").rglob("*.json"))
-    assert len(records) == 2 + 5  # larger and smaller set (one seed), five random-init finetunes
+    # larger and smaller set (one seed), five random-init finetunes, and R1: the objectives recipe's three bases
+    # (supervised, SimCLR with and without colour jitter) on two finetuning sets
+    assert len(records) == 2 + 5 + 3 * 2
 
 
 def test_retention_row_compares_supervised_and_self_supervised_bases(run):

@@ -439,7 +439,7 @@ def random_init_bases(run, out: Path, seeds) -> list[Path]:
     from analyze.reproduce.stages import _recipe
     from extract.pretrain.train import write_scratch_base
 
-    model = _recipe(run.config)[0]["model"]
+    model = _recipe(run.config, run.out)[0]["model"]
     digest = hashlib.sha256(json.dumps(model, sort_keys=True, default=str).encode()).hexdigest()[:8]
     paths = []
     for seed in seeds:
