@@ -1,6 +1,6 @@
-"""The default finetune training rule (warm-up, cosine decay over a 30-epoch budget, early stop
-after 5 epochs without a better validation loss), the ``epochs_at_edge`` flag under it, and
-which records and settings digests stay valid when the default training changes."""
+"""The warm-up + cosine + early-stop training rule (warm-up values, early stop at patience, a run
+that reaches its budget end), the ``epochs_at_edge`` flag under it, and which records and settings
+digests stay valid when the training changes."""
 
 import math
 
@@ -15,7 +15,7 @@ from analyze.finetune.runner import FinetuneConfig, finetune_cells, same_trainin
 from analyze.finetune.search import LEGACY_TRAINING
 from analyze.finetune.train import FinetuneNet, RunSettings, lr_factor, train_run
 from analyze.results.records import read_record, write_record
-from analyze.runners.finetune import FinetuneRunner
+from analyze.runners.registry import get_runner
 from analyze.subsets import Correlation
 from analyze.sweep.settings import finetune_settings
 from extract.backbones import Preprocess, save_checkpoint
@@ -31,14 +31,14 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def _flags(record: dict) -> dict:
     flags = {}
-    FinetuneRunner().check_fit(record, lambda name, reason: flags.__setitem__(name, reason))
+    get_runner("finetune").check_fit(record, lambda name, reason: flags.__setitem__(name, reason))
     return flags
 
 
-def test_the_default_rule_is_warm_up_cosine_over_a_budget_with_early_stop():
-    config = FinetuneConfig()
-    assert (config.epochs, config.schedule, config.patience) == (30, "cosine", 5)
+def test_warm_up_and_cosine_decay_over_a_30_epoch_budget():
+    config = FinetuneConfig(epochs=30, schedule="cosine", patience=5)
     assert {(s.epochs, s.schedule, s.patience) for s in config.settings()} == {(30, "cosine", 5)}
+    assert (FinetuneConfig().schedule, FinetuneConfig().patience) == (LEGACY_TRAINING["schedule"], LEGACY_TRAINING["patience"])
     # the demo's cells: n = 128 rows, 2 steps per epoch, 60 steps; warm-up 10% of them, capped at one epoch
     factors = [lr_factor(s, total=60, per_epoch=2, schedule="cosine") for s in range(60)]
     assert factors[:3] == [0.5, 1.0, 1.0]
@@ -104,12 +104,11 @@ def test_a_changed_default_training_changes_the_settings_digest():
     legacy = settings({"epochs": 5, **LEGACY_TRAINING})
     # the training of before `schedule` and `patience` existed: the digest omits them, as it did then
     assert "schedule" not in legacy and "patience" not in legacy
-    assert legacy == settings({"epochs": 5, "schedule": "constant", "patience": 0, "engine": "loop"})
-    # today's default training is another training: its digest names it, so older records are refit
-    default = settings({})
-    assert (default["schedule"], default["patience"], default["epochs"]) == ("cosine", 5, 30)
-    assert default != legacy
-    assert settings({"patience": 0})["schedule"] == "cosine" and "patience" not in settings({"patience": 0})
+    assert legacy == settings({"epochs": 5, "engine": "loop"}) == settings({})  # today's default is that training
+    # another training (as a changed default would be) names itself in the digest, so older records are refit
+    rule = settings({"epochs": 30, "schedule": "cosine", "patience": 5})
+    assert (rule["schedule"], rule["patience"], rule["epochs"]) == ("cosine", 5, 30) and rule != legacy
+    assert settings({"schedule": "cosine"})["schedule"] == "cosine" and "patience" not in settings({"schedule": "cosine"})
 
 
 @pytest.fixture(scope="module")
@@ -133,12 +132,13 @@ def test_records_trained_otherwise_are_not_reused(avatar_cache, base, tmp_path):
         record = read_record(path)
         for key in LEGACY_TRAINING:
             record["hyperparameters"].pop(key)
-        assert same_training(record, legacy) and not same_training(record, FinetuneConfig(epochs=2, batch_size=32))
+        assert same_training(record, legacy)
+        assert not same_training(record, FinetuneConfig(epochs=2, batch_size=32, schedule="cosine", patience=5))
         write_record(tmp_path, record)
     assert set(finetune_cells(specs, adapter=adapter, base=base, config=legacy,
                               context=RunContext(out=tmp_path, progress=False))["status"]) == {"skipped"}
-    # the default training (cosine, patience) is another training: the cells are trained again
-    changed = FinetuneConfig(lrs=(0.01,), weight_decays=(1e-4,), epochs=2, batch_size=32)
+    # another training (cosine, patience) is not served by those records: the cells are trained again
+    changed = FinetuneConfig(lrs=(0.01,), weight_decays=(1e-4,), epochs=2, batch_size=32, schedule="cosine", patience=5)
     redone = finetune_cells(specs, adapter=adapter, base=base, config=changed, context=RunContext(out=tmp_path, progress=False))
     assert set(redone["status"]) == {"written"}
     assert {read_record(p)["hyperparameters"]["schedule"] for p in tmp_path.glob("*.json")} == {"cosine"}

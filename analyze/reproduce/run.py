@@ -84,9 +84,7 @@ class ReproduceConfig:
         The full-finetuning cells.
     finetune_lrs, finetune_freeze_bn
         Their learning-rate grid and whether the bases' BatchNorm statistics are kept (the
-        EfficientNet-Lite0 bases: yes, lr 0.003 at n = 512). ``finetune_epochs`` is the epoch
-        budget of the default training rule (warm-up and cosine decay over the budget, early
-        stop 5 epochs after the best validation epoch; docs/science.md section 10).
+        EfficientNet-Lite0 bases: yes, lr 0.003 with the best of 10 epochs at n = 512).
     controls : tuple of str, optional
         The recipe's control bases to build and compare (names; None: every control). The
         pair's two controls are always kept.
@@ -136,7 +134,7 @@ class ReproduceConfig:
     finetune_target: str = "long_hair"
     finetune_n: int = 512
     finetune_seeds: tuple = (0, 1, 2)  # three, the fewest a finding is stated from: a Lite0 finetune at n = 512 is ~30 s
-    finetune_epochs: int = 30  # a budget: early stopping ends a run 5 epochs after its best
+    finetune_epochs: int = 10
     finetune_lrs: tuple = (0.003,)
     finetune_freeze_bn: bool = True
     # the long_hair control is left out: long_hair is a finetuning target, and no pretraining
@@ -170,7 +168,7 @@ PRESETS = {
     # P(s=1 | y=1) levels, the natural and skewed sets at n = 128, a small finetune grid on the
     # biased base and one control, then effects, figures, the curation plan and the report
     "demo": ReproduceConfig(n=3000, size=64, levels=(0.0, 0.25, 0.5, 0.75, 1.0), sizes=(), seeds=(0, 1, 2, 3, 4),
-                            finetune_target="eyewear", finetune_n=128, finetune_seeds=(0, 1, 2), finetune_epochs=30,
+                            finetune_target="eyewear", finetune_n=128, finetune_seeds=(0, 1, 2), finetune_epochs=12,
                             finetune_lrs=(0.01,), finetune_freeze_bn=True,
                             finetune_bases=("avatars-biased-dark_skin", "avatars-control-hat"),
                             salience_targets=None, probe_grid=demo_probe_specs, finetune_grid=demo_finetune_specs,
