@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, default=256, help="training rows per cell (default 256)")
     p.add_argument("--seeds", default="0,1", help="replicate seeds, comma-separated (default 0,1)")
     p.add_argument("--out", type=Path, default=None, help="records folder (default work/results/finetune)")
-    p.add_argument("--epochs", type=int, default=5, help="maximum epochs; the best validation epoch is kept")
+    p.add_argument("--epochs", type=int, default=_defaults()[2],
+                   help=f"epoch budget (maximum epochs; default {_defaults()[2]}); the best validation epoch is kept")
     p.add_argument("--lrs", default=",".join(map(str, _defaults()[0])), help="learning-rate grid")
     p.add_argument("--weight-decays", default=",".join(map(str, _defaults()[1])), help="weight-decay grid")
     p.add_argument("--batch-size", type=int, default=64)
@@ -30,11 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--freeze-bn", action="store_true",
                    help="keep the base's BatchNorm statistics (layers in eval mode while training; for pretrained "
                         "bases finetuned on a few hundred images)")
-    p.add_argument("--schedule", default="constant", choices=("constant", "cosine"),
-                   help="learning rate over each run: constant, or a linear warm-up then a cosine decay to zero "
-                        "at the last epoch")
-    p.add_argument("--patience", type=int, default=0,
-                   help="stop a run after this many epochs without a lower validation loss (default 0: never)")
+    p.add_argument("--schedule", default=_defaults()[3], choices=("constant", "cosine"),
+                   help="learning rate over each run: a linear warm-up then a cosine decay to zero at the end of "
+                        f"the budget, or constant (default {_defaults()[3]})")
+    p.add_argument("--patience", type=int, default=_defaults()[4],
+                   help="stop a run after this many epochs without a lower validation loss "
+                        f"(default {_defaults()[4]}; 0: never)")
     p.add_argument("--engine", default="auto", choices=("auto", "batched", "loop"),
                    help="train runs of one shape together as one batched model, or one at a time (the reference); "
                         "results agree to rounding; auto (default): batched on a GPU, one at a time on the CPU")
@@ -55,9 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _defaults():
-    from analyze.finetune.search import DEFAULT_LRS, DEFAULT_WEIGHT_DECAYS
+    from analyze.finetune.search import DEFAULT_EPOCHS, DEFAULT_LRS, DEFAULT_PATIENCE, DEFAULT_SCHEDULE, DEFAULT_WEIGHT_DECAYS
 
-    return DEFAULT_LRS, DEFAULT_WEIGHT_DECAYS
+    return DEFAULT_LRS, DEFAULT_WEIGHT_DECAYS, DEFAULT_EPOCHS, DEFAULT_SCHEDULE, DEFAULT_PATIENCE
 
 
 def cmd_finetune(args) -> int:

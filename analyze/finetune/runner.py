@@ -46,6 +46,7 @@ from analyze.finetune.evaluate import (
 from analyze.finetune.search import (
     DEFAULT_LRS,
     DEFAULT_WEIGHT_DECAYS,
+    LEGACY_TRAINING,
     FinetuneConfig,
     build_net,
     prepare_replicates,
@@ -56,6 +57,7 @@ from analyze.metrics import natural_over_represented_group
 from analyze.results.records import (
     cell_id,
     make_record,
+    read_record,
     record_exists,
     rows_digest,
     training_composition,
@@ -66,6 +68,8 @@ from extract.devices import resolve_device
 from extract.errors import UserError
 
 SEARCH_SCOPES = ("condition", "first")
+# what one run's training depends on besides its learning rate and weight decay (a record is reused only when they match)
+TRAINING_KEYS = ("epochs", "batch_size", "momentum", "flip", "freeze", "freeze_bn", "schedule", "patience")
 WAVE_RUNS = 32  # runs trained per engine call when several conditions are searched at once
 
 
@@ -152,8 +156,9 @@ def finetune_cells(specs: Sequence, *, adapter, base: str | Path, config: Finetu
     context : RunContext
         ``out``: folder of the JSON records (None: nothing written, the table is returned);
         ``overwrite``: redo cells whose record exists (by default a condition whose records
-        all exist is skipped; one with any record missing is run whole, since the grid
-        search needs every replicate, and all its records are rewritten); ``progress``.
+        all exist and were trained as ``config`` trains, :func:`same_training`, is skipped;
+        one with any record missing or trained otherwise is run whole, since the grid search
+        needs every replicate, and all its records are rewritten); ``progress``.
     options : FinetuneOptions
         Base weights, test rows, image size, device, search scope, saved backbones, decoders.
 
@@ -171,7 +176,7 @@ def finetune_cells(specs: Sequence, *, adapter, base: str | Path, config: Finetu
     native = getattr(adapter, "image_shape", (None,))[0]
     base_backbone = load_base(base, weights=options.weights, seed=0, image_size=options.image_size, native_size=native)
     base_name = str(base)
-    todo, skipped = _split_done(group_conditions(specs), base_name, context.out, context.overwrite)
+    todo, skipped = _split_done(group_conditions(specs), base_name, context.out, context.overwrite, config)
     summary = [{"cell_id": cid, "status": "skipped"} for cid in skipped]
     if not todo:
         return pd.DataFrame(summary)
@@ -231,12 +236,29 @@ def _run_plans(plans, config, make_base, context, *, progress) -> list[dict]:
     return summary
 
 
-def _split_done(conditions, base_name, out, overwrite):
-    """Conditions with at least one missing record, and the ids of the complete ones' cells."""
+def same_training(record: dict, config: FinetuneConfig) -> bool:
+    """True when ``record`` was trained under ``config``'s per-run training (:data:`TRAINING_KEYS`).
+
+    A record from before ``schedule`` and ``patience`` existed lacks them and trained with
+    :data:`~analyze.finetune.search.LEGACY_TRAINING`; so a changed default training is never
+    matched by old records (the grid is not compared: ``search="first"`` narrows it per condition).
+    """
+    hyper = record.get("hyperparameters") or {}
+    want = config.to_dict()
+    return all(hyper.get(key, LEGACY_TRAINING.get(key)) == want[key] for key in TRAINING_KEYS)
+
+
+def _reusable(out, cid: str, config: FinetuneConfig) -> bool:
+    return record_exists(out, cid) and same_training(read_record(Path(out) / f"{cid}.json"), config)
+
+
+def _split_done(conditions, base_name, out, overwrite, config):
+    """Conditions with at least one missing record (or one trained otherwise than ``config``),
+    and the ids of the complete ones' cells."""
     todo, skipped = [], []
     for members in conditions:
         ids = [cell_id(runner="finetune", backbone=base_name, spec=s.to_dict()) for s in members]
-        if out is not None and not overwrite and all(record_exists(out, cid) for cid in ids):
+        if out is not None and not overwrite and all(_reusable(out, cid, config) for cid in ids):
             skipped += ids
         else:
             todo.append(members)
@@ -337,5 +359,5 @@ def _save_backbone(net, cid: str, spec: dict, hyper: dict, ctx) -> Path:
                            preprocess=ctx["base"].preprocess, meta=meta)
 
 
-__all__ = ["DEFAULT_LRS", "DEFAULT_WEIGHT_DECAYS", "FinetuneConfig", "FinetuneOptions", "base_factory", "finetune_cells",
-           "group_conditions"]
+__all__ = ["DEFAULT_LRS", "DEFAULT_WEIGHT_DECAYS", "FinetuneConfig", "FinetuneOptions", "TRAINING_KEYS", "base_factory",
+           "finetune_cells", "group_conditions", "same_training"]

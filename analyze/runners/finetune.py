@@ -165,7 +165,13 @@ class FinetuneRunner:
 
     def check_fit(self, record: dict, flag) -> None:
         """Diagnosis flags of how a finetune was fitted (:func:`analyze.metrics.diagnosis.diagnose_record`):
-        the chosen learning rate or best epoch at an edge of its grid, curves that did not settle."""
+        the chosen learning rate or best epoch at an edge of its grid, curves that did not settle.
+
+        ``epochs_at_edge``: the best validation epoch is the first, or the last of the epoch
+        budget (``epochs``). Under early stopping (``patience`` > 0) a run that stopped early
+        ends ``patience`` epochs after its best, so a best epoch at the budget's end means
+        the run was still improving when the budget ran out: undertrained, flagged as before.
+        """
         from analyze.metrics.diagnosis import _curve_problem, _finite, at_edge, edge_reason
 
         hyper = record.get("hyperparameters") or {}
@@ -174,7 +180,9 @@ class FinetuneRunner:
         flag("lr_at_edge", edge_reason("lr", hyper.get("lr"), edge, grid))
         best, epochs = hyper.get("best_epoch"), hyper.get("epochs")
         if _finite(best) and _finite(epochs) and epochs >= 2 and best in (1, epochs):
-            flag("epochs_at_edge", f"the best epoch is the {'first' if best == 1 else 'last'} of {int(epochs)}")
+            where = "first" if best == 1 else "last"
+            still = " (still improving when the budget ran out)" if best == epochs and hyper.get("patience") else ""
+            flag("epochs_at_edge", f"the best epoch is the {where} of {int(epochs)}{still}")
         run = record.get("finetune") or {}
         flag("not_converged", _curve_problem(run.get("train_curve"), run.get("val_curve")))
 

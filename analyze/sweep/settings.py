@@ -95,16 +95,16 @@ def finetune_settings(*, dataset: dict, base: dict, spec: dict | None, config: d
     """
     from analyze.config import EvalConfig
     from analyze.finetune.runner import FinetuneOptions
-    from analyze.finetune.search import FinetuneConfig
+    from analyze.finetune.search import LEGACY_TRAINING, FinetuneConfig
 
     protocol = dataclasses.asdict(FinetuneConfig(**{k: tuple(v) if isinstance(v, list) else v
                                                     for k, v in config.items()}))
     # the engine says how the runs are computed, not what they compute (as the device); a schedule or
-    # patience at its default leaves the digest as it was before those options existed, so older
-    # records stay valid
+    # patience at the value runs had before those options existed (not at today's default) leaves the
+    # digest as it was, so only records trained that way stay valid
     protocol.pop("engine")
-    for key, default in (("schedule", "constant"), ("patience", 0)):
-        if protocol[key] == default:
+    for key, legacy in LEGACY_TRAINING.items():
+        if protocol[key] == legacy:
             protocol.pop(key)
     defaults = {"sensitive": EvalConfig().sensitive, "policy": EvalConfig().policy,
                 "image_size": FinetuneOptions().image_size, "search": FinetuneOptions().search}
