@@ -366,7 +366,7 @@ def classify_bases(bases: dict) -> dict:
 
 def objective_bases(run, config: RanjitConfig) -> tuple[dict, str]:
     """R1's bases from the objectives recipe (built or reused under ``out/bases/objectives``), or ``({}, why)``."""
-    from analyze.reproduce.stages import RECIPE
+    from analyze.reproduce.sources import RECIPE
     from extract.pretrain import load_recipe, run_recipe
 
     if config.recipe is None:
@@ -436,10 +436,11 @@ def matched_epochs(meta, config: RanjitConfig) -> tuple[int, tuple[int, int]]:
 
 def random_init_bases(run, out: Path, seeds) -> list[Path]:
     """Seeded random-init checkpoints of the recipe's architecture (the null's starting points)."""
-    from analyze.reproduce.stages import _recipe
+    from analyze.reproduce.sources import recipe_path
+    from extract.pretrain import load_recipe
     from extract.pretrain.train import write_scratch_base
 
-    model = _recipe(run.config, run.out)[0]["model"]
+    model = load_recipe(recipe_path(run.config))["model"]  # the bases' architecture and start
     digest = hashlib.sha256(json.dumps(model, sort_keys=True, default=str).encode()).hexdigest()[:8]
     paths = []
     for seed in seeds:

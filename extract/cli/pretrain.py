@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``pretrain`` verb to the top-level parser."""
     p = sub.add_parser("pretrain", help="train a base from scratch on dataset attributes, or build the bases of a recipe")
     mode = p.add_argument_group("recipe mode")
-    mode.add_argument("--recipe", type=Path, default=None, help="TOML recipe, e.g. data/recipes/avatars-bases.toml")
+    mode.add_argument("--recipe", type=Path, default=None, help="TOML recipe, e.g. data/recipes/avatars-bases.toml (supervised bases) or "
+                      "data/recipes/avatars-objectives.toml (supervised and contrastive bases)")
     mode.add_argument("--out-dir", type=Path, default=None, help="folder of the recipe's checkpoints (default work/bases)")
     mode.add_argument("--cache-dir", type=Path, default=None, help="folder of the pretraining cache (default work/avatars)")
     mode.add_argument("--workers", type=int, default=None, help="rendering processes when the cache is missing")
@@ -114,7 +115,10 @@ def _cmd_recipe(args) -> int:
     for base in summary["bases"]:
         final = base.get("final") or {}
         val = final.get("val") or final.get("train")
-        accs = ", ".join(f"{a} {r['accuracy']:.3f}" for a, r in val["per_attribute"].items()) if val else "untrained"
+        if val and "per_attribute" in val:
+            accs = ", ".join(f"{a} {r['accuracy']:.3f}" for a, r in val["per_attribute"].items())
+        else:  # a contrastive base: its partner found among the other views
+            accs = f"pair accuracy {val['pair_accuracy']:.3f}" if val else "untrained"
         state = "kept" if base["skipped"] else f"{base['seconds']:.1f} s"
         print(f"{base['role']:<8} {paths[base['name']]}  ({state}; {accs})")
     print(f"total {summary['seconds']:.1f} s")
