@@ -91,9 +91,9 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
 def configure_environment(env=None) -> None:
     """Before torch is imported: OpenMP threads that wait sleep (``OMP_WAIT_POLICY=PASSIVE``)
     unless the user chose a policy. With the default (spinning) policy, two torch threads
-    beside one other CPU-bound process on 2 cores train a Lite0 at 26% of their quiet
-    speed; passive waiting keeps 54%, at 13% less quiet speed (``benchmarks/busy.py``; set
-    ``OMP_WAIT_POLICY=ACTIVE`` on a dedicated machine to take that back)."""
+    beside one other CPU-bound process on 2 cores train a Lite0 at 26-35% of their quiet
+    speed; passive waiting keeps 54-61%, at 6-13% less quiet speed (``benchmarks/busy.py``,
+    README; set ``OMP_WAIT_POLICY=ACTIVE`` on a dedicated machine to take that back)."""
     (os.environ if env is None else env).setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
