@@ -9,20 +9,18 @@ import pytest
 import torch
 
 from analyze.config import RunContext
-from analyze.finetune.data import ImageBank
 from analyze.finetune.engine import Job, choose_models, group_jobs, model_bytes, train_stack
 from analyze.finetune.runner import FinetuneConfig, finetune_cells
 from analyze.finetune.search import resolve_engine
-from analyze.finetune.train import FinetuneNet, RunSettings, lr_factor, steps_per_epoch, train_run
+from analyze.finetune.train import RunSettings, lr_factor, steps_per_epoch, train_run
 from analyze.results.records import read_record
 from analyze.subsets import Correlation
 from extract.backbones import Preprocess, save_checkpoint
 from extract.datasets.avatars import AvatarAdapter
 from extract.errors import UserError
 from extract.models.smallcnn import SmallCNN
+from tests.finetune_nets import SIDE, small_net, synthetic
 
-SIDE = 16
-PRE = Preprocess(resize=SIDE, crop=SIDE, mean=(0.5,) * 3, std=(0.5,) * 3)
 CPU = torch.device("cpu")
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -63,19 +61,6 @@ def test_engine_matches_the_loop_on_a_fixed_grid(avatar_cache, base, tmp_path):
         np.testing.assert_allclose(got["finetune"]["val_curve"], ref["finetune"]["val_curve"], rtol=1e-4)
 
 
-def _synthetic(n=96, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    labels = (torch.arange(n) % 2).float()
-    images = torch.randint(0, 256, (n, 3, SIDE, SIDE), generator=g, dtype=torch.uint8)
-    images[labels == 1, 0] //= 2  # a learnable cue
-    return ImageBank(images, np.arange(n)), labels
-
-
-def _net(seed, freeze_bn=True):
-    torch.manual_seed(123)  # one base for every net
-    return FinetuneNet(SmallCNN(width=4), 32, PRE, freeze_bn=freeze_bn, seed=seed)
-
-
 def _jobs(labels, settings, train=slice(0, 64), val=slice(64, 96)):
     tr, va = torch.arange(len(labels))[train], torch.arange(len(labels))[val]
     return [Job(seed=i, train=tr, y_train=labels[tr], val=va, y_val=labels[va], settings=s)
@@ -83,15 +68,15 @@ def _jobs(labels, settings, train=slice(0, 64), val=slice(64, 96)):
 
 
 def _reference(job, bank, freeze_bn=True):
-    return train_run(_net(job.seed, freeze_bn), bank.images[job.train], job.y_train, bank.images[job.val], job.y_val,
+    return train_run(small_net(job.seed, freeze_bn), bank.images[job.train], job.y_train, bank.images[job.val], job.y_val,
                      settings=job.settings, seed=job.seed, device=CPU)
 
 
 def test_an_early_stopped_run_keeps_its_best_epoch_while_the_others_go_on():
-    bank, labels = _synthetic()
+    bank, labels = synthetic()
     settings = [RunSettings(lr=lr, weight_decay=1e-4, epochs=5, batch_size=16, patience=1) for lr in (0.3, 0.01)]
     jobs = _jobs(labels, settings)
-    stopped, going = train_stack(jobs, [_net(j.seed) for j in jobs], bank=bank)
+    stopped, going = train_stack(jobs, [small_net(j.seed) for j in jobs], bank=bank)
     assert len(stopped.val_curve) < 5 and stopped.best_epoch < len(stopped.val_curve)  # stopped by patience
     assert all(math.isfinite(v) for v in stopped.val_curve) and not stopped.diverged
     assert len(going.val_curve) == 5
@@ -104,9 +89,9 @@ def test_an_early_stopped_run_keeps_its_best_epoch_while_the_others_go_on():
 
 
 def test_batch_statistics_are_per_model_when_batchnorm_trains():
-    bank, labels = _synthetic()
+    bank, labels = synthetic()
     jobs = _jobs(labels, [RunSettings(lr=lr, weight_decay=0.0, epochs=1, batch_size=16) for lr in (0.05, 0.02)])
-    runs = train_stack(jobs, [_net(j.seed, freeze_bn=False) for j in jobs], bank=bank)
+    runs = train_stack(jobs, [small_net(j.seed, freeze_bn=False) for j in jobs], bank=bank)
     for run, job in zip(runs, jobs):
         ref = _reference(job, bank, freeze_bn=False)
         for key in ("backbone.stem.1.running_mean", "backbone.stages.3.bn2.running_var"):
@@ -128,11 +113,11 @@ def test_cosine_schedule_warms_up_and_decays_to_zero_within_the_budget():
 
 
 def test_runs_are_stacked_by_shape_and_memory():
-    _, labels = _synthetic()
+    _, labels = synthetic()
     settings = RunSettings(lr=0.01, weight_decay=0.0)
     jobs = _jobs(labels, [settings] * 5) + _jobs(labels, [settings] * 2, train=slice(0, 48))
     assert group_jobs(jobs, 2) == [[0, 1], [2, 3], [4], [5, 6]]  # never mixes training-set sizes
-    net = _net(0)
+    net = small_net(0)
     assert model_bytes(net, side=SIDE, batch_size=64) > model_bytes(net, side=SIDE, batch_size=8) > 0
     assert 1 <= choose_models(net, side=SIDE, batch_size=64, device=CPU) <= 4
 

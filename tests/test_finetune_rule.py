@@ -9,11 +9,10 @@ import pytest
 import torch
 
 from analyze.config import RunContext
-from analyze.finetune.data import ImageBank
 from analyze.finetune.engine import Job, train_stack
 from analyze.finetune.runner import FinetuneConfig, finetune_cells, same_training
 from analyze.finetune.search import LEGACY_TRAINING
-from analyze.finetune.train import FinetuneNet, RunSettings, lr_factor, train_run
+from analyze.finetune.train import RunSettings, lr_factor, train_run
 from analyze.results.records import read_record, write_record
 from analyze.runners.registry import get_runner
 from analyze.subsets import Correlation
@@ -21,9 +20,8 @@ from analyze.sweep.settings import finetune_settings
 from extract.backbones import Preprocess, save_checkpoint
 from extract.datasets.avatars import AvatarAdapter
 from extract.models.smallcnn import SmallCNN
+from tests.finetune_nets import small_net, synthetic
 
-SIDE = 16
-PRE = Preprocess(resize=SIDE, crop=SIDE, mean=(0.5,) * 3, std=(0.5,) * 3)
 CPU = torch.device("cpu")
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -49,19 +47,6 @@ def test_warm_up_and_cosine_decay_over_a_30_epoch_budget():
     assert [lr_factor(s, total=20, per_epoch=10, schedule="cosine") for s in range(2)] == [0.5, 1.0]
 
 
-def _synthetic(n=96, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    labels = (torch.arange(n) % 2).float()
-    images = torch.randint(0, 256, (n, 3, SIDE, SIDE), generator=g, dtype=torch.uint8)
-    images[labels == 1, 0] //= 2  # a learnable cue
-    return ImageBank(images, np.arange(n)), labels
-
-
-def _net(seed):
-    torch.manual_seed(123)
-    return FinetuneNet(SmallCNN(width=4), 32, PRE, freeze_bn=True, seed=seed)
-
-
 def _record(run, settings: RunSettings) -> dict:
     return {"hyperparameters": {"lr": settings.lr, "grid": {"lrs": [settings.lr]}, "best_epoch": run.best_epoch,
                                 "epochs": settings.epochs, "patience": settings.patience},
@@ -69,16 +54,16 @@ def _record(run, settings: RunSettings) -> dict:
 
 
 def test_early_stop_at_patience_and_the_budget_end_in_both_engines():
-    bank, labels = _synthetic()
+    bank, labels = synthetic()
     tr, va = torch.arange(64), torch.arange(64, 96)
     # lr 0.5 overfits quickly and stops early; lr 0.002 is still improving when its 6-epoch budget runs out
     settings = [RunSettings(lr=lr, weight_decay=0.0, epochs=6, batch_size=16, patience=2, schedule="cosine")
                 for lr in (0.5, 0.002)]
     jobs = [Job(seed=i, train=tr, y_train=labels[tr], val=va, y_val=labels[va], settings=s)
             for i, s in enumerate(settings)]
-    stacked = train_stack(jobs, [_net(j.seed) for j in jobs], bank=bank)
+    stacked = train_stack(jobs, [small_net(j.seed) for j in jobs], bank=bank)
     for job, run in zip(jobs, stacked):
-        ref = train_run(_net(job.seed), bank.images[tr], labels[tr], bank.images[va], labels[va],
+        ref = train_run(small_net(job.seed), bank.images[tr], labels[tr], bank.images[va], labels[va],
                         settings=job.settings, seed=job.seed, device=CPU)
         assert (run.best_epoch, len(run.val_curve)) == (ref.best_epoch, len(ref.val_curve))
         np.testing.assert_allclose(run.val_curve, ref.val_curve, rtol=1e-4)
